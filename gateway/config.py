@@ -1,0 +1,434 @@
+"""Typed, frozen settings loaded once from a TOML file plus `GATEWAY_...` environment variables.
+
+Environment variables override the file: `GATEWAY_ISSUER`, `GATEWAY_TOKENS__ALGORITHM`,
+`GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET` (a double underscore separates sections). Any secret
+can instead be read from a file: `client_secret_file = "/run/secrets/google"` in TOML, or
+`GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET_FILE=/run/secrets/google` in the environment.
+
+Every problem is reported as a `ConfigError` naming the key, so the CLI can print one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "GATEWAY_"
+ENV_CONFIG_PATH = "GATEWAY_CONFIG"
+ALGORITHMS = ("EdDSA", "ES256", "RS256")
+SAMESITE_VALUES = ("Lax", "Strict", "None")
+MIN_COOKIE_SECRET_BYTES = 32
+MAX_LEEWAY_SECONDS = 300
+
+
+class Secret:
+    """A string that never shows itself in a repr, a traceback or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+NO_SECRET = Secret("")
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    address: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    algorithm: str = "RS256"
+    access_token_lifetime: int = 600
+    audience: str = ""  # default `aud` of cookie-mode tokens; the issuer when empty
+    leeway: int = 30
+    keys_dir: str = ""
+
+
+@dataclass(frozen=True)
+class CookieSettings:
+    secret: Secret = NO_SECRET
+    domain: str = ""
+    secure: bool = True
+    samesite: str = "Lax"
+    session_lifetime: int = 86400
+    session_idle_timeout: int = 7200
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    allowed_return_urls: tuple[str, ...] = ()
+    default_return_to: str = ""  # where a login without return_to lands; "" = the gateway's page
+    transaction_lifetime: int = 600
+    max_pending_transactions: int = 100_000
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+    max_clients: int = 1000
+    max_response_bytes: int = 1_048_576
+    jwks_cache_seconds: int = 3600
+    jwks_refresh_cooldown: int = 60
+
+
+@dataclass(frozen=True)
+class GoogleSettings:
+    client_id: str = ""
+    client_secret: Secret = NO_SECRET
+    authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_url: str = "https://oauth2.googleapis.com/token"
+    userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # "auto": ask userinfo only when the id_token lacks name or picture.
+    fetch_userinfo: str = "auto"
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    google: GoogleSettings | None = None
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    provider_port: int = 8081
+    state_dir: str = ".gateway-dev"
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str = ""
+    dev_mode: bool = False
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    cookies: CookieSettings = field(default_factory=CookieSettings)
+    login: LoginSettings = field(default_factory=LoginSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
+    dev: DevSettings = field(default_factory=DevSettings)
+
+    @property
+    def audience(self) -> str:
+        return self.tokens.audience or self.issuer
+
+    def callback_url(self, provider: str) -> str:
+        """The fixed upstream redirect_uri of a provider (SECURITY R4: never from request input)."""
+        return f"{self.issuer}/callback/{provider}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    dev_mode: bool = False,
+) -> Settings:
+    """Read the TOML file (if any), apply `GATEWAY_...` overrides from `environ`, validate.
+
+    `base` holds defaults beneath the file (development mode uses it); `environ` is passed in
+    rather than read from `os.environ` so that tests never need to patch the process.
+    """
+    environ = environ if environ is not None else {}
+    raw: dict[str, Any] = _deep_copy(dict(base or {}))
+    if path is None and environ.get(ENV_CONFIG_PATH):
+        path = environ[ENV_CONFIG_PATH]
+    if path is not None:
+        deep_merge(raw, _read_toml(Path(path)))
+    deep_merge(raw, _env_overrides(environ))
+    if dev_mode:
+        raw["dev_mode"] = True
+    settings: Settings = _build(Settings, raw, "")
+    validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_PATH:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(name, "malformed variable name (use GATEWAY_SECTION__KEY)")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(name, "conflicts with another variable")
+        node[parts[-1]] = _EnvValue(value, name)
+    return tree
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A raw string from the environment, coerced to the field's type when the schema is known."""
+
+    text: str
+    variable: str
+
+
+def deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            deep_merge(into[key], value)
+        elif isinstance(value, Mapping):
+            into[key] = _deep_copy(dict(value))
+        else:
+            into[key] = value
+
+
+def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix.rstrip(".") or "config", "must be a table (section)")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    secret_files = {f"{name}_file" for name in known if _is_secret(hints[name])}
+    for key in raw:
+        if key not in known and key not in secret_files:
+            raise ConfigError(prefix + key, "unknown setting")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        hint = hints[f.name]
+        if _is_secret(hint) and f"{f.name}_file" in raw:
+            if f.name in raw:
+                raise ConfigError(key, f"set either {f.name} or {f.name}_file, not both")
+            values[f.name] = _read_secret_file(key + "_file", raw[f"{f.name}_file"])
+        elif f.name in raw:
+            values[f.name] = _coerce(hint, raw[f.name], key)
+    return cls(**values)
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret
+
+
+def _read_secret_file(key: str, value: Any) -> Secret:
+    path = value.text if isinstance(value, _EnvValue) else value
+    if not isinstance(path, str) or not path:
+        raise ConfigError(key, "must be a file path")
+    try:
+        return Secret(Path(path).read_text(encoding="utf-8").strip())
+    except OSError as e:
+        raise ConfigError(key, f"cannot read secret file {path}: {e.strerror}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    optional = _optional_inner(hint)
+    if optional is not None:
+        hint = optional
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if isinstance(value, _EnvValue):
+            raise ConfigError(key, "is a section; set its keys instead")
+        return _build(hint, value, key + ".")
+    if isinstance(value, _EnvValue):
+        return _from_env_text(hint, value, key)
+    if hint is Secret:
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        return Secret(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, "must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a list of strings")
+        return tuple(value)
+    raise ConfigError(key, f"unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _from_env_text(hint: Any, value: _EnvValue, key: str) -> Any:
+    text = value.text.strip()
+    where = f"{key} (from {value.variable})"
+    if hint is Secret:
+        return Secret(value.text)
+    if hint is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(where, f"must be true or false (got {text!r})")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ConfigError(where, f"must be a number (got {text!r})") from None
+    if hint is str:
+        return text
+    if typing.get_origin(hint) is tuple:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    raise ConfigError(where, "cannot be set from the environment")  # pragma: no cover
+
+
+def _optional_inner(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: cross-field rules, one ConfigError naming the key
+
+
+def validate(settings: Settings) -> None:
+    dev = settings.dev_mode
+    _check_public_url("issuer", settings.issuer, dev)
+    if settings.issuer.endswith("/") or urlsplit(settings.issuer)[3:] != ("", ""):
+        raise ConfigError("issuer", "must be a base URL without trailing slash, query or fragment")
+    if not 0 <= settings.listen.port <= 65535:
+        raise ConfigError("listen.port", "must be between 0 and 65535")
+
+    tokens = settings.tokens
+    if tokens.algorithm not in ALGORITHMS:
+        raise ConfigError(
+            "tokens.algorithm", f"must be one of {', '.join(ALGORITHMS)} (got {tokens.algorithm!r})"
+        )
+    if not 30 <= tokens.access_token_lifetime <= 86400:
+        raise ConfigError("tokens.access_token_lifetime", "must be between 30 and 86400 seconds")
+    if not 0 <= tokens.leeway <= MAX_LEEWAY_SECONDS:
+        raise ConfigError("tokens.leeway", f"must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+    if not tokens.keys_dir:
+        raise ConfigError("tokens.keys_dir", "is required (a directory holding the signing keys)")
+
+    cookies = settings.cookies
+    if not cookies.secret:
+        raise ConfigError("cookies.secret", "is required (at least 32 random bytes)")
+    if len(cookies.secret.reveal().encode()) < MIN_COOKIE_SECRET_BYTES:
+        raise ConfigError("cookies.secret", f"must be at least {MIN_COOKIE_SECRET_BYTES} bytes")
+    if cookies.samesite not in SAMESITE_VALUES:
+        raise ConfigError("cookies.samesite", f"must be one of {', '.join(SAMESITE_VALUES)}")
+    if cookies.samesite == "None" and not cookies.secure:
+        raise ConfigError("cookies.samesite", "None requires cookies.secure = true")
+    if not cookies.secure and not (dev or _is_loopback_url(settings.issuer)):
+        raise ConfigError("cookies.secure", "may be false only in development mode on loopback")
+    if cookies.domain and not _is_domain_of(cookies.domain, settings.issuer):
+        raise ConfigError("cookies.domain", "must be the issuer's host or a parent domain of it")
+    if cookies.session_lifetime < 60 or cookies.session_idle_timeout < 60:
+        raise ConfigError("cookies.session_lifetime", "session timeouts must be at least 60 s")
+
+    login = settings.login
+    for i, url in enumerate(login.allowed_return_urls):
+        _check_public_url(f"login.allowed_return_urls[{i}]", url, dev)
+    if login.default_return_to:
+        _check_public_url("login.default_return_to", login.default_return_to, dev)
+    if not 30 <= login.transaction_lifetime <= 3600:
+        raise ConfigError("login.transaction_lifetime", "must be between 30 and 3600 seconds")
+
+    upstream = settings.upstream
+    if upstream.connect_timeout <= 0 or upstream.request_timeout <= 0:
+        raise ConfigError("upstream.request_timeout", "timeouts must be positive")
+    if upstream.max_clients < 1:
+        raise ConfigError("upstream.max_clients", "must be at least 1")
+
+    google = settings.providers.google
+    if google is not None:
+        if not google.client_id:
+            raise ConfigError("providers.google.client_id", "is required")
+        if not google.client_secret:
+            raise ConfigError("providers.google.client_secret", "is required")
+        for name in ("authorize_url", "token_url", "userinfo_url", "jwks_url"):
+            _check_public_url(f"providers.google.{name}", getattr(google, name), dev)
+        if not google.issuers:
+            raise ConfigError("providers.google.issuers", "must list at least one issuer")
+        if "openid" not in google.scopes:
+            raise ConfigError("providers.google.scopes", "must include openid")
+        if google.fetch_userinfo not in ("auto", "always", "never"):
+            raise ConfigError("providers.google.fetch_userinfo", "must be auto, always or never")
+
+
+def _check_public_url(key: str, url: str, dev: bool) -> None:
+    if not url:
+        raise ConfigError(key, "is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(key, f"must be an absolute https:// URL (got {url!r})")
+    if parts.username or parts.password:
+        raise ConfigError(key, "must not contain user info")
+    if parts.scheme == "http" and not (_is_loopback_url(url) or dev):
+        raise ConfigError(key, "must use https:// (http:// only for loopback addresses)")
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_domain_of(domain: str, url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    domain = domain.lower().lstrip(".")
+    return host == domain or host.endswith("." + domain)

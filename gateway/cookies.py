@@ -1,0 +1,72 @@
+"""The gateway's cookies: names and attributes in one place (SECURITY P1, P5, K5).
+
+Tornado's `set_cookie` defaults `httponly` and `secure` to off and signed cookies to 30 days, so
+every cookie here is set with explicit flags. Signed cookies are read with `min_version=2`
+(HMAC-SHA256; the default also accepts legacy HMAC-SHA1 values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tornado.web
+
+from gateway.config import CookieSettings
+
+SIGNED_VALUE_MIN_VERSION = 2
+HOST_PREFIX = "__Host-"
+
+LOGIN = "gw_login"  # binds login transactions to this browser
+SESSION = "gw_session"  # the gateway's own session
+ACCESS = "gw_access"  # the access JWT, for apps on the same (parent) domain
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    settings: CookieSettings
+
+    def name(self, base: str, *, shared: bool = False) -> str:
+        """`__Host-` names where the cookie is host-only and secure; a shared cookie (one with
+        the configured domain) cannot carry the prefix."""
+        host_only = not (shared and self.settings.domain)
+        return HOST_PREFIX + base if host_only and self.settings.secure else base
+
+    def set(self, handler: tornado.web.RequestHandler, base: str, value: str, *,
+            max_age: int, signed: bool = False, shared: bool = False) -> None:
+        name = self.name(base, shared=shared)
+        attributes = self._attributes(base, shared)
+        if signed:
+            handler.set_signed_cookie(name, value, expires_days=None, max_age=max_age,
+                                      **attributes)
+        else:
+            handler.set_cookie(name, value, max_age=max_age, **attributes)
+
+    def _attributes(self, base: str, shared: bool) -> dict[str, Any]:
+        samesite = self.settings.samesite
+        if base == LOGIN and samesite == "Strict":
+            samesite = "Lax"  # SECURITY P5: a Strict cookie is not sent on the provider's redirect
+        return {
+            "path": "/",
+            "httponly": True,
+            "secure": self.settings.secure,
+            "samesite": samesite,
+            "domain": self.settings.domain if shared and self.settings.domain else None,
+        }
+
+    def read_signed(self, handler: tornado.web.RequestHandler, base: str,
+                    max_age_seconds: int) -> str | None:
+        raw = handler.get_signed_cookie(
+            self.name(base), max_age_days=max_age_seconds / 86400,
+            min_version=SIGNED_VALUE_MIN_VERSION,
+        )
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def read(self, handler: tornado.web.RequestHandler, base: str, *,
+             shared: bool = False) -> str | None:
+        return handler.get_cookie(self.name(base, shared=shared))
+
+    def clear(self, handler: tornado.web.RequestHandler, base: str, *,
+              shared: bool = False) -> None:
+        """Expire a cookie with the same attributes it was set with (SECURITY P7)."""
+        handler.clear_cookie(self.name(base, shared=shared), **self._attributes(base, shared))

@@ -1,0 +1,119 @@
+"""The gateway's error hierarchy.
+
+Handlers raise these; `gateway.handlers.base.BaseHandler.write_error` is the one place that turns
+them into a JSON body or an HTML page. Every error carries an OAuth-style `error` code, a
+description that is safe to show to the user, and an HTTP status.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway shows to a client."""
+
+    status: int = 400
+    error: str = "invalid_request"
+    title: str = "Something went wrong"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        retry_url: str | None = None,
+        log_detail: str = "",
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        if status is not None:
+            self.status = status
+        if error is not None:
+            self.error = error
+        # Where a browser user can try again (a login URL); None when retrying makes no sense.
+        self.retry_url = retry_url
+        # Extra detail for our own log only: never shown to the client (no oracle, no reflection).
+        self.log_detail = log_detail
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    error = "invalid_request"
+    title = "This request cannot be processed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    error = "not_found"
+    title = "Not found"
+
+
+class InvalidToken(GatewayError):
+    """A bearer token was refused. Every refusal looks the same on the wire (SECURITY J9)."""
+
+    status = 401
+    error = "invalid_token"
+    title = "Invalid token"
+
+    PUBLIC_DESCRIPTION = "The access token is invalid or has expired."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.PUBLIC_DESCRIPTION, log_detail=reason)
+        self.reason = reason
+
+
+class MissingToken(GatewayError):
+    status = 401
+    error = "invalid_request"
+    title = "Sign-in required"
+
+
+class LoginFailed(GatewayError):
+    """The login transaction cannot be completed (state missing, expired, replayed...)."""
+
+    status = 400
+    error = "login_failed"
+    title = "Sign-in could not be completed"
+
+
+class AccessDenied(GatewayError):
+    """The user declined at the provider."""
+
+    status = 403
+    error = "access_denied"
+    title = "Sign-in was cancelled"
+
+
+class UpstreamError(GatewayError):
+    """The identity provider failed or answered something we cannot use."""
+
+    status = 502
+    error = "upstream_error"
+    title = "The sign-in provider did not answer correctly"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        provider: str,
+        upstream_status: int | None = None,
+        status: int | None = None,
+        log_detail: str = "",
+    ) -> None:
+        super().__init__(description, status=status, log_detail=log_detail)
+        self.provider = provider
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error = "upstream_timeout"
+    title = "The sign-in provider took too long to answer"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong. Its message is one line naming the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key

@@ -1,0 +1,124 @@
+"""The base of every handler: the one place errors become HTTP, and the headers every
+response gets."""
+
+from __future__ import annotations
+
+import logging
+from http.client import responses as HTTP_REASONS
+from typing import Any
+
+import tornado.web
+
+from gateway.errors import GatewayError, InvalidRequest, InvalidToken, MissingToken, UpstreamError
+
+log = logging.getLogger("gateway.http")
+
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+MAX_ARGUMENT_LENGTH = 4096
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Errors, content negotiation and security headers; subclasses only do their job."""
+
+    # Whether errors of this route are JSON always (APIs) or negotiated (browser routes).
+    api = False
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")  # SECURITY R6/H2: codes never leak
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.clear_header("Server")
+
+    def set_no_store(self) -> None:
+        """For every response that carries a token or a cookie holding one (SECURITY H1)."""
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Pragma", "no-cache")
+
+    def wants_json(self) -> bool:
+        if self.api:
+            return True
+        accept = self.request.headers.get("Accept", "")
+        return "application/json" in accept and "text/html" not in accept
+
+    def single_argument(self, name: str, *, required: bool = True) -> str | None:
+        """A query or form argument given at most once (SECURITY S7: Tornado silently takes the
+        last of duplicates), with a bounded length (SECURITY H4)."""
+        values = self.get_arguments(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"The parameter {name!r} was given more than once.")
+        if not values or values[0] == "":
+            if required:
+                raise InvalidRequest(f"The parameter {name!r} is missing.")
+            return None
+        if len(values[0]) > MAX_ARGUMENT_LENGTH:
+            raise InvalidRequest(f"The parameter {name!r} is too long.")
+        return values[0]
+
+    def write_json(self, document: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(tornado.escape.json_encode(document))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, GatewayError):
+            self._log_gateway_error(value)
+        elif isinstance(value, tornado.web.HTTPError):
+            log.info("%s %s -> %d", self.request.method, self.request.path, value.status_code)
+        else:
+            log.error("unexpected error on %s %s", self.request.method, self.request.path,
+                      exc_info=(typ, value, tb))
+
+    def _log_gateway_error(self, error: GatewayError) -> None:
+        provider = f" provider={error.provider}" if isinstance(error, UpstreamError) else ""
+        log.warning("refused %s %s status=%d error=%s%s %s", self.request.method,
+                    self.request.path, error.status, error.error, provider, error.log_detail)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one mapping from exceptions to HTTP: JSON for APIs, a page for browsers."""
+        error = _as_gateway_error(status_code, kwargs.get("exc_info"))
+        self.clear_header("Location")
+        self.set_status(error.status)
+        if isinstance(error, InvalidToken):
+            self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
+        elif isinstance(error, MissingToken):
+            self.set_header("WWW-Authenticate", 'Bearer realm="oauth-gateway"')
+        self.set_no_store()
+        if self.wants_json():
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            body: dict[str, Any] = {"error": error.error, "error_description": error.description}
+            if error.retry_url:
+                body["retry_url"] = error.retry_url
+            self.finish(tornado.escape.json_encode(body))
+        else:
+            self.render("error.html", error=error, status=error.status)
+
+
+def _as_gateway_error(status_code: int, exc_info: Any) -> GatewayError:
+    exception = exc_info[1] if exc_info else None
+    if isinstance(exception, GatewayError):
+        return exception
+    if isinstance(exception, tornado.web.HTTPError) and exception.status_code < 500:
+        # Tornado's own refusals (405, a missing argument, XSRF...): never its stack trace.
+        reason = HTTP_REASONS.get(exception.status_code, "Bad request")
+        return GatewayError(reason, status=exception.status_code,
+                            error=_error_code(exception.status_code))
+    return GatewayError(
+        "The gateway failed to process this request. Please try again later.",
+        status=500 if status_code < 500 else status_code, error="server_error",
+    )
+
+
+def _error_code(status: int) -> str:
+    return {401: "unauthorized", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 413: "request_too_large"}.get(status, "invalid_request")
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown route: a clean 404 in the negotiated form."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)

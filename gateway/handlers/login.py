@@ -1,0 +1,139 @@
+"""Redirect-based login: `/login/<provider>` sends the browser upstream, `/callback/<provider>`
+brings it back, issues our tokens and returns it to the app.
+
+These handlers are generic; app.py mixes each provider's login class (which carries the
+`tornado.auth` mixin) into them, providing `start_upstream_login` and `finish_upstream_login`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from gateway import cookies, transactions
+from gateway.context import GatewayContext
+from gateway.errors import AccessDenied, GatewayError, InvalidRequest, UpstreamError
+from gateway.handlers.base import BaseHandler
+from gateway.identity import Identity
+from gateway.redirects import is_allowed_return_to
+from gateway.transactions import LoginTransaction
+
+log = logging.getLogger("gateway.login")
+
+# SECURITY S8: tokens must never arrive on the front channel.
+FRONT_CHANNEL_TOKENS = ("access_token", "id_token", "token")
+
+
+class ProviderHandler(BaseHandler):
+    """What the login and callback handlers share: the context and the provider."""
+
+    ctx: GatewayContext
+    provider: Any  # the provider object the mixin reads (e.g. GoogleProvider)
+
+    def initialize(self, ctx: GatewayContext, provider: Any) -> None:
+        self.ctx = ctx
+        self.provider = provider
+
+    def login_url(self, return_to: str | None) -> str:
+        path = f"/login/{self.provider.name}"
+        return f"{path}?{urlencode({'return_to': return_to})}" if return_to else path
+
+    def start_upstream_login(self, tx: LoginTransaction, state: str) -> None:
+        raise NotImplementedError  # provided by the provider's login mixin
+
+    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
+        raise NotImplementedError  # provided by the provider's login mixin
+
+
+class LoginHandler(ProviderHandler):
+    """GET /login/<provider>?return_to=URL"""
+
+    async def get(self) -> None:
+        settings = self.ctx.settings
+        return_to = self.single_argument("return_to", required=False) or self.ctx.default_return_to
+        if not is_allowed_return_to(return_to, self.ctx.allowed_returns):
+            # SECURITY R2: a refusal is a page, never a redirect.
+            raise InvalidRequest(
+                "The address to return to after sign-in is not allowed by this gateway.",
+                log_detail="return_to not in allowlist",
+            )
+        lifetime = settings.login.transaction_lifetime
+        browser_id = (self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
+                      or transactions.new_browser_id())
+        tx = transactions.new_transaction(self.provider.name, browser_id, return_to,
+                                          self.ctx.clock())
+        state = transactions.new_state()
+        await self.ctx.store.put(transactions.NAMESPACE, _state_key(state), tx.to_record(),
+                                 lifetime)
+        self.ctx.cookies.set(self, cookies.LOGIN, browser_id, max_age=lifetime, signed=True)
+        self.set_no_store()
+        self.start_upstream_login(tx, state)
+
+
+class CallbackHandler(ProviderHandler):
+    """GET /callback/<provider>?code=...&state=... (or ?error=...&state=...)"""
+
+    async def get(self) -> None:
+        for name in FRONT_CHANNEL_TOKENS:
+            if self.get_arguments(name):
+                raise InvalidRequest("Tokens are not accepted in the callback URL.",
+                                     log_detail=f"front-channel {name} refused")
+        state = self.single_argument("state")
+        assert state is not None
+        error = self.single_argument("error", required=False)
+        code = self.single_argument("code", required=False)
+        tx = await self._take_transaction(state)
+        retry_url = self.login_url(tx.return_to)
+        try:
+            if error is not None:
+                raise _provider_error(error, self.provider.name)
+            if code is None:
+                raise InvalidRequest("The provider sent no authorization code.")
+            identity = await self.finish_upstream_login(code, tx)
+        except GatewayError as e:
+            e.retry_url = retry_url
+            raise
+        await self._sign_in(identity)
+        log.info("login succeeded provider=%s", self.provider.name)
+        # SECURITY R6: a clean redirect (no code or state in it) with Referrer-Policy no-referrer.
+        self.redirect(tx.return_to, status=302)
+
+    async def _take_transaction(self, state: str) -> LoginTransaction:
+        lifetime = self.ctx.settings.login.transaction_lifetime
+        record = await self.ctx.store.take(transactions.NAMESPACE, _state_key(state))
+        tx = LoginTransaction.from_record(record) if record else None
+        browser_id = self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
+        try:
+            return transactions.check_transaction(tx, provider=self.provider.name,
+                                                  browser_id=browser_id)
+        except GatewayError as e:
+            e.retry_url = self.login_url(None)
+            raise
+
+    async def _sign_in(self, identity: Identity) -> None:
+        ctx = self.ctx
+        session_cookie_age = ctx.settings.cookies.session_lifetime
+        old_session = ctx.cookies.read_signed(self, cookies.SESSION, session_cookie_age)
+        session_id = await ctx.sessions.start(identity, replacing=old_session)
+        token = ctx.issuer.issue_access_token(identity, ctx.settings.audience)
+        ctx.cookies.set(self, cookies.SESSION, session_id, max_age=session_cookie_age,
+                        signed=True)
+        ctx.cookies.set(self, cookies.ACCESS, token,
+                        max_age=ctx.settings.tokens.access_token_lifetime, shared=True)
+        self.set_no_store()
+
+
+def _state_key(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8", "replace")).hexdigest()
+
+
+def _provider_error(error: str, provider: str) -> GatewayError:
+    """The provider's `error=` as our error. Its `error_description` is never shown (S8)."""
+    code = error if error.isascii() and len(error) <= 64 else "unreadable"
+    if error == "access_denied":
+        return AccessDenied("You cancelled the sign-in, or the provider did not allow it.",
+                            log_detail=f"provider={provider} error=access_denied")
+    return UpstreamError("The sign-in provider reported an error.", provider=provider,
+                         log_detail=f"authorization error={code!r}")

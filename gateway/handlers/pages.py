@@ -1,0 +1,64 @@
+"""The gateway's own pages: who is signed in (the demo page in development mode), sign-out."""
+
+from __future__ import annotations
+
+import json
+
+from gateway import cookies
+from gateway.context import GatewayContext
+from gateway.errors import InvalidRequest, InvalidToken
+from gateway.handlers.base import BaseHandler
+from gateway.redirects import is_allowed_return_to
+
+
+class HomeHandler(BaseHandler):
+    """GET /: the signed-in user and their token's claims, or the sign-in buttons."""
+
+    def initialize(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    async def get(self) -> None:
+        ctx = self.ctx
+        token = ctx.cookies.read(self, cookies.ACCESS, shared=True)
+        claims = None
+        if token:
+            try:
+                claims = ctx.verifier.verify(token)
+            except InvalidToken:
+                token = None
+        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
+                                             ctx.settings.cookies.session_lifetime)
+        if claims is None and session_id and await ctx.sessions.lookup(session_id) is None:
+            session_id = None
+        self.set_no_store()
+        self.render(
+            "home.html",
+            dev_mode=ctx.settings.dev_mode,
+            claims=claims,
+            claims_json=json.dumps(claims, indent=2, sort_keys=True) if claims else "",
+            token=token,
+            issuer=ctx.settings.issuer,
+            home_url=f"{ctx.settings.issuer}/",
+            providers=[(name, p.provider.display_name) for name, p in ctx.providers.items()],
+        )
+
+
+class LogoutHandler(BaseHandler):
+    """POST /logout (XSRF-protected form): end the session, clear every cookie we set."""
+
+    def initialize(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    async def post(self) -> None:
+        ctx = self.ctx
+        return_to = self.single_argument("return_to", required=False) or ctx.default_return_to
+        if not is_allowed_return_to(return_to, ctx.allowed_returns):
+            raise InvalidRequest("The address to return to is not allowed by this gateway.")
+        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
+                                             ctx.settings.cookies.session_lifetime)
+        if session_id:
+            await ctx.sessions.end(session_id)
+        ctx.cookies.clear(self, cookies.SESSION)
+        ctx.cookies.clear(self, cookies.ACCESS, shared=True)
+        self.set_no_store()
+        self.redirect(return_to, status=303)

@@ -1,0 +1,79 @@
+"""Which `return_to` URLs a login may send the browser back to (SECURITY R2, RFC 9700 4.11).
+
+An allowed entry is an origin plus a path prefix (`https://app.example.com/dashboard/`). A
+candidate passes only if it is an absolute http(s) URL whose scheme, host and port equal an
+entry's exactly and whose path lies under the entry's prefix. Anything a browser might read
+differently from us is refused outright rather than normalised: backslashes, control characters
+and whitespace, user info, percent-encoded separators or dots, dot segments, non-ASCII hosts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+MAX_RETURN_TO_LENGTH = 2048
+# Anything below 0x21 (controls, space), DEL, backslash, and non-ASCII: browsers strip or
+# rewrite these in ways that differ from urllib, so they never appear in a URL we accept.
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x20\x7f\\]|[^\x00-\x7f]")
+# Encoded "/", "\", "." or "%" in the path can turn into separators or dot segments later.
+_ENCODED_SEPARATORS = re.compile(r"%(2f|5c|2e|25)", re.IGNORECASE)
+_HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
+
+
+@dataclass(frozen=True)
+class AllowedReturn:
+    scheme: str
+    netloc: str  # lower-case host[:port] exactly as configured
+    path_prefix: str  # always ends with "/"
+
+    @classmethod
+    def parse(cls, url: str) -> AllowedReturn:
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        if not path.endswith("/"):
+            path += "/"
+        return cls(parts.scheme.lower(), parts.netloc.lower(), path)
+
+    def admits(self, scheme: str, netloc: str, path: str) -> bool:
+        if scheme != self.scheme or netloc != self.netloc:
+            return False
+        return path.startswith(self.path_prefix) or path + "/" == self.path_prefix
+
+
+def parse_allowlist(urls: Iterable[str]) -> tuple[AllowedReturn, ...]:
+    return tuple(AllowedReturn.parse(url) for url in urls)
+
+
+def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> bool:
+    """True when `candidate` may be used as a redirect target after login."""
+    if not candidate or len(candidate) > MAX_RETURN_TO_LENGTH:
+        return False
+    if _UNSAFE_CHARACTERS.search(candidate):
+        return False
+    parts = urlsplit(candidate)
+    # The scheme must be written exactly in lower case: "HtTp:" or "%68ttp:" are evasion forms.
+    if parts.scheme not in ("http", "https") or not candidate.startswith(parts.scheme + "://"):
+        return False
+    if "@" in parts.netloc or "%" in parts.netloc or not parts.netloc:
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if not _HOST.fullmatch(host) or host.endswith("."):
+        return False
+    netloc = host if port is None else f"{host}:{port}"
+    if netloc != parts.netloc.lower():
+        return False  # e.g. an empty port "host:" or other odd spellings
+    path = parts.path or "/"
+    if _ENCODED_SEPARATORS.search(path) or _has_dot_segment(unquote(path)):
+        return False
+    return any(entry.admits(parts.scheme, netloc, path) for entry in allowlist)
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(segment in (".", "..") for segment in path.split("/"))

@@ -1,0 +1,63 @@
+"""In-memory store: one process, lost on restart. Bounded, with lazy expiry."""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.store import StoreFull
+
+
+class MemoryStore:
+    def __init__(self, *, max_entries: int = 200_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._expiry_heap: list[tuple[float, tuple[str, str]]] = []
+        self._max_entries = max_entries
+        self.clock = clock
+
+    async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
+        self._sweep()
+        if len(self._entries) >= self._max_entries and (namespace, key) not in self._entries:
+            raise StoreFull(namespace)
+        expires = self.clock() + ttl
+        self._entries[(namespace, key)] = (expires, copy.deepcopy(value))
+        heapq.heappush(self._expiry_heap, (expires, (namespace, key)))
+
+    async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        entry = self._entries.get((namespace, key))
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return copy.deepcopy(entry[1])
+
+    async def take(self, namespace: str, key: str) -> dict[str, Any] | None:
+        # No await between the read and the delete: atomic on the event loop.
+        entry = self._entries.pop((namespace, key), None)
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[1]
+
+    async def delete(self, namespace: str, key: str) -> None:
+        self._entries.pop((namespace, key), None)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._expiry_heap.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        heap = self._expiry_heap
+        while heap and heap[0][0] <= now:
+            expires, entry_key = heapq.heappop(heap)
+            current = self._entries.get(entry_key)
+            if current is not None and current[0] == expires:
+                del self._entries[entry_key]

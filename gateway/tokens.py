@@ -1,0 +1,159 @@
+"""Issue and verify the gateway's access JWTs: plain functions over a `KeySet` and claims.
+
+The whole verification policy lives here (SECURITY J1-J9): one algorithm, `kid` looked up in our
+own key set only, a strict header, `typ` checked by us (PyJWT never checks it), every time claim
+and `iss`/`aud` required, bounded leeway. Every refusal raises `InvalidToken` with the reason for
+our log only; the client always sees the same answer.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from gateway.errors import InvalidToken
+from gateway.identity import Identity
+from gateway.keys import KeySet
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 section 2.1
+MAX_TOKEN_LENGTH = 8192  # SECURITY J7: refuse huge tokens before any parsing
+KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # SECURITY J8
+ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # SECURITY J3: no jku, x5u, jwk, crit
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    issuer: str
+    audiences: tuple[str, ...]
+    lifetime: int
+    leeway: int
+
+
+@dataclass
+class TokenIssuer:
+    """Signs access tokens with the key set's current signing key."""
+
+    keyset: KeySet
+    policy: TokenPolicy
+    clock: Callable[[], float] = time.time
+    new_jti: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(16))
+
+    def issue_access_token(self, identity: Identity, audience: str,
+                           auth_time: int | None = None) -> str:
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.policy.issuer,
+            "sub": identity.sub,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.policy.lifetime,
+            "jti": self.new_jti(),
+            "auth_time": auth_time if auth_time is not None else now,
+            **identity.profile_claims(),
+        }
+        signing = self.keyset.signing
+        return jwt.encode(
+            claims,
+            signing.private_key,
+            algorithm=signing.algorithm,
+            headers={"kid": signing.kid, "typ": ACCESS_TOKEN_TYPE},
+        )
+
+
+class TokenVerifier:
+    """Verifies access tokens against our own key set and the configured policy."""
+
+    def __init__(self, keyset: KeySet, policy: TokenPolicy,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._algorithm = keyset.algorithm
+        self._keys = {kid: jwt.PyJWK(key.public_jwk()) for kid, key in keyset.by_kid().items()}
+        self._policy = policy
+        self._clock = clock
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the claims of a valid access token, or raise `InvalidToken`."""
+        header = self._checked_header(token)
+        key = self._keys.get(header["kid"])
+        if key is None:
+            raise InvalidToken("unknown kid")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[self._algorithm],
+                audience=list(self._policy.audiences),
+                issuer=self._policy.issuer,
+                leeway=self._policy.leeway,
+                options={"require": list(REQUIRED_CLAIMS), "verify_iat": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("wrong issuer") from None
+        except jwt.MissingRequiredClaimError as e:
+            raise InvalidToken(f"missing claim {e.claim}") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("bad signature") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+            raise InvalidToken(f"malformed: {type(e).__name__}") from None
+        self._check_times(claims)
+        return claims
+
+    def _checked_header(self, token: str) -> dict[str, Any]:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("empty or oversized token")
+        if token.count(".") != 2:
+            raise InvalidToken("not a JWS compact serialization")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+            raise InvalidToken(f"malformed header: {type(e).__name__}") from None
+        extra = set(header) - ALLOWED_HEADER_MEMBERS
+        if extra:
+            raise InvalidToken(f"forbidden header members {sorted(extra)}")
+        if header.get("alg") != self._algorithm:
+            raise InvalidToken(f"algorithm {header.get('alg')!r} not accepted")
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidToken(f"typ {header.get('typ')!r} is not {ACCESS_TOKEN_TYPE}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
+            raise InvalidToken("missing or malformed kid")
+        return header
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        # PyJWT checks exp and nbf; a token "issued" in the future or living longer than our
+        # policy allows was not made by us as configured (SECURITY J4).
+        now = self._clock()
+        iat = claims["iat"]
+        if not isinstance(iat, int | float) or iat > now + self._policy.leeway:
+            raise InvalidToken("issued in the future")
+        if claims["exp"] - iat > self._policy.lifetime + self._policy.leeway:
+            raise InvalidToken("lifetime longer than policy")
+        if not isinstance(claims["jti"], str) or not claims["jti"]:
+            raise InvalidToken("bad jti")
+
+
+def bearer_token_from_header(value: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (RFC 6750 2.1), else None."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def audiences(default: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([default, *extra]))

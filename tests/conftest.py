@@ -1,0 +1,214 @@
+"""Real servers on loopback for the tests: the gateway and the provider stand-ins, each started
+on port 0 in a background event loop, driven over real HTTP by httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import html.parser
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from gateway.context import GatewayContext
+from gateway.dev import DevStack, prepare_dev_stack
+from gateway.devproviders.google import GoogleStandIn
+from gateway.server import start_gateway
+
+
+class LoopThread:
+    """An asyncio event loop in a thread, where the servers live."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def wrapper() -> Any:
+            return fn()
+        return self.run(wrapper())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@dataclass
+class Stack:
+    """A running gateway in development mode with its Google stand-in."""
+
+    dev: DevStack
+    ctx: GatewayContext
+    loop: LoopThread
+
+    @property
+    def url(self) -> str:
+        return self.dev.settings.issuer
+
+    @property
+    def google(self) -> GoogleStandIn:
+        return self.dev.google
+
+    def browser(self) -> Browser:
+        return Browser(self)
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Callable[..., Stack]]:
+    """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""
+    servers: list[Any] = []
+
+    def start(**overrides: Any) -> Stack:
+        state_dir = tmp_path_factory.mktemp("gateway-state")
+        base: dict[str, Any] = {
+            "listen": {"port": 0},
+            "dev": {"provider_port": 0, "state_dir": str(state_dir)},
+        }
+        for section, values in overrides.items():
+            base.setdefault(section, {})
+            if isinstance(values, dict):
+                base[section].update(values)
+            else:
+                base[section] = values
+        dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
+
+        def boot() -> GatewayContext:
+            servers.append(dev.start_provider())
+            ctx, server = start_gateway(dev.settings, dev.gateway_sockets)
+            servers.append(server)
+            return ctx
+
+        ctx = loop_thread.call(boot)
+        return Stack(dev, ctx, loop_thread)
+
+    yield start
+    for server in servers:
+        loop_thread.call(server.stop)
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack()
+
+
+class FormParser(html.parser.HTMLParser):
+    """The first form of a page: its action, method and inputs (what a browser would submit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.method = "get"
+        self.inputs: dict[str, str] = {}
+        self.buttons: list[tuple[str, str]] = []
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if self._done:
+            return
+        if tag == "form" and self.action is None:
+            self.action, self.method = a.get("action", ""), a.get("method", "get").lower()
+        elif tag == "input" and self.action is not None and a.get("name"):
+            self.inputs[a["name"]] = a.get("value", "")
+        elif tag == "button" and self.action is not None and a.get("name"):
+            self.buttons.append((a["name"], a.get("value", "")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self.action is not None:
+            self._done = True
+
+
+class Browser:
+    """A minimal browser: keeps cookies per host (ignoring the Secure flag, as on a dev
+    http://localhost), follows nothing by itself so tests can look at every hop."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(timeout=15)
+        self.cookies: dict[str, str] = {}
+        self.set_cookie_headers: list[str] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, url, headers=headers, follow_redirects=False,
+                                     **kwargs)
+        for header in response.headers.get_list("set-cookie"):
+            self.set_cookie_headers.append(header)
+            cookie: SimpleCookie = SimpleCookie()
+            cookie.load(header)
+            for name, morsel in cookie.items():
+                expired = morsel["max-age"] == "0" or "1970" in morsel["expires"] or (
+                    morsel["expires"] and not morsel.value)
+                if expired:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def start_login(self, return_to: str | None = None) -> httpx.Response:
+        """GET /login/google; returns the 302 to the provider."""
+        params = {"return_to": return_to} if return_to else {}
+        return self.get(f"{self.stack.url}/login/google", params=params)
+
+    def consent(self, authorize_location: str, user: str = "ada",
+                decision: str | None = None) -> httpx.Response:
+        """Open the provider's consent page and click a user (or deny); returns the 302 back."""
+        page = self.get(authorize_location)
+        assert page.status_code == 200, page.text
+        form = FormParser()
+        form.feed(page.text)
+        assert form.action is not None, "no form on the consent page"
+        data = dict(form.inputs)
+        if decision:
+            data["decision"] = decision
+        else:
+            data["user"] = user
+        action = httpx.URL(authorize_location).join(form.action)
+        return self.post(str(action), data=data)
+
+    def login(self, return_to: str | None = None, user: str = "ada") -> httpx.Response:
+        """The whole flow; returns the gateway callback's response (a 302 to return_to)."""
+        start = self.start_login(return_to)
+        assert start.status_code == 302, start.text
+        back = self.consent(start.headers["location"], user=user)
+        assert back.status_code == 302, back.text
+        return self.get(back.headers["location"])
+
+    def access_token(self) -> str:
+        for name, value in self.cookies.items():
+            if name.endswith("gw_access"):
+                return value
+        raise AssertionError("no access cookie")
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]

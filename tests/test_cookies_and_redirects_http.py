@@ -1,0 +1,102 @@
+"""Cookie attributes (SECURITY P1, P5, P6) and open-redirect refusals (R2) as a browser sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlencode
+
+import httpx
+import pytest
+
+from conftest import Stack
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "openredirects.txt"
+
+
+def _set_cookies(browser) -> dict[str, str]:  # noqa: ANN001
+    return {h.split("=", 1)[0]: h for h in browser.set_cookie_headers}
+
+
+def test_P1_P5_cookies_are_host_prefixed_httponly_secure_lax(make_stack) -> None:
+    stack = make_stack(cookies={"secure": True})
+    browser = stack.browser()
+    browser.login()
+    headers = _set_cookies(browser)
+    for name in ("__Host-gw_login", "__Host-gw_session", "__Host-gw_access"):
+        header = headers[name].lower()
+        assert "httponly" in header and "secure" in header
+        assert "samesite=lax" in header and "path=/" in header
+        assert "domain=" not in header
+
+
+def test_P1_access_cookie_carries_the_configured_domain(make_stack) -> None:
+    stack = make_stack(cookies={"secure": True, "domain": "127.0.0.1"})
+    browser = stack.browser()
+    browser.login()
+    headers = _set_cookies(browser)
+    assert "domain=127.0.0.1" in headers["gw_access"].lower()
+    assert "domain=" not in headers["__Host-gw_session"].lower()
+
+
+def test_P5_login_cookie_stays_lax_when_cookies_are_strict(make_stack) -> None:
+    stack = make_stack(cookies={"secure": True, "samesite": "Strict"})
+    browser = stack.browser()
+    browser.login()
+    headers = _set_cookies(browser)
+    assert "samesite=lax" in headers["__Host-gw_login"].lower()
+    assert "samesite=strict" in headers["__Host-gw_session"].lower()
+
+
+def test_P6_signed_cookies_hold_no_token_or_personal_data(stack: Stack) -> None:
+    browser = stack.browser()
+    browser.login()
+    for name, value in browser.cookies.items():
+        assert len(name) + len(value) < 4096
+        if name.endswith(("gw_session", "gw_login")):
+            assert "ada" not in value.lower() and "ya29" not in value
+
+
+def test_K5_signed_cookies_use_hmac_sha256_version_2(stack: Stack) -> None:
+    browser = stack.browser()
+    browser.login()
+    session = next(v for n, v in browser.cookies.items() if n.endswith("gw_session"))
+    assert session.startswith("2|")
+
+
+def _corpus() -> list[str]:
+    if not CORPUS.exists():
+        pytest.skip(f"attack corpus not found at {CORPUS}")
+    return [line.rstrip("\n") for line in CORPUS.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def test_R2_every_open_redirect_payload_is_refused_with_400_and_no_location(make_stack) -> None:
+    stack = make_stack(login={"allowed_return_urls": ["https://www.whitelisteddomain.tld/",
+                                                      "http://www.whitelisteddomain.tld/"]})
+    accepted = []
+    with httpx.Client(timeout=10) as client:
+        for payload in _corpus():
+            for candidate in {unquote(payload), payload}:
+                answer = client.get(f"{stack.url}/login/google?{urlencode({'return_to': candidate})}")
+                if answer.status_code != 400 or "location" in answer.headers:
+                    accepted.append((candidate, answer.status_code))
+    assert accepted == []
+    # The allowlisted destination itself still works.
+    ok = httpx.get(f"{stack.url}/login/google",
+                   params={"return_to": "https://www.whitelisteddomain.tld/home"})
+    assert ok.status_code == 302
+
+
+@pytest.mark.parametrize("return_to", [
+    "https://evil.example/", "//evil.example", "\\\\evil.example", "/\\evil.example",
+    "https://app.example.test@evil.example/", "HTTPS://app.example.test/",
+    "javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
+    "https://app.example.test.evil.example/", "https://аpp.example.test/",
+    "https://app.example.test/" + "a" * 3000, "https://app.example.test/%2e%2e/x",
+])
+def test_R2_open_redirect_forms_are_a_400_page(make_stack, return_to: str) -> None:
+    stack = make_stack(login={"allowed_return_urls": ["https://app.example.test/"]})
+    answer = httpx.get(f"{stack.url}/login/google", params={"return_to": return_to})
+    assert answer.status_code == 400
+    assert "location" not in answer.headers
+    assert "not allowed" in answer.text

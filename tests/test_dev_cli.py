@@ -1,0 +1,75 @@
+"""The README's first command: `oauth-gateway serve --dev` starts a gateway a person can use."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import FormParser
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_dev_runs_a_full_login_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port, provider_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({"GATEWAY_LISTEN__PORT": str(port),
+                "GATEWAY_DEV__PROVIDER_PORT": str(provider_port),
+                "GATEWAY_DEV__STATE_DIR": str(tmp_path / "state")})
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--dev"], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        output = _wait_for_line(process, re.compile(r"open (http://\S+)/ in your browser"))
+        base = output.group(1)
+        assert base == f"http://localhost:{port}"
+        client = httpx.Client(timeout=10)
+        start = client.get(f"{base}/login/google", follow_redirects=False)
+        assert start.status_code == 302
+        consent = client.get(start.headers["location"])
+        form = FormParser()
+        form.feed(consent.text)
+        back = client.post(httpx.URL(start.headers["location"]).join(form.action or ""),
+                           data={**form.inputs, "user": "ada"}, follow_redirects=False)
+        done = client.get(back.headers["location"], follow_redirects=False)
+        assert done.status_code == 302
+        assert done.headers["location"] == f"{base}/"
+        home = client.get(f"{base}/")
+        assert "Signed in as Ada Lovelace" in home.text
+        keys = list((tmp_path / "state" / "keys").glob("key-*.pem"))
+        assert len(keys) == 1 and keys[0].stat().st_mode & 0o077 == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+    assert code == 0
+
+
+def _wait_for_line(process: subprocess.Popen, pattern: re.Pattern, timeout: float = 30):  # noqa: ANN202
+    deadline = time.monotonic() + timeout
+    seen = []
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if ready:
+            line = process.stderr.readline()
+            seen.append(line)
+            match = pattern.search(line)
+            if match:
+                return match
+        if process.poll() is not None:
+            break
+    raise AssertionError("gateway did not start:\n" + "".join(seen))
