@@ -111,6 +111,14 @@ class UpstreamTimeout(UpstreamError):
     title = "The sign-in provider took too long to answer"
 
 
+class Unavailable(GatewayError):
+    """The gateway cannot serve this now (its store is full or down); the client may retry."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    title = "Sign-in is temporarily unavailable"
+
+
 class ConfigError(Exception):
     """A configuration value is missing or wrong. Its message is one line naming the key."""
 

@@ -10,13 +10,14 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gateway.identity import Identity
 from gateway.store import Store
 
 NAMESPACE = "session"
+TOUCH_INTERVAL = 60.0  # seconds; refreshing last_seen on every request would be a write each
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class Sessions:
         if now - session.created > self._lifetime or now - session.last_seen > self._idle_timeout:
             await self.end(session_id)
             return None
+        if now - session.last_seen > TOUCH_INTERVAL:
+            session = replace(session, last_seen=now)
+            await self._store.put(NAMESPACE, _key(session_id), asdict(session),
+                                  self._ttl(session))
         return session
 
     async def end(self, session_id: str) -> None:

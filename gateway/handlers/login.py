@@ -14,10 +14,17 @@ from urllib.parse import urlencode
 
 from gateway import cookies, transactions
 from gateway.context import GatewayContext
-from gateway.errors import AccessDenied, GatewayError, InvalidRequest, UpstreamError
+from gateway.errors import (
+    AccessDenied,
+    GatewayError,
+    InvalidRequest,
+    Unavailable,
+    UpstreamError,
+)
 from gateway.handlers.base import BaseHandler
 from gateway.identity import Identity
 from gateway.redirects import is_allowed_return_to
+from gateway.store import StoreFull
 from gateway.transactions import LoginTransaction
 
 log = logging.getLogger("gateway.login")
@@ -65,8 +72,12 @@ class LoginHandler(ProviderHandler):
         tx = transactions.new_transaction(self.provider.name, browser_id, return_to,
                                           self.ctx.clock())
         state = transactions.new_state()
-        await self.ctx.store.put(transactions.NAMESPACE, _state_key(state), tx.to_record(),
-                                 lifetime)
+        try:
+            await self.ctx.store.put(transactions.NAMESPACE, _state_key(state), tx.to_record(),
+                                     lifetime)
+        except StoreFull:
+            raise Unavailable("Too many sign-ins are in progress. Please try again in a minute.",
+                              retry_url=self.login_url(return_to)) from None
         self.ctx.cookies.set(self, cookies.LOGIN, browser_id, max_age=lifetime, signed=True)
         self.set_no_store()
         self.start_upstream_login(tx, state)
