@@ -44,8 +44,10 @@ def prepare_dev_stack(
     host: str = DEV_HOST,
 ) -> DevStack:
     """Bind the gateway's and the stand-in's ports, then build settings pointing at both."""
-    first = load_settings(config_path, environ, base=_dev_base("http://placeholder", {},
-                                                              overrides), dev_mode=True)
+    # A first pass only to learn the ports and the state directory; the issuer is not known yet.
+    placeholder = {"providers": {"google": {"client_id": "-", "client_secret": "-"}}}
+    first = load_settings(config_path, environ,
+                          base=_dev_base(f"http://{host}", placeholder, overrides), dev_mode=True)
     gateway_sockets = bind(host, first.listen.port)
     provider_sockets = bind(host, first.dev.provider_port)
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"

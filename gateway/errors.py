@@ -48,6 +48,14 @@ class NotFound(GatewayError):
     title = "Not found"
 
 
+class RequestTooLarge(GatewayError):
+    """SECURITY H4: a body or header section over our limits (413 or 431)."""
+
+    status = 413
+    error = "request_too_large"
+    title = "Request too large"
+
+
 class InvalidToken(GatewayError):
     """A bearer token was refused. Every refusal looks the same on the wire (SECURITY J9)."""
 

@@ -20,10 +20,11 @@ from gateway.keys import load_keyset
 
 log = logging.getLogger("gateway.server")
 
-# SECURITY H7: Tornado's defaults (100 MiB bodies, 64 KiB headers, no idle timeout) are far
-# above anything a login or a verification needs.
-MAX_BODY_BYTES = 64 * 1024
-MAX_HEADER_BYTES = 16 * 1024
+# SECURITY H7: Tornado's defaults (100 MiB bodies, no idle timeout) are far above anything a
+# login or a verification needs. These are the hard limits, past which the connection is
+# dropped; the handlers answer 413/431 above their own, lower limits (handlers/base.py).
+MAX_BODY_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
 IDLE_CONNECTION_TIMEOUT = 75.0
 BODY_TIMEOUT = 15.0
 DRAIN_SECONDS = 10.0

@@ -13,6 +13,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPInputError
+from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
@@ -20,7 +21,6 @@ from gateway.errors import UpstreamError, UpstreamTimeout
 log = logging.getLogger("gateway.upstream")
 
 USER_AGENT = "oauth-gateway/0.1"
-TIMEOUT_CODE = 599  # tornado's pseudo-status for timeouts and connection failures
 
 
 def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
@@ -76,11 +76,16 @@ class Upstream:
     async def _fetch(self, request: HTTPRequest, *, provider: str, what: str) -> HTTPResponse:
         try:
             return await self.client.fetch(request, raise_error=True)
+        except HTTPTimeoutError as e:
+            raise self._logged(UpstreamTimeout(
+                "The sign-in provider did not answer in time.",
+                provider=provider, log_detail=f"{what}: {e.message}")) from None
+        except HTTPStreamClosedError:
+            # The provider hung up, or sent more than max_response_bytes and we hung up.
+            raise self._logged(UpstreamError(
+                "The sign-in provider could not be reached.",
+                provider=provider, log_detail=f"{what}: connection closed")) from None
         except HTTPClientError as e:
-            if e.code == TIMEOUT_CODE:
-                raise self._logged(UpstreamTimeout(
-                    "The sign-in provider did not answer in time.",
-                    provider=provider, log_detail=f"{what}: {e.message}")) from None
             raise self._logged(UpstreamError(
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,

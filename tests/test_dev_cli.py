@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import FormParser
 
 
@@ -58,18 +58,29 @@ def test_serve_dev_runs_a_full_login_and_stops_cleanly_on_sigterm(tmp_path: Path
     assert code == 0
 
 
-def _wait_for_line(process: subprocess.Popen, pattern: re.Pattern, timeout: float = 30):  # noqa: ANN202
+def _wait_for_line(process: subprocess.Popen, pattern: re.Pattern, timeout: float = 30):
+    """Read the process's stderr in a thread (select() on a buffered pipe misses lines that
+    are already in Python's buffer) until a line matches."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
-    seen = []
-    assert process.stderr is not None
+    seen: list[str] = []
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 0.5)
-        if ready:
-            line = process.stderr.readline()
-            seen.append(line)
-            match = pattern.search(line)
-            if match:
-                return match
-        if process.poll() is not None:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
             break
+        seen.append(line)
+        match = pattern.search(line)
+        if match:
+            return match
     raise AssertionError("gateway did not start:\n" + "".join(seen))

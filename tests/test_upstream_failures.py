@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import Stack
+
 from gateway.devproviders.google import Fault
 
 
-def _callback_after_consent(stack: Stack, accept: str = "text/html"):  # noqa: ANN202
+def _callback_after_consent(stack: Stack, accept: str = "text/html"):
     browser = stack.browser()
     start = browser.start_login()
     back = browser.consent(start.headers["location"])
     return browser.get(back.headers["location"], headers={"Accept": accept})
 
 
-def _assert_clear_error(answer, status: int, words: str) -> None:  # noqa: ANN001
+def _assert_clear_error(answer, status: int, words: str) -> None:
     assert answer.status_code == status, answer.text
     assert "location" not in answer.headers
     assert answer.headers["content-type"].startswith("text/html")

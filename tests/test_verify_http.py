@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import jwt
 import pytest
-
 from conftest import Stack
 
 
@@ -36,7 +35,7 @@ def test_J7_malformed_tokens_get_401_never_500(stack: Stack, token: str) -> None
 
 def test_J9_every_refusal_looks_the_same(signed_in: tuple[Stack, str]) -> None:
     stack, token = signed_in
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     forged_payload = jwt.utils.base64url_encode(b'{"sub":"google:1"}').decode()
     bodies = set()
     for bad in (token[:-4] + "AAAA", f"{header}.{forged_payload}.{signature}", "a.b.c"):

@@ -7,9 +7,17 @@ import logging
 from http.client import responses as HTTP_REASONS
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
-from gateway.errors import GatewayError, InvalidRequest, InvalidToken, MissingToken, UpstreamError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+    RequestTooLarge,
+    UpstreamError,
+)
 
 log = logging.getLogger("gateway.http")
 
@@ -18,6 +26,11 @@ PAGE_CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 MAX_ARGUMENT_LENGTH = 4096
+# SECURITY H4/H7: what a login, a verification or a token request can need. The HTTP server's
+# own limits sit higher (server.py), so that these are answered with a clear 413/431 instead of
+# a connection reset while the client is still sending.
+MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -32,6 +45,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.clear_header("Server")
+
+    def prepare(self) -> None:
+        check_request_size(self.request)
 
     def set_no_store(self) -> None:
         """For every response that carries a token or a cookie holding one (SECURITY H1)."""
@@ -97,6 +113,16 @@ class BaseHandler(tornado.web.RequestHandler):
             self.render("error.html", error=error, status=error.status)
 
 
+def check_request_size(request: tornado.httputil.HTTPServerRequest) -> None:
+    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.get_all())
+    if header_bytes > MAX_HEADER_BYTES:
+        raise RequestTooLarge("The request headers are too large.", status=431,
+                              log_detail=f"{header_bytes} header bytes")
+    if len(request.body) > MAX_BODY_BYTES:
+        raise RequestTooLarge("The request body is too large.",
+                              log_detail=f"{len(request.body)} body bytes")
+
+
 def _as_gateway_error(status_code: int, exc_info: Any) -> GatewayError:
     exception = exc_info[1] if exc_info else None
     if isinstance(exception, GatewayError):
@@ -121,4 +147,5 @@ class NotFoundHandler(BaseHandler):
     """Every unknown route: a clean 404 in the negotiated form."""
 
     def prepare(self) -> None:
+        super().prepare()
         raise tornado.web.HTTPError(404)

@@ -1,0 +1,202 @@
+"""What every provider stand-in shares: test users, injected faults, the consent page, and the
+small protocol checks (client authentication, PKCE) that several providers perform alike."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import tornado.escape
+import tornado.gen
+import tornado.web
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_PENDING = 10_000  # consent pages shown but not yet answered; the oldest are forgotten
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An answer a test makes an endpoint give instead of the real one.
+
+    `status=0` hangs up without answering (after `delay` seconds); any other status answers
+    with `body` after `delay` seconds.
+    """
+
+    status: int = 500
+    body: str = ""
+    content_type: str = "application/json"
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class DevUser:
+    """A test account. Each provider derives its own subject id for it."""
+
+    key: str
+    name: str
+    given_name: str
+    family_name: str
+    email: str | None
+    email_verified: bool
+    username: str
+
+
+DEV_ACCOUNTS: tuple[DevUser, ...] = (
+    DevUser("ada", "Ada Lovelace", "Ada", "Lovelace", "ada@example.com", True, "ada"),
+    DevUser("grace", "Grace Hopper", "Grace", "Hopper", "grace@example.com", True, "grace"),
+    DevUser("alan", "Alan Turing", "Alan", "Turing", "alan@example.org", False, "alan"),
+)
+
+
+class PendingRequests:
+    """Authorization requests waiting on the consent page, by a random id (bounded, expiring).
+
+    The consent form carries only this id, so a user cannot edit the request they approve.
+    """
+
+    def __init__(self, ttl: float = 600, clock: Callable[[], float] = time.monotonic) -> None:
+        self._items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._ttl = ttl
+        self._clock = clock
+
+    def add(self, request: Any) -> str:
+        request_id = secrets.token_urlsafe(24)
+        self._items[request_id] = (self._clock() + self._ttl, request)
+        while len(self._items) > MAX_PENDING:
+            self._items.popitem(last=False)
+        return request_id
+
+    def take(self, request_id: str) -> Any | None:
+        item = self._items.pop(request_id, None)
+        if item is None or item[0] < self._clock():
+            return None
+        return item[1]
+
+
+def pkce_matches(challenge: str, method: str, verifier: str) -> bool:
+    """RFC 7636 4.6: the verifier, transformed by the method, equals the challenge."""
+    if not 43 <= len(verifier) <= 128:
+        return False
+    if method == "S256":
+        digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+        computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    elif method == "plain":
+        computed = verifier
+    else:
+        return False
+    return hmac.compare_digest(computed, challenge)
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """RFC 6749 2.3.1: `Authorization: Basic base64(urlencode(id):urlencode(secret))`."""
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote(client_id), unquote(client_secret)
+
+
+def secrets_equal(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def avatar_svg(user: DevUser, colour: str) -> str:
+    initials = (user.given_name[:1] + user.family_name[:1]).upper()
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+        f'<rect width="96" height="96" fill="{colour}"/>'
+        '<text x="48" y="60" font-family="sans-serif" font-size="36" fill="#fff" '
+        f'text-anchor="middle">{initials}</text></svg>'
+    )
+
+
+class StandInHandler(tornado.web.RequestHandler):
+    """Base of every stand-in endpoint: injected faults, JSON answers, form arguments."""
+
+    endpoint = ""  # the key under which a test injects a Fault for this endpoint
+    faults: dict[str, Fault]
+
+    def initialize(self, provider: Any) -> None:
+        self.provider = provider
+        self.faults = provider.faults
+
+    def check_xsrf_cookie(self) -> None:
+        """Provider endpoints are called by other servers and by the provider's own forms."""
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("Cache-Control", "no-store")
+
+    async def answer_fault(self) -> bool:
+        """Answer with the injected fault of this endpoint, if any; True when it did."""
+        fault = self.faults.get(self.endpoint)
+        if fault is None:
+            return False
+        if fault.delay:
+            await tornado.gen.sleep(fault.delay)
+        if fault.status == 0:
+            # Hang up without a word: detach the connection from Tornado and close it.
+            stream = self.request.connection.detach()  # type: ignore[union-attr]
+            stream.close()
+            self._finished = True
+            return True
+        self.set_status(fault.status)
+        self.set_header("Content-Type", fault.content_type)
+        self.finish(fault.body)
+        return True
+
+    def write_json(self, document: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(tornado.escape.json_encode(document))
+
+    def form_argument(self, name: str) -> str | None:
+        """A body argument given once, or None (several values count as none)."""
+        values = self.get_body_arguments(name)
+        return values[0] if len(values) == 1 else None
+
+    def query_argument(self, name: str) -> str | None:
+        values = self.get_query_arguments(name)
+        return values[0] if len(values) == 1 else None
+
+    def is_form_encoded(self) -> bool:
+        content_type = self.request.headers.get("Content-Type", "")
+        return content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+    def render_page(self, template: str, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("X-Frame-Options", "DENY")
+        self.render(template, **kwargs)
+
+
+def make_standin_app(routes: list[Any]) -> tornado.web.Application:
+    return tornado.web.Application(
+        routes,
+        template_path=str(TEMPLATES),
+        autoescape="xhtml_escape",
+        compress_response=False,
+        serve_traceback=False,
+        log_function=_quiet_log,
+    )
+
+
+def _quiet_log(handler: tornado.web.RequestHandler) -> None:
+    """Stand-ins log nothing per request: their URLs carry codes and tokens (SECURITY L1)."""
