@@ -90,7 +90,11 @@ def algorithm_of(key: PrivateKey) -> str:
 
 def public_jwk_members(public_key: PublicKey) -> dict[str, Any]:
     if isinstance(public_key, rsa.RSAPublicKey):
-        return RSAAlgorithm.to_jwk(public_key, as_dict=True)
+        # PyJWT adds `key_ops` to RSA keys only; we publish `use`, and RFC 7517 4.3 says the two
+        # SHOULD NOT be used together.
+        members: dict[str, Any] = RSAAlgorithm.to_jwk(public_key, as_dict=True)
+        members.pop("key_ops", None)
+        return members
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return ECAlgorithm.to_jwk(public_key, as_dict=True)
     return OKPAlgorithm.to_jwk(public_key, as_dict=True)
@@ -128,7 +132,11 @@ def write_new_key(keys_dir: Path, algorithm: str, now: float | None = None) -> P
 def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = False) -> KeySet:
     """Load every key of `algorithm` from `keys_dir`; the newest signs."""
     if generate_if_empty and not _key_files(keys_dir):
-        path = write_new_key(keys_dir, algorithm)
+        try:
+            path = write_new_key(keys_dir, algorithm)
+        except OSError as e:
+            raise ConfigError("tokens.keys_dir",
+                              f"cannot create a key in {keys_dir}: {e.strerror}") from None
         log.info("generated a new %s signing key in %s", algorithm, path.parent)
     files = _key_files(keys_dir)
     if not files:
@@ -167,6 +175,10 @@ def _read_private_key(path: Path) -> PrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
                       | ed25519.Ed25519PrivateKey):
         raise ConfigError("tokens.keys_dir", f"{path.name} is not an RSA, EC or Ed25519 key")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < RSA_KEY_BITS:
+        # RFC 7518 3.3: RS256 keys MUST be 2048 bits or larger (SECURITY K1).
+        raise ConfigError("tokens.keys_dir",
+                          f"{path.name} is a {key.key_size}-bit RSA key (at least {RSA_KEY_BITS})")
     if path.stat().st_mode & 0o077:
         log.warning("key file %s is readable by others: chmod 600 it", path.name)
     return key

@@ -1,0 +1,181 @@
+"""The command line: `config check`, `keys generate|list` and `serve`; a configuration problem
+ends the process with exit status 2 and one line naming the key, never a traceback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from test_config import COOKIE_SECRET, write_config
+
+from gateway.cli import main
+
+ERROR_PREFIX = "oauth-gateway: configuration error: "
+SUBPROCESS_TIMEOUT = 60
+
+
+def bad_config(directory: Path) -> Path:
+    """A production file whose only fault is an HS256 algorithm (SECURITY J1)."""
+    return write_config(directory, {"tokens.algorithm": "HS256"})
+
+
+def clean_environ() -> dict[str, str]:
+    """The test process's environment without any GATEWAY_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+def run_gateway(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd, env=clean_environ(),
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
+
+
+def assert_one_line_config_error(stderr: str, key: str) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(ERROR_PREFIX + key), stderr
+    assert "Traceback" not in stderr
+
+
+def expected_kid(pem_path: Path) -> str:
+    """RFC 7638 thumbprint of a P-256 key, computed here independently of gateway.keys."""
+    key = serialization.load_pem_private_key(pem_path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    numbers = key.public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    members = {"crv": "P-256", "kty": "EC", "x": b64(numbers.x), "y": b64(numbers.y)}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# config check
+
+
+def test_config_check_accepts_a_valid_file_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["config", "check", "--config", str(write_config(tmp_path))])
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "configuration OK" in out
+    assert "https://login.example.com" in out
+    assert err == ""
+
+
+def test_config_check_refuses_a_bad_file_with_exit_2_and_one_line_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["config", "check", "--config", str(bad_config(tmp_path))])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert_one_line_config_error(err, "tokens.algorithm")
+    assert "configuration OK" not in out
+
+
+def test_config_check_refuses_a_missing_file_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["config", "check", "--config", str(tmp_path / "nowhere.toml")])
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert_one_line_config_error(err, "config")
+
+
+def test_L1_config_check_never_prints_the_cookie_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["config", "check", "--config", str(write_config(tmp_path))])
+    main(["config", "check", "--config", str(bad_config(tmp_path))])
+
+    out, err = capsys.readouterr()
+    assert COOKIE_SECRET not in out + err
+
+
+def test_python_m_gateway_config_check_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = run_gateway("config", "check", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "tokens.algorithm")
+
+
+# ---------------------------------------------------------------------------------------------
+# serve
+
+
+def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = run_gateway("serve", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "tokens.algorithm")
+
+
+# ---------------------------------------------------------------------------------------------
+# keys
+
+
+def test_K1_keys_generate_writes_a_private_pem_readable_by_the_owner_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = tmp_path / "keys"
+
+    code = main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
+
+    assert code == 0
+    files = list(keys_dir.glob("*.pem"))
+    assert len(files) == 1
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    assert files[0].read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(files[0].read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    assert str(files[0]) in capsys.readouterr().out
+
+
+def test_K2_keys_list_prints_the_thumbprint_kid_and_marks_it_signing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = tmp_path / "keys"
+    main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    (pem,) = keys_dir.glob("*.pem")
+    capsys.readouterr()
+
+    code = main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].split()[0] == expected_kid(pem)
+    assert lines[0].split()[-1] == "signing"
+
+
+def test_K3_keys_list_marks_only_the_newest_key_signing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = tmp_path / "keys"
+    main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    (first,) = keys_dir.glob("*.pem")
+    main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    (second,) = set(keys_dir.glob("*.pem")) - {first}
+    capsys.readouterr()
+
+    main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+
+    markers = {line.split()[0]: line.split()[-1]
+               for line in capsys.readouterr().out.splitlines()}
+    assert markers == {expected_kid(first): "verify-only", expected_kid(second): "signing"}
+
+
+def test_keys_list_of_an_empty_directory_is_one_config_error_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["keys", "list", "--dir", str(tmp_path), "--algorithm", "ES256"])
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert_one_line_config_error(err, "tokens.keys_dir")

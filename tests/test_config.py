@@ -1,0 +1,454 @@
+"""Configuration: one TOML file plus `GATEWAY_...` overrides, secrets from files, and a
+`ConfigError` naming the key for every missing or wrong value (README, "Configuration")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+from gateway.config import Secret, Settings, load_settings
+from gateway.errors import ConfigError
+
+EXAMPLE_CONFIG = REPO_ROOT / "config" / "gateway.example.toml"
+# Canary values: random-looking, so that a weak-secret check (SECURITY L2) never trips on them,
+# and unique, so that a search for them in any output is meaningful.
+COOKIE_SECRET = "Zq7rV2mXc9LwT4bN8yHs1KdP6fJg3QeU5aWo0iRtYxCvBnMl"  # 48 bytes
+CLIENT_SECRET = "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3cJ"
+CLIENT_ID = "1234567890-abc.apps.googleusercontent.com"
+
+# The minimal production file: section -> {key: value}; "" is the top level.
+MINIMAL: dict[str, dict[str, Any]] = {
+    "": {"issuer": "https://login.example.com"},
+    "tokens": {"keys_dir": "/var/lib/oauth-gateway/keys"},
+    "cookies": {"secret": COOKIE_SECRET},
+    "providers.google": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+}
+
+
+def write_config(directory: Path, changes: Mapping[str, Any] | None = None) -> Path:
+    """Write the minimal production TOML into `directory`, with `changes` applied.
+
+    `changes` maps dotted keys to values (`{"tokens.leeway": 301}`); None removes the key.
+    """
+    sections = {name: dict(values) for name, values in MINIMAL.items()}
+    for dotted, value in (changes or {}).items():
+        section, _, key = dotted.rpartition(".")
+        table = sections.setdefault(section, {})
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    lines = [f"{key} = {_toml_value(value)}" for key, value in sections.pop("").items()]
+    for section, values in sections.items():
+        lines.append(f"\n[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    path = directory / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # a TOML basic string for the plain text used here
+
+
+def write_secret(directory: Path, name: str, value: str) -> Path:
+    path = directory / name
+    path.write_text(value + "\n", encoding="utf-8")
+    return path
+
+
+def refusal(path: Path | None, environ: Mapping[str, str] | None = None, *,
+            dev_mode: bool = False) -> ConfigError:
+    """Load and expect a ConfigError whose message is one line starting with its key."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ or {}, dev_mode=dev_mode)
+    error = caught.value
+    message = str(error)
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith(f"{error.key}: ")
+    return error
+
+
+def assert_refused(tmp_path: Path, changes: Mapping[str, Any], key: str,
+                   environ: Mapping[str, str] | None = None) -> ConfigError:
+    error = refusal(write_config(tmp_path, changes), environ)
+    assert error.key.startswith(key), str(error)
+    return error
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid files
+
+
+def test_minimal_production_file_loads(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path), {})
+
+    assert isinstance(settings, Settings)
+    assert settings.issuer == "https://login.example.com"
+    assert settings.dev_mode is False
+    assert settings.tokens.keys_dir == "/var/lib/oauth-gateway/keys"
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+    assert settings.cookies.secure is True
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_id == CLIENT_ID
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+    assert settings.callback_url("google") == "https://login.example.com/callback/google"
+
+
+def test_shipped_example_is_valid_with_its_secret_files_given_through_env(tmp_path: Path) -> None:
+    cookie_file = write_secret(tmp_path, "cookie-secret", COOKIE_SECRET)
+    client_file = write_secret(tmp_path, "google-client-secret", CLIENT_SECRET)
+    environ = {
+        "GATEWAY_COOKIES__SECRET_FILE": str(cookie_file),
+        "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET_FILE": str(client_file),
+    }
+
+    settings = load_settings(EXAMPLE_CONFIG, environ)
+
+    assert settings.issuer == "https://login.example.com"
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+    assert settings.login.allowed_return_urls == (
+        "https://app.example.com/", "https://admin.example.com/console/")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a secret value from the environment conflicts with the file's `<key>_file` instead of "
+    "overriding it: 'cookies.secret: set either secret or secret_file, not both'"))
+def test_L2_secret_values_from_env_override_the_secret_files_of_the_shipped_example() -> None:
+    environ = {
+        "GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
+        "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": CLIENT_SECRET,
+    }
+
+    settings = load_settings(EXAMPLE_CONFIG, environ)
+
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment overrides the file
+
+
+def test_env_overrides_the_algorithm_of_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"tokens.algorithm": "RS256"})
+
+    settings = load_settings(path, {"GATEWAY_TOKENS__ALGORITHM": "ES256"})
+
+    assert settings.tokens.algorithm == "ES256"
+
+
+def test_env_integers_are_parsed(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"tokens.leeway": 10})
+
+    settings = load_settings(path, {"GATEWAY_TOKENS__LEEWAY": "60",
+                                    "GATEWAY_LISTEN__PORT": "9090"})
+
+    assert settings.tokens.leeway == 60
+    assert settings.listen.port == 9090
+
+
+def test_env_integer_that_is_not_a_number_is_refused_naming_key_and_variable(
+        tmp_path: Path) -> None:
+    error = refusal(write_config(tmp_path), {"GATEWAY_LISTEN__PORT": "eighty"})
+
+    assert error.key.startswith("listen.port")
+    assert "GATEWAY_LISTEN__PORT" in str(error)
+
+
+def test_env_bool_false_turns_secure_cookies_off_for_a_loopback_issuer(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"issuer": "http://localhost:8080"})
+
+    settings = load_settings(path, {"GATEWAY_COOKIES__SECURE": "false"})
+
+    assert settings.cookies.secure is False
+
+
+def test_env_lists_are_comma_separated(tmp_path: Path) -> None:
+    environ = {"GATEWAY_LOGIN__ALLOWED_RETURN_URLS":
+               "https://app.example.com/, https://admin.example.com/console/"}
+
+    settings = load_settings(write_config(tmp_path), environ)
+
+    assert settings.login.allowed_return_urls == (
+        "https://app.example.com/", "https://admin.example.com/console/")
+
+
+def test_GATEWAY_CONFIG_names_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"tokens.leeway": 42})
+
+    settings = load_settings(None, {"GATEWAY_CONFIG": str(path)})
+
+    assert settings.tokens.leeway == 42
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets from files (SECURITY L2)
+
+
+def test_L2_client_secret_is_read_from_the_file_named_in_toml(tmp_path: Path) -> None:
+    secret_file = write_secret(tmp_path, "google-client-secret", CLIENT_SECRET)
+    path = write_config(tmp_path, {"providers.google.client_secret": None,
+                                   "providers.google.client_secret_file": str(secret_file)})
+
+    settings = load_settings(path, {})
+
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+def test_L2_client_secret_is_read_from_the_file_named_in_env(tmp_path: Path) -> None:
+    secret_file = write_secret(tmp_path, "google-client-secret", CLIENT_SECRET)
+    path = write_config(tmp_path, {"providers.google.client_secret": None})
+
+    settings = load_settings(
+        path, {"GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET_FILE": str(secret_file)})
+
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+def test_L2_secret_file_named_in_env_overrides_the_one_named_in_toml(tmp_path: Path) -> None:
+    old = write_secret(tmp_path, "old-secret", "GOCSPX-old-secret-value")
+    new = write_secret(tmp_path, "new-secret", CLIENT_SECRET)
+    path = write_config(tmp_path, {"providers.google.client_secret": None,
+                                   "providers.google.client_secret_file": str(old)})
+
+    settings = load_settings(path, {"GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET_FILE": str(new)})
+
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+def test_secret_value_and_secret_file_together_are_refused(tmp_path: Path) -> None:
+    secret_file = write_secret(tmp_path, "google-client-secret", CLIENT_SECRET)
+
+    assert_refused(tmp_path, {"providers.google.client_secret_file": str(secret_file)},
+                   "providers.google.client_secret")
+
+
+def test_missing_secret_file_in_toml_is_refused_naming_the_key(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-secret"
+    error = assert_refused(tmp_path, {"providers.google.client_secret": None,
+                                      "providers.google.client_secret_file": str(missing)},
+                           "providers.google.client_secret_file")
+
+    assert str(missing) in str(error)
+
+
+def test_missing_secret_file_in_env_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"cookies.secret": None})
+
+    error = refusal(path, {"GATEWAY_COOKIES__SECRET_FILE": str(tmp_path / "no-such-secret")})
+
+    assert error.key == "cookies.secret_file"
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets never show themselves (SECURITY L1)
+
+
+def test_L1_repr_and_str_of_settings_never_contain_the_secrets(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path), {})
+
+    for text in (repr(settings), str(settings), repr(settings.cookies),
+                 repr(settings.providers), str(settings.cookies.secret)):
+        assert COOKIE_SECRET not in text
+        assert CLIENT_SECRET not in text
+    assert "Secret('**********')" in repr(settings)
+
+
+def test_L1_secret_repr_is_masked_but_reveal_gives_the_value() -> None:
+    secret = Secret(CLIENT_SECRET)
+
+    assert CLIENT_SECRET not in repr(secret)
+    assert CLIENT_SECRET not in str(secret)
+    assert CLIENT_SECRET not in f"{secret}"
+    assert secret.reveal() == CLIENT_SECRET
+
+
+def test_L1_a_refused_secret_is_not_echoed_in_the_error(tmp_path: Path) -> None:
+    short = "canary-short-secret-31-bytes-xx"
+    assert len(short) == 31
+
+    error = assert_refused(tmp_path, {"cookies.secret": short}, "cookies.secret")
+
+    assert short not in str(error)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong values are refused with the key named
+
+
+def test_unknown_key_in_a_section_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"tokens.algoritm": "ES256"}, "tokens.algoritm")
+
+
+def test_unknown_key_from_env_is_refused(tmp_path: Path) -> None:
+    error = refusal(write_config(tmp_path), {"GATEWAY_TOKENS__ALGORITM": "ES256"})
+
+    assert error.key == "tokens.algoritm"
+
+
+def test_string_for_an_integer_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"tokens.leeway": "30"}, "tokens.leeway")
+
+
+def test_J1_algorithm_HS256_is_refused(tmp_path: Path) -> None:
+    error = assert_refused(tmp_path, {"tokens.algorithm": "HS256"}, "tokens.algorithm")
+
+    assert "HS256" in str(error)
+
+
+def test_J1_algorithm_none_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"tokens.algorithm": "none"}, "tokens.algorithm")
+
+
+def test_issuer_with_trailing_slash_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"issuer": "https://login.example.com/"}, "issuer")
+
+
+def test_http_issuer_on_a_public_host_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"issuer": "http://login.example.com"}, "issuer")
+
+
+def test_missing_issuer_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"issuer": None}, "issuer")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "`dev_mode` is an ordinary setting: GATEWAY_DEV_MODE=true (or `dev_mode = true` in the "
+    "file) switches off the https and Secure-cookie checks without `serve --dev`"))
+def test_D2_dev_mode_cannot_be_switched_on_from_the_environment(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"issuer": "http://login.example.com",
+                                   "cookies.secure": False})
+
+    refusal(path, {"GATEWAY_DEV_MODE": "true"})
+
+
+def test_K4_short_cookie_secret_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"cookies.secret": "s" * 31}, "cookies.secret")
+
+
+def test_K4_cookie_secret_of_32_bytes_is_accepted(tmp_path: Path) -> None:
+    secret = COOKIE_SECRET[:32]
+
+    settings = load_settings(write_config(tmp_path, {"cookies.secret": secret}), {})
+
+    assert settings.cookies.secret.reveal() == secret
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SECURITY L2: weak secrets must be refused outside dev mode; a cookie secret of one "
+    "repeated character (the dev placeholder is 'x' * 32) is accepted"))
+def test_L2_weak_cookie_secret_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"cookies.secret": "x" * 32}, "cookies.secret")
+
+
+def test_P1_samesite_none_without_secure_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"issuer": "http://localhost:8080", "cookies.samesite": "None",
+                              "cookies.secure": False}, "cookies.samesite")
+
+
+def test_P1_insecure_cookies_are_refused_outside_dev_on_a_public_issuer(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"cookies.secure": False}, "cookies.secure")
+
+
+def test_P1_cookie_domain_must_be_a_parent_of_the_issuer_host(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"cookies.domain": "example.org"}, "cookies.domain")
+
+
+def test_P1_cookie_domain_that_is_a_parent_of_the_issuer_host_is_accepted(
+        tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, {"cookies.domain": "example.com"}), {})
+
+    assert settings.cookies.domain == "example.com"
+
+
+def test_P1_cookie_domain_that_only_ends_like_the_issuer_host_is_refused(
+        tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"cookies.domain": "ample.com"}, "cookies.domain")
+
+
+@pytest.mark.parametrize("leeway", [-1, 301])
+def test_J4_leeway_out_of_range_is_refused(tmp_path: Path, leeway: int) -> None:
+    assert_refused(tmp_path, {"tokens.leeway": leeway}, "tokens.leeway")
+
+
+@pytest.mark.parametrize("lifetime", [29, 86401])
+def test_J6_access_token_lifetime_out_of_range_is_refused(tmp_path: Path, lifetime: int) -> None:
+    assert_refused(tmp_path, {"tokens.access_token_lifetime": lifetime},
+                   "tokens.access_token_lifetime")
+
+
+def test_R2_allowed_return_url_that_is_not_absolute_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"login.allowed_return_urls": ["https://app.example.com/", "/home"]},
+                   "login.allowed_return_urls")
+
+
+def test_C6_google_endpoint_over_http_on_a_public_host_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"providers.google.token_url": "http://oauth2.googleapis.com/token"},
+                   "providers.google.token_url")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SECURITY C6 wants upstream timeouts; `inf` (and `nan`) pass the `<= 0` check, from the "
+    "environment or as TOML floats"))
+def test_C6_infinite_upstream_timeout_is_refused(tmp_path: Path) -> None:
+    error = refusal(write_config(tmp_path), {"GATEWAY_UPSTREAM__REQUEST_TIMEOUT": "inf"})
+
+    assert error.key.startswith("upstream.request_timeout")
+
+
+def test_google_section_without_client_id_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"providers.google.client_id": None}, "providers.google.client_id")
+
+
+def test_google_section_without_client_secret_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"providers.google.client_secret": None},
+                   "providers.google.client_secret")
+
+
+def test_S3_google_scopes_without_openid_are_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"providers.google.scopes": ["email", "profile"]},
+                   "providers.google.scopes")
+
+
+def test_malformed_env_variable_name_is_refused(tmp_path: Path) -> None:
+    error = refusal(write_config(tmp_path), {"GATEWAY_TOKENS____X": "1"})
+
+    assert error.key == "GATEWAY_TOKENS____X"
+
+
+def test_invalid_toml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('issuer = "https://login.example.com\n[tokens\n', encoding="utf-8")
+
+    error = refusal(path)
+
+    assert error.key == "config"
+    assert "not valid TOML" in str(error)
+
+
+def test_missing_config_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+
+    error = refusal(missing)
+
+    assert error.key == "config"
+    assert str(missing) in str(error)
