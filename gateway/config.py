@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import tomllib
 import types
 import typing
@@ -29,6 +30,10 @@ ALGORITHMS = ("EdDSA", "ES256", "RS256")
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 MIN_COOKIE_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 300
+MAX_UPSTREAM_TIMEOUT = 300.0
+SECRET_FILE_SUFFIX = "_file"
+# A secret with fewer distinct characters than this was typed by a person, not generated.
+MIN_DISTINCT_SECRET_CHARACTERS = 12
 
 
 class Secret:
@@ -172,6 +177,10 @@ def load_settings(
     if path is not None:
         deep_merge(raw, _read_toml(Path(path)))
     deep_merge(raw, _env_overrides(environ))
+    if "dev_mode" in raw:
+        # SECURITY D2: the relaxed checks of development mode come only with `serve --dev`.
+        raise ConfigError("dev_mode", "cannot be set in a file or the environment; "
+                          "use `oauth-gateway serve --dev`")
     if dev_mode:
         raw["dev_mode"] = True
     settings: Settings = _build(Settings, raw, "")
@@ -217,7 +226,16 @@ class _EnvValue:
 
 
 def deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """Merge a later layer (file over defaults, environment over file) into `into`.
+
+    A secret set in a later layer replaces the earlier layer's `<key>_file` and the other way
+    round; only within one layer are both a conflict (reported when the settings are built).
+    """
     for key, value in other.items():
+        counterpart = key[: -len(SECRET_FILE_SUFFIX)] if key.endswith(SECRET_FILE_SUFFIX) \
+            else key + SECRET_FILE_SUFFIX
+        if counterpart not in other:
+            into.pop(counterpart, None)
         if isinstance(value, Mapping) and isinstance(into.get(key), dict):
             deep_merge(into[key], value)
         elif isinstance(value, Mapping):
@@ -235,7 +253,7 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
         raise ConfigError(prefix.rstrip(".") or "config", "must be a table (section)")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    secret_files = {f"{name}_file" for name in known if _is_secret(hints[name])}
+    secret_files = {f"{name}{SECRET_FILE_SUFFIX}" for name in known if _is_secret(hints[name])}
     for key in raw:
         if key not in known and key not in secret_files:
             raise ConfigError(prefix + key, "unknown setting")
@@ -365,16 +383,23 @@ def validate(settings: Settings) -> None:
         raise ConfigError("cookies.secret", "is required (at least 32 random bytes)")
     if len(cookies.secret.reveal().encode()) < MIN_COOKIE_SECRET_BYTES:
         raise ConfigError("cookies.secret", f"must be at least {MIN_COOKIE_SECRET_BYTES} bytes")
+    if not dev and len(set(cookies.secret.reveal())) < MIN_DISTINCT_SECRET_CHARACTERS:
+        # SECURITY L2: a typed or placeholder secret is refused outside development mode.
+        raise ConfigError("cookies.secret", "looks weak (too few distinct characters); generate "
+                          "one with: head -c 48 /dev/urandom | base64")
     if cookies.samesite not in SAMESITE_VALUES:
         raise ConfigError("cookies.samesite", f"must be one of {', '.join(SAMESITE_VALUES)}")
     if cookies.samesite == "None" and not cookies.secure:
         raise ConfigError("cookies.samesite", "None requires cookies.secure = true")
     if not cookies.secure and not (dev or _is_loopback_url(settings.issuer)):
-        raise ConfigError("cookies.secure", "may be false only in development mode on loopback")
+        raise ConfigError("cookies.secure",
+                          "may be false only in development mode or on a loopback issuer")
     if cookies.domain and not _is_domain_of(cookies.domain, settings.issuer):
         raise ConfigError("cookies.domain", "must be the issuer's host or a parent domain of it")
     if cookies.session_lifetime < 60 or cookies.session_idle_timeout < 60:
         raise ConfigError("cookies.session_lifetime", "session timeouts must be at least 60 s")
+    if cookies.session_idle_timeout > cookies.session_lifetime:
+        raise ConfigError("cookies.session_idle_timeout", "must not exceed session_lifetime")
 
     login = settings.login
     for i, url in enumerate(login.allowed_return_urls):
@@ -385,10 +410,20 @@ def validate(settings: Settings) -> None:
         raise ConfigError("login.transaction_lifetime", "must be between 30 and 3600 seconds")
 
     upstream = settings.upstream
-    if upstream.connect_timeout <= 0 or upstream.request_timeout <= 0:
-        raise ConfigError("upstream.request_timeout", "timeouts must be positive")
+    for name in ("connect_timeout", "request_timeout"):
+        timeout = getattr(upstream, name)
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_UPSTREAM_TIMEOUT):
+            raise ConfigError(f"upstream.{name}",
+                              f"must be a number of seconds above 0 and at most "
+                              f"{MAX_UPSTREAM_TIMEOUT:.0f} (got {timeout})")
     if upstream.max_clients < 1:
         raise ConfigError("upstream.max_clients", "must be at least 1")
+    if upstream.max_response_bytes < 1024:
+        raise ConfigError("upstream.max_response_bytes", "must be at least 1024")
+    if upstream.jwks_cache_seconds < 0 or upstream.jwks_refresh_cooldown < 0:
+        raise ConfigError("upstream.jwks_cache_seconds", "JWKS timings must not be negative")
+    if login.max_pending_transactions < 1:
+        raise ConfigError("login.max_pending_transactions", "must be at least 1")
 
     google = settings.providers.google
     if google is not None:

@@ -157,8 +157,14 @@ def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = Fal
                                created))
     if not keys:
         raise ConfigError("tokens.keys_dir", f"no {algorithm} key in {keys_dir}")
-    keys.sort(key=lambda k: k.created)
+    keys.sort(key=lambda k: _creation_order(k.created))
     return KeySet(algorithm=algorithm, signing=keys[-1], keys=tuple(keys))
+
+
+def _creation_order(created: str) -> tuple[str, int]:
+    """`20261125T111200Z-10` after `20261125T111200Z-9`: the suffix counts, not its text."""
+    stamp, _, suffix = created.partition("-")
+    return stamp, int(suffix) if suffix.isdigit() else 0
 
 
 def _key_files(keys_dir: Path) -> list[Path]:

@@ -124,9 +124,6 @@ def test_shipped_example_is_valid_with_its_secret_files_given_through_env(tmp_pa
         "https://app.example.com/", "https://admin.example.com/console/")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a secret value from the environment conflicts with the file's `<key>_file` instead of "
-    "overriding it: 'cookies.secret: set either secret or secret_file, not both'"))
 def test_L2_secret_values_from_env_override_the_secret_files_of_the_shipped_example() -> None:
     environ = {
         "GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
@@ -331,9 +328,6 @@ def test_missing_issuer_is_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"issuer": None}, "issuer")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`dev_mode` is an ordinary setting: GATEWAY_DEV_MODE=true (or `dev_mode = true` in the "
-    "file) switches off the https and Secure-cookie checks without `serve --dev`"))
 def test_D2_dev_mode_cannot_be_switched_on_from_the_environment(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"issuer": "http://login.example.com",
                                    "cookies.secure": False})
@@ -353,9 +347,6 @@ def test_K4_cookie_secret_of_32_bytes_is_accepted(tmp_path: Path) -> None:
     assert settings.cookies.secret.reveal() == secret
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SECURITY L2: weak secrets must be refused outside dev mode; a cookie secret of one "
-    "repeated character (the dev placeholder is 'x' * 32) is accepted"))
 def test_L2_weak_cookie_secret_is_refused_outside_dev_mode(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"cookies.secret": "x" * 32}, "cookies.secret")
 
@@ -406,9 +397,6 @@ def test_C6_google_endpoint_over_http_on_a_public_host_is_refused(tmp_path: Path
                    "providers.google.token_url")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SECURITY C6 wants upstream timeouts; `inf` (and `nan`) pass the `<= 0` check, from the "
-    "environment or as TOML floats"))
 def test_C6_infinite_upstream_timeout_is_refused(tmp_path: Path) -> None:
     error = refusal(write_config(tmp_path), {"GATEWAY_UPSTREAM__REQUEST_TIMEOUT": "inf"})
 

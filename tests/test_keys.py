@@ -300,6 +300,13 @@ def test_K3_last_key_written_in_the_same_second_signs(tmp_path: Path) -> None:
     assert keyset.signing.kid == _kid_of(paths[-1])
 
 
+def test_K3_twelfth_key_of_the_same_second_signs_not_the_tenth(tmp_path: Path) -> None:
+    paths = [write_new_key(tmp_path, "EdDSA", now=EARLIER) for _ in range(12)]
+    keyset = load_keyset(tmp_path, "EdDSA")
+    assert paths[-1].stem.endswith("-11")
+    assert keyset.signing.kid == _kid_of(paths[-1])
+
+
 def test_K3_older_keys_stay_published(tmp_path: Path) -> None:
     write_new_key(tmp_path, "RS256", now=EARLIER)
     old = load_keyset(tmp_path, "RS256")
