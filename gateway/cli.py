@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -71,7 +72,8 @@ def _settings(config: str | None) -> Settings:
 
 
 def _provider_names(settings: Settings) -> list[str]:
-    return [name for name in ("google",) if getattr(settings.providers, name) is not None]
+    return [f.name for f in dataclasses.fields(settings.providers)
+            if getattr(settings.providers, f.name) is not None]
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -102,10 +104,11 @@ async def _serve(config: str | None, *, dev: bool) -> int:
 
         stack = prepare_dev_stack(config, os.environ)
         settings = stack.settings
-        provider_server = stack.start_provider()
+        provider_servers = stack.start_providers()
         ctx, http_server = server.start_gateway(settings, stack.gateway_sockets)
-        servers = [http_server, provider_server]
-        log.info("development mode: Google stand-in at %s", stack.google.base_url)
+        servers = [http_server, *provider_servers]
+        for name, provider in stack.providers.items():
+            log.info("development mode: %s stand-in at %s", name, provider.standin.base_url)
         log.info("open %s/ in your browser and sign in", settings.issuer)
     else:
         settings = _settings(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import re
 import tomllib
 import types
 import typing
@@ -123,8 +124,39 @@ class GoogleSettings:
 
 
 @dataclass(frozen=True)
+class FacebookSettings:
+    client_id: str = ""  # the App ID
+    client_secret: Secret = NO_SECRET  # the App Secret; also keys `appsecret_proof`
+    graph_api_version: str = "v26.0"
+    # Version-less bases; the version is inserted as the first path segment.
+    dialog_url: str = "https://www.facebook.com"
+    graph_url: str = "https://graph.facebook.com"
+    scopes: tuple[str, ...] = ("public_profile", "email")
+
+
+@dataclass(frozen=True)
+class TwitterSettings:
+    # "oauth2": X's OAuth 2.0 with PKCE (X API v2); "oauth1": OAuth 1.0a (v1.1 API).
+    mode: str = "oauth2"
+    client_id: str = ""  # OAuth 2.0 Client ID (mode oauth2)
+    client_secret: Secret = NO_SECRET  # OAuth 2.0 Client Secret (confidential client)
+    consumer_key: str = ""  # OAuth 1.0a API Key (mode oauth1)
+    consumer_secret: Secret = NO_SECRET  # OAuth 1.0a API Key Secret
+    authorize_url: str = "https://x.com/i/oauth2/authorize"
+    token_url: str = "https://api.x.com/2/oauth2/token"
+    userinfo_url: str = "https://api.x.com/2/users/me"
+    scopes: tuple[str, ...] = ("users.read", "tweet.read", "users.email")
+    request_token_url: str = "https://api.x.com/oauth/request_token"
+    authenticate_url: str = "https://api.x.com/oauth/authenticate"
+    access_token_url: str = "https://api.x.com/oauth/access_token"
+    verify_credentials_url: str = "https://api.x.com/1.1/account/verify_credentials.json"
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     google: GoogleSettings | None = None
+    facebook: FacebookSettings | None = None
+    twitter: TwitterSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -425,20 +457,43 @@ def validate(settings: Settings) -> None:
     if login.max_pending_transactions < 1:
         raise ConfigError("login.max_pending_transactions", "must be at least 1")
 
-    google = settings.providers.google
-    if google is not None:
-        if not google.client_id:
-            raise ConfigError("providers.google.client_id", "is required")
-        if not google.client_secret:
-            raise ConfigError("providers.google.client_secret", "is required")
-        for name in ("authorize_url", "token_url", "userinfo_url", "jwks_url"):
-            _check_public_url(f"providers.google.{name}", getattr(google, name), dev)
-        if not google.issuers:
-            raise ConfigError("providers.google.issuers", "must list at least one issuer")
-        if "openid" not in google.scopes:
-            raise ConfigError("providers.google.scopes", "must include openid")
-        if google.fetch_userinfo not in ("auto", "always", "never"):
-            raise ConfigError("providers.google.fetch_userinfo", "must be auto, always or never")
+    providers = settings.providers
+    for section in dataclasses.fields(providers):
+        provider = getattr(providers, section.name)
+        if provider is not None:
+            _check_provider(f"providers.{section.name}", provider, dev)
+
+
+def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
+    """Every provider's endpoints, then what each one requires of its own."""
+    for f in dataclasses.fields(provider):
+        if f.name.endswith("_url"):
+            _check_public_url(f"{prefix}.{f.name}", getattr(provider, f.name), dev)
+    if isinstance(provider, GoogleSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        if not provider.issuers:
+            raise ConfigError(f"{prefix}.issuers", "must list at least one issuer")
+        if "openid" not in provider.scopes:
+            raise ConfigError(f"{prefix}.scopes", "must include openid")
+        if provider.fetch_userinfo not in ("auto", "always", "never"):
+            raise ConfigError(f"{prefix}.fetch_userinfo", "must be auto, always or never")
+    elif isinstance(provider, FacebookSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        if not re.fullmatch(r"v\d+\.\d+", provider.graph_api_version):
+            raise ConfigError(f"{prefix}.graph_api_version", "must look like v26.0")
+    elif isinstance(provider, TwitterSettings):
+        if provider.mode == "oauth2":
+            _require(prefix, provider, "client_id", "client_secret")
+        elif provider.mode == "oauth1":
+            _require(prefix, provider, "consumer_key", "consumer_secret")
+        else:
+            raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+
+
+def _require(prefix: str, provider: Any, *names: str) -> None:
+    for name in names:
+        if not getattr(provider, name):
+            raise ConfigError(f"{prefix}.{name}", "is required")
 
 
 def _check_public_url(key: str, url: str, dev: bool) -> None:

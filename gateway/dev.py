@@ -1,39 +1,76 @@
-"""Development mode: the gateway plus a local stand-in for Google, no credentials needed.
+"""Development mode: the gateway plus local stand-ins for its providers, no credentials needed.
 
 Keys and the cookie secret are generated on first start into a state directory (never into
-git); the stand-in gets fresh random client credentials at every start.
+git); the stand-ins get fresh random client credentials at every start. Each stand-in listens
+on its own port (`dev.provider_port`, the next one, ...), as each provider has its own host.
 """
 
 from __future__ import annotations
 
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tornado.httpserver
+import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
+from gateway.devproviders import google
 from gateway.devproviders.google import GoogleStandIn
 from gateway.server import bind, bound_port
 
 DEV_HOST = "localhost"
 
 
+class StandIn(Protocol):
+    """What dev mode needs of a provider stand-in (see gateway/devproviders/)."""
+
+    base_url: str
+
+    def make_app(self) -> tornado.web.Application: ...
+
+
+# (provider name, factory): the factory gets the stand-in's base URL and the gateway's issuer
+# and returns the stand-in and the gateway's configuration section pointing at it.
+StandInFactory = Callable[[str, str], tuple[StandIn, dict[str, Any]]]
+STANDINS: tuple[tuple[str, StandInFactory], ...] = (
+    ("google", google.dev_provider),
+)
+
+
+@dataclass
+class DevProvider:
+    name: str
+    standin: StandIn
+    sockets: list[socket.socket]
+
+
 @dataclass
 class DevStack:
     settings: Settings
     gateway_sockets: list[socket.socket]
-    provider_sockets: list[socket.socket]
-    google: GoogleStandIn
+    providers: dict[str, DevProvider]
 
-    def start_provider(self) -> tornado.httpserver.HTTPServer:
-        """Serve the stand-in (call inside the event loop)."""
-        server = tornado.httpserver.HTTPServer(self.google.make_app())
-        server.add_sockets(self.provider_sockets)
-        return server
+    @property
+    def google(self) -> GoogleStandIn:
+        standin = self.providers["google"].standin
+        assert isinstance(standin, GoogleStandIn)
+        return standin
+
+    def standin(self, name: str) -> StandIn:
+        return self.providers[name].standin
+
+    def start_providers(self) -> list[tornado.httpserver.HTTPServer]:
+        """Serve every stand-in (call inside the event loop)."""
+        servers = []
+        for provider in self.providers.values():
+            server = tornado.httpserver.HTTPServer(provider.standin.make_app())
+            server.add_sockets(provider.sockets)
+            servers.append(server)
+        return servers
 
 
 def prepare_dev_stack(
@@ -43,35 +80,29 @@ def prepare_dev_stack(
     overrides: Mapping[str, Any] | None = None,
     host: str = DEV_HOST,
 ) -> DevStack:
-    """Bind the gateway's and the stand-in's ports, then build settings pointing at both."""
+    """Bind the gateway's and the stand-ins' ports, then build settings pointing at them."""
     # A first pass only to learn the ports and the state directory; the issuer is not known yet.
     placeholder = {"providers": {"google": {"client_id": "-", "client_secret": "-"}}}
     first = load_settings(config_path, environ,
                           base=_dev_base(f"http://{host}", placeholder, overrides), dev_mode=True)
     gateway_sockets = bind(host, first.listen.port)
-    provider_sockets = bind(host, first.dev.provider_port)
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"
-    provider_url = f"http://{host}:{bound_port(provider_sockets)}"
+    providers: dict[str, DevProvider] = {}
+    sections: dict[str, Any] = {}
+    for offset, (name, factory) in enumerate(STANDINS):
+        port = first.dev.provider_port + offset if first.dev.provider_port else 0
+        sockets = bind(host, port)
+        standin, section = factory(f"http://{host}:{bound_port(sockets)}", issuer)
+        providers[name] = DevProvider(name, standin, sockets)
+        sections[name] = section
     state_dir = Path(first.dev.state_dir)
-    client_id = f"dev-{secrets.token_hex(8)}.apps.googleusercontent.com"
-    client_secret = "GOCSPX-" + secrets.token_urlsafe(24)
-    google = GoogleStandIn(provider_url, client_id, client_secret, [f"{issuer}/callback/google"])
-    google_section = {
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "authorize_url": google.authorize_url,
-        "token_url": google.token_url,
-        "userinfo_url": google.userinfo_url,
-        "jwks_url": google.jwks_url,
-        "issuers": [google.issuer],
-    }
     base = _dev_base(issuer, {
         "tokens": {"keys_dir": str(state_dir / "keys")},
         "cookies": {"secret": _dev_cookie_secret(state_dir)},
-        "providers": {"google": google_section},
+        "providers": sections,
     }, overrides)
     settings = load_settings(config_path, environ, base=base, dev_mode=True)
-    return DevStack(settings, gateway_sockets, provider_sockets, google)
+    return DevStack(settings, gateway_sockets, providers)
 
 
 def _dev_base(issuer: str, extra: Mapping[str, Any],

@@ -59,6 +59,9 @@ class Stack:
     def google(self) -> GoogleStandIn:
         return self.dev.google
 
+    def standin(self, name: str) -> Any:
+        return self.dev.standin(name)
+
     def browser(self) -> Browser:
         return Browser(self)
 
@@ -91,7 +94,7 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
         dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
 
         def boot() -> GatewayContext:
-            servers.append(dev.start_provider())
+            servers.extend(dev.start_providers())
             ctx, server = start_gateway(dev.settings, dev.gateway_sockets)
             servers.append(server)
             return ctx
@@ -171,10 +174,11 @@ class Browser:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
-    def start_login(self, return_to: str | None = None) -> httpx.Response:
-        """GET /login/google; returns the 302 to the provider."""
+    def start_login(self, return_to: str | None = None, provider: str = "google"
+                    ) -> httpx.Response:
+        """GET /login/<provider>; returns the 302 to the provider."""
         params = {"return_to": return_to} if return_to else {}
-        return self.get(f"{self.stack.url}/login/google", params=params)
+        return self.get(f"{self.stack.url}/login/{provider}", params=params)
 
     def consent(self, authorize_location: str, user: str = "ada",
                 decision: str | None = None) -> httpx.Response:
@@ -192,9 +196,10 @@ class Browser:
         action = httpx.URL(authorize_location).join(form.action)
         return self.post(str(action), data=data)
 
-    def login(self, return_to: str | None = None, user: str = "ada") -> httpx.Response:
+    def login(self, return_to: str | None = None, user: str = "ada",
+              provider: str = "google") -> httpx.Response:
         """The whole flow; returns the gateway callback's response (a 302 to return_to)."""
-        start = self.start_login(return_to)
+        start = self.start_login(return_to, provider)
         assert start.status_code == 302, start.text
         back = self.consent(start.headers["location"], user=user)
         assert back.status_code == 302, back.text

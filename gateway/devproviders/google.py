@@ -43,7 +43,7 @@ from gateway.devproviders.common import (
     secrets_equal,
 )
 
-__all__ = ["DEV_USERS", "Fault", "GoogleAccount", "GoogleStandIn"]
+__all__ = ["DEV_USERS", "Fault", "GoogleAccount", "GoogleStandIn", "dev_provider"]
 
 CODE_LIFETIME = 300  # seconds; Google's codes live a few minutes
 ACCESS_TOKEN_LIFETIME = 3599
@@ -297,6 +297,24 @@ def at_hash(access_token: str) -> str:
     """OIDC Core 3.1.3.6: the left half of SHA-256 of the access token, base64url."""
     digest = hashlib.sha256(access_token.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def dev_provider(base_url: str, gateway_issuer: str) -> tuple[GoogleStandIn, dict[str, Any]]:
+    """A stand-in with fresh credentials, and the gateway's `providers.google` section for it."""
+    client_id = f"dev-{secrets.token_hex(8)}.apps.googleusercontent.com"
+    client_secret = "GOCSPX-" + secrets.token_urlsafe(24)
+    standin = GoogleStandIn(base_url, client_id, client_secret,
+                            [f"{gateway_issuer}/callback/google"])
+    section = {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "authorize_url": standin.authorize_url,
+        "token_url": standin.token_url,
+        "userinfo_url": standin.userinfo_url,
+        "jwks_url": standin.jwks_url,
+        "issuers": [standin.issuer],
+    }
+    return standin, section
 
 
 # ---------------------------------------------------------------------------------------------

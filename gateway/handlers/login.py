@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,8 +34,21 @@ log = logging.getLogger("gateway.login")
 FRONT_CHANNEL_TOKENS = ("access_token", "id_token", "token")
 
 
+@dataclass(frozen=True)
+class CallbackParameters:
+    """What a provider's redirect back carries, in the provider's own parameter names."""
+
+    transaction_key: str  # OAuth 2.0: `state`; OAuth 1.0a: the request token
+    code: str | None  # OAuth 2.0: `code`; OAuth 1.0a: `oauth_verifier`
+    error: str | None  # the provider's error code, e.g. access_denied
+
+
 class ProviderHandler(BaseHandler):
-    """What the login and callback handlers share: the context and the provider."""
+    """What the login and callback handlers share: the context and the provider.
+
+    The defaults here are OAuth 2.0's (`state`, `code`, `error`); a provider's login mixin
+    overrides what its protocol does differently (OAuth 1.0a keys the login by request token).
+    """
 
     ctx: GatewayContext
     provider: Any  # the provider object the mixin reads (e.g. GoogleProvider)
@@ -47,8 +61,18 @@ class ProviderHandler(BaseHandler):
         path = f"/login/{self.provider.name}"
         return f"{path}?{urlencode({'return_to': return_to})}" if return_to else path
 
-    def start_upstream_login(self, tx: LoginTransaction, state: str) -> None:
-        raise NotImplementedError  # provided by the provider's login mixin
+    async def begin_upstream_login(self, tx: LoginTransaction) -> str:
+        """The key the transaction is stored under (and that comes back on the callback)."""
+        return transactions.new_state()
+
+    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
+        raise NotImplementedError  # provided by the provider's login mixin: the redirect
+
+    def callback_parameters(self) -> CallbackParameters:
+        state = self.single_argument("state")
+        assert state is not None
+        return CallbackParameters(state, self.single_argument("code", required=False),
+                                  self.single_argument("error", required=False))
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         raise NotImplementedError  # provided by the provider's login mixin
@@ -71,16 +95,20 @@ class LoginHandler(ProviderHandler):
                       or transactions.new_browser_id())
         tx = transactions.new_transaction(self.provider.name, browser_id, return_to,
                                           self.ctx.clock())
-        state = transactions.new_state()
         try:
-            await self.ctx.store.put(transactions.NAMESPACE, _state_key(state), tx.to_record(),
-                                     lifetime)
+            key = await self.begin_upstream_login(tx)
+        except GatewayError as e:
+            e.retry_url = self.login_url(return_to)
+            raise
+        try:
+            await self.ctx.store.put(transactions.NAMESPACE, _transaction_key(key),
+                                     tx.to_record(), lifetime)
         except StoreFull:
             raise Unavailable("Too many sign-ins are in progress. Please try again in a minute.",
                               retry_url=self.login_url(return_to)) from None
         self.ctx.cookies.set(self, cookies.LOGIN, browser_id, max_age=lifetime, signed=True)
         self.set_no_store()
-        self.start_upstream_login(tx, state)
+        self.start_upstream_login(tx, key)
 
 
 class CallbackHandler(ProviderHandler):
@@ -91,18 +119,15 @@ class CallbackHandler(ProviderHandler):
             if self.get_arguments(name):
                 raise InvalidRequest("Tokens are not accepted in the callback URL.",
                                      log_detail=f"front-channel {name} refused")
-        state = self.single_argument("state")
-        assert state is not None
-        error = self.single_argument("error", required=False)
-        code = self.single_argument("code", required=False)
-        tx = await self._take_transaction(state)
+        params = self.callback_parameters()
+        tx = await self._take_transaction(params.transaction_key)
         retry_url = self.login_url(tx.return_to)
         try:
-            if error is not None:
-                raise _provider_error(error, self.provider.name)
-            if code is None:
+            if params.error is not None:
+                raise _provider_error(params.error, self.provider.name)
+            if params.code is None:
                 raise InvalidRequest("The provider sent no authorization code.")
-            identity = await self.finish_upstream_login(code, tx)
+            identity = await self.finish_upstream_login(params.code, tx)
         except GatewayError as e:
             e.retry_url = retry_url
             raise
@@ -111,9 +136,9 @@ class CallbackHandler(ProviderHandler):
         # SECURITY R6: a clean redirect (no code or state in it) with Referrer-Policy no-referrer.
         self.redirect(tx.return_to, status=302)
 
-    async def _take_transaction(self, state: str) -> LoginTransaction:
+    async def _take_transaction(self, key: str) -> LoginTransaction:
         lifetime = self.ctx.settings.login.transaction_lifetime
-        record = await self.ctx.store.take(transactions.NAMESPACE, _state_key(state))
+        record = await self.ctx.store.take(transactions.NAMESPACE, _transaction_key(key))
         tx = LoginTransaction.from_record(record) if record else None
         browser_id = self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
         try:
@@ -136,8 +161,9 @@ class CallbackHandler(ProviderHandler):
         self.set_no_store()
 
 
-def _state_key(state: str) -> str:
-    return hashlib.sha256(state.encode("utf-8", "replace")).hexdigest()
+def _transaction_key(key: str) -> str:
+    # Stored under a hash: a dump of the store holds no usable state.
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
 def _provider_error(error: str, provider: str) -> GatewayError:

@@ -39,7 +39,7 @@ class HomeHandler(BaseHandler):
             token=token,
             issuer=ctx.settings.issuer,
             home_url=f"{ctx.settings.issuer}/",
-            providers=[(name, p.provider.display_name) for name, p in ctx.providers.items()],
+            providers=[(name, p.display_name) for name, p in ctx.providers.items()],
         )
 
 

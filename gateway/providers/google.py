@@ -16,9 +16,10 @@ from typing import Any
 import jwt
 import tornado.auth
 
-from gateway.config import GoogleSettings
+from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
+from gateway.providers.base import EnabledProvider
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
 from gateway.upstream_keys import UpstreamKeys
@@ -80,7 +81,7 @@ class GoogleLogin(tornado.auth.GoogleOAuth2Mixin):
 
     provider: GoogleProvider
 
-    def start_upstream_login(self, tx: LoginTransaction, state: str) -> None:
+    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
         # The mixin reads its endpoint from this attribute; ours comes from configuration.
         self._OAUTH_AUTHORIZE_URL = self.provider.settings.authorize_url
         self.authorize_redirect(
@@ -88,7 +89,7 @@ class GoogleLogin(tornado.auth.GoogleOAuth2Mixin):
             client_id=self.provider.settings.client_id,
             scope=list(self.provider.settings.scopes),
             response_type="code",
-            extra_params=self.provider.authorization_params(tx, state),
+            extra_params=self.provider.authorization_params(tx, key),
         )
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
@@ -130,6 +131,20 @@ class GoogleLogin(tornado.auth.GoogleOAuth2Mixin):
 
     def get_auth_http_client(self) -> Any:
         return self.provider.upstream.client
+
+
+def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
+    google = settings.providers.google
+    if google is None:
+        return None
+    keys = UpstreamKeys(
+        upstream, provider=NAME, jwks_url=google.jwks_url,
+        cache_seconds=settings.upstream.jwks_cache_seconds,
+        refresh_cooldown=settings.upstream.jwks_refresh_cooldown,
+    )
+    provider = GoogleProvider(google, upstream, keys, callback_url=settings.callback_url(NAME),
+                              leeway=settings.tokens.leeway)
+    return EnabledProvider(NAME, DISPLAY_NAME, provider, GoogleLogin)
 
 
 # ---------------------------------------------------------------------------------------------
