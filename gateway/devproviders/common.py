@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +137,12 @@ class StandInHandler(tornado.web.RequestHandler):
     def initialize(self, provider: Any) -> None:
         self.provider = provider
         self.faults = provider.faults
+
+    def prepare(self) -> None:
+        # How often each endpoint was called, for tests that count upstream requests.
+        calls: Counter[str] | None = getattr(self.provider, "calls", None)
+        if calls is not None:
+            calls[self.endpoint] += 1
 
     def check_xsrf_cookie(self) -> None:
         """Provider endpoints are called by other servers and by the provider's own forms."""

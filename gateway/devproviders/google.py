@@ -21,6 +21,7 @@ import base64
 import hashlib
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,7 @@ class GoogleStandIn:
     id_token_overrides: dict[str, Any] = field(default_factory=dict)
     sign_id_token_with_foreign_key: bool = False
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # requests per endpoint
 
     def __post_init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -262,6 +264,11 @@ class GoogleStandIn:
     def jwks(self) -> dict[str, Any]:
         jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
         return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+
+    def rotate_signing_key(self) -> None:
+        """Sign with a new key under a new kid and publish only that one, as after a rotation."""
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = secrets.token_hex(20)
 
     def account(self, key: str | None) -> GoogleAccount | None:
         return next((a for a in self.accounts if a.key == key), None)

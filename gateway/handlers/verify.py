@@ -45,9 +45,6 @@ class IntrospectHandler(BaseHandler):
     def initialize(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
-    def check_xsrf_cookie(self) -> None:
-        """An API for servers, not a browser form: no XSRF cookie to check."""
-
     def post(self) -> None:
         token = self.single_argument("token")
         assert token is not None
