@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-
 from conftest import FormParser, Stack, query_of
+
 from gateway.transactions import pkce_s256_challenge
 
 VERIFIER = "v" * 20 + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"

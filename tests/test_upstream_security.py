@@ -8,8 +8,8 @@ import asyncio
 import logging
 
 import pytest
-
 from conftest import Stack
+
 from gateway.devproviders.google import Fault
 from gateway.errors import UpstreamError
 from gateway.upstream import Upstream, make_http_client
@@ -35,7 +35,7 @@ def test_C2_the_upstream_access_token_never_reaches_the_browser_or_a_log(
         assert token[5:20] not in logged
 
 
-def test_C6_a_redirect_from_the_token_endpoint_is_not_followed(make_stack) -> None:  # noqa: ANN001
+def test_C6_a_redirect_from_the_token_endpoint_is_not_followed(make_stack) -> None:
     stack = make_stack()
     stack.google.faults["token"] = Fault(status=302, body="")
     browser = stack.browser()
@@ -52,7 +52,7 @@ def test_C6_provider_keys_are_cached_between_logins(stack: Stack) -> None:
     assert stack.google.calls["jwks"] == 1
 
 
-def test_C6_a_rotated_provider_key_is_fetched_once_and_logins_go_on(make_stack) -> None:  # noqa: ANN001
+def test_C6_a_rotated_provider_key_is_fetched_once_and_logins_go_on(make_stack) -> None:
     stack = make_stack(upstream={"jwks_refresh_cooldown": 0})
     assert stack.browser().login().status_code == 302
     stack.google.rotate_signing_key()
@@ -94,7 +94,7 @@ def test_C6_concurrent_callbacks_share_one_jwks_fetch(stack: Stack) -> None:
     assert stack.google.calls["jwks"] == 1
 
 
-def test_C6_upstream_calls_are_not_queued_behind_tornados_default_of_ten(make_stack) -> None:  # noqa: ANN001
+def test_C6_upstream_calls_are_not_queued_behind_tornados_default_of_ten(make_stack) -> None:
     """40 calls that each take 0.5 s finish together, not in four waves of ten."""
     stack = make_stack()
     stack.google.faults["userinfo"] = Fault(status=200, body='{"sub": "1"}', delay=0.5)
