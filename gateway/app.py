@@ -16,7 +16,12 @@ from gateway.cookies import CookiePolicy
 from gateway.handlers.base import NotFoundHandler
 from gateway.handlers.login import CallbackHandler, LoginHandler
 from gateway.handlers.ops import HealthHandler, ReadyHandler
-from gateway.handlers.pages import HomeHandler, LogoutHandler
+from gateway.handlers.pages import (
+    ChooserHandler,
+    HomeHandler,
+    LogoutHandler,
+    UnknownProviderHandler,
+)
 from gateway.handlers.verify import IntrospectHandler, VerifyHandler
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.keys import KeySet
@@ -64,6 +69,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     settings = ctx.settings
     routes: list[Any] = [
         (r"/", HomeHandler, {"ctx": ctx}),
+        (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
         (r"/verify", VerifyHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
@@ -79,6 +85,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         kwargs = {"ctx": ctx, "provider": p.provider}
         routes.append((rf"/login/{p.name}", login, kwargs))
         routes.append((rf"/callback/{p.name}", callback, kwargs))
+    # After the enabled providers: any other name is a clear 404, not the generic one.
+    routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,

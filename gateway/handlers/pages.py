@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from gateway import cookies
 from gateway.context import GatewayContext
-from gateway.errors import InvalidRequest, InvalidToken
+from gateway.errors import InvalidRequest, InvalidToken, NotFound
 from gateway.handlers.base import BaseHandler
 from gateway.redirects import is_allowed_return_to
 
@@ -41,6 +42,39 @@ class HomeHandler(BaseHandler):
             home_url=f"{ctx.settings.issuer}/",
             providers=[(name, p.display_name) for name, p in ctx.providers.items()],
         )
+
+
+class ChooserHandler(BaseHandler):
+    """GET /login?return_to=URL: one button per enabled provider (JSON for API clients)."""
+
+    def initialize(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+
+    def get(self) -> None:
+        ctx = self.ctx
+        return_to = self.single_argument("return_to", required=False)
+        if return_to is not None and not is_allowed_return_to(return_to, ctx.allowed_returns):
+            raise InvalidRequest(
+                "The address to return to after sign-in is not allowed by this gateway.",
+                log_detail="return_to not in allowlist")
+        query = f"?{urlencode({'return_to': return_to})}" if return_to else ""
+        providers = [(p.display_name, f"/login/{name}{query}", name)
+                     for name, p in ctx.providers.items()]
+        if self.wants_json():
+            self.write_json({"providers": [
+                {"name": name, "display_name": label, "login_url": url}
+                for label, url, name in providers]})
+            return
+        self.render("login.html", providers=providers, dev_mode=ctx.settings.dev_mode)
+
+
+class UnknownProviderHandler(BaseHandler):
+    """/login/<name> and /callback/<name> for a provider that is not enabled: a clear 404."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound("This sign-in provider is not enabled on this gateway.",
+                       retry_url="/login", log_detail="unknown or disabled provider")
 
 
 class LogoutHandler(BaseHandler):
