@@ -4,6 +4,7 @@ small protocol checks (client authentication, PKCE) that several providers perfo
 from __future__ import annotations
 
 import base64
+import dataclasses
 import binascii
 import hashlib
 import hmac
@@ -29,13 +30,20 @@ class Fault:
     """An answer a test makes an endpoint give instead of the real one.
 
     `status=0` hangs up without answering (after `delay` seconds); any other status answers
-    with `body` after `delay` seconds.
+    with `body` after `delay` seconds. `stall_only` waits `delay` seconds, then answers as
+    the provider would (a slow provider). `times` limits how many requests the fault hits.
     """
 
     status: int = 500
     body: str = ""
     content_type: str = "application/json"
     delay: float = 0.0
+    stall_only: bool = False
+    times: int | None = None
+
+    @classmethod
+    def stall(cls, seconds: float, *, times: int | None = None) -> Fault:
+        return cls(delay=seconds, stall_only=True, times=times)
 
 
 @dataclass(frozen=True)
@@ -156,8 +164,15 @@ class StandInHandler(tornado.web.RequestHandler):
         fault = self.faults.get(self.endpoint)
         if fault is None:
             return False
+        if fault.times is not None:
+            if fault.times <= 1:
+                del self.faults[self.endpoint]
+            else:
+                self.faults[self.endpoint] = dataclasses.replace(fault, times=fault.times - 1)
         if fault.delay:
             await tornado.gen.sleep(fault.delay)
+        if fault.stall_only:
+            return False
         if fault.status == 0:
             # Hang up without a word: detach the connection from Tornado and close it.
             stream = self.request.connection.detach()  # type: ignore[union-attr]
