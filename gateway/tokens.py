@@ -12,6 +12,7 @@ import math
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ MAX_TOKEN_LENGTH = 8192  # SECURITY J7: refuse huge tokens before any parsing
 KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # SECURITY J8
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # SECURITY J3: no jku, x5u, jwk, crit
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
+# Verified tokens remembered per process: about 1 KB each, so 10 MB at most.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,41 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Verifies access tokens against our own key set and the configured policy."""
+    """Verifies access tokens against our own key set and the configured policy.
+
+    Tokens that verified are remembered (bounded, least recently used first out), keyed by the
+    whole token string: a token differing in any byte, a tampered one included, is a miss and
+    gets the full check. A hit is still refused once past `exp` (plus leeway).
+    """
 
     def __init__(self, keyset: KeySet, policy: TokenPolicy,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._algorithm = keyset.algorithm
         self._keys = {kid: jwt.PyJWK(key.public_jwk()) for kid, key in keyset.by_kid().items()}
         self._policy = policy
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._cache_size = cache_size
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise `InvalidToken`."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            expires, claims = cached
+            if self._clock() < expires:
+                self._verified.move_to_end(token)
+                return dict(claims)
+            del self._verified[token]
+            raise InvalidToken("expired")
+        claims = self._verify_uncached(token)
+        if self._cache_size:
+            self._verified[token] = (claims["exp"] + self._policy.leeway, claims)
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return dict(claims)
+
+    def _verify_uncached(self, token: str) -> dict[str, Any]:
         header = self._checked_header(token)
         key = self._keys.get(header["kid"])
         if key is None:

@@ -523,3 +523,50 @@ def test_C5_unverified_email_is_not_claimed(keyset: KeySet) -> None:
     claims = _verifier(keyset).verify(_issue(keyset, identity=unverified))
     assert "email" not in claims
     assert "email_verified" not in claims
+
+
+# The cache of verified tokens: fast on a hit, never a way around a check.
+
+
+def test_a_verified_token_is_served_from_the_cache(keyset: KeySet) -> None:
+    verifier = _verifier(keyset)
+    token = _issue(keyset)
+    first = verifier.verify(token)
+    verifier._keys.clear()  # a second full verification would now fail: only a hit succeeds
+    assert verifier.verify(token) == first
+
+
+def test_a_tampered_token_never_hits_the_cache(keyset: KeySet) -> None:
+    verifier = _verifier(keyset)
+    token = _issue(keyset)
+    verifier.verify(token)
+    last = "A" if token[-1] != "A" else "B"
+    assert _refusal(verifier, token[:-1] + last).reason in ("bad signature",
+                                                           "malformed: DecodeError")
+    header, _payload, signature = token.split(".")
+    forged = _segment({**jwt.decode(token, options={"verify_signature": False}),
+                       "sub": "google:admin"})
+    assert _refusal(verifier, f"{header}.{forged}.{signature}")
+
+
+def test_J4_a_cached_token_is_refused_once_expired(keyset: KeySet) -> None:
+    now = [float(NOW)]
+    verifier = TokenVerifier(keyset, _policy(), clock=lambda: now[0])
+    token = _issue(keyset)
+    verifier.verify(token)
+    now[0] = NOW + LIFETIME + LEEWAY + 1
+    assert _refusal(verifier, token).reason == "expired"
+
+
+def test_the_cache_is_bounded(keyset: KeySet) -> None:
+    verifier = TokenVerifier(keyset, _policy(), clock=lambda: NOW, cache_size=3)
+    for _ in range(10):
+        verifier.verify(_issue(keyset))
+    assert len(verifier._verified) == 3
+
+
+def test_claims_from_the_cache_are_a_copy(keyset: KeySet) -> None:
+    verifier = _verifier(keyset)
+    token = _issue(keyset)
+    verifier.verify(token)["sub"] = "google:someone-else"
+    assert verifier.verify(token)["sub"] == ADA.sub
