@@ -13,7 +13,10 @@ import tornado.web
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import CookiePolicy
+from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import NotFoundHandler
+from gateway.handlers.demo import DEMO_CALLBACK_PATH, DemoCallbackHandler, DemoStartHandler
+from gateway.handlers.end_session import EndSessionHandler
 from gateway.handlers.login import CallbackHandler, LoginHandler
 from gateway.handlers.ops import HealthHandler, ReadyHandler
 from gateway.handlers.pages import (
@@ -22,6 +25,7 @@ from gateway.handlers.pages import (
     LogoutHandler,
     UnknownProviderHandler,
 )
+from gateway.handlers.token import RevokeHandler, TokenHandler, UserinfoHandler
 from gateway.handlers.verify import IntrospectHandler, VerifyHandler
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.keys import KeySet
@@ -29,8 +33,8 @@ from gateway.providers import enabled_providers
 from gateway.redirects import parse_allowlist
 from gateway.sessions import Sessions
 from gateway.store import Store
-from gateway.store.memory import MemoryStore
-from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier
+from gateway.store.factory import open_store
+from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier, audiences
 from gateway.upstream import Upstream, make_http_client
 
 access_log = logging.getLogger("gateway.access")
@@ -42,11 +46,13 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
                   clock: Callable[[], float] = time.time) -> GatewayContext:
     policy = TokenPolicy(
         issuer=settings.issuer,
-        audiences=(settings.audience,),
+        # The cookie login's audience and every registered client's (OIDC access tokens).
+        audiences=audiences(settings.audience, (c.token_audience for c in settings.clients)),
         lifetime=settings.tokens.access_token_lifetime,
         leeway=settings.tokens.leeway,
     )
-    store = store or MemoryStore(max_entries=settings.login.max_pending_transactions)
+    if store is None:  # not `store or ...`: an empty MemoryStore is falsy (it has __len__)
+        store = open_store(settings)
     upstream = Upstream(make_http_client(settings.upstream), settings.upstream)
     # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page).
     allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls])
@@ -73,11 +79,20 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         (r"/logout", LogoutHandler, {"ctx": ctx}),
         (r"/verify", VerifyHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
+        (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
+        (r"/authorize/resume", AuthorizeResumeHandler, {"ctx": ctx}),
+        (r"/token", TokenHandler, {"ctx": ctx}),
+        (r"/userinfo", UserinfoHandler, {"ctx": ctx}),
+        (r"/revoke", RevokeHandler, {"ctx": ctx}),
+        (r"/logout/oidc", EndSessionHandler, {"ctx": ctx}),
         (r"/\.well-known/jwks\.json", JwksHandler, {"ctx": ctx}),
         (r"/\.well-known/openid-configuration", OpenIdConfigurationHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadyHandler, {"ctx": ctx}),
     ]
+    if settings.dev_mode:
+        routes.append((r"/demo/oidc", DemoStartHandler, {"ctx": ctx}))
+        routes.append((DEMO_CALLBACK_PATH, DemoCallbackHandler, {"ctx": ctx}))
     for p in ctx.providers.values():
         # The provider's login mixin (with its tornado.auth mixin) first in the MRO.
         login = type(f"{p.name.title()}LoginHandler", (p.login_mixin, LoginHandler), {})

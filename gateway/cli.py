@@ -1,4 +1,5 @@
-"""Command line: `oauth-gateway serve [--dev] [--config PATH]`, `keys`, `config check`.
+"""Command line: `oauth-gateway serve [--dev] [--config PATH]`, `keys`, `config check`,
+`clients hash-secret`.
 
 Argument parsing only; the work happens in the package. Configuration problems end the process
 with one line naming the key and exit status 2, never a traceback.
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "keys":
             return _keys(args)
+        if args.command == "clients":
+            return _hash_client_secret(generate=args.generate)
     except ConfigError as e:
         print(f"oauth-gateway: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -64,7 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--algorithm", choices=ALGORITHMS,
                       help="key type (default: tokens.algorithm of the config)")
     keys.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    clients = commands.add_parser("clients", help="OpenID Connect client tools")
+    clients.add_argument("action", choices=["hash-secret"],
+                         help="print the client_secret_hash of a secret read from stdin")
+    clients.add_argument("--generate", action="store_true",
+                         help="generate a new secret and print it with its hash")
     return parser
+
+
+def _hash_client_secret(*, generate: bool) -> int:
+    from gateway.oidc.clients import MIN_SECRET_LENGTH, generate_client_secret, hash_client_secret
+
+    if generate:
+        secret = generate_client_secret()
+        print(f"client_secret = {secret}")
+        print(f'client_secret_hash = "{hash_client_secret(secret)}"')
+        return 0
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if len(secret) < MIN_SECRET_LENGTH:
+        # The hash is fast because secrets are random (SECURITY C4); a short one is guessable.
+        print(f"oauth-gateway: a client secret needs at least {MIN_SECRET_LENGTH} characters; "
+              "use --generate for a random one", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    print(hash_client_secret(secret))
+    return 0
 
 
 def _settings(config: str | None) -> Settings:

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.store.factory import parse_store_url, store_url
 
 ENV_PREFIX = "GATEWAY_"
 ENV_CONFIG_PATH = "GATEWAY_CONFIG"
@@ -79,6 +80,12 @@ class TokenSettings:
     audience: str = ""  # default `aud` of cookie-mode tokens; the issuer when empty
     leeway: int = 30
     keys_dir: str = ""
+    # OpenID Connect for downstream apps (gateway/oidc/).
+    authorization_code_lifetime: int = 60  # seconds a code may wait to be exchanged (<= 60, C1)
+    refresh_token_idle_lifetime: int = 1_209_600  # a refresh token unused this long dies (14 d)
+    refresh_token_absolute_lifetime: int = 2_592_000  # a family dies this long after login (30 d)
+    refresh_token_reuse_interval: int = 5  # seconds a rotated refresh token may race (T4)
+    verify_checks_revocation: bool = False  # /verify asks the store whether a token was revoked
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ class TwitterSettings:
     authorize_url: str = "https://x.com/i/oauth2/authorize"
     token_url: str = "https://api.x.com/2/oauth2/token"
     userinfo_url: str = "https://api.x.com/2/users/me"
+    # users.read + tweet.read for GET /2/users/me; users.email for its confirmed_email field.
     scopes: tuple[str, ...] = ("users.read", "tweet.read", "users.email")
     request_token_url: str = "https://api.x.com/oauth/request_token"
     authenticate_url: str = "https://api.x.com/oauth/authenticate"
@@ -157,6 +165,47 @@ class ProviderSettings:
     google: GoogleSettings | None = None
     facebook: FacebookSettings | None = None
     twitter: TwitterSettings | None = None
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    # memory://, sqlite:///absolute/path.db, sqlite:relative.db or redis://host:port/db;
+    # empty: memory:// in development mode, gateway.store.factory.PRODUCTION_URL otherwise.
+    url: str = ""
+    password: Secret = NO_SECRET  # the Redis password, when it is not in the URL
+    key_prefix: str = "oauth-gateway"  # Redis keys start with it: gateways may share a Redis
+
+
+OIDC_SCOPES = ("openid", "email", "profile", "offline_access")
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+CLIENT_SECRET_HASH_PATTERN = re.compile(r"sha256\$[A-Za-z0-9_-]{16,64}\$[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """A downstream app registered for the OpenID Connect code flow (`[[clients]]`)."""
+
+    client_id: str = ""
+    name: str = ""  # shown on the gateway's pages; the client_id when empty
+    # `oauth-gateway clients hash-secret` output; empty = a public client (PKCE required).
+    client_secret_hash: str = ""
+    redirect_uris: tuple[str, ...] = ()  # compared as exact strings (SECURITY R1)
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()  # upstream providers this app may use; empty = all enabled
+    audience: str = ""  # `aud` of its access tokens; the client_id when empty
+    scopes: tuple[str, ...] = OIDC_SCOPES  # what it may ask for
+
+    @property
+    def is_public(self) -> bool:
+        return not self.client_secret_hash
+
+    @property
+    def token_audience(self) -> str:
+        return self.audience or self.client_id
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.client_id
 
 
 @dataclass(frozen=True)
@@ -175,7 +224,9 @@ class Settings:
     login: LoginSettings = field(default_factory=LoginSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     dev: DevSettings = field(default_factory=DevSettings)
+    clients: tuple[ClientSettings, ...] = ()
 
     @property
     def audience(self) -> str:
@@ -324,6 +375,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, _EnvValue):
             raise ConfigError(key, "is a section; set its keys instead")
         return _build(hint, value, key + ".")
+    item = _tuple_item(hint)
+    if isinstance(item, type) and dataclasses.is_dataclass(item):
+        # A TOML array of tables (`[[clients]]`): each item named by its index.
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be an array of tables ([[{key}]])")
+        return tuple(_build(item, entry, f"{key}[{i}].") for i, entry in enumerate(value))
     if isinstance(value, _EnvValue):
         return _from_env_text(hint, value, key)
     if hint is Secret:
@@ -376,6 +433,15 @@ def _from_env_text(hint: Any, value: _EnvValue, key: str) -> Any:
     if typing.get_origin(hint) is tuple:
         return tuple(item.strip() for item in text.split(",") if item.strip())
     raise ConfigError(where, "cannot be set from the environment")  # pragma: no cover
+
+
+def _tuple_item(hint: Any) -> Any:
+    """`X` of `tuple[X, ...]`, else None."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+    return None
 
 
 def _optional_inner(hint: Any) -> Any:
@@ -456,12 +522,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError("upstream.jwks_cache_seconds", "JWKS timings must not be negative")
     if login.max_pending_transactions < 1:
         raise ConfigError("login.max_pending_transactions", "must be at least 1")
+    _check_store(settings)
 
     providers = settings.providers
     for section in dataclasses.fields(providers):
         provider = getattr(providers, section.name)
         if provider is not None:
             _check_provider(f"providers.{section.name}", provider, dev)
+    _check_oidc_lifetimes(tokens)
+    _check_clients(settings)
 
 
 def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
@@ -484,10 +553,87 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
     elif isinstance(provider, TwitterSettings):
         if provider.mode == "oauth2":
             _require(prefix, provider, "client_id", "client_secret")
+            if not {"users.read", "tweet.read"} <= set(provider.scopes):
+                # X's GET /2/users/me, which tells who signed in, needs both.
+                raise ConfigError(f"{prefix}.scopes", "must include users.read and tweet.read")
         elif provider.mode == "oauth1":
             _require(prefix, provider, "consumer_key", "consumer_secret")
         else:
             raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+
+
+def _check_store(settings: Settings) -> None:
+    store = settings.store
+    try:
+        location = parse_store_url(store_url(settings))
+    except ValueError as e:
+        raise ConfigError("store.url", str(e)) from None
+    if store.password and location.kind != "redis":
+        raise ConfigError("store.password", "is only for a redis:// or rediss:// store.url")
+    if store.password and location.has_password:
+        raise ConfigError("store.password", "store.url holds a password already; set only one")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
+        raise ConfigError("store.key_prefix",
+                          "must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+
+
+def _check_oidc_lifetimes(tokens: TokenSettings) -> None:
+    if not 10 <= tokens.authorization_code_lifetime <= 60:
+        # SECURITY C1: codes expire within 60 s.
+        raise ConfigError("tokens.authorization_code_lifetime", "must be between 10 and 60 seconds")
+    if tokens.refresh_token_idle_lifetime < 60:
+        raise ConfigError("tokens.refresh_token_idle_lifetime", "must be at least 60 seconds")
+    if tokens.refresh_token_absolute_lifetime < tokens.refresh_token_idle_lifetime:
+        raise ConfigError("tokens.refresh_token_absolute_lifetime",
+                          "must be at least refresh_token_idle_lifetime")
+    if not 0 <= tokens.refresh_token_reuse_interval <= 60:
+        raise ConfigError("tokens.refresh_token_reuse_interval", "must be between 0 and 60 seconds")
+
+
+def _check_clients(settings: Settings) -> None:
+    enabled = {f.name for f in dataclasses.fields(settings.providers)
+               if getattr(settings.providers, f.name) is not None}
+    seen: set[str] = set()
+    for i, client in enumerate(settings.clients):
+        prefix = f"clients[{i}]"
+        if not CLIENT_ID_PATTERN.fullmatch(client.client_id):
+            raise ConfigError(f"{prefix}.client_id",
+                              "is required: 1 to 128 letters, digits, '.', '_', '~' or '-'")
+        if client.client_id in seen:
+            raise ConfigError(f"{prefix}.client_id", f"{client.client_id!r} is registered twice")
+        seen.add(client.client_id)
+        if client.client_secret_hash and not CLIENT_SECRET_HASH_PATTERN.fullmatch(
+                client.client_secret_hash):
+            raise ConfigError(f"{prefix}.client_secret_hash",
+                              "must be the output of `oauth-gateway clients hash-secret`")
+        if not client.redirect_uris:
+            raise ConfigError(f"{prefix}.redirect_uris", "must list at least one URL")
+        for name in ("redirect_uris", "post_logout_redirect_uris"):
+            for j, uri in enumerate(getattr(client, name)):
+                _check_registered_uri(f"{prefix}.{name}[{j}]", uri, settings.dev_mode)
+        for j, provider in enumerate(client.providers):
+            if provider not in enabled:
+                raise ConfigError(f"{prefix}.providers[{j}]",
+                                  f"{provider!r} is not an enabled provider "
+                                  f"({', '.join(sorted(enabled)) or 'none enabled'})")
+        if "openid" not in client.scopes:
+            raise ConfigError(f"{prefix}.scopes", "must include openid")
+        for j, scope in enumerate(client.scopes):
+            if scope not in OIDC_SCOPES:
+                raise ConfigError(f"{prefix}.scopes[{j}]",
+                                  f"must be one of {', '.join(OIDC_SCOPES)} (got {scope!r})")
+
+
+def _check_registered_uri(key: str, uri: str, dev: bool) -> None:
+    """A redirect URI a client registers: absolute, https (http on loopback or in development
+    mode), no fragment (RFC 6749 3.1.2), no wildcard: it is compared as an exact string."""
+    _check_public_url(key, uri, dev)
+    if "#" in uri:
+        raise ConfigError(key, "must not contain a fragment (#)")
+    if "*" in uri:
+        raise ConfigError(key, "must not contain a wildcard: redirect URIs match exactly")
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in uri):
+        raise ConfigError(key, "must be plain ASCII without spaces")
 
 
 def _require(prefix: str, provider: Any, *names: str) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gateway.config import Settings
 from gateway.cookies import CookiePolicy
 from gateway.keys import KeySet
+from gateway.oidc.clients import ClientRegistry
+from gateway.oidc.grants import Grants
 from gateway.providers import EnabledProvider
 from gateway.redirects import AllowedReturn
 from gateway.sessions import Sessions
@@ -28,6 +31,16 @@ class GatewayContext:
     allowed_returns: tuple[AllowedReturn, ...]
     providers: dict[str, EnabledProvider] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+
+    @cached_property
+    def clients(self) -> ClientRegistry:
+        """The registered downstream OIDC clients."""
+        return ClientRegistry(self.settings.clients)
+
+    @cached_property
+    def grants(self) -> Grants:
+        """Codes, refresh-token families and revocations, in the store."""
+        return Grants(self.store, self.settings.tokens, clock=self.clock)
 
     @property
     def default_return_to(self) -> str:

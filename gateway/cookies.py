@@ -20,6 +20,9 @@ HOST_PREFIX = "__Host-"
 LOGIN = "gw_login"  # binds login transactions to this browser
 SESSION = "gw_session"  # the gateway's own session
 ACCESS = "gw_access"  # the access JWT, for apps on the same (parent) domain
+DEMO = "gw_demo"  # development mode's demo OIDC client: its state, nonce and PKCE verifier
+# X's OAuth 1.0a request token and its secret (SECURITY S4): bound to this browser, short-lived.
+X_REQUEST_TOKEN = "gw_x_request"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class CookiePolicy:
         samesite = self.settings.samesite
         if base == LOGIN and samesite == "Strict":
             samesite = "Lax"  # SECURITY P5: a Strict cookie is not sent on the provider's redirect
+        if base == X_REQUEST_TOKEN:
+            samesite = "Lax"  # sent on X's redirect back (Strict is not), never cross-site (None)
         return {
             "path": "/",
             "httponly": True,

@@ -18,8 +18,9 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.devproviders import google
+from gateway.devproviders import facebook, google, twitter
 from gateway.devproviders.google import GoogleStandIn
+from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
 
 DEV_HOST = "localhost"
@@ -38,6 +39,8 @@ class StandIn(Protocol):
 StandInFactory = Callable[[str, str], tuple[StandIn, dict[str, Any]]]
 STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
+    ("facebook", facebook.dev_provider),
+    ("twitter", twitter.dev_provider),
 )
 
 
@@ -82,7 +85,9 @@ def prepare_dev_stack(
 ) -> DevStack:
     """Bind the gateway's and the stand-ins' ports, then build settings pointing at them."""
     # A first pass only to learn the ports and the state directory; the issuer is not known yet.
-    placeholder = {"providers": {"google": {"client_id": "-", "client_secret": "-"}}}
+    placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
+                                 for name, _ in STANDINS}}
+    placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
     first = load_settings(config_path, environ,
                           base=_dev_base(f"http://{host}", placeholder, overrides), dev_mode=True)
     gateway_sockets = bind(host, first.listen.port)
@@ -113,6 +118,10 @@ def _dev_base(issuer: str, extra: Mapping[str, Any],
         "tokens": {"keys_dir": ".gateway-dev/keys"},
         "cookies": {"secret": "x" * 32, "secure": False},
         "login": {"allowed_return_urls": [f"{issuer}/"]},
+        # A public OIDC client on the gateway's own origin: /demo/oidc runs the code flow.
+        "clients": [{"client_id": DEMO_CLIENT_ID, "name": "Demo app",
+                     "redirect_uris": [f"{issuer}{DEMO_CALLBACK_PATH}"],
+                     "post_logout_redirect_uris": [f"{issuer}/"]}],
     }
     deep_merge(base, extra)
     deep_merge(base, overrides or {})

@@ -127,6 +127,61 @@ class Unavailable(GatewayError):
     title = "Sign-in is temporarily unavailable"
 
 
+class InvalidClient(GatewayError):
+    """Client authentication failed at the token, revocation or introspection endpoint
+    (RFC 6749 5.2): 401 with `WWW-Authenticate: Basic`. Every refusal reads the same."""
+
+    status = 401
+    error = "invalid_client"
+    title = "Client authentication failed"
+
+    PUBLIC_DESCRIPTION = "Client authentication failed."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.PUBLIC_DESCRIPTION, log_detail=reason)
+
+
+class InvalidGrant(GatewayError):
+    """RFC 6749 5.2: the code or refresh token is invalid, expired, revoked, used, or was
+    issued to another client. One public description for all of these (no oracle)."""
+
+    status = 400
+    error = "invalid_grant"
+    title = "Invalid grant"
+
+    PUBLIC_DESCRIPTION = ("The authorization code or refresh token is invalid, expired, revoked, "
+                          "or was issued to another client.")
+
+    def __init__(self, reason: str, description: str = PUBLIC_DESCRIPTION) -> None:
+        super().__init__(description, log_detail=reason)
+
+
+class InvalidScope(GatewayError):
+    status = 400
+    error = "invalid_scope"
+    title = "Invalid scope"
+
+
+class UnsupportedGrantType(GatewayError):
+    status = 400
+    error = "unsupported_grant_type"
+    title = "Unsupported grant type"
+
+
+class AuthorizationRedirect(GatewayError):
+    """An authorization request refused back to the client (RFC 6749 4.1.2.1): a 302 to its
+    registered `redirect_uri` with `error`, `state` and `iss`. Raised only once the client and
+    its redirect_uri are known to be registered (SECURITY R3); `location` is complete."""
+
+    status = 302
+    title = "Authorization refused"
+
+    def __init__(self, error: str, description: str, *, location: str,
+                 log_detail: str = "") -> None:
+        super().__init__(description, error=error, log_detail=log_detail)
+        self.location = location
+
+
 class ConfigError(Exception):
     """A configuration value is missing or wrong. Its message is one line naming the key."""
 

@@ -27,6 +27,9 @@ class Session:
     claims: dict[str, Any]
     created: float
     last_seen: float
+    # Public id of this browser's sign-in (the `sid` of ID tokens): the key that sign-out uses to
+    # revoke the refresh-token families started in it. Kept when the same user signs in again.
+    sid: str = ""
 
 
 class Sessions:
@@ -38,11 +41,16 @@ class Sessions:
         self._clock = clock
 
     async def start(self, identity: Identity, *, replacing: str | None = None) -> str:
+        sid = ""
         if replacing:
+            old = await self._store.get(NAMESPACE, _key(replacing))
+            if old is not None and old.get("sub") == identity.sub:
+                sid = old.get("sid") or ""
             await self.end(replacing)
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
-        session = Session(identity.sub, identity.idp, identity.profile_claims(), now, now)
+        session = Session(identity.sub, identity.idp, identity.profile_claims(), now, now,
+                          sid or secrets.token_urlsafe(16))
         await self._store.put(NAMESPACE, _key(session_id), asdict(session), self._ttl(session))
         return session_id
 

@@ -24,6 +24,8 @@ from gateway.identity import Identity
 from gateway.keys import KeySet
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 section 2.1
+# OIDC Core 2 and RFC 8725 3.11: ID tokens say "JWT", so one is never taken for an access token.
+ID_TOKEN_TYPE = "JWT"
 MAX_TOKEN_LENGTH = 8192  # SECURITY J7: refuse huge tokens before any parsing
 KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # SECURITY J8
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # SECURITY J3: no jku, x5u, jwk, crit
@@ -51,24 +53,34 @@ class TokenIssuer:
 
     def issue_access_token(self, identity: Identity, audience: str,
                            auth_time: int | None = None) -> str:
+        return self.issue(identity.sub, audience, identity.profile_claims(), auth_time=auth_time)
+
+    def issue(self, sub: str, audience: str, extra_claims: dict[str, Any], *,
+              auth_time: int | None = None) -> str:
+        """An access token for `sub`; `extra_claims` (profile, `client_id`, `scope`...) never
+        override the registered claims."""
         now = int(self.clock())
         claims: dict[str, Any] = {
             "iss": self.policy.issuer,
-            "sub": identity.sub,
+            "sub": sub,
             "aud": audience,
             "iat": now,
             "nbf": now,
             "exp": now + self.policy.lifetime,
             "jti": self.new_jti(),
             "auth_time": auth_time if auth_time is not None else now,
-            **identity.profile_claims(),
         }
+        claims.update({k: v for k, v in extra_claims.items() if k not in claims})
+        return self.sign(claims, ACCESS_TOKEN_TYPE)
+
+    def sign(self, claims: dict[str, Any], typ: str) -> str:
+        """Sign `claims` as they are, with header `typ` (ID tokens: ID_TOKEN_TYPE)."""
         signing = self.keyset.signing
         return jwt.encode(
             claims,
             signing.private_key,
             algorithm=signing.algorithm,
-            headers={"kid": signing.kid, "typ": ACCESS_TOKEN_TYPE},
+            headers={"kid": signing.kid, "typ": typ},
         )
 
 
@@ -107,6 +119,24 @@ class TokenVerifier:
                 self._verified.popitem(last=False)
         return dict(claims)
 
+    def verify_id_token_hint(self, token: str) -> dict[str, Any]:
+        """The claims of an ID token we issued, expired or not (OIDC RP-Initiated Logout 1.0
+        section 2: an expired `id_token_hint` is still a hint). Signature, algorithm, `kid`,
+        `typ` and `iss` are checked; the audience is the caller's to check."""
+        header = self._checked_header(token, typ=ID_TOKEN_TYPE)
+        key = self._keys.get(header["kid"])
+        if key is None:
+            raise InvalidToken("unknown kid")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=[self._algorithm], issuer=self._policy.issuer,
+                options={"require": ["iss", "sub", "aud"], "verify_aud": False,
+                         "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+            raise InvalidToken(f"id_token_hint refused: {type(e).__name__}") from None
+        return claims
+
     def _verify_uncached(self, token: str) -> dict[str, Any]:
         header = self._checked_header(token)
         key = self._keys.get(header["kid"])
@@ -136,7 +166,7 @@ class TokenVerifier:
         self._check_times(claims)
         return claims
 
-    def _checked_header(self, token: str) -> dict[str, Any]:
+    def _checked_header(self, token: str, typ: str = ACCESS_TOKEN_TYPE) -> dict[str, Any]:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("empty or oversized token")
         if token.count(".") != 2:
@@ -150,8 +180,8 @@ class TokenVerifier:
             raise InvalidToken(f"forbidden header members {sorted(extra)}")
         if header.get("alg") != self._algorithm:
             raise InvalidToken(f"algorithm {header.get('alg')!r} not accepted")
-        if header.get("typ") != ACCESS_TOKEN_TYPE:
-            raise InvalidToken(f"typ {header.get('typ')!r} is not {ACCESS_TOKEN_TYPE}")
+        if header.get("typ") != typ:
+            raise InvalidToken(f"typ {header.get('typ')!r} is not {typ}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
             raise InvalidToken("missing or malformed kid")

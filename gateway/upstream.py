@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPInputError
@@ -73,6 +74,25 @@ class Upstream:
                 log_detail=f"{what}: JSON is not an object"))
         return document
 
+    async def fetch_form(self, request: HTTPRequest, *, provider: str,
+                         what: str) -> dict[str, str]:
+        """Fetch and decode an `application/x-www-form-urlencoded` answer (OAuth 1.0a's token
+        endpoints, RFC 5849 2.1 and 2.3), or raise `UpstreamError`. A name given twice is an
+        answer we cannot read."""
+        response = await self._fetch(request, provider=provider, what=what)
+        try:
+            pairs = urllib.parse.parse_qsl(response.body.decode("utf-8"), keep_blank_values=True,
+                                           strict_parsing=True)
+        except (ValueError, UnicodeDecodeError):
+            pairs = []
+        answer = dict(pairs)
+        if not pairs or len(answer) != len(pairs):
+            raise self._logged(UpstreamError(
+                "The sign-in provider sent an answer we could not read.",
+                provider=provider, upstream_status=response.code,
+                log_detail=f"{what}: body is not a form-encoded answer"))
+        return answer
+
     async def _fetch(self, request: HTTPRequest, *, provider: str, what: str) -> HTTPResponse:
         try:
             return await self.client.fetch(request, raise_error=True)
@@ -104,12 +124,27 @@ class Upstream:
 
 
 def _oauth_error_of(response: HTTPResponse | None) -> str:
-    """The OAuth `error` code of a failed response, for the log (never the description)."""
+    """The OAuth `error` code of a failed response, for the log (never the description).
+
+    Facebook's Graph API nests its error: `{"error": {"message", "type", "code", ...}}`; of
+    that only `type` and `code` are logged, never `message` (it may echo request input).
+    """
     if response is None or not response.body:
         return ""
     try:
         error = json.loads(response.body).get("error")
     except (ValueError, AttributeError, UnicodeDecodeError):
         return ""
-    readable = isinstance(error, str) and error.isascii() and len(error) < 64
-    return f" error={error}" if readable else ""
+    if isinstance(error, dict):
+        kind, code = error.get("type"), error.get("code")
+        logged = f" error={kind}" if _readable(kind) and kind.isidentifier() else ""
+        if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 10**9:
+            logged += f" code={code}"
+        return logged
+    return f" error={error}" if _readable(error) else ""
+
+
+def _readable(value: object) -> TypeGuard[str]:
+    # One printable ASCII word: a provider's answer must not forge or break our log lines.
+    return (isinstance(value, str) and value.isascii() and value.isprintable()
+            and " " not in value and len(value) < 64)

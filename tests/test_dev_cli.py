@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_serve_dev_runs_a_full_login_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_serve_dev_signs_in_with_each_provider_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port, provider_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update({"GATEWAY_LISTEN__PORT": str(port),
@@ -37,19 +37,23 @@ def test_serve_dev_runs_a_full_login_and_stops_cleanly_on_sigterm(tmp_path: Path
         output = _wait_for_line(process, re.compile(r"open (http://\S+)/ in your browser"))
         base = output.group(1)
         assert base == f"http://localhost:{port}"
-        client = httpx.Client(timeout=10)
-        start = client.get(f"{base}/login/google", follow_redirects=False)
-        assert start.status_code == 302
-        consent = client.get(start.headers["location"])
-        form = FormParser()
-        form.feed(consent.text)
-        back = client.post(httpx.URL(start.headers["location"]).join(form.action or ""),
-                           data={**form.inputs, "user": "ada"}, follow_redirects=False)
-        done = client.get(back.headers["location"], follow_redirects=False)
-        assert done.status_code == 302
-        assert done.headers["location"] == f"{base}/"
-        home = client.get(f"{base}/")
-        assert "Signed in as Ada Lovelace" in home.text
+        chooser = httpx.get(f"{base}/login")
+        for provider in ("google", "facebook", "twitter"):
+            assert f'href="/login/{provider}' in chooser.text
+            client = httpx.Client(timeout=10)
+            start = client.get(f"{base}/login/{provider}", follow_redirects=False)
+            assert start.status_code == 302
+            consent = client.get(start.headers["location"])
+            form = FormParser()
+            form.feed(consent.text)
+            back = client.post(httpx.URL(start.headers["location"]).join(form.action or ""),
+                               data={**form.inputs, "user": "ada"}, follow_redirects=False)
+            done = client.get(back.headers["location"], follow_redirects=False)
+            assert done.status_code == 302, (provider, done.text)
+            assert done.headers["location"] == f"{base}/"
+            home = client.get(f"{base}/")
+            assert "Signed in as Ada Lovelace" in home.text
+            assert f"via {provider}" in home.text
         keys = list((tmp_path / "state" / "keys").glob("key-*.pem"))
         assert len(keys) == 1 and keys[0].stat().st_mode & 0o077 == 0
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import Stack
+from oidc_support import INTROSPECTOR, INTROSPECTOR_AUTH
 
 
 @pytest.mark.parametrize("path", ["/", "/login/google?return_to=https://evil.example/", "/nope"])
@@ -41,8 +42,11 @@ def test_H4_H7_oversized_bodies_get_a_413(stack: Stack) -> None:
     assert answer.json()["error"] == "request_too_large"
 
 
-def test_H4_overlong_parameters_are_a_400(stack: Stack) -> None:
-    answer = httpx.post(f"{stack.url}/introspect", data={"token": "x" * 5000})
+def test_H4_overlong_parameters_are_a_400(make_stack) -> None:
+    # /introspect authenticates its caller first (SECURITY T2): a registered client asks.
+    stack = make_stack(clients=[INTROSPECTOR])
+    answer = httpx.post(f"{stack.url}/introspect", data={"token": "x" * 5000},
+                        auth=INTROSPECTOR_AUTH)
     assert answer.status_code == 400
     assert "too long" in answer.json()["error_description"]
 

@@ -6,6 +6,13 @@ import httpx
 import jwt
 import pytest
 from conftest import Stack
+from oidc_support import INTROSPECTOR, INTROSPECTOR_AUTH
+
+
+@pytest.fixture
+def stack(make_stack) -> Stack:
+    # A registered client, for /introspect (client authentication required, SECURITY T2).
+    return make_stack(clients=[INTROSPECTOR])
 
 
 @pytest.fixture
@@ -69,20 +76,32 @@ def test_J2_hs256_token_signed_with_the_public_jwk_is_refused(
 
 def test_introspect_answers_in_rfc7662_form(signed_in: tuple[Stack, str]) -> None:
     stack, token = signed_in
-    active = httpx.post(f"{stack.url}/introspect", data={"token": token})
+    active = httpx.post(f"{stack.url}/introspect", data={"token": token}, auth=INTROSPECTOR_AUTH)
     assert active.status_code == 200
     body = active.json()
     assert body["active"] is True
     assert body["sub"].startswith("google:") and body["iss"] == stack.url
     assert active.headers["Cache-Control"] == "no-store"
-    inactive = httpx.post(f"{stack.url}/introspect", data={"token": token[:-4] + "AAAA"})
+    inactive = httpx.post(f"{stack.url}/introspect", data={"token": token[:-4] + "AAAA"},
+                          auth=INTROSPECTOR_AUTH)
     assert inactive.json() == {"active": False}
 
 
 def test_introspect_without_token_is_a_400_json(stack: Stack) -> None:
-    answer = httpx.post(f"{stack.url}/introspect", data={})
+    answer = httpx.post(f"{stack.url}/introspect", data={}, auth=INTROSPECTOR_AUTH)
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
+
+
+def test_T2_introspect_without_client_authentication_is_a_401(
+        signed_in: tuple[Stack, str]) -> None:
+    stack, token = signed_in
+    for auth in (None, ("introspector", "wrong-secret"), ("nobody", "x")):
+        answer = httpx.post(f"{stack.url}/introspect", data={"token": token}, auth=auth)
+        assert answer.status_code == 401
+        assert answer.json()["error"] == "invalid_client"
+        assert answer.headers["WWW-Authenticate"].startswith("Basic")
+        assert answer.headers["Cache-Control"] == "no-store"
 
 
 def test_H7_oversized_body_is_refused(stack: Stack) -> None:

@@ -4,8 +4,8 @@ small protocol checks (client authentication, PKCE) that several providers perfo
 from __future__ import annotations
 
 import base64
-import dataclasses
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import secrets

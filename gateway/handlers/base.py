@@ -11,13 +11,17 @@ import tornado.httputil
 import tornado.web
 
 from gateway.errors import (
+    AuthorizationRedirect,
     GatewayError,
+    InvalidClient,
     InvalidRequest,
     InvalidToken,
     MissingToken,
     RequestTooLarge,
+    Unavailable,
     UpstreamError,
 )
+from gateway.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("gateway.http")
 
@@ -94,6 +98,11 @@ class BaseHandler(tornado.web.RequestHandler):
             self._log_gateway_error(value)
         elif isinstance(value, tornado.web.HTTPError):
             log.info("%s %s -> %d", self.request.method, self.request.path, value.status_code)
+        elif isinstance(value, StoreUnavailable | StoreFull):
+            # An outage or a flood, not a bug: one line, no stack trace.
+            state = "full" if isinstance(value, StoreFull) else "unavailable"
+            log.error("store %s on %s %s: %s", state, self.request.method, self.request.path,
+                      value)
         else:
             log.error("unexpected error on %s %s", self.request.method, self.request.path,
                       exc_info=(typ, value, tb))
@@ -108,7 +117,15 @@ class BaseHandler(tornado.web.RequestHandler):
         error = _as_gateway_error(status_code, kwargs.get("exc_info"))
         self.clear_header("Location")
         self.set_status(error.status)
-        if isinstance(error, InvalidToken):
+        if isinstance(error, AuthorizationRedirect):
+            # Back to the client's registered redirect_uri with error, state and iss.
+            self.set_no_store()
+            self.set_header("Location", error.location)
+            self.finish()
+            return
+        if isinstance(error, InvalidClient):
+            self.set_header("WWW-Authenticate", 'Basic realm="oauth-gateway"')  # RFC 6749 5.2
+        elif isinstance(error, InvalidToken):
             self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
         elif isinstance(error, MissingToken):
             self.set_header("WWW-Authenticate", 'Bearer realm="oauth-gateway"')
@@ -137,6 +154,11 @@ def _as_gateway_error(status_code: int, exc_info: Any) -> GatewayError:
     exception = exc_info[1] if exc_info else None
     if isinstance(exception, GatewayError):
         return exception
+    if isinstance(exception, StoreUnavailable):
+        # SECURITY H9: fail closed with a clear 503; the cause stays in our log.
+        return Unavailable("The gateway's storage is unavailable. Please try again shortly.")
+    if isinstance(exception, StoreFull):
+        return Unavailable("Too many sign-ins are in progress. Please try again in a minute.")
     if isinstance(exception, tornado.web.HTTPError) and exception.status_code < 500:
         # Tornado's own refusals (405, a missing argument, XSRF...): never its stack trace.
         reason = HTTP_REASONS.get(exception.status_code, "Bad request")

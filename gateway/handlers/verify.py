@@ -9,52 +9,80 @@ from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidToken, MissingToken
 from gateway.handlers.base import BaseHandler
+from gateway.handlers.token import ClientHandler
 from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.verify")
 
 
 class VerifyHandler(BaseHandler):
-    """GET /verify: the claims of a valid access token (Bearer header or the access cookie)."""
+    """GET /verify: the claims of a valid access token (Bearer header or the access cookie).
+
+    Stateless by default: a revoked token is refused only once it expires. With
+    `tokens.verify_checks_revocation` the store is asked too (one lookup per request); if it
+    cannot answer, the answer is a 503, never a 200 (SECURITY H9)."""
 
     api = True
 
     def initialize(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
-    def get(self) -> None:
+    async def get(self) -> None:
         token = bearer_token_from_header(self.request.headers.get("Authorization"))
         if token is None:
             token = self.ctx.cookies.read(self, cookies.ACCESS, shared=True)
         if not token:
             raise MissingToken("No access token: send 'Authorization: Bearer <token>'.")
         claims = self.ctx.verifier.verify(token)
+        if self.ctx.settings.tokens.verify_checks_revocation \
+                and await self.ctx.grants.access_token_revoked(claims):
+            raise InvalidToken("revoked")
         self.set_no_store()
         self.write_json(claims)
 
 
-class IntrospectHandler(BaseHandler):
+class IntrospectHandler(ClientHandler):
     """POST /introspect (RFC 7662): `{"active": true, ...claims}` or just `{"active": false}`.
 
-    Our tokens are self-contained JWTs, so introspection reveals nothing the token's holder
-    cannot already read; client authentication arrives with registered clients.
+    Only confidential clients may ask (SECURITY T2). An access token is active for the caller
+    when it was issued to the caller, or is meant for it: its `aud` is the caller's `audience`
+    (an API registers as a confidential client with the audience of its tokens). Any other
+    client's token is `active: false` (RFC 7662 4: the server decides whether the caller may
+    use the token; SECURITY T5). Tokens of the cookie login, issued to no client, are shared by
+    every app behind the gateway and answered to any authenticated client. A refresh token is
+    active only for its own client. Revoked tokens are inactive; a store that cannot answer
+    gives a 503, never `active: true` (H9).
     """
 
-    api = True
-
-    def initialize(self, ctx: GatewayContext) -> None:
-        self.ctx = ctx
-
-    def post(self) -> None:
-        token = self.single_argument("token")
+    async def post(self) -> None:
+        ctx = self.ctx
+        client = self.authenticate_client(allow_public=False)
+        token = self.form("token", required=True)
         assert token is not None
-        self.single_argument("token_type_hint", required=False)
-        self.set_no_store()
+        self.form("token_type_hint")
         try:
-            claims = self.ctx.verifier.verify(token)
+            claims = ctx.verifier.verify(token)
         except InvalidToken as e:
-            log.info("introspection: inactive token (%s)", e.reason)
-            self.write_json({"active": False})
-            return
-        answer: dict[str, Any] = {"active": True, "token_type": "Bearer", **claims}
-        self.write_json(answer)
+            log.debug("introspection: not an access token (%s)", e.reason)
+            claims = None
+        if claims is not None:
+            owner = claims.get("client_id")
+            if owner is not None and owner != client.client_id \
+                    and claims.get("aud") != client.token_audience:
+                log.info("introspection: token of %s asked by %s", owner, client.client_id)
+            elif await ctx.grants.access_token_revoked(claims):
+                log.info("introspection: revoked access token")
+            else:
+                self.write_json({"active": True, "token_type": "Bearer", **claims})
+                return
+        else:
+            info = await ctx.grants.refresh_token_info(token)
+            if info is not None and info.active and info.client_id == client.client_id:
+                family = info.family
+                answer: dict[str, Any] = {
+                    "active": True, "client_id": info.client_id, "scope": " ".join(family.scope),
+                    "sub": family.sub, "aud": family.audience, "iss": ctx.settings.issuer,
+                    "exp": int(info.expires_at)}
+                self.write_json(answer)
+                return
+        self.write_json({"active": False})

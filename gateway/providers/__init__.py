@@ -7,13 +7,17 @@ A provider is enabled by its configuration section. Each module's `build` return
 from __future__ import annotations
 
 from gateway.config import Settings
-from gateway.providers import google
+from gateway.providers import facebook, google, twitter
 from gateway.providers.base import EnabledProvider
 from gateway.upstream import Upstream
 
 __all__ = ["EnabledProvider", "enabled_providers"]
 
-BUILDERS = (google.build,)
+BUILDERS = (
+    google.build,
+    facebook.build,
+    twitter.build,
+)
 
 
 def enabled_providers(settings: Settings, upstream: Upstream) -> list[EnabledProvider]:

@@ -1,7 +1,14 @@
 """Storage for short-lived server-side state: login transactions and gateway sessions.
 
-One small asynchronous interface so that persistent and shared backends (SQLite, Redis) can
-replace the in-memory one without touching the handlers. Values are JSON-compatible dicts.
+One small asynchronous interface, three backends chosen by the `store.url` setting
+(gateway/store/factory.py): `memory.py` (one process, for development and tests), `sqlite.py`
+(a file: survives restarts, no server) and `redis.py` (shared by several replicas). Values are
+JSON-compatible dicts; every entry has a TTL and is invisible once expired.
+
+Backends raise only the two errors below: `StoreFull` when a bounded namespace refuses a new
+entry, and `StoreUnavailable` when the storage cannot be reached or fails (each backend maps its
+driver's exceptions to it in one place). The handlers turn both into a 503 (SECURITY H9: an
+outage of the store never yields a login).
 """
 
 from __future__ import annotations
@@ -29,3 +36,9 @@ class Store(Protocol):
 
 class StoreFull(Exception):
     """The store refuses new entries to bound memory (a flood of unfinished logins)."""
+
+
+class StoreUnavailable(Exception):
+    """The storage cannot serve the request now (Redis down, database file unusable).
+
+    Its message is for our logs only; clients get a generic 503."""

@@ -1,0 +1,171 @@
+"""Redis store: one store shared by several gateway replicas (redis-py's asyncio client).
+
+Each entry is one Redis string, `{prefix}:{namespace}:{key}` -> JSON, written with `SET ... PX`
+so that Redis itself expires it; `take` is `GETDEL` (Redis >= 6.2): atomic across every replica.
+A bounded namespace (login transactions) also keeps a sorted set `{prefix}:{namespace}#index`
+of its keys by expiry, changed in the same atomic step as the entry (a Lua script), so that a
+flood of unfinished logins cannot fill a Redis that sessions and other replicas rely on.
+
+Timeouts are short and a failed command is retried once, at once (a pooled connection goes
+stale when Redis restarts); past that, every error becomes `StoreUnavailable` in `_unavailable`,
+the one place where redis-py's exceptions are mapped, and `ping` answers False. A dead Redis
+fails a request within about two timeouts instead of hanging a login.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.store import StoreFull, StoreUnavailable
+
+log = logging.getLogger("gateway.store")
+
+DEFAULT_KEY_PREFIX = "oauth-gateway"
+DEFAULT_TIMEOUT = 1.0  # seconds, to connect and for each command; `?socket_timeout=` overrides
+# Connections per process (`?max_connections=` overrides). A burst of logins beyond it waits for
+# a free connection, up to POOL_WAIT seconds: redis-py's plain pool would fail it at once.
+MAX_CONNECTIONS = 50
+POOL_WAIT = 5.0
+
+# KEYS: the entry, the namespace's index. ARGV: JSON value, TTL in ms, the namespace's limit.
+# The index's members are entry keys scored by expiry (ms, Redis's clock): expired members are
+# dropped first, then the live ones are counted. Scripts are atomic, and since Redis 5 they are
+# replicated by their effects, so reading TIME before writing is allowed.
+PUT_BOUNDED = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3])
+        and not redis.call('ZSCORE', KEYS[2], KEYS[1]) then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+if redis.call('PTTL', KEYS[2]) < ttl then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return 1
+"""
+# KEYS: the entry, the namespace's index.
+TAKE_BOUNDED = """
+local value = redis.call('GETDEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+return value
+"""
+DELETE_BOUNDED = """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+return 1
+"""
+
+
+class RedisStore:
+    """The `Store` interface over Redis. Connecting is lazy: a gateway starts while Redis is
+    down, says "not ready" on /readyz, and serves once Redis answers."""
+
+    def __init__(self, url: str, *, password: str | None = None,
+                 key_prefix: str = DEFAULT_KEY_PREFIX,
+                 namespace_limits: Mapping[str, int] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.key_prefix = key_prefix
+        self._limits = dict(namespace_limits or {})
+        # Options in the URL's query (e.g. ?socket_timeout=2) win over these, as in redis-py.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT,
+        )
+        self._redis = redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
+        self._put_bounded = self._redis.register_script(PUT_BOUNDED)
+        self._take_bounded = self._redis.register_script(TAKE_BOUNDED)
+        self._delete_bounded = self._redis.register_script(DELETE_BOUNDED)
+
+    def entry_key(self, namespace: str, key: str) -> str:
+        return f"{self.key_prefix}:{namespace}:{key}"
+
+    def index_key(self, namespace: str) -> str:
+        return f"{self.key_prefix}:{namespace}#index"
+
+    async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
+        entry = self.entry_key(namespace, key)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        ttl_ms = max(1, round(ttl * 1000))
+        limit = self._limits.get(namespace)
+        with _unavailable("put"):
+            if limit is None:
+                await self._redis.set(entry, text, px=ttl_ms)
+                return
+            stored = await self._put_bounded(keys=[entry, self.index_key(namespace)],
+                                             args=[text, ttl_ms, limit])
+        if not stored:
+            raise StoreFull(namespace)
+
+    async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        with _unavailable("get"):
+            raw = await self._redis.get(self.entry_key(namespace, key))
+        return _decode(raw)
+
+    async def take(self, namespace: str, key: str) -> dict[str, Any] | None:
+        entry = self.entry_key(namespace, key)
+        with _unavailable("take"):
+            if namespace in self._limits:
+                raw = await self._take_bounded(keys=[entry, self.index_key(namespace)])
+            else:
+                raw = await self._redis.getdel(entry)
+        return _decode(raw)
+
+    async def delete(self, namespace: str, key: str) -> None:
+        entry = self.entry_key(namespace, key)
+        with _unavailable("delete"):
+            if namespace in self._limits:
+                await self._delete_bounded(keys=[entry, self.index_key(namespace)])
+            else:
+                await self._redis.delete(entry)
+
+    async def ping(self) -> bool:
+        try:
+            with _unavailable("ping"):
+                return bool(await self._redis.ping())
+        except StoreUnavailable as e:
+            log.warning("store not ready: %s", e)
+            return False
+
+    async def close(self) -> None:
+        with _unavailable("close"):
+            await self._redis.aclose()
+
+
+@contextmanager
+def _unavailable(operation: str) -> Iterator[None]:
+    """The one place redis-py's exceptions (and socket errors) become StoreUnavailable."""
+    try:
+        yield
+    except (RedisError, OSError) as e:
+        # redis-py's messages name the host and port, never the password.
+        raise StoreUnavailable(f"redis {operation}: {type(e).__name__}: {e}"[:300]) from e
+
+
+def _decode(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise StoreUnavailable("redis: a stored value is not a JSON object")
+    return value

@@ -1,0 +1,326 @@
+"""Sign in with X over OAuth 2.0 with PKCE (mode "oauth2", the default), end to end over real
+HTTP against the X stand-in."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import httpx
+import jwt
+import pytest
+from conftest import REPO_ROOT, Stack, query_of
+
+from gateway.config import TwitterSettings, load_settings
+from gateway.devproviders.common import Fault
+from gateway.devproviders.twitter import DEV_USERS, XAccount, XStandIn
+from gateway.errors import ConfigError
+from gateway.providers.twitter import identity_from_x_v2
+from gateway.transactions import pkce_s256_challenge
+
+RETURN_TO = "https://app.example.test/dashboard?tab=1"
+APP_SETTINGS = {"allowed_return_urls": ["https://app.example.test/"]}
+
+
+@pytest.fixture
+def app_stack(make_stack) -> Stack:
+    return make_stack(login=APP_SETTINGS)
+
+
+def _x(stack: Stack) -> XStandIn:
+    standin = stack.standin("twitter")
+    assert isinstance(standin, XStandIn)
+    return standin
+
+
+def _account(key: str) -> XAccount:
+    return next(a for a in DEV_USERS if a.key == key)
+
+
+def _callback_after_consent(stack: Stack, user: str = "ada", accept: str = "text/html"):
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    back = browser.consent(start.headers["location"], user=user)
+    return browser, browser.get(back.headers["location"], headers={"Accept": accept})
+
+
+def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(app_stack: Stack) -> None:
+    browser = app_stack.browser()
+    done = browser.login(RETURN_TO, provider="twitter")
+    assert done.status_code == 302
+    assert done.headers["location"] == RETURN_TO
+    token = browser.access_token()
+    verified = httpx.get(f"{app_stack.url}/verify", headers={"Authorization": f"Bearer {token}"})
+    assert verified.status_code == 200
+    claims = verified.json()
+    ada = _account("ada")
+    assert claims["sub"] == f"twitter:{ada.id}"
+    assert claims["idp"] == "twitter"
+    assert claims["email"] == ada.email and claims["email_verified"] is True
+    assert claims["name"] == ada.name
+    assert claims["picture"] == ada.profile_image_url
+    assert claims["iss"] == app_stack.url and claims["aud"] == app_stack.url
+
+
+def test_jwt_verifies_independently_with_the_published_jwks(stack: Stack) -> None:
+    browser = stack.browser()
+    browser.login(provider="twitter")
+    token = browser.access_token()
+    jwks = httpx.get(f"{stack.url}/.well-known/jwks.json").json()
+    header = jwt.get_unverified_header(token)
+    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    claims = jwt.decode(token, jwt.PyJWK(key), algorithms=[key["alg"]], audience=stack.url,
+                        issuer=stack.url)
+    assert claims["sub"] == f"twitter:{_account('ada').id}"
+    assert claims["idp"] == "twitter"
+
+
+def test_home_page_offers_sign_in_with_x(stack: Stack) -> None:
+    page = httpx.get(f"{stack.url}/")
+    assert "Sign in with X" in page.text and 'href="/login/twitter?' in page.text
+
+
+def test_S1_S2_R4_login_redirect_carries_state_pkce_and_the_fixed_callback(stack: Stack) -> None:
+    start = stack.browser().start_login(provider="twitter")
+    assert start.status_code == 302
+    location = start.headers["location"]
+    assert location.startswith(_x(stack).authorize_url + "?")
+    params = {k: v[0] for k, v in query_of(location).items()}
+    assert params["response_type"] == "code"
+    assert params["client_id"] == _x(stack).client_id
+    assert params["redirect_uri"] == f"{stack.url}/callback/twitter"
+    assert params["scope"] == "users.read tweet.read users.email"
+    assert len(params["state"]) >= 22
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
+    assert start.headers["Cache-Control"] == "no-store"
+
+
+def test_S2_code_exchange_is_a_confidential_client_sending_the_pkce_verifier(
+        stack: Stack) -> None:
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    challenge = query_of(start.headers["location"])["code_challenge"][0]
+    back = browser.consent(start.headers["location"])
+    assert browser.get(back.headers["location"]).status_code == 302
+    form = _x(stack).token_requests[-1]
+    assert form["grant_type"] == "authorization_code"
+    assert form["redirect_uri"] == f"{stack.url}/callback/twitter"
+    assert pkce_s256_challenge(form["code_verifier"]) == challenge
+    # Client authentication is HTTP Basic only (the stand-in refuses the exchange without it).
+    assert "client_secret" not in form and "client_id" not in form
+
+
+def _code_from_consent(stack: Stack) -> str:
+    """A code X issued for the gateway, taken before the gateway could use it."""
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    back = browser.consent(start.headers["location"])
+    return query_of(back.headers["location"])["code"][0]
+
+
+@pytest.mark.parametrize("verifier", ["x" * 64, None])
+def test_S2_the_stand_in_refuses_a_code_without_the_right_verifier(stack: Stack,
+                                                                   verifier: str | None) -> None:
+    x = _x(stack)
+    code = _code_from_consent(stack)
+    form = {"grant_type": "authorization_code", "code": code,
+            "redirect_uri": f"{stack.url}/callback/twitter"}
+    if verifier is not None:
+        form["code_verifier"] = verifier
+    refused = httpx.post(x.token_url, data=form, auth=(x.client_id, x.client_secret))
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+
+
+def test_the_stand_in_refuses_a_token_request_without_basic_client_authentication(
+        stack: Stack) -> None:
+    x = _x(stack)
+    code = _code_from_consent(stack)
+    refused = httpx.post(x.token_url, data={
+        "grant_type": "authorization_code", "code": code, "client_id": x.client_id,
+        "client_secret": x.client_secret, "redirect_uri": f"{stack.url}/callback/twitter"})
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "unauthorized_client"
+
+
+def test_S2_R3_the_stand_in_requires_s256_and_never_redirects_to_an_unknown_uri(
+        stack: Stack) -> None:
+    x = _x(stack)
+    location = stack.browser().start_login(provider="twitter").headers["location"]
+    params = {k: v[0] for k, v in query_of(location).items()}
+    for change in ({"code_challenge_method": "plain"}, {"redirect_uri": "https://evil.test/cb"},
+                   {"client_id": "someone-else"}):
+        page = httpx.get(x.authorize_url, params={**params, **change})
+        assert page.status_code in (400, 401), change
+        assert "location" not in page.headers
+
+
+def test_S1_state_cannot_be_reused(stack: Stack) -> None:
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    back = browser.consent(start.headers["location"])
+    assert browser.get(back.headers["location"]).status_code == 302
+    replay = browser.get(back.headers["location"])
+    assert replay.status_code == 400
+    assert "expired or was already used" in replay.text
+
+
+def test_user_who_declines_sees_a_clear_page_with_a_way_to_retry(app_stack: Stack) -> None:
+    browser = app_stack.browser()
+    start = browser.start_login(RETURN_TO, provider="twitter")
+    back = browser.consent(start.headers["location"], decision="deny")
+    assert query_of(back.headers["location"])["error"] == ["access_denied"]
+    page = browser.get(back.headers["location"])
+    assert page.status_code == 403
+    assert "cancelled" in page.text and "Try again" in page.text
+    assert "/login/twitter?return_to=https%3A%2F%2Fapp.example.test%2Fdashboard" in page.text
+    assert not any(name.endswith("gw_access") for name in browser.cookies)
+
+
+def test_S8_upstream_error_description_is_never_reflected(stack: Stack) -> None:
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    state = query_of(start.headers["location"])["state"][0]
+    answer = browser.get(f"{stack.url}/callback/twitter", params={
+        "state": state, "error": "server_error", "error_description": "<script>owned</script>"})
+    assert answer.status_code == 502
+    assert "owned" not in answer.text
+
+
+def test_C5_unconfirmed_email_is_not_claimed(stack: Stack) -> None:
+    alan = _account("alan")
+    assert alan.email and not alan.email_confirmed
+    browser = stack.browser()
+    browser.login(user="alan", provider="twitter")
+    claims = browser.get(f"{stack.url}/verify").json()
+    assert "email" not in claims and "email_verified" not in claims
+    assert claims["sub"] == f"twitter:{alan.id}"
+
+
+def test_C5_no_email_without_the_users_email_scope(make_stack) -> None:
+    stack = make_stack(providers={"twitter": {"scopes": ["users.read", "tweet.read"]}})
+    browser = stack.browser()
+    browser.login(provider="twitter")
+    claims = browser.get(f"{stack.url}/verify").json()
+    assert claims["sub"] == f"twitter:{_account('ada').id}"
+    assert "email" not in claims
+
+
+def test_C5_identity_from_x_v2_claims_an_email_only_when_x_confirms_one() -> None:
+    confirmed = identity_from_x_v2({"id": "12", "name": "A", "confirmed_email": "a@x.test"})
+    assert confirmed.profile_claims()["email"] == "a@x.test"
+    assert confirmed.sub == "twitter:12"
+    unconfirmed = identity_from_x_v2({"id": "12", "name": "A", "email": "a@x.test"})
+    assert "email" not in unconfirmed.profile_claims()
+
+
+def test_C2_the_x_access_token_reaches_no_cookie_page_or_log(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    browser = stack.browser()
+    start = browser.start_login(provider="twitter")
+    back = browser.consent(start.headers["location"])
+    done = browser.get(back.headers["location"])
+    pages = [start.text, done.text, browser.get(f"{stack.url}/").text,
+             browser.get(f"{stack.url}/verify").text]
+    x_tokens = list(_x(stack)._bearer_tokens)
+    assert len(x_tokens) == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records
+                       if r.name.startswith(("gateway", "tornado")))
+    assert "/callback/twitter" in logged  # the access log did run
+    for secret in (x_tokens[0], _x(stack).client_secret):
+        assert secret not in logged
+        assert not any(secret in page for page in pages)
+        assert not any(secret in header for header in browser.set_cookie_headers)
+        assert secret not in browser.access_token()
+
+
+# Every way X can fail ends in a clear page with a way to retry, never a 500.
+
+
+def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
+    assert answer.status_code == status, answer.text
+    assert "location" not in answer.headers
+    assert answer.headers["content-type"].startswith("text/html")
+    assert words in answer.text
+    assert "Try again" in answer.text and 'href="/login/twitter' in answer.text
+    assert "Traceback" not in answer.text
+    assert not any(n.endswith("gw_access") for n in answer.cookies)
+
+
+X_OAUTH_ERROR = '{"error": "invalid_request", "error_description": "Value passed was invalid."}'
+X_PROBLEM = '{"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "no"}'
+
+
+@pytest.mark.parametrize(("endpoint", "fault", "status", "words"), [
+    ("token", Fault(status=500, body='{"error": "internal"}'), 502, "refused the request"),
+    ("token", Fault(status=400, body=X_OAUTH_ERROR), 502, "refused the request"),
+    ("token", Fault(status=200, body="{not json"), 502, "could not read"),
+    ("token", Fault(status=200, body='{"token_type": "bearer"}'), 502, "could not use"),
+    ("me", Fault(status=500, body="<html>down</html>", content_type="text/html"), 502,
+     "refused the request"),
+    ("me", Fault(status=401, body=X_PROBLEM), 502, "refused the request"),
+    ("me", Fault(status=200, body='{"errors": [{"type": "about:blank", "title": "x"}]}'), 502,
+     "refused the request"),
+    ("me", Fault(status=200, body='{"data": {"id": "not-a-number"}}'), 502, "could not use"),
+    ("me", Fault(status=200, body="[]"), 502, "could not read"),
+])
+def test_x_failures_end_in_a_clear_page(make_stack, endpoint: str, fault: Fault, status: int,
+                                        words: str) -> None:
+    stack = make_stack()
+    _x(stack).faults[endpoint] = fault
+    _, answer = _callback_after_consent(stack)
+    _assert_clear_error(answer, status, words)
+
+
+@pytest.mark.parametrize("endpoint", ["token", "me"])
+def test_x_that_does_not_answer_in_time_is_a_504_page(make_stack, endpoint: str) -> None:
+    stack = make_stack(upstream={"request_timeout": 0.5})
+    _x(stack).faults[endpoint] = Fault(status=200, body="{}", delay=3)
+    _, answer = _callback_after_consent(stack)
+    _assert_clear_error(answer, 504, "did not answer in time")
+
+
+def test_the_stand_in_answers_a_x_problem_for_an_unknown_user_field(stack: Stack) -> None:
+    _, done = _callback_after_consent(stack)
+    assert done.status_code == 302
+    token = next(iter(_x(stack)._bearer_tokens))
+    answer = httpx.get(_x(stack).userinfo_url, params={"user.fields": "name,shoe_size"},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["parameters"] == {"user.fields": ["shoe_size"]}
+
+
+def test_oauth2_mode_needs_the_scopes_that_read_the_user() -> None:
+    base = {"issuer": "https://login.example.test", "tokens": {"keys_dir": "/tmp/k"},
+            "cookies": {"secret": "k2Vq9xLmP4tR7wZs1YbN6cHd3FgJ8uTe5"},
+            "providers": {"twitter": {"client_id": "c", "client_secret": "s",
+                                      "scopes": ["users.email"]}}}
+    with pytest.raises(ConfigError, match=r"providers\.twitter\.scopes"):
+        load_settings(None, {}, base=base)
+
+
+def test_the_example_configuration_documents_xs_real_defaults(tmp_path) -> None:
+    """The commented `[providers.twitter]` block of the shipped example, once uncommented, is
+    valid and says what the code does by default (the documentation cannot drift)."""
+    example = (REPO_ROOT / "config" / "gateway.example.toml").read_text()
+    start = example.index("# [providers.twitter]")
+    block = example[start:example.index("\n\n", start)]
+    enabled = example.replace(block, "\n".join(line.removeprefix("# ")
+                                               for line in block.splitlines()))
+    path = tmp_path / "gateway.toml"
+    path.write_text(enabled)
+    environ = {"GATEWAY_COOKIES__SECRET": "Zq7rV2mXc9LwT4bN8yHs1KdP6fJg3QeU5aWo0iRtYxCvBnMl",
+               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": "GOCSPX-canary-9fK2mQ7xL4vB8nR1tW6y",
+               "GATEWAY_PROVIDERS__TWITTER__CLIENT_SECRET": "x-client-secret-canary-7Hq2",
+               "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}
+
+    twitter = load_settings(path, environ).providers.twitter
+
+    assert twitter is not None
+    assert twitter.client_secret.reveal() == "x-client-secret-canary-7Hq2"
+    assert twitter.consumer_secret.reveal() == "x-consumer-secret-canary-4Lp9"
+    defaults = TwitterSettings()
+    for f in dataclasses.fields(TwitterSettings):
+        if f.name not in ("client_id", "client_secret", "consumer_key", "consumer_secret"):
+            assert getattr(twitter, f.name) == getattr(defaults, f.name), f.name

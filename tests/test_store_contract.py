@@ -1,0 +1,566 @@
+"""One contract for the three store backends (memory, SQLite in a temporary file, the real
+Redis on 127.0.0.1:6379), then what only SQLite (a file that outlives the process, never blocking
+the event loop) and Redis (shared by replicas, failing fast and recovering) promise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from store_backends import REDIS_URL, PrivateRedis, delete_prefix, require_redis, unique_prefix
+
+from gateway.store import Store, StoreFull, StoreUnavailable
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
+from gateway.store.sqlite import SqliteStore
+
+BOUNDED = "login-tx"  # the namespace a store is opened with a limit for
+TTL = 30.0  # long enough never to expire during a test
+SHORT_TTL = 0.3
+EXPIRY_DEADLINE = 5.0
+
+Scenario = Callable[[Store], Awaitable[None]]
+
+
+@dataclass
+class Backend:
+    name: str
+    open_store: Callable[[int | None], Store]  # called inside the event loop; arg: BOUNDED limit
+
+    def run(self, scenario: Scenario, *, limit: int | None = None) -> None:
+        """Open a store, run the scenario on it in a fresh event loop, close the store."""
+        async def main() -> None:
+            store = self.open_store(limit)
+            try:
+                await scenario(store)
+            finally:
+                await store.close()
+        asyncio.run(main())
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "memory":
+        yield Backend("memory", lambda limit: MemoryStore(max_entries=limit or 200_000))
+    elif request.param == "sqlite":
+        path = tmp_path / "gateway.db"
+        yield Backend("sqlite", lambda limit: SqliteStore(path, namespace_limits=_limits(limit)))
+    else:
+        require_redis()
+        prefix = unique_prefix()
+        yield Backend("redis", lambda limit: RedisStore(REDIS_URL, key_prefix=prefix,
+                                                        namespace_limits=_limits(limit)))
+        delete_prefix(prefix)
+
+
+def _limits(limit: int | None) -> dict[str, int] | None:
+    return {BOUNDED: limit} if limit else None
+
+
+async def _until_gone(store: Store, namespace: str, key: str) -> None:
+    deadline = time.monotonic() + EXPIRY_DEADLINE
+    while await store.get(namespace, key) is not None:
+        assert time.monotonic() < deadline, "the entry did not expire"
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract
+
+
+def test_put_then_get_round_trips(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.put("session", "k", {"sub": "google:1", "n": 2}, TTL)
+        assert await store.get("session", "k") == {"sub": "google:1", "n": 2}
+        assert await store.get("session", "k") == {"sub": "google:1", "n": 2}  # get keeps it
+    backend.run(scenario)
+
+
+def test_get_of_an_unknown_key_is_none(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        assert await store.get("session", "nothing-here") is None
+        assert await store.take("session", "nothing-here") is None
+    backend.run(scenario)
+
+
+def test_entry_expires_after_its_ttl(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        started = time.monotonic()
+        await store.put("session", "k", {"v": 1}, SHORT_TTL)
+        assert await store.get("session", "k") == {"v": 1}
+        await _until_gone(store, "session", "k")
+        assert time.monotonic() - started >= SHORT_TTL - 0.05  # not before its time
+        assert await store.take("session", "k") is None
+    backend.run(scenario)
+
+
+def test_take_returns_the_value_once(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        for namespace in ("session", BOUNDED):
+            await store.put(namespace, "state", {"v": 1}, TTL)
+            assert await store.take(namespace, "state") == {"v": 1}
+            assert await store.take(namespace, "state") is None
+            assert await store.get(namespace, "state") is None
+    backend.run(scenario, limit=10)
+
+
+def test_take_of_an_expired_entry_is_none(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.put(BOUNDED, "state", {"v": 1}, SHORT_TTL)
+        await _until_gone(store, BOUNDED, "state")
+        assert await store.take(BOUNDED, "state") is None
+    backend.run(scenario, limit=10)
+
+
+def test_take_is_atomic_under_concurrency(backend: Backend) -> None:
+    """50 concurrent takes of one key: exactly one winner, in bounded and plain namespaces."""
+    async def scenario(store: Store) -> None:
+        for round_ in range(5):
+            for namespace in ("session", BOUNDED):
+                key = f"state-{round_}"
+                await store.put(namespace, key, {"round": round_}, TTL)
+                results = await asyncio.gather(*(store.take(namespace, key) for _ in range(50)))
+                winners = [r for r in results if r is not None]
+                assert winners == [{"round": round_}], (namespace, results)
+    backend.run(scenario, limit=100)
+
+
+def test_delete_removes_the_entry(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        for namespace in ("session", BOUNDED):
+            await store.put(namespace, "k", {"v": 1}, TTL)
+            await store.delete(namespace, "k")
+            assert await store.get(namespace, "k") is None
+            assert await store.take(namespace, "k") is None
+            await store.delete(namespace, "k")  # deleting what is not there is no error
+    backend.run(scenario, limit=10)
+
+
+def test_put_overwrites_the_value_and_the_ttl(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.put("session", "k", {"v": 1}, TTL)
+        await store.put("session", "k", {"v": 2, "extra": True}, SHORT_TTL)
+        assert await store.get("session", "k") == {"v": 2, "extra": True}
+        await _until_gone(store, "session", "k")  # the new, short TTL applies
+    backend.run(scenario)
+
+
+def test_namespaces_are_isolated(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.put("session", "same-key", {"ns": "session"}, TTL)
+        await store.put(BOUNDED, "same-key", {"ns": BOUNDED}, TTL)
+        assert await store.take(BOUNDED, "same-key") == {"ns": BOUNDED}
+        assert await store.get("session", "same-key") == {"ns": "session"}
+        await store.delete("session", "same-key")
+        await store.put(BOUNDED, "same-key", {"ns": BOUNDED}, TTL)
+        assert await store.get(BOUNDED, "same-key") == {"ns": BOUNDED}
+    backend.run(scenario, limit=10)
+
+
+def test_json_values_with_unicode_round_trip(backend: Backend) -> None:
+    value: dict[str, Any] = {
+        "name": "Zoë Ångström 李小龍 🦊", "email": "zoë@exämple.org",
+        "claims": {"picture": "https://x/ä.png", "list": [1, 2.5, None, True, "ß"]},
+        "quote": 'a "quoted" \\ back\nslash', "empty": {}, "zero": 0, "neg": -1.25e-3,
+    }
+
+    async def scenario(store: Store) -> None:
+        await store.put("session", "ключ-🔑", value, TTL)
+        assert await store.get("session", "ключ-🔑") == value
+        assert await store.take("session", "ключ-🔑") == value
+    backend.run(scenario)
+
+
+def test_stored_value_is_a_copy(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        value: dict[str, Any] = {"list": [1]}
+        await store.put("session", "k", value, TTL)
+        value["list"].append(2)
+        got = await store.get("session", "k")
+        assert got == {"list": [1]}
+        assert got is not None
+        got["list"].append(3)
+        assert await store.get("session", "k") == {"list": [1]}
+    backend.run(scenario)
+
+
+def test_ping_is_true_when_the_store_serves(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        assert await store.ping() is True
+    backend.run(scenario)
+
+
+def test_bounded_namespace_refuses_new_entries_when_full(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        for i in range(3):
+            await store.put(BOUNDED, f"tx-{i}", {"i": i}, TTL)
+        with pytest.raises(StoreFull):
+            await store.put(BOUNDED, "tx-3", {"i": 3}, TTL)
+        await store.put(BOUNDED, "tx-0", {"i": 0, "again": True}, TTL)  # replacing adds nothing
+        assert await store.take(BOUNDED, "tx-1") == {"i": 1}  # a finished login makes room
+        await store.put(BOUNDED, "tx-3", {"i": 3}, TTL)
+        await store.delete(BOUNDED, "tx-2")  # and so does a deleted one
+        await store.put(BOUNDED, "tx-4", {"i": 4}, TTL)
+        assert await store.get(BOUNDED, "tx-4") == {"i": 4}
+    backend.run(scenario, limit=3)
+
+
+def test_expired_entries_make_room_in_a_full_namespace(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.put(BOUNDED, "old-0", {}, SHORT_TTL)
+        await store.put(BOUNDED, "old-1", {}, SHORT_TTL)
+        with pytest.raises(StoreFull):
+            await store.put(BOUNDED, "new", {}, TTL)
+        await _until_gone(store, BOUNDED, "old-0")
+        await _until_gone(store, BOUNDED, "old-1")
+        await store.put(BOUNDED, "new", {"v": 1}, TTL)
+        assert await store.get(BOUNDED, "new") == {"v": 1}
+    backend.run(scenario, limit=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The persistent backends bound only the login namespace: sessions are not refused
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_persistent_stores_bound_only_the_bounded_namespace(kind: str, tmp_path: Path) -> None:
+    prefix = unique_prefix()
+    if kind == "redis":
+        require_redis()
+
+    async def scenario() -> None:
+        store: Store = (SqliteStore(tmp_path / "gw.db", namespace_limits={BOUNDED: 1})
+                        if kind == "sqlite" else
+                        RedisStore(REDIS_URL, key_prefix=prefix, namespace_limits={BOUNDED: 1}))
+        try:
+            await store.put(BOUNDED, "tx", {}, TTL)
+            for i in range(5):
+                await store.put("session", f"s-{i}", {}, TTL)
+            with pytest.raises(StoreFull):
+                await store.put(BOUNDED, "tx-2", {}, TTL)
+        finally:
+            await store.close()
+    try:
+        asyncio.run(scenario())
+    finally:
+        if kind == "redis":
+            delete_prefix(prefix)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite
+
+
+def test_sqlite_entries_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+
+    async def before_restart() -> None:
+        store = SqliteStore(path)
+        await store.put("session", "s", {"sub": "google:1", "name": "Zoë"}, TTL)
+        await store.put(BOUNDED, "state", {"v": 1}, TTL)
+        await store.close()
+
+    async def after_restart() -> None:
+        store = SqliteStore(path, namespace_limits={BOUNDED: 1})
+        assert await store.get("session", "s") == {"sub": "google:1", "name": "Zoë"}
+        with pytest.raises(StoreFull):  # the namespace sizes survived too
+            await store.put(BOUNDED, "other", {}, TTL)
+        assert await store.take(BOUNDED, "state") == {"v": 1}
+        await store.close()
+
+    asyncio.run(before_restart())
+    asyncio.run(after_restart())
+
+
+def test_sqlite_file_is_created_with_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    old_umask = os.umask(0o022)
+    try:
+        async def scenario() -> None:
+            store = SqliteStore(path)
+            await store.put("session", "s", {"v": 1}, TTL)
+            files = [p for p in tmp_path.iterdir() if p.name.startswith("gateway.db")]
+            assert {p.name for p in files} >= {"gateway.db", "gateway.db-wal"}
+            for file in files:  # the WAL and shared-memory files too
+                assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+            await store.close()
+        asyncio.run(scenario())
+    finally:
+        os.umask(old_umask)
+
+
+def test_sqlite_file_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    path.touch()
+    path.chmod(0o644)
+    asyncio.run(SqliteStore(path).close())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_sqlite_uses_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    asyncio.run(SqliteStore(path).close())
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_calls_do_not_block_the_event_loop(tmp_path: Path) -> None:
+    """A timer keeps ticking while a large batch of writes runs."""
+    gaps: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async def scenario() -> float:
+        store = SqliteStore(tmp_path / "gateway.db")
+        big = {"blob": "x" * 200_000}
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(ticker(stop))
+        started = time.monotonic()
+        for i in range(300):
+            await store.put("session", f"k-{i}", big, TTL)
+        elapsed = time.monotonic() - started
+        stop.set()
+        await ticking
+        await store.close()
+        return elapsed
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed > 0.1, "the batch is too small to show anything"
+    assert len(gaps) >= 10, f"the timer ticked {len(gaps)} times in {elapsed:.2f}s"
+    assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps):.3f}s"
+
+
+def test_sqlite_sweeps_expired_rows_from_the_file(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    path = tmp_path / "gateway.db"
+
+    def rows() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    async def scenario() -> None:
+        store = SqliteStore(path, clock=lambda: now[0], sweep_every=10)
+        for i in range(9):
+            await store.put("session", f"old-{i}", {"name": "personal data"}, 60)
+        now[0] += 61
+        assert rows() == 9  # expired (invisible) but not yet swept
+        assert await store.get("session", "old-0") is None
+        await store.put("session", "new", {}, 60)  # the 10th write sweeps
+        assert rows() == 1
+        for i in range(3):
+            await store.put("session", f"idle-{i}", {}, 60)
+        now[0] += 3600  # an idle store sweeps when the readiness probe pings it
+        assert await store.ping()
+        assert rows() == 0
+        await store.close()
+    asyncio.run(scenario())
+
+
+def test_sqlite_take_is_atomic_across_two_stores_on_one_file(tmp_path: Path) -> None:
+    """Two worker processes of one host share the file: a state still works once."""
+    path = tmp_path / "gateway.db"
+
+    async def scenario() -> None:
+        one, two = SqliteStore(path), SqliteStore(path)
+        for i in range(10):
+            await one.put(BOUNDED, f"state-{i}", {"i": i}, TTL)
+            results = await asyncio.gather(*(store.take(BOUNDED, f"state-{i}")
+                                             for _ in range(25) for store in (one, two)))
+            assert [r for r in results if r is not None] == [{"i": i}]
+        await one.close()
+        await two.close()
+    asyncio.run(scenario())
+
+
+def test_sqlite_unusable_path_fails_when_opened(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="no-such-dir"):
+        SqliteStore(tmp_path / "no-such-dir" / "gateway.db")
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("x" * 4096)
+    with pytest.raises(StoreUnavailable, match=r"notes\.txt"):
+        SqliteStore(not_a_database)
+
+
+def test_sqlite_closed_store_is_unavailable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "gateway.db")
+        await store.close()
+        await store.close()  # twice is fine
+        assert await store.ping() is False
+        with pytest.raises(StoreUnavailable):
+            await store.get("session", "k")
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    require_redis()
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+def test_redis_entries_are_json_under_the_prefix_with_a_ttl(redis_prefix: str) -> None:
+    async def scenario() -> None:
+        store = RedisStore(REDIS_URL, key_prefix=redis_prefix)
+        await store.put("session", "k", {"name": "Zoë"}, 90)
+        await store.close()
+    asyncio.run(scenario())
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"{redis_prefix}:session:k"
+        assert client.get(key) == '{"name":"Zoë"}'.encode()
+        assert 80_000 < client.pttl(key) <= 90_000
+    finally:
+        client.close()
+
+
+def test_redis_two_replicas_see_each_others_writes_and_takes(redis_prefix: str) -> None:
+    async def scenario() -> None:
+        one = RedisStore(REDIS_URL, key_prefix=redis_prefix, namespace_limits={BOUNDED: 10})
+        two = RedisStore(REDIS_URL, key_prefix=redis_prefix, namespace_limits={BOUNDED: 10})
+        await one.put("session", "s", {"v": 1}, TTL)
+        assert await two.get("session", "s") == {"v": 1}
+        await two.put(BOUNDED, "state", {"v": 2}, TTL)
+        assert await one.take(BOUNDED, "state") == {"v": 2}
+        assert await two.get(BOUNDED, "state") is None
+        assert await two.take(BOUNDED, "state") is None
+        await two.delete("session", "s")
+        assert await one.get("session", "s") is None
+        await one.close()
+        await two.close()
+    asyncio.run(scenario())
+
+
+def test_redis_take_is_atomic_across_replicas(redis_prefix: str) -> None:
+    async def scenario() -> None:
+        replicas = [RedisStore(REDIS_URL, key_prefix=redis_prefix) for _ in range(2)]
+        for i in range(5):
+            await replicas[0].put("code", f"c-{i}", {"i": i}, TTL)
+            results = await asyncio.gather(*(r.take("code", f"c-{i}")
+                                             for _ in range(25) for r in replicas))
+            assert [r for r in results if r is not None] == [{"i": i}]
+        for replica in replicas:
+            await replica.close()
+    asyncio.run(scenario())
+
+
+def test_redis_burst_beyond_the_connection_pool_waits_instead_of_failing(
+        redis_prefix: str) -> None:
+    """1000 logins at once: more than the pool's connections, all served."""
+    async def scenario() -> None:
+        store = RedisStore(REDIS_URL, key_prefix=redis_prefix, namespace_limits={BOUNDED: 5000})
+        await asyncio.gather(*(store.put(BOUNDED, f"s-{i}", {"i": i}, TTL) for i in range(1000)))
+        taken = await asyncio.gather(*(store.take(BOUNDED, f"s-{i}") for i in range(1000)))
+        assert taken == [{"i": i} for i in range(1000)]
+        await store.close()
+    asyncio.run(scenario())
+
+
+def test_redis_key_prefixes_keep_two_gateways_apart(redis_prefix: str) -> None:
+    async def scenario() -> None:
+        ours = RedisStore(REDIS_URL, key_prefix=redis_prefix)
+        theirs = RedisStore(REDIS_URL, key_prefix=f"{redis_prefix}:other")
+        await ours.put("session", "s", {"gateway": "ours"}, TTL)
+        assert await theirs.get("session", "s") is None
+        await theirs.put("session", "s", {"gateway": "theirs"}, TTL)
+        assert await ours.get("session", "s") == {"gateway": "ours"}
+        await ours.close()
+        await theirs.close()
+    asyncio.run(scenario())
+
+
+def test_redis_down_ping_is_false_and_every_operation_fails_fast() -> None:
+    """A closed port: nothing hangs, nothing but StoreUnavailable escapes."""
+    async def scenario() -> None:
+        store = RedisStore("redis://127.0.0.1:1/0", namespace_limits={BOUNDED: 10})
+        started = time.monotonic()
+        assert await store.ping() is False
+        operations: list[Callable[[], Awaitable[Any]]] = [
+            lambda: store.get("session", "k"),
+            lambda: store.put("session", "k", {}, TTL),
+            lambda: store.put(BOUNDED, "k", {}, TTL),
+            lambda: store.take("session", "k"),
+            lambda: store.take(BOUNDED, "k"),
+            lambda: store.delete("session", "k"),
+            lambda: store.delete(BOUNDED, "k"),
+        ]
+        for operation in operations:
+            with pytest.raises(StoreUnavailable):
+                await operation()
+        await store.close()
+        assert time.monotonic() - started < 2.0
+    asyncio.run(scenario())
+
+
+def test_redis_unanswering_server_times_out_fast() -> None:
+    """A server that accepts connections and never answers: the 1 s timeout, not a hang."""
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # until the client gives up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.get("session", "k")
+        assert time.monotonic() - started < 2.0
+        assert await store.ping() is False
+        await store.close()
+        server.close()
+        await server.wait_closed()
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_stopped_and_restarted_the_same_store_recovers(private_redis: PrivateRedis) -> None:
+    async def scenario() -> None:
+        store = RedisStore(private_redis.url, namespace_limits={BOUNDED: 10})
+        await store.put("session", "s", {"v": 1}, TTL)
+        assert await store.get("session", "s") == {"v": 1}
+
+        private_redis.stop()
+        started = time.monotonic()
+        assert await store.ping() is False
+        with pytest.raises(StoreUnavailable):
+            await store.get("session", "s")
+        with pytest.raises(StoreUnavailable):
+            await store.put(BOUNDED, "state", {"v": 2}, TTL)
+        assert time.monotonic() - started < 2.0
+
+        private_redis.start()  # same port, empty (no persistence in this test server)
+        assert await store.ping() is True
+        await store.put(BOUNDED, "state", {"v": 2}, TTL)  # its Lua script is loaded again
+        assert await store.take(BOUNDED, "state") == {"v": 2}
+        await store.put("session", "s", {"v": 3}, TTL)
+        assert await store.get("session", "s") == {"v": 3}
+        await store.close()
+    asyncio.run(scenario())
