@@ -136,6 +136,15 @@ def avatar_svg(user: DevUser, colour: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ProtocolError(Exception):
+    """An OAuth 2.0 error answer: `error` and `error_description` (RFC 6749 5.2)."""
+
+    error: str
+    description: str
+    status: int = 400
+
+
 class StandInHandler(tornado.web.RequestHandler):
     """Base of every stand-in endpoint: injected faults, JSON answers, form arguments."""
 
@@ -206,6 +215,31 @@ class StandInHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("X-Frame-Options", "DENY")
         self.render(template, **kwargs)
+
+
+class OAuth2TokenHandler(StandInHandler):
+    """A token endpoint (RFC 6749 3.2): a form in, the stand-in's `exchange_code` answer out.
+
+    The stand-in records each request in `token_requests` and raises `ProtocolError`.
+    """
+
+    endpoint = "token"
+
+    async def post(self) -> None:
+        if await self.answer_fault():
+            return
+        if not self.is_form_encoded():
+            self.write_json({"error": "invalid_request",
+                             "error_description": "Invalid content type."}, 400)
+            return
+        form = {name: self.form_argument(name) for name in self.request.body_arguments}
+        self.provider.token_requests.append({k: v for k, v in form.items() if v is not None})
+        try:
+            answer = self.provider.exchange_code(form, self.request.headers.get("Authorization"))
+        except ProtocolError as e:
+            self.write_json({"error": e.error, "error_description": e.description}, e.status)
+            return
+        self.write_json(answer)
 
 
 def make_standin_app(routes: list[Any]) -> tornado.web.Application:

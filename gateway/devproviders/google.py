@@ -36,7 +36,9 @@ from gateway.devproviders.common import (
     DEV_ACCOUNTS,
     DevUser,
     Fault,
+    OAuth2TokenHandler,
     PendingRequests,
+    ProtocolError,
     StandInHandler,
     basic_credentials,
     make_standin_app,
@@ -105,14 +107,6 @@ class Grant:
     account: GoogleAccount
     expires: float
 
-
-@dataclass(frozen=True)
-class ProtocolError(Exception):
-    """An OAuth error answer: `error` and `error_description`, as Google words them."""
-
-    error: str
-    description: str
-    status: int = 400
 
 
 @dataclass
@@ -381,24 +375,8 @@ class ChooseAccountHandler(GoogleHandler):
         self.redirect(f"{request.redirect_uri}?{urlencode(params)}")
 
 
-class TokenHandler(GoogleHandler):
-    endpoint = "token"
-
-    async def post(self) -> None:
-        if await self.answer_fault():
-            return
-        if not self.is_form_encoded():
-            self.write_json({"error": "invalid_request",
-                             "error_description": "Invalid content type."}, 400)
-            return
-        form = {name: self.form_argument(name) for name in self.request.body_arguments}
-        self.provider.token_requests.append({k: v for k, v in form.items() if v is not None})
-        try:
-            answer = self.provider.exchange_code(form, self.request.headers.get("Authorization"))
-        except ProtocolError as e:
-            self.write_json({"error": e.error, "error_description": e.description}, e.status)
-            return
-        self.write_json(answer)
+class TokenHandler(GoogleHandler, OAuth2TokenHandler):
+    """The token endpoint, as common to OAuth 2.0 providers."""
 
 
 class UserinfoHandler(GoogleHandler):

@@ -48,7 +48,9 @@ from gateway.devproviders.common import (
     DEV_ACCOUNTS,
     DevUser,
     Fault,
+    OAuth2TokenHandler,
     PendingRequests,
+    ProtocolError,
     StandInHandler,
     avatar_svg,
     basic_credentials,
@@ -143,14 +145,6 @@ DEV_USERS: tuple[XAccount, ...] = tuple(
     for user, colour in zip(DEV_ACCOUNTS, ("#0f1419", "#1d9bf0", "#536471"), strict=True)
 )
 
-
-@dataclass(frozen=True)
-class ProtocolError(Exception):
-    """An OAuth 2.0 error answer: `error` and `error_description`."""
-
-    error: str
-    description: str
-    status: int = 400
 
 
 @dataclass(frozen=True)
@@ -505,24 +499,8 @@ class ChooseAccountHandler(XHandler):
         self.redirect(url_concat(request.redirect_uri, params))
 
 
-class TokenHandler(XHandler):
-    endpoint = "token"
-
-    async def post(self) -> None:
-        if await self.answer_fault():
-            return
-        if not self.is_form_encoded():
-            self.write_json({"error": "invalid_request",
-                             "error_description": "Invalid content type."}, 400)
-            return
-        form = {name: self.form_argument(name) for name in self.request.body_arguments}
-        self.provider.token_requests.append({k: v for k, v in form.items() if v is not None})
-        try:
-            answer = self.provider.exchange_code(form, self.request.headers.get("Authorization"))
-        except ProtocolError as e:
-            self.write_json({"error": e.error, "error_description": e.description}, e.status)
-            return
-        self.write_json(answer)
+class TokenHandler(XHandler, OAuth2TokenHandler):
+    """The token endpoint, as common to OAuth 2.0 providers."""
 
 
 class UsersMeHandler(XHandler):
