@@ -187,9 +187,9 @@ def _server(command: list[str], env: dict[str, str] | None = None) -> Iterator[i
 def _gateway(algorithm: str) -> Iterator[tuple[str, str]]:
     """`oauth-gateway serve --dev` as a user starts it, and an access token from a real login."""
     with tempfile.TemporaryDirectory() as state:
-        port, provider_port = _free_port(), _free_port()
+        port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT=str(provider_port),
+        env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT="0",
                    GATEWAY_DEV__STATE_DIR=state, GATEWAY_TOKENS__ALGORITHM=algorithm)
         process = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
                                     "gateway", "serve", "--dev"], env=env,

@@ -336,3 +336,53 @@ def test_the_discovery_lists_what_the_gateway_supports(stack: Stack) -> None:
     assert set(metadata["scopes_supported"]) == set(OIDC_SCOPES)
     assert metadata["end_session_endpoint"] == f"{stack.url}/logout/oidc"
     assert metadata["request_uri_parameter_supported"] is False
+
+
+# -- H8: CORS for the registered apps' origins only ---------------------------------------------
+
+
+def test_H8_token_endpoint_cors_only_for_registered_origins(stack: Stack) -> None:
+    preflight = httpx.options(f"{stack.url}/token", headers={
+        "Origin": "https://spa.example.test", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://spa.example.test"
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    error = httpx.post(f"{stack.url}/token", data={"grant_type": "x", "client_id": "spa"},
+                       headers={"Origin": "https://spa.example.test"})
+    assert error.status_code == 400  # the app's page can read the error too
+    assert error.headers["Access-Control-Allow-Origin"] == "https://spa.example.test"
+    for origin in ("https://evil.example", "null", "https://spa.example.test.evil.example"):
+        refused = httpx.options(f"{stack.url}/token", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_H8_no_cors_on_the_authorization_endpoint(stack: Stack) -> None:
+    answer = httpx.get(authorize_url(stack, **authorization_params()),
+                       headers={"Origin": "https://spa.example.test"})
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+# -- L1: no code, token or secret in any log line -------------------------------------------------
+
+
+def test_L1_the_code_flow_logs_no_code_token_or_secret(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    caplog.set_level(logging.DEBUG)
+    browser = stack.browser()
+    code = get_code(browser, client_id="webapp", redirect_uri=REDIRECT_URI)
+    tokens = exchange(stack, code, redirect_uri=REDIRECT_URI,
+                      auth=("webapp", CONFIDENTIAL_SECRET)).json()
+    refreshed = refresh(stack, tokens["refresh_token"], auth=("webapp", CONFIDENTIAL_SECRET))
+    assert exchange(stack, code, redirect_uri=REDIRECT_URI,
+                    auth=("webapp", CONFIDENTIAL_SECRET)).status_code == 400  # replay, logged
+    assert exchange(stack, code, redirect_uri=REDIRECT_URI,
+                    auth=("webapp", "wrong-" + CONFIDENTIAL_SECRET)).status_code == 401
+    # The gateway's and Tornado's log lines (the test's own HTTP client logs its URLs).
+    logged = "\n".join(record.getMessage() for record in caplog.records
+                       if record.name.startswith(("gateway", "tornado")))
+    assert "refused" in logged  # the refusals were logged, with their reasons
+    secrets_seen = [code, CONFIDENTIAL_SECRET, tokens["access_token"], tokens["id_token"],
+                    tokens["refresh_token"], refreshed.json()["refresh_token"]]
+    for value in secrets_seen:
+        assert value not in logged

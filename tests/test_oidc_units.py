@@ -454,3 +454,14 @@ def test_cli_generates_a_secret_and_its_hash(capsys: pytest.CaptureFixture[str])
     secret = lines[0].removeprefix("client_secret = ")
     hashed = lines[1].removeprefix('client_secret_hash = "').rstrip('"')
     assert len(secret) >= 43 and client_secret_matches(secret, hashed)
+
+
+def test_P2_a_code_exchanged_after_sign_out_is_refused() -> None:
+    async def scenario() -> None:
+        grants, _clock, _store = _grants()
+        code = await grants.issue_code(_grant())
+        await grants.end_session("sid-1")
+        grant = await grants.redeem_code(code)
+        with pytest.raises(InvalidGrant):
+            await grants.start_family(grant, "spa")
+    run(scenario())

@@ -28,18 +28,50 @@ from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.oidc")
 
+CORS_MAX_AGE = 600
 
-class ClientHandler(BaseHandler):
-    """A back-channel endpoint: form parameters from the body only, client authentication."""
+
+class AppApiHandler(BaseHandler):
+    """An endpoint apps call, from their servers or from their pages: no XSRF, JSON errors,
+    never cached (SECURITY H1), and CORS for the registered apps' origins only (H8): the
+    Origin is echoed only when it is one of them, never `*`, never with credentials."""
 
     api = True
+    cors_methods = "POST"
 
     def initialize(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        if hasattr(self, "ctx"):  # also after clear(), so that errors are readable too
+            self._allow_origin()
+
     def prepare(self) -> None:
         super().prepare()
+        self._allow_origin()
         self.set_no_store()
+
+    def options(self) -> None:
+        """A CORS preflight."""
+        if self._allow_origin():
+            self.set_header("Access-Control-Allow-Methods", self.cors_methods)
+            self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+            self.set_header("Access-Control-Max-Age", str(CORS_MAX_AGE))
+        self.set_status(204)
+        self.finish()
+
+    def _allow_origin(self) -> bool:
+        self.set_header("Vary", "Origin")
+        origin = self.request.headers.get("Origin")
+        if origin is None or origin not in self.ctx.clients.cors_origins:
+            return False
+        self.set_header("Access-Control-Allow-Origin", origin)
+        return True
+
+
+class ClientHandler(AppApiHandler):
+    """A back-channel endpoint: form parameters from the body only, client authentication."""
 
     def form(self, name: str, *, required: bool = False) -> str | None:
         """A body parameter given at most once (SECURITY S7), bounded (H4); never the query,
@@ -141,13 +173,10 @@ class RevokeHandler(ClientHandler):
         self.finish()
 
 
-class UserinfoHandler(BaseHandler):
+class UserinfoHandler(AppApiHandler):
     """GET|POST /userinfo: the claims an access token's scope releases (OIDC Core 5.3)."""
 
-    api = True
-
-    def initialize(self, ctx: GatewayContext) -> None:
-        self.ctx = ctx
+    cors_methods = "GET, POST"
 
     async def get(self) -> None:
         ctx = self.ctx
@@ -160,7 +189,6 @@ class UserinfoHandler(BaseHandler):
             raise InvalidToken("not an OpenID Connect access token (no openid scope)")
         if await ctx.grants.access_token_revoked(claims):
             raise InvalidToken("revoked")
-        self.set_no_store()
         self.write_json({"sub": claims["sub"], **released_claims(claims, scope)})
 
     post = get

@@ -15,7 +15,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from gateway.config import ClientSettings
 from gateway.errors import InvalidClient, InvalidRequest
@@ -94,6 +94,12 @@ class ClientRegistry:
 
     def __init__(self, clients: Iterable[ClientSettings]) -> None:
         self._by_id = {client.client_id: client for client in clients}
+        # SECURITY H8: browsers may call the token endpoints from the registered apps' origins
+        # only (a single-page app's redirect_uri is on its own origin).
+        self.cors_origins = frozenset(
+            f"{parts.scheme}://{parts.netloc}"
+            for client in self._by_id.values() for uri in client.redirect_uris
+            for parts in [urlsplit(uri)])
 
     def __len__(self) -> int:
         return len(self._by_id)

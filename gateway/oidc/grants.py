@@ -160,9 +160,10 @@ class Grants:
             expires_at=now + self._tokens.refresh_token_absolute_lifetime,
         )
         await self._put(FAMILIES, family.family_id, family.to_record(), self._family_ttl)
-        if await self._store.get(REVOKED_FAMILIES, family.family_id) is not None:
-            # The code was replayed while this exchange ran: the replay wins (C1).
-            raise InvalidGrant("code replayed during its exchange")
+        if await self.live_family(family.family_id) is None:
+            # The code was replayed while this exchange ran (the replay wins, C1), or the user
+            # signed out between the code and its exchange.
+            raise InvalidGrant("code replayed during its exchange, or session signed out")
         return family
 
     async def issue_refresh_token(self, family: Family) -> str:
@@ -183,8 +184,7 @@ class Grants:
         key = hashed(refresh_token)
         record = await self._store.get(REFRESH_TOKENS, key)
         if record is None:
-            family, successor = await self._rotated_again(key, client)
-            return family, narrowed_scope(family.scope, requested_scope), successor
+            return await self._rotated_again(key, client, requested_scope)
         if record["client_id"] != client.client_id:
             raise InvalidGrant(f"refresh token of {record['client_id']} presented by "
                                f"{client.client_id}")
@@ -200,7 +200,8 @@ class Grants:
                      client.client_id)
         return family, scope, await self.issue_refresh_token(family)
 
-    async def _rotated_again(self, key: str, client: ClientSettings) -> tuple[Family, str]:
+    async def _rotated_again(self, key: str, client: ClientSettings, requested_scope: str | None
+                             ) -> tuple[Family, tuple[str, ...], str]:
         marker = await self._store.get(ROTATED, key)
         if marker is None:
             raise InvalidGrant("unknown or expired refresh token")
@@ -211,9 +212,10 @@ class Grants:
         if age <= self._tokens.refresh_token_reuse_interval:
             # T4: two tabs refreshing at once; neither is logged out.
             family = await self._refreshable(marker["family_id"])
+            scope = narrowed_scope(family.scope, requested_scope)
             log.info("rotated refresh token reused %.1fs later client=%s: within the reuse "
                      "interval, family kept", age, client.client_id)
-            return family, await self.issue_refresh_token(family)
+            return family, scope, await self.issue_refresh_token(family)
         await self.revoke_family(marker["family_id"], reason="refresh token reuse")
         raise InvalidGrant(f"rotated refresh token reused {age:.0f}s later: family revoked")
 
