@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from tornado.escape import json_encode
 
 from gateway.errors import InvalidToken
 from gateway.identity import Identity
@@ -84,6 +85,15 @@ class TokenIssuer:
         )
 
 
+@dataclass
+class _Verified:
+    """A verified token in the cache: valid until `expires`, its claims, their JSON."""
+
+    expires: float
+    claims: dict[str, Any]
+    json: bytes | None = None
+
+
 class TokenVerifier:
     """Verifies access tokens against our own key set and the configured policy.
 
@@ -99,25 +109,36 @@ class TokenVerifier:
         self._keys = {kid: jwt.PyJWK(key.public_jwk()) for kid, key in keyset.by_kid().items()}
         self._policy = policy
         self._clock = clock
-        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_size = cache_size
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise `InvalidToken`."""
-        cached = self._verified.get(token)
-        if cached is not None:
-            expires, claims = cached
-            if self._clock() < expires:
+        return dict(self._verified_entry(token).claims)
+
+    def verify_as_json(self, token: str) -> tuple[dict[str, Any], bytes]:
+        """`verify`, plus the claims as JSON: encoded once per token, since /verify answers
+        with exactly that on every request of every downstream app."""
+        entry = self._verified_entry(token)
+        if entry.json is None:
+            entry.json = json_encode(entry.claims).encode()
+        return dict(entry.claims), entry.json
+
+    def _verified_entry(self, token: str) -> _Verified:
+        entry = self._verified.get(token)
+        if entry is not None:
+            if self._clock() < entry.expires:
                 self._verified.move_to_end(token)
-                return dict(claims)
+                return entry
             del self._verified[token]
             raise InvalidToken("expired")
         claims = self._verify_uncached(token)
+        entry = _Verified(claims["exp"] + self._policy.leeway, claims)
         if self._cache_size:
-            self._verified[token] = (claims["exp"] + self._policy.leeway, claims)
+            self._verified[token] = entry
             if len(self._verified) > self._cache_size:
                 self._verified.popitem(last=False)
-        return dict(claims)
+        return entry
 
     def verify_id_token_hint(self, token: str) -> dict[str, Any]:
         """The claims of an ID token we issued, expired or not (OIDC RP-Initiated Logout 1.0

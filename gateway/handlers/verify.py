@@ -13,6 +13,7 @@ from gateway.handlers.token import ClientHandler
 from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.verify")
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 class VerifyHandler(BaseHandler):
@@ -33,12 +34,13 @@ class VerifyHandler(BaseHandler):
             token = self.ctx.cookies.read(self, cookies.ACCESS, shared=True)
         if not token:
             raise MissingToken("No access token: send 'Authorization: Bearer <token>'.")
-        claims = self.ctx.verifier.verify(token)
+        claims, body = self.ctx.verifier.verify_as_json(token)
         if self.ctx.settings.tokens.verify_checks_revocation \
                 and await self.ctx.grants.access_token_revoked(claims):
             raise InvalidToken("revoked")
         self.set_no_store()
-        self.write_json(claims)
+        self.set_header("Content-Type", JSON_CONTENT_TYPE)
+        self.finish(body)
 
 
 class IntrospectHandler(ClientHandler):
