@@ -190,7 +190,8 @@ def _gateway(algorithm: str) -> Iterator[tuple[str, str]]:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT="0",
-                   GATEWAY_DEV__STATE_DIR=state, GATEWAY_TOKENS__ALGORITHM=algorithm)
+                   GATEWAY_ADMIN__PORT="0", GATEWAY_DEV__STATE_DIR=state,
+                   GATEWAY_TOKENS__ALGORITHM=algorithm)
         process = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
                                     "gateway", "serve", "--dev"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,13 +12,20 @@ import tornado.web
 
 from gateway.config import Settings
 from gateway.context import GatewayContext
-from gateway.cookies import CookiePolicy
+from gateway.cookies import CookiePolicy, versioned_secrets
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
-from gateway.handlers.base import NotFoundHandler
+from gateway.handlers.base import (
+    HSTS_SETTING,
+    RATE_LIMITER_SETTING,
+    ROUTES_SETTING,
+    TRUSTED_PROXIES_SETTING,
+    NotFoundHandler,
+)
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DemoCallbackHandler, DemoStartHandler
 from gateway.handlers.end_session import EndSessionHandler
+from gateway.handlers.forward_auth import ForwardAuthHandler
 from gateway.handlers.login import CallbackHandler, LoginHandler
-from gateway.handlers.ops import HealthHandler, ReadyHandler
+from gateway.handlers.ops import HealthHandler, MetricsHandler, ReadyHandler
 from gateway.handlers.pages import (
     ChooserHandler,
     HomeHandler,
@@ -29,7 +36,10 @@ from gateway.handlers.token import RevokeHandler, TokenHandler, UserinfoHandler
 from gateway.handlers.verify import IntrospectHandler, VerifyHandler
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.keys import KeySet
+from gateway.metrics import GatewayMetrics
 from gateway.providers import enabled_providers
+from gateway.proxies import parse_trusted
+from gateway.ratelimits import Limit, RateLimiter
 from gateway.redirects import parse_allowlist
 from gateway.sessions import Sessions
 from gateway.store import Store
@@ -39,7 +49,6 @@ from gateway.upstream import Upstream, make_http_client
 
 access_log = logging.getLogger("gateway.access")
 PACKAGE_DIR = Path(__file__).parent
-COOKIE_KEY_VERSION = 1
 
 
 def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = None,
@@ -53,7 +62,8 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
     )
     if store is None:  # not `store or ...`: an empty MemoryStore is falsy (it has __len__)
         store = open_store(settings)
-    upstream = Upstream(make_http_client(settings.upstream), settings.upstream)
+    metrics = GatewayMetrics()  # this gateway's own registry: never the module-global one
+    upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics)
     # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page).
     allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls])
     return GatewayContext(
@@ -68,6 +78,7 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         allowed_returns=allowed,
         providers={p.name: p for p in enabled_providers(settings, upstream)},
         clock=clock,
+        metrics=metrics,
     )
 
 
@@ -78,6 +89,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
         (r"/verify", VerifyHandler, {"ctx": ctx}),
+        (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
         (r"/authorize/resume", AuthorizeResumeHandler, {"ctx": ctx}),
@@ -90,6 +102,9 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadyHandler, {"ctx": ctx}),
     ]
+    if settings.admin.expose_on_public:
+        # SECURITY D3: metrics belong on the admin listener; this is an explicit opt-in.
+        routes.append((r"/metrics", MetricsHandler, {"ctx": ctx}))
     if settings.dev_mode:
         routes.append((r"/demo/oidc", DemoStartHandler, {"ctx": ctx}))
         routes.append((DEMO_CALLBACK_PATH, DemoCallbackHandler, {"ctx": ctx}))
@@ -102,30 +117,108 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         routes.append((rf"/callback/{p.name}", callback, kwargs))
     # After the enabled providers: any other name is a clear 404, not the generic one.
     routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
+    cookie_secret, key_version = versioned_secrets(settings.cookies)
+    route_names = routes_by_handler(routes)
     return tornado.web.Application(
         routes,
+        **edge_settings(ctx),
+        **route_settings(route_names),
         default_handler_class=NotFoundHandler,
         template_path=str(PACKAGE_DIR / "templates"),
         static_path=str(PACKAGE_DIR / "static"),
         autoescape="xhtml_escape",
-        # SECURITY K5: a dict of versions, so a new secret can be added without logging out.
-        cookie_secret={COOKIE_KEY_VERSION: settings.cookies.secret.reveal()},
-        key_version=COOKIE_KEY_VERSION,
+        # SECURITY K5/P3: a dict of versions; previous secrets verify, the current one signs.
+        cookie_secret=cookie_secret,
+        key_version=key_version,
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
-        log_function=log_request,
+        log_function=AccessLog(ctx.metrics, route_names),
         compress_response=False,
         serve_traceback=False,
         debug=False,
     )
 
 
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """SECURITY L1: Tornado's default access log prints the full URI, `?code=&state=`
-    included. We log the path only."""
-    request = handler.request
-    status = handler.get_status()
-    level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%s %s %d %.1fms", request.method, request.path, status,
-                   1000.0 * request.request_time())
+def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
+    """What every handler needs about the edge: trusted proxies (H3), HSTS (H2), rate limits
+    (H5). Application settings, since some handlers have no ctx."""
+    settings = ctx.settings
+    limits = settings.rate_limits
+    enforce = not settings.dev_mode or limits.enforce_in_dev_mode
+    limiter = RateLimiter(ctx.store, {
+        "login": Limit(limits.login_requests, limits.login_window),
+        "token": Limit(limits.token_requests, limits.token_window),
+        "verify": Limit(limits.verify_requests, limits.verify_window),
+    }, verify_shared=limits.verify_shared, clock=ctx.clock) if enforce else None
+    return {
+        TRUSTED_PROXIES_SETTING: parse_trusted(settings.proxy.trusted),
+        # The issuer's scheme says whether clients reach us over TLS (usually via a proxy).
+        HSTS_SETTING: settings.issuer.startswith("https://"),
+        RATE_LIMITER_SETTING: limiter,
+    }
+
+
+def make_admin_app(ctx: GatewayContext) -> tornado.web.Application:
+    """The admin listener's application: `/metrics` only (server.py serves it on its own
+    address and port, loopback by default)."""
+    routes: list[Any] = [(r"/metrics", MetricsHandler, {"ctx": ctx})]
+    route_names = routes_by_handler(routes)
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        template_path=str(PACKAGE_DIR / "templates"),
+        log_function=AccessLog(None, route_names),
+        **route_settings(route_names),
+        compress_response=False,
+        serve_traceback=False,
+        debug=False,
+    )
+
+
+def route_settings(route_names: dict[type[Any], str]) -> dict[str, Any]:
+    return {ROUTES_SETTING: route_names}
+
+
+def routes_by_handler(routes: list[Any]) -> dict[type[Any], str]:
+    r"""Handler class -> the route pattern it serves, readable (r"/\.well-known" becomes
+    "/.well-known"): what logs and metrics name a request by, never its path."""
+    names: dict[type[Any], str] = {NotFoundHandler: "unmatched"}
+    for route in routes:
+        names.setdefault(route[1], route[0].replace("\\", ""))
+    return names
+
+
+class AccessLog:
+    """The access log and the request metrics: one event and one observation per request.
+
+    SECURITY L1: Tornado's default access log prints the full URI, `?code=&state=` included,
+    and a path is request input too (a token pasted into a URL). We log and count the route
+    pattern only."""
+
+    def __init__(self, metrics: GatewayMetrics | None, routes: dict[type[Any], str]) -> None:
+        self.metrics = metrics
+        self.routes = routes
+
+    def route_of(self, handler: tornado.web.RequestHandler) -> str:
+        route = self.routes.get(type(handler))
+        return route if route is not None else type(handler).__name__
+
+    def __call__(self, handler: tornado.web.RequestHandler) -> None:
+        request = handler.request
+        status = handler.get_status()
+        seconds = request.request_time()
+        route = self.route_of(handler)
+        if self.metrics is not None:
+            self.metrics.observe_request(route, request.method or "", status, seconds)
+        level = logging.INFO if status < 500 else logging.ERROR
+        if self.metrics is None:
+            level = logging.DEBUG  # the admin listener: scrapes are not worth a line each
+        if not access_log.isEnabledFor(level):
+            return
+        latency_ms = round(1000.0 * seconds, 2)
+        access_log.log(level, "%s %s %d %.1fms", request.method, route, status, latency_ms,
+                       extra={"event": "request",
+                              "request_id": getattr(handler, "request_id", None),
+                              "route": route, "method": request.method, "status": status,
+                              "latency_ms": latency_ms})

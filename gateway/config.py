@@ -33,6 +33,7 @@ SAMESITE_VALUES = ("Lax", "Strict", "None")
 MIN_COOKIE_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 300
 MAX_UPSTREAM_TIMEOUT = 300.0
+MAX_WORKERS = 256
 SECRET_FILE_SUFFIX = "_file"
 # A secret with fewer distinct characters than this was typed by a person, not generated.
 MIN_DISTINCT_SECRET_CHARACTERS = 12
@@ -71,6 +72,9 @@ NO_SECRET = Secret("")
 class ListenSettings:
     address: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     port: int = 8080
+    # Processes serving the port (`serve --workers N`): 1 serves in the process itself; more
+    # fork that many workers from a supervising parent (gateway/server.py, `run_workers`).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ class TokenSettings:
     audience: str = ""  # default `aud` of cookie-mode tokens; the issuer when empty
     leeway: int = 30
     keys_dir: str = ""
+    # SECURITY K3: a new key is published at once and signs this many seconds after it was made
+    # (`keys rotate`), so that JWKS caches (max-age 300 s) and every replica's reload (30 s)
+    # see it before any token it signs.
+    key_activation_delay: int = 3600
+    key_reload_interval: float = 30.0  # seconds between two looks at keys_dir; 0 = never
     # OpenID Connect for downstream apps (gateway/oidc/).
     authorization_code_lifetime: int = 60  # seconds a code may wait to be exchanged (<= 60, C1)
     refresh_token_idle_lifetime: int = 1_209_600  # a refresh token unused this long dies (14 d)
@@ -91,6 +100,9 @@ class TokenSettings:
 @dataclass(frozen=True)
 class CookieSettings:
     secret: Secret = NO_SECRET
+    # SECURITY K5/P3: earlier secrets, newest first, still accepted when reading cookies (never
+    # used to sign): a rotation logs no one out. Drop one after session_lifetime.
+    previous_secrets: tuple[Secret, ...] = ()
     domain: str = ""
     secure: bool = True
     samesite: str = "Lax"
@@ -209,9 +221,62 @@ class ClientSettings:
 
 
 @dataclass(frozen=True)
+class ForwardAuthSettings:
+    """`GET /auth`, the reverse proxies' sub-request (nginx `auth_request`, Traefik ForwardAuth,
+    Caddy `forward_auth`)."""
+
+    # Add `Authorization: Bearer <access JWT>` to a 200, for the app behind the proxy (a fresh
+    # token is minted when only the gateway session is there).
+    pass_token: bool = False
+    # The `aud` values of the access tokens /auth accepts; empty = the cookie login's audience.
+    audiences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """SECURITY H3: the reverse proxies whose `X-Forwarded-For`/`-Proto` are believed."""
+
+    trusted: tuple[str, ...] = ()  # CIDRs, e.g. "10.0.0.0/8"; empty: trust no one
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """SECURITY H5: requests per window per client address and route group; 0 = no limit."""
+
+    login_requests: int = 120  # /login, /login/<provider>, /authorize
+    login_window: int = 60
+    token_requests: int = 3000  # /token, /revoke, /introspect (app backends: many users each)
+    token_window: int = 60
+    verify_requests: int = 30000  # /verify, /userinfo
+    verify_window: int = 60
+    verify_shared: bool = False  # count /verify in the store (one round trip) or per process
+    enforce_in_dev_mode: bool = False  # development mode (and its benchmarks) has no limits
+
+
+@dataclass(frozen=True)
 class DevSettings:
     provider_port: int = 8081
     state_dir: str = ".gateway-dev"
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The admin listener serving `/metrics`, apart from the public port (SECURITY D3)."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = 9090  # 0: a free port, logged at start
+    expose_on_public: bool = False  # also serve /metrics on the public listener
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str = ""  # "json" or "text"; empty: text in development mode, json otherwise
+    level: str = "INFO"
 
 
 @dataclass(frozen=True)
@@ -226,11 +291,20 @@ class Settings:
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     dev: DevSettings = field(default_factory=DevSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    forward_auth: ForwardAuthSettings = field(default_factory=ForwardAuthSettings)
     clients: tuple[ClientSettings, ...] = ()
 
     @property
     def audience(self) -> str:
         return self.tokens.audience or self.issuer
+
+    @property
+    def log_format(self) -> str:
+        return self.logging.format or ("text" if self.dev_mode else "json")
 
     def callback_url(self, provider: str) -> str:
         """The fixed upstream redirect_uri of a provider (SECURITY R4: never from request input)."""
@@ -246,12 +320,14 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
     base: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     dev_mode: bool = False,
 ) -> Settings:
     """Read the TOML file (if any), apply `GATEWAY_...` overrides from `environ`, validate.
 
-    `base` holds defaults beneath the file (development mode uses it); `environ` is passed in
-    rather than read from `os.environ` so that tests never need to patch the process.
+    `base` holds defaults beneath the file (development mode uses it); `overrides` goes above
+    the environment (the command line's options, e.g. `serve --workers`); `environ` is passed
+    in rather than read from `os.environ` so that tests never need to patch the process.
     """
     environ = environ if environ is not None else {}
     raw: dict[str, Any] = _deep_copy(dict(base or {}))
@@ -260,6 +336,7 @@ def load_settings(
     if path is not None:
         deep_merge(raw, _read_toml(Path(path)))
     deep_merge(raw, _env_overrides(environ))
+    deep_merge(raw, overrides or {})
     if "dev_mode" in raw:
         # SECURITY D2: the relaxed checks of development mode come only with `serve --dev`.
         raise ConfigError("dev_mode", "cannot be set in a file or the environment; "
@@ -347,14 +424,22 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
         if _is_secret(hint) and f"{f.name}_file" in raw:
             if f.name in raw:
                 raise ConfigError(key, f"set either {f.name} or {f.name}_file, not both")
-            values[f.name] = _read_secret_file(key + "_file", raw[f"{f.name}_file"])
+            path = raw[f"{f.name}_file"]
+            values[f.name] = _read_secret_file(key + "_file", path) if hint is Secret \
+                else _read_secret_files(key + "_file", path)
         elif f.name in raw:
             values[f.name] = _coerce(hint, raw[f.name], key)
     return cls(**values)
 
 
 def _is_secret(hint: Any) -> bool:
-    return hint is Secret
+    return hint is Secret or _tuple_item(hint) is Secret
+
+
+def _read_secret_files(key: str, value: Any) -> tuple[Secret, ...]:
+    """A list of secrets read from a list of files (comma-separated from the environment)."""
+    paths = _coerce(tuple[str, ...], value, key)
+    return tuple(_read_secret_file(f"{key}[{i}]", path) for i, path in enumerate(paths))
 
 
 def _read_secret_file(key: str, value: Any) -> Secret:
@@ -381,6 +466,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(key, f"must be an array of tables ([[{key}]])")
         return tuple(_build(item, entry, f"{key}[{i}].") for i, entry in enumerate(value))
+    if item is Secret:
+        return tuple(Secret(v) for v in _coerce(tuple[str, ...], value, key))
     if isinstance(value, _EnvValue):
         return _from_env_text(hint, value, key)
     if hint is Secret:
@@ -463,6 +550,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("issuer", "must be a base URL without trailing slash, query or fragment")
     if not 0 <= settings.listen.port <= 65535:
         raise ConfigError("listen.port", "must be between 0 and 65535")
+    if not 1 <= settings.listen.workers <= MAX_WORKERS:
+        raise ConfigError("listen.workers", f"must be between 1 and {MAX_WORKERS}")
 
     tokens = settings.tokens
     if tokens.algorithm not in ALGORITHMS:
@@ -479,12 +568,12 @@ def validate(settings: Settings) -> None:
     cookies = settings.cookies
     if not cookies.secret:
         raise ConfigError("cookies.secret", "is required (at least 32 random bytes)")
-    if len(cookies.secret.reveal().encode()) < MIN_COOKIE_SECRET_BYTES:
-        raise ConfigError("cookies.secret", f"must be at least {MIN_COOKIE_SECRET_BYTES} bytes")
-    if not dev and len(set(cookies.secret.reveal())) < MIN_DISTINCT_SECRET_CHARACTERS:
-        # SECURITY L2: a typed or placeholder secret is refused outside development mode.
-        raise ConfigError("cookies.secret", "looks weak (too few distinct characters); generate "
-                          "one with: head -c 48 /dev/urandom | base64")
+    _check_cookie_secret("cookies.secret", cookies.secret, dev)
+    for i, previous in enumerate(cookies.previous_secrets):
+        _check_cookie_secret(f"cookies.previous_secrets[{i}]", previous, dev)
+        if previous == cookies.secret or previous in cookies.previous_secrets[:i]:
+            raise ConfigError(f"cookies.previous_secrets[{i}]",
+                              "repeats cookies.secret or an earlier previous secret")
     if cookies.samesite not in SAMESITE_VALUES:
         raise ConfigError("cookies.samesite", f"must be one of {', '.join(SAMESITE_VALUES)}")
     if cookies.samesite == "None" and not cookies.secure:
@@ -523,12 +612,15 @@ def validate(settings: Settings) -> None:
     if login.max_pending_transactions < 1:
         raise ConfigError("login.max_pending_transactions", "must be at least 1")
     _check_store(settings)
+    _check_workers(settings)
+    _check_operations(settings)
 
     providers = settings.providers
     for section in dataclasses.fields(providers):
         provider = getattr(providers, section.name)
         if provider is not None:
             _check_provider(f"providers.{section.name}", provider, dev)
+    _check_edge(settings)
     _check_oidc_lifetimes(tokens)
     _check_clients(settings)
 
@@ -575,6 +667,57 @@ def _check_store(settings: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
         raise ConfigError("store.key_prefix",
                           "must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+
+
+def _check_workers(settings: Settings) -> None:
+    """Several worker processes must share one state: never with in-process state."""
+    workers = settings.listen.workers
+    if workers == 1:
+        return
+    if settings.dev_mode:
+        raise ConfigError("listen.workers", f"must be 1 in development mode (got {workers}): "
+                          "the provider stand-ins and the memory:// store live in one process")
+    if parse_store_url(store_url(settings)).kind == "memory":
+        raise ConfigError("listen.workers", f"{workers} worker processes cannot use the "
+                          "memory:// store: login transactions and sessions would not be shared "
+                          "between them; use a sqlite:/// or redis:// store.url")
+
+
+def _check_operations(settings: Settings) -> None:
+    if not 0 <= settings.admin.port <= 65535:
+        raise ConfigError("admin.port", "must be between 0 and 65535")
+    if settings.logging.format not in ("", *LOG_FORMATS):
+        raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if settings.logging.level.upper() not in LOG_LEVELS:
+        raise ConfigError("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+
+
+def _check_cookie_secret(key: str, secret: Secret, dev: bool) -> None:
+    if len(secret.reveal().encode()) < MIN_COOKIE_SECRET_BYTES:
+        raise ConfigError(key, f"must be at least {MIN_COOKIE_SECRET_BYTES} bytes")
+    if not dev and len(set(secret.reveal())) < MIN_DISTINCT_SECRET_CHARACTERS:
+        # SECURITY L2: a typed or placeholder secret is refused outside development mode.
+        raise ConfigError(key, "looks weak (too few distinct characters); generate "
+                          "one with: head -c 48 /dev/urandom | base64")
+
+
+def _check_edge(settings: Settings) -> None:
+    """Trusted proxies, rate limits and key rotation timing."""
+    for i, cidr in enumerate(settings.proxy.trusted):
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=True)
+        except ValueError as e:
+            raise ConfigError(f"proxy.trusted[{i}]", f"must be an address or CIDR ({e})") from None
+    limits = settings.rate_limits
+    for group in ("login", "token", "verify"):
+        if getattr(limits, f"{group}_requests") < 0:
+            raise ConfigError(f"rate_limits.{group}_requests", "must be 0 (off) or more")
+        if not 1 <= getattr(limits, f"{group}_window") <= 86400:
+            raise ConfigError(f"rate_limits.{group}_window", "must be between 1 and 86400 seconds")
+    if not 0 <= settings.tokens.key_activation_delay <= 30 * 86400:
+        raise ConfigError("tokens.key_activation_delay", "must be between 0 and 2592000 seconds")
+    if not 0 <= settings.tokens.key_reload_interval <= 3600:
+        raise ConfigError("tokens.key_reload_interval", "must be between 0 and 3600 seconds")
 
 
 def _check_oidc_lifetimes(tokens: TokenSettings) -> None:

@@ -10,6 +10,7 @@ from functools import cached_property
 from gateway.config import Settings
 from gateway.cookies import CookiePolicy
 from gateway.keys import KeySet
+from gateway.metrics import GatewayMetrics
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grants import Grants
 from gateway.providers import EnabledProvider
@@ -31,6 +32,16 @@ class GatewayContext:
     allowed_returns: tuple[AllowedReturn, ...]
     providers: dict[str, EnabledProvider] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+
+    def use_keyset(self, keyset: KeySet) -> None:
+        """Swap in a reloaded key set (SECURITY K3): the JWKS, the signing key and the
+        verification keys change together, between two requests."""
+        if keyset is self.keyset:
+            return
+        self.verifier.use_keyset(keyset)
+        self.issuer.keyset = keyset
+        self.keyset = keyset
 
     @cached_property
     def clients(self) -> ClientRegistry:

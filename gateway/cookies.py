@@ -7,6 +7,7 @@ every cookie here is set with explicit flags. Signed cookies are read with `min_
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ import tornado.web
 from gateway.config import CookieSettings
 
 SIGNED_VALUE_MIN_VERSION = 2
+# The version every signed cookie carried before versions were derived from the secrets.
+LEGACY_KEY_VERSION = 1
 HOST_PREFIX = "__Host-"
 
 LOGIN = "gw_login"  # binds login transactions to this browser
@@ -23,6 +26,29 @@ ACCESS = "gw_access"  # the access JWT, for apps on the same (parent) domain
 DEMO = "gw_demo"  # development mode's demo OIDC client: its state, nonce and PKCE verifier
 # X's OAuth 1.0a request token and its secret (SECURITY S4): bound to this browser, short-lived.
 X_REQUEST_TOKEN = "gw_x_request"
+
+
+def versioned_secrets(settings: CookieSettings) -> tuple[dict[int, str], int]:
+    """Tornado's `cookie_secret` dict and `key_version` (SECURITY K5/P3): the current secret
+    signs; `previous_secrets` only verify. Each secret's version number is derived from the
+    secret itself, so that it stays the same whatever its place in the configuration: a cookie
+    signed before a rotation names the version of its secret, and a secret removed from the
+    configuration takes its cookies with it."""
+    current = settings.secret.reveal()
+    secrets = {_key_version(s.reveal()): s.reveal() for s in settings.previous_secrets}
+    # Cookies signed before versions were derived carry LEGACY_KEY_VERSION and the secret that
+    # was current then: the oldest one still configured.
+    secrets[LEGACY_KEY_VERSION] = (settings.previous_secrets[-1].reveal()
+                                   if settings.previous_secrets else current)
+    version = _key_version(current)
+    secrets[version] = current
+    return secrets, version
+
+
+def _key_version(secret: str) -> int:
+    # 31 bits of a hash: one-way (the secret is >= 32 random bytes) and short in the cookie.
+    digest = hashlib.sha256(b"oauth-gateway cookie key version\0" + secret.encode()).digest()
+    return max(int.from_bytes(digest[:4], "big") >> 1, LEGACY_KEY_VERSION + 1)
 
 
 @dataclass(frozen=True)

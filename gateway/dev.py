@@ -81,15 +81,20 @@ def prepare_dev_stack(
     environ: Mapping[str, str],
     *,
     overrides: Mapping[str, Any] | None = None,
+    command_line: Mapping[str, Any] | None = None,
     host: str = DEV_HOST,
 ) -> DevStack:
-    """Bind the gateway's and the stand-ins' ports, then build settings pointing at them."""
+    """Bind the gateway's and the stand-ins' ports, then build settings pointing at them.
+
+    `overrides` are defaults beneath the file and the environment; `command_line` goes above
+    them (see `load_settings`)."""
     # A first pass only to learn the ports and the state directory; the issuer is not known yet.
     placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
                                  for name, _ in STANDINS}}
     placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
     first = load_settings(config_path, environ,
-                          base=_dev_base(f"http://{host}", placeholder, overrides), dev_mode=True)
+                          base=_dev_base(f"http://{host}", placeholder, overrides),
+                          overrides=command_line, dev_mode=True)
     gateway_sockets = bind(host, first.listen.port)
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"
     providers: dict[str, DevProvider] = {}
@@ -106,7 +111,8 @@ def prepare_dev_stack(
         "cookies": {"secret": _dev_cookie_secret(state_dir)},
         "providers": sections,
     }, overrides)
-    settings = load_settings(config_path, environ, base=base, dev_mode=True)
+    settings = load_settings(config_path, environ, base=base, overrides=command_line,
+                             dev_mode=True)
     return DevStack(settings, gateway_sockets, providers)
 
 

@@ -127,6 +127,20 @@ class Unavailable(GatewayError):
     title = "Sign-in is temporarily unavailable"
 
 
+class RateLimited(GatewayError):
+    """SECURITY H5: this client sent too many requests to a route group; 429 with
+    `Retry-After` (RFC 6585 section 4)."""
+
+    status = 429
+    error = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int, *, log_detail: str = "") -> None:
+        super().__init__("Too many requests. Please wait a moment and try again.",
+                         log_detail=log_detail)
+        self.retry_after = retry_after
+
+
 class InvalidClient(GatewayError):
     """Client authentication failed at the token, revocation or introspection endpoint
     (RFC 6749 5.2): 401 with `WWW-Authenticate: Basic`. Every refusal reads the same."""
@@ -180,6 +194,10 @@ class AuthorizationRedirect(GatewayError):
                  log_detail: str = "") -> None:
         super().__init__(description, error=error, log_detail=log_detail)
         self.location = location
+
+
+# The exit status of a process that refuses its configuration (the CLI, a worker process).
+EXIT_CONFIG_ERROR = 2
 
 
 class ConfigError(Exception):

@@ -1,19 +1,29 @@
 """Signing keys: generation, loading from the keys directory, RFC 7638 `kid`s and the JWKS.
 
-A keys directory holds PKCS#8 PEM private keys named `key-<UTC timestamp>.pem` (mode 0600). The
-newest file signs; every key of the configured algorithm is published and accepted for
-verification, so a new key can be added without logging anyone out.
+A keys directory holds PKCS#8 PEM private keys named `key-<UTC timestamp>.pem` (mode 0600).
+Every key of the configured algorithm is published and accepted for verification. SECURITY K3,
+rotation without logging anyone out:
+
+- a new key (`oauth-gateway keys rotate`) is published at once but signs only once
+  `tokens.key_activation_delay` seconds have passed since the time in its name, so that every
+  JWKS cache and every replica has it before the first token it signs (`select_signing_key`);
+- a key that stopped signing stays published until every token it signed has expired;
+  `keys prune` then removes it (`prunable_keys`);
+- a running gateway re-reads the directory when it changes (`KeyDirectory.refresh`).
 """
 
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
+import itertools
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,7 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 KEY_FILE_PREFIX = "key-"
+KEY_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 RSA_KEY_BITS = 2048  # SECURITY K1: RSA >= 2048
 # RFC 7638 section 3.2: the required members of each key type.
 THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"),
@@ -41,6 +52,7 @@ class SigningKey:
     algorithm: str
     private_key: PrivateKey
     created: str  # the timestamp part of the file name, sortable
+    created_at: float = 0.0  # Unix time: the name's timestamp, else the file's mtime
 
     @property
     def public_key(self) -> PublicKey:
@@ -57,7 +69,13 @@ class KeySet:
 
     algorithm: str
     signing: SigningKey
-    keys: tuple[SigningKey, ...]
+    keys: tuple[SigningKey, ...]  # oldest first
+    activation_delay: float = 0.0
+
+    def reselect(self, now: float) -> KeySet:
+        """This key set with the key that signs at `now` (itself when unchanged)."""
+        signing = select_signing_key(self.keys, now, self.activation_delay)
+        return self if signing is self.signing else replace(self, signing=signing)
 
     def by_kid(self) -> dict[str, SigningKey]:
         return {k.kid: k for k in self.keys}
@@ -65,6 +83,34 @@ class KeySet:
     def jwks(self) -> dict[str, Any]:
         """Public keys only (SECURITY K2)."""
         return {"keys": [k.public_jwk() for k in self.keys]}
+
+
+def select_signing_key(keys: Sequence[SigningKey], now: float,
+                       activation_delay: float) -> SigningKey:
+    """The newest key (of `keys`, oldest first) whose activation time has passed; when none
+    has, the oldest: on a fresh install the one key signs at once, and a key rotated in before
+    the first one's delay ran out still waits for its own."""
+    active = [k for k in keys if k.created_at + activation_delay <= now]
+    return active[-1] if active else keys[0]
+
+
+def prunable_keys(keyset: KeySet, now: float, token_lifetime: float,
+                  leeway: float) -> list[SigningKey]:
+    """Keys that stopped signing longer ago than any token they signed can live: a key stops
+    when its successor activates, and its last token expires `token_lifetime` (+ leeway) later.
+    The signing key and newer ones are never prunable."""
+    keys = keyset.keys
+    signing_index = keys.index(keyset.reselect(now).signing)
+    prunable = []
+    for key, successor in itertools.pairwise(keys[: signing_index + 1]):
+        retired_at = successor.created_at + keyset.activation_delay
+        if retired_at + token_lifetime + leeway < now:
+            prunable.append(key)
+    return prunable
+
+
+def key_path(keys_dir: Path, key: SigningKey) -> Path:
+    return keys_dir / f"{KEY_FILE_PREFIX}{key.created}.pem"
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
@@ -112,7 +158,7 @@ def thumbprint(public_key: PublicKey) -> str:
 def write_new_key(keys_dir: Path, algorithm: str, now: float | None = None) -> Path:
     """Generate a key and write it as `key-<timestamp>.pem`, readable by the owner only."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    stamp = time.strftime(KEY_STAMP_FORMAT, time.gmtime(now if now is not None else time.time()))
     path = keys_dir / f"{KEY_FILE_PREFIX}{stamp}.pem"
     suffix = 1
     while path.exists():
@@ -123,14 +169,25 @@ def write_new_key(keys_dir: Path, algorithm: str, now: float | None = None) -> P
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    # Written under a name the loader ignores, then linked in: a gateway reloading the
+    # directory never reads half a key, and an existing key is never replaced.
+    partial = keys_dir / f".{path.name}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(partial, path)
+    finally:
+        partial.unlink()
     return path
 
 
-def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = False) -> KeySet:
-    """Load every key of `algorithm` from `keys_dir`; the newest signs."""
+def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = False,
+                activation_delay: float = 0.0, now: float | None = None) -> KeySet:
+    """Load every key of `algorithm` from `keys_dir`; the newest active one signs
+    (`select_signing_key`; with no delay, the newest)."""
     if generate_if_empty and not _key_files(keys_dir):
         try:
             path = write_new_key(keys_dir, algorithm)
@@ -154,11 +211,71 @@ def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = Fal
             continue
         created = path.stem[len(KEY_FILE_PREFIX) :]
         keys.append(SigningKey(thumbprint(private_key.public_key()), algorithm, private_key,
-                               created))
+                               created, _created_at(path, created)))
     if not keys:
         raise ConfigError("tokens.keys_dir", f"no {algorithm} key in {keys_dir}")
     keys.sort(key=lambda k: _creation_order(k.created))
-    return KeySet(algorithm=algorithm, signing=keys[-1], keys=tuple(keys))
+    now = time.time() if now is None else now
+    return KeySet(algorithm=algorithm, signing=select_signing_key(keys, now, activation_delay),
+                  keys=tuple(keys), activation_delay=activation_delay)
+
+
+class KeyDirectory:
+    """The keys directory of a running gateway: loaded once, then `refresh`ed periodically.
+    The directory is listed again only when its mtime changed (a key written or removed);
+    otherwise only the choice of the signing key is re-made (a new key's time has come)."""
+
+    def __init__(self, keys_dir: Path, algorithm: str, activation_delay: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keys_dir = keys_dir
+        self.algorithm = algorithm
+        self.activation_delay = activation_delay
+        self.clock = clock
+        self._mtime_ns: int | None = None
+
+    def load(self, *, generate_if_empty: bool = False) -> KeySet:
+        mtime_ns = self._dir_mtime_ns()  # before listing: a change during it is seen next time
+        keyset = load_keyset(self.keys_dir, self.algorithm, generate_if_empty=generate_if_empty,
+                             activation_delay=self.activation_delay, now=self.clock())
+        self._mtime_ns = mtime_ns if mtime_ns == self._dir_mtime_ns() else None
+        return keyset
+
+    def refresh(self, current: KeySet) -> KeySet:
+        """The key set to use now: `current` itself when nothing changed. A directory that
+        cannot be read (or holds no usable key) keeps `current`, with a warning."""
+        mtime_ns = self._dir_mtime_ns()
+        if mtime_ns is None or mtime_ns == self._mtime_ns:
+            return current.reselect(self.clock())
+        try:
+            keyset = self.load()
+        except ConfigError as e:
+            log.warning("keeping the current signing keys: %s", e)
+            return current.reselect(self.clock())
+        if _kids(keyset.keys) == _kids(current.keys) and keyset.signing.kid == current.signing.kid:
+            return current
+        log.info("signing keys reloaded: %d published, %s signs", len(keyset.keys),
+                 keyset.signing.kid)
+        return keyset
+
+    def _dir_mtime_ns(self) -> int | None:
+        try:
+            return self.keys_dir.stat().st_mtime_ns
+        except OSError:
+            return None
+
+
+def _kids(keys: Sequence[SigningKey]) -> list[str]:
+    return [k.kid for k in keys]
+
+
+def _created_at(path: Path, created: str) -> float:
+    """Unix time of a key: the UTC timestamp in its name (the same on every replica, whatever
+    a volume mount does to mtimes), else the file's mtime."""
+    try:
+        return float(calendar.timegm(time.strptime(created.partition("-")[0],
+                                                   KEY_STAMP_FORMAT)))
+    except ValueError:
+        return path.stat().st_mtime
 
 
 def _creation_order(created: str) -> tuple[str, int]:

@@ -112,6 +112,18 @@ class TokenVerifier:
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_size = cache_size
 
+    def use_keyset(self, keyset: KeySet) -> None:
+        """Verify with a reloaded key set (SECURITY K3). Tokens already verified stay cached
+        while their key is still published; those of a removed key are forgotten."""
+        if keyset.algorithm != self._algorithm:
+            raise ValueError("a key set of another algorithm")
+        known = {kid: self._keys.get(kid) for kid in keyset.by_kid()}
+        self._keys = {kid: jwk or jwt.PyJWK(keyset.by_kid()[kid].public_jwk())
+                      for kid, jwk in known.items()}
+        for token in list(self._verified):
+            if _kid_of(token) not in self._keys:
+                del self._verified[token]
+
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise `InvalidToken`."""
         return dict(self._verified_entry(token).claims)
@@ -225,6 +237,14 @@ class TokenVerifier:
             raise InvalidToken("lifetime longer than policy")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise InvalidToken("bad jti")
+
+
+def _kid_of(token: str) -> str | None:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:

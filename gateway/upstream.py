@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -18,6 +19,8 @@ from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.logs import REQUEST_ID_HEADER, request_id_var
+from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway.upstream")
 
@@ -37,10 +40,11 @@ def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The HTTP client plus the timeouts every upstream request gets."""
+    """The HTTP client plus the timeouts every upstream request gets, and its metrics."""
 
     client: AsyncHTTPClient
     settings: UpstreamSettings
+    metrics: GatewayMetrics | None = None
 
     def request(self, url: str, *, method: str = "GET", body: str | None = None,
                 headers: dict[str, str] | None = None) -> HTTPRequest:
@@ -63,12 +67,12 @@ class Upstream:
         try:
             document = json.loads(response.body)
         except (ValueError, UnicodeDecodeError):
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider sent an answer we could not read.",
                 provider=provider, upstream_status=response.code,
                 log_detail=f"{what}: body is not JSON")) from None
         if not isinstance(document, dict):
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider sent an answer we could not read.",
                 provider=provider, upstream_status=response.code,
                 log_detail=f"{what}: JSON is not an object"))
@@ -87,39 +91,50 @@ class Upstream:
             pairs = []
         answer = dict(pairs)
         if not pairs or len(answer) != len(pairs):
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider sent an answer we could not read.",
                 provider=provider, upstream_status=response.code,
                 log_detail=f"{what}: body is not a form-encoded answer"))
         return answer
 
     async def _fetch(self, request: HTTPRequest, *, provider: str, what: str) -> HTTPResponse:
+        request_id = request_id_var.get()
+        if request_id is not None:  # the provider's support can find our request in its logs
+            request.headers[REQUEST_ID_HEADER] = request_id
+        started = time.monotonic()
         try:
             return await self.client.fetch(request, raise_error=True)
         except HTTPTimeoutError as e:
-            raise self._logged(UpstreamTimeout(
+            raise self._logged(what, UpstreamTimeout(
                 "The sign-in provider did not answer in time.",
                 provider=provider, log_detail=f"{what}: {e.message}")) from None
         except HTTPStreamClosedError:
             # The provider hung up, or sent more than max_response_bytes and we hung up.
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider could not be reached.",
                 provider=provider, log_detail=f"{what}: connection closed")) from None
         except HTTPClientError as e:
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,
                 log_detail=f"{what}: HTTP {e.code}{_oauth_error_of(e.response)}")) from None
         except (OSError, HTTPInputError) as e:
             # Connection refused or reset, TLS failure, or a body over max_response_bytes.
-            raise self._logged(UpstreamError(
+            raise self._logged(what, UpstreamError(
                 "The sign-in provider could not be reached.",
                 provider=provider, log_detail=f"{what}: {type(e).__name__}")) from None
+        finally:
+            if self.metrics is not None:
+                self.metrics.upstream_call(provider, what, time.monotonic() - started)
 
-    @staticmethod
-    def _logged(error: UpstreamError) -> UpstreamError:
+    def _logged(self, what: str, error: UpstreamError) -> UpstreamError:
+        """Every upstream failure passes here once: its log line and its count."""
+        if self.metrics is not None:
+            self.metrics.upstream_error(error.provider, what)
         log.warning("upstream failure provider=%s status=%s %s", error.provider,
-                    error.upstream_status, error.log_detail)
+                    error.upstream_status, error.log_detail,
+                    extra={"event": "upstream_failure", "provider": error.provider,
+                           "call": what, "outcome": type(error).__name__})
         return error
 
 

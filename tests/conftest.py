@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from log_canaries import SCAN
 
 from gateway.context import GatewayContext
 from gateway.dev import DevStack, prepare_dev_stack
@@ -66,6 +67,24 @@ class Stack:
         return Browser(self)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def log_scan() -> Iterator[Any]:
+    """SECURITY L1: every gateway and Tornado log record of the run, kept as JSON lines
+    (tests/log_canaries.py)."""
+    SCAN.install()
+    yield SCAN
+    SCAN.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(log_scan: Any) -> Iterator[None]:
+    """After each test (its stacks stopped): none of its canaries is in any log line."""
+    mark = log_scan.mark()
+    yield
+    leaks = log_scan.leaks_since(mark)
+    assert not leaks, "SECURITY L1: secrets in the logs:\n" + "\n".join(leaks)
+
+
 @pytest.fixture(scope="session")
 def loop_thread() -> Iterator[LoopThread]:
     thread = LoopThread()
@@ -78,6 +97,7 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Callable[..., Stack]]:
     """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""
     servers: list[Any] = []
+    stacks: list[DevStack] = []
 
     def start(**overrides: Any) -> Stack:
         state_dir = tmp_path_factory.mktemp("gateway-state")
@@ -92,6 +112,13 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
             else:
                 base[section] = values
         dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
+        SCAN.register(dev.settings.cookies.secret.reveal(), "cookie secret")
+        for name in ("google", "facebook", "twitter"):
+            section = getattr(dev.settings.providers, name)
+            for secret in ("client_secret", "consumer_secret"):
+                if section is not None and hasattr(section, secret):
+                    SCAN.register(getattr(section, secret).reveal(), f"{name} {secret}")
+        stacks.append(dev)
 
         def boot() -> GatewayContext:
             servers.extend(dev.start_providers())
@@ -105,6 +132,11 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
     yield start
     for server in servers:
         loop_thread.call(server.stop)
+    for dev in stacks:  # the upstream access tokens the stand-ins issued (SECURITY C2, L1)
+        for provider in dev.providers.values():
+            for attribute in ("_access_tokens", "_bearer_tokens"):
+                for token in list(getattr(provider.standin, attribute, {})):
+                    SCAN.register(token, f"{provider.name} upstream access token")
 
 
 @pytest.fixture
@@ -155,6 +187,7 @@ class Browser:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         response = self.http.request(method, url, headers=headers, follow_redirects=False,
                                      **kwargs)
+        SCAN.register_response(response)
         for header in response.headers.get_list("set-cookie"):
             self.set_cookie_headers.append(header)
             cookie: SimpleCookie = SimpleCookie()

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from conftest import Browser, Stack
+from log_canaries import SCAN
 
 from gateway.oidc.clients import hash_client_secret
 
@@ -45,6 +46,8 @@ INTROSPECTOR = {
     "audience": "https://api.example.test",
 }
 INTROSPECTOR_AUTH = ("introspector", INTROSPECTOR_SECRET)
+for _secret in (CONFIDENTIAL_SECRET, OTHER_SECRET, INTROSPECTOR_SECRET):
+    SCAN.register(_secret, "client secret", everywhere=True)
 
 
 def oidc_stack(make_stack: Any, clients: list[dict[str, Any]] | None = None,
@@ -119,7 +122,9 @@ def get_code(browser: Browser, **params: str) -> str:
 
 def token_request(stack: Stack, data: dict[str, str],
                   auth: tuple[str, str] | None = None) -> httpx.Response:
-    return httpx.post(f"{stack.url}/token", data=data, auth=auth)
+    answer = httpx.post(f"{stack.url}/token", data=data, auth=auth)
+    SCAN.register_response(answer)
+    return answer
 
 
 def exchange(stack: Stack, code: str, *, client_id: str = "spa",

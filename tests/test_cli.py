@@ -156,12 +156,12 @@ def test_K2_keys_list_prints_the_thumbprint_kid_and_marks_it_signing(
     assert lines[0].split()[-1] == "signing"
 
 
-def test_K3_keys_list_marks_only_the_newest_key_signing(
+def test_K3_keys_list_marks_a_rotated_key_pending_until_its_activation(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys_dir = tmp_path / "keys"
     main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
     (first,) = keys_dir.glob("*.pem")
-    main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    main(["keys", "rotate", "--dir", str(keys_dir), "--algorithm", "ES256"])
     (second,) = set(keys_dir.glob("*.pem")) - {first}
     capsys.readouterr()
 
@@ -169,7 +169,8 @@ def test_K3_keys_list_marks_only_the_newest_key_signing(
 
     markers = {line.split()[0]: line.split()[-1]
                for line in capsys.readouterr().out.splitlines()}
-    assert markers == {expected_kid(first): "verify-only", expected_kid(second): "signing"}
+    # SECURITY K3: published at once (listed), signing only after tokens.key_activation_delay.
+    assert markers == {expected_kid(first): "signing", expected_kid(second): "pending"}
 
 
 def test_keys_list_of_an_empty_directory_is_one_config_error_line(

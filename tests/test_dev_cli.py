@@ -23,6 +23,7 @@ def test_serve_dev_signs_in_with_each_provider_and_stops_cleanly_on_sigterm(tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update({"GATEWAY_LISTEN__PORT": "0",
                 "GATEWAY_DEV__PROVIDER_PORT": "0",
+                "GATEWAY_ADMIN__PORT": "0",
                 "GATEWAY_DEV__STATE_DIR": str(tmp_path / "state")})
     process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--dev"], env=env,
                                stderr=subprocess.PIPE, text=True)

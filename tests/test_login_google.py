@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -248,7 +249,7 @@ def _dev_users():
 
 
 def test_healthz_and_readyz(stack: Stack) -> None:
-    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok", "pid": os.getpid()}
     ready = httpx.get(f"{stack.url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"config": True, "keys": True, "store": True}

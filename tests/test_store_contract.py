@@ -227,6 +227,52 @@ def test_expired_entries_make_room_in_a_full_namespace(backend: Backend) -> None
     backend.run(scenario, limit=2)
 
 
+def test_H5_incr_counts_from_one(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        assert [await store.incr("ratelimit", "login:1:ip", TTL) for _ in range(3)] == [1, 2, 3]
+        assert await store.incr("ratelimit", "login:1:other", TTL) == 1  # per key
+        assert await store.incr("other-counters", "login:1:ip", TTL) == 1  # per namespace
+    backend.run(scenario)
+
+
+def test_H5_incr_is_atomic_under_concurrency(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        counts = await asyncio.gather(*(store.incr("ratelimit", "k", TTL) for _ in range(50)))
+        assert sorted(counts) == list(range(1, 51))
+    backend.run(scenario)
+
+
+def test_H5_incr_counter_expires_after_its_ttl_and_starts_again(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        started = time.monotonic()
+        assert await store.incr("ratelimit", "k", SHORT_TTL) == 1
+        assert await store.incr("ratelimit", "k", SHORT_TTL) == 2
+        deadline = started + EXPIRY_DEADLINE
+        while await store.incr("ratelimit", "k", SHORT_TTL) != 1:
+            assert time.monotonic() < deadline, "the counter did not expire"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - started >= SHORT_TTL - 0.05
+    backend.run(scenario)
+
+
+def test_H5_incr_does_not_extend_the_window(backend: Backend) -> None:
+    """A fixed window: incrementing within it never pushes its end further."""
+    async def scenario(store: Store) -> None:
+        started = time.monotonic()
+        assert await store.incr("ratelimit", "k", 1.0) == 1
+        count = 1
+        while True:
+            count_now = await store.incr("ratelimit", "k", 1.0)
+            if count_now == 1:
+                break
+            assert count_now == count + 1
+            count = count_now
+            assert time.monotonic() - started < 1.0 + EXPIRY_DEADLINE / 2, "window extended"
+            await asyncio.sleep(0.1)
+        assert count >= 2
+    backend.run(scenario)
+
+
 # ---------------------------------------------------------------------------------------------
 # The persistent backends bound only the login namespace: sessions are not refused
 

@@ -202,7 +202,7 @@ def _log_in(stack: Stack) -> Any:
 def _session_id(stack: Stack, browser: Any) -> str:
     name = stack.ctx.cookies.name(cookies.SESSION)
     value = tornado.web.decode_signed_value(
-        {1: stack.dev.settings.cookies.secret.reveal()}, name, browser.cookies[name],
+        cookies.versioned_secrets(stack.dev.settings.cookies)[0], name, browser.cookies[name],
         min_version=2)
     assert value is not None
     return value.decode()

@@ -17,10 +17,15 @@ from gateway.errors import (
     InvalidRequest,
     InvalidToken,
     MissingToken,
+    RateLimited,
     RequestTooLarge,
     Unavailable,
     UpstreamError,
 )
+from gateway.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
+from gateway.metrics import GatewayMetrics
+from gateway.proxies import IPNetwork, client_address, forwarded_proto
+from gateway.ratelimits import RateLimiter, route_group
 from gateway.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("gateway.http")
@@ -30,6 +35,16 @@ PAGE_CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 MAX_ARGUMENT_LENGTH = 4096
+# SECURITY H2: two years, subdomains included (RFC 6797 6.1), on every response of an https
+# issuer, unless a trusted proxy says this request came over plain http (RFC 6797 7.2).
+HSTS = "max-age=63072000; includeSubDomains"
+# Application settings (app.py) read here: every handler has them, with or without a ctx.
+TRUSTED_PROXIES_SETTING = "trusted_proxies"
+HSTS_SETTING = "hsts"
+RATE_LIMITER_SETTING = "rate_limiter"
+# Handler class -> the route pattern it serves: logs and metrics name the route, never the path
+# (request input: a token pasted into a URL must not reach a log line, SECURITY L1).
+ROUTES_SETTING = "routes_by_handler"
 # SECURITY H4/H7: what a login, a verification or a token request can need. The HTTP server's
 # own limits sit higher (server.py), so that these are answered with a clear 413/431 instead of
 # a connection reset while the client is still sending.
@@ -42,6 +57,27 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # Whether errors of this route are JSON always (APIs) or negotiated (browser routes).
     api = False
+    _request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        """The caller's sane `X-Request-ID`, or a new random one: on every log line of this
+        request, in the response's `X-Request-ID`, and sent upstream (gateway/logs.py)."""
+        if self._request_id is None:
+            self._request_id = request_id_from(self.request.headers.get(REQUEST_ID_HEADER))
+        return self._request_id
+
+    @property
+    def route(self) -> str:
+        """The route pattern this handler serves ("unmatched" for the 404 handler)."""
+        routes: dict[type[Any], str] = self.application.settings.get(ROUTES_SETTING, {})
+        return routes.get(type(self), type(self).__name__)
+
+    def clear(self) -> None:
+        super().clear()
+        # Here rather than in set_default_headers: also after an error's clear(), whatever a
+        # subclass's default headers are.
+        self.set_header(REQUEST_ID_HEADER, self.request_id)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -49,9 +85,41 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.clear_header("Server")
+        if self.application.settings.get(HSTS_SETTING) and forwarded_proto(
+                self.request.remote_ip or "", self.request.headers, self._trusted_proxies()
+        ) != "http":
+            self.set_header("Strict-Transport-Security", HSTS)
 
-    def prepare(self) -> None:
+    @property
+    def client_address(self) -> str:
+        """The client's address: the peer, or what a trusted proxy says it is (SECURITY H3).
+        For rate limits and logs only, never for a decision about who the user is."""
+        address: str | None = getattr(self, "_client_address", None)
+        if address is None:
+            address = client_address(self.request.remote_ip or "", self.request.headers,
+                                     self._trusted_proxies())
+            self._client_address = address
+        return address
+
+    def _trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        trusted: tuple[IPNetwork, ...] = self.application.settings.get(TRUSTED_PROXIES_SETTING,
+                                                                       ())
+        return trusted
+
+    async def rate_limit(self) -> None:
+        """SECURITY H5: count this request against its route group's limit, if any."""
+        limiter: RateLimiter | None = self.application.settings.get(RATE_LIMITER_SETTING)
+        if limiter is None:
+            return
+        group = route_group(self.request.path)
+        if group is not None and limiter.limits(group):
+            await limiter.check(group, self.client_address)
+
+    async def prepare(self) -> None:
+        # Tornado runs each request in a task of its own: the id follows it and no further.
+        request_id_var.set(self.request_id)
         check_request_size(self.request)
+        await self.rate_limit()
 
     def check_xsrf_cookie(self) -> None:
         # APIs authenticate with bearer tokens or client credentials, never with an ambient
@@ -94,23 +162,45 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(tornado.escape.json_encode(document))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Also when Tornado refused the request before prepare() (a 405): its id is logged too.
+        request_id_var.set(self.request_id)
         if isinstance(value, GatewayError):
             self._log_gateway_error(value)
         elif isinstance(value, tornado.web.HTTPError):
-            log.info("%s %s -> %d", self.request.method, self.request.path, value.status_code)
+            log.info("%s %s -> %d", self.request.method, self.route, value.status_code)
         elif isinstance(value, StoreUnavailable | StoreFull):
             # An outage or a flood, not a bug: one line, no stack trace.
             state = "full" if isinstance(value, StoreFull) else "unavailable"
-            log.error("store %s on %s %s: %s", state, self.request.method, self.request.path,
+            self._metrics_store_error(state)
+            log.error("store %s on %s %s: %s", state, self.request.method, self.route,
                       value)
         else:
-            log.error("unexpected error on %s %s", self.request.method, self.request.path,
+            log.error("unexpected error on %s %s", self.request.method, self.route,
                       exc_info=(typ, value, tb))
 
     def _log_gateway_error(self, error: GatewayError) -> None:
-        provider = f" provider={error.provider}" if isinstance(error, UpstreamError) else ""
+        provider = error.provider if isinstance(error, UpstreamError) else None
+        reason = None
+        if isinstance(error, InvalidToken):
+            # SECURITY J9: the reason only here, in our log and metrics, never on the wire.
+            reason = error.reason
+            metrics = self._metrics()
+            if metrics is not None:
+                metrics.token_refused(reason)
         log.warning("refused %s %s status=%d error=%s%s %s", self.request.method,
-                    self.request.path, error.status, error.error, provider, error.log_detail)
+                    self.route, error.status, error.error,
+                    f" provider={provider}" if provider else "", error.log_detail,
+                    extra={"event": "refused", "status": error.status, "error": error.error,
+                           "provider": provider, "reason": reason})
+
+    def _metrics(self) -> GatewayMetrics | None:
+        ctx = getattr(self, "ctx", None)
+        return getattr(ctx, "metrics", None)
+
+    def _metrics_store_error(self, kind: str) -> None:
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.store_error(kind)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The one mapping from exceptions to HTTP: JSON for APIs, a page for browsers."""
@@ -123,7 +213,9 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Location", error.location)
             self.finish()
             return
-        if isinstance(error, InvalidClient):
+        if isinstance(error, RateLimited):
+            self.set_header("Retry-After", str(error.retry_after))  # RFC 6585 4
+        elif isinstance(error, InvalidClient):
             self.set_header("WWW-Authenticate", 'Basic realm="oauth-gateway"')  # RFC 6749 5.2
         elif isinstance(error, InvalidToken):
             self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
@@ -178,6 +270,6 @@ def _error_code(status: int) -> str:
 class NotFoundHandler(BaseHandler):
     """Every unknown route: a clean 404 in the negotiated form."""
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise tornado.web.HTTPError(404)

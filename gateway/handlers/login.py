@@ -24,6 +24,7 @@ from gateway.errors import (
 )
 from gateway.handlers.base import BaseHandler
 from gateway.identity import Identity
+from gateway.metrics import login_outcome
 from gateway.redirects import is_allowed_return_to
 from gateway.store import StoreFull
 from gateway.transactions import LoginTransaction
@@ -104,6 +105,7 @@ class LoginHandler(ProviderHandler):
             await self.ctx.store.put(transactions.NAMESPACE, _transaction_key(key),
                                      tx.to_record(), lifetime)
         except StoreFull:
+            self.ctx.metrics.store_error("full")
             raise Unavailable("Too many sign-ins are in progress. Please try again in a minute.",
                               retry_url=self.login_url(return_to)) from None
         self.ctx.cookies.set(self, cookies.LOGIN, browser_id, max_age=lifetime, signed=True)
@@ -115,6 +117,25 @@ class CallbackHandler(ProviderHandler):
     """GET /callback/<provider>?code=...&state=... (or ?error=...&state=...)"""
 
     async def get(self) -> None:
+        provider = self.provider.name
+        try:
+            return_to = await self._finish_login()
+        except Exception as e:
+            # SECURITY L3: every failed login, by provider and outcome (the cause is logged by
+            # the base handler or upstream.py; the request id ties the lines together).
+            outcome = login_outcome(e)
+            self.ctx.metrics.login(provider, outcome)
+            log.warning("login failed provider=%s outcome=%s", provider, outcome,
+                        extra={"event": "login", "provider": provider, "outcome": outcome})
+            raise
+        self.ctx.metrics.login(provider, "success")
+        log.info("login succeeded provider=%s", provider,
+                 extra={"event": "login", "provider": provider, "outcome": "success"})
+        # SECURITY R6: a clean redirect (no code or state in it) with Referrer-Policy no-referrer.
+        self.redirect(return_to, status=302)
+
+    async def _finish_login(self) -> str:
+        """Check the callback, finish the upstream login, sign in; the URL to return to."""
         for name in FRONT_CHANNEL_TOKENS:
             if self.get_arguments(name):
                 raise InvalidRequest("Tokens are not accepted in the callback URL.",
@@ -132,9 +153,7 @@ class CallbackHandler(ProviderHandler):
             e.retry_url = retry_url
             raise
         await self._sign_in(identity)
-        log.info("login succeeded provider=%s", self.provider.name)
-        # SECURITY R6: a clean redirect (no code or state in it) with Referrer-Policy no-referrer.
-        self.redirect(tx.return_to, status=302)
+        return tx.return_to
 
     async def _take_transaction(self, key: str) -> LoginTransaction:
         lifetime = self.ctx.settings.login.transaction_lifetime
@@ -154,6 +173,7 @@ class CallbackHandler(ProviderHandler):
         old_session = ctx.cookies.read_signed(self, cookies.SESSION, session_cookie_age)
         session_id = await ctx.sessions.start(identity, replacing=old_session)
         token = ctx.issuer.issue_access_token(identity, ctx.settings.audience)
+        ctx.metrics.issued["access"].inc()
         ctx.cookies.set(self, cookies.SESSION, session_id, max_age=session_cookie_age,
                         signed=True)
         ctx.cookies.set(self, cookies.ACCESS, token,

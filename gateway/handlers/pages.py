@@ -71,8 +71,8 @@ class ChooserHandler(BaseHandler):
 class UnknownProviderHandler(BaseHandler):
     """/login/<name> and /callback/<name> for a provider that is not enabled: a clear 404."""
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise NotFound("This sign-in provider is not enabled on this gateway.",
                        retry_url="/login", log_detail="unknown or disabled provider")
 

@@ -47,8 +47,8 @@ class AppApiHandler(BaseHandler):
         if hasattr(self, "ctx"):  # also after clear(), so that errors are readable too
             self._allow_origin()
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         self._allow_origin()
         self.set_no_store()
 
@@ -105,6 +105,9 @@ class TokenHandler(ClientHandler):
             answer = await self._refresh_token(client)
         else:
             raise UnsupportedGrantType("Only authorization_code and refresh_token are supported.")
+        for kind in ("access", "id", "refresh"):
+            if f"{kind}_token" in answer:
+                self.ctx.metrics.issued[kind].inc()
         self.write_json(answer)
 
     async def _authorization_code(self, client: ClientSettings) -> dict[str, Any]:

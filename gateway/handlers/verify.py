@@ -38,6 +38,7 @@ class VerifyHandler(BaseHandler):
         if self.ctx.settings.tokens.verify_checks_revocation \
                 and await self.ctx.grants.access_token_revoked(claims):
             raise InvalidToken("revoked")
+        self.ctx.metrics.verified_by_verify.inc()
         self.set_no_store()
         self.set_header("Content-Type", JSON_CONTENT_TYPE)
         self.finish(body)
@@ -66,6 +67,7 @@ class IntrospectHandler(ClientHandler):
             claims = ctx.verifier.verify(token)
         except InvalidToken as e:
             log.debug("introspection: not an access token (%s)", e.reason)
+            ctx.metrics.token_refused(e.reason)
             claims = None
         if claims is not None:
             owner = claims.get("client_id")
@@ -75,6 +77,7 @@ class IntrospectHandler(ClientHandler):
             elif await ctx.grants.access_token_revoked(claims):
                 log.info("introspection: revoked access token")
             else:
+                ctx.metrics.verified_by_introspect.inc()
                 self.write_json({"active": True, "token_type": "Bearer", **claims})
                 return
         else:

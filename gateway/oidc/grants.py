@@ -214,7 +214,8 @@ class Grants:
             family = await self._refreshable(marker["family_id"])
             scope = narrowed_scope(family.scope, requested_scope)
             log.info("rotated refresh token reused %.1fs later client=%s: within the reuse "
-                     "interval, family kept", age, client.client_id)
+                     "interval, family kept", age, client.client_id,
+                     extra={"event": "refresh_reuse", "client_id": client.client_id})
             return family, scope, await self.issue_refresh_token(family)
         await self.revoke_family(marker["family_id"], reason="refresh token reuse")
         raise InvalidGrant(f"rotated refresh token reused {age:.0f}s later: family revoked")
@@ -263,7 +264,8 @@ class Grants:
         await self._put(REVOKED_FAMILIES, family_id, {"revoked_at": self._clock()},
                         self._family_ttl)
         await self._store.delete(FAMILIES, family_id)
-        log.warning("refresh-token family revoked: %s", reason)
+        log.warning("refresh-token family revoked: %s", reason,
+                    extra={"event": "family_revoked", "reason": reason})
 
     async def end_session(self, sid: str) -> None:
         """Sign-out: every family started in this gateway session is revoked (P2, P7)."""

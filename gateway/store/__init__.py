@@ -28,6 +28,11 @@ class Store(Protocol):
 
     async def delete(self, namespace: str, key: str) -> None: ...
 
+    async def incr(self, namespace: str, key: str, ttl: float) -> int:
+        """Atomically add one to the counter (namespace, key) and return its new value; a new
+        (or expired) counter starts at 1 and lives `ttl` seconds from then, later increments
+        never extend it (a fixed window). A counter's namespace holds counters only."""
+
     async def ping(self) -> bool:
         """True when the store can serve requests (used by /readyz)."""
 

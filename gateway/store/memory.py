@@ -43,6 +43,14 @@ class MemoryStore:
     async def delete(self, namespace: str, key: str) -> None:
         self._entries.pop((namespace, key), None)
 
+    async def incr(self, namespace: str, key: str, ttl: float) -> int:
+        entry = self._entries.get((namespace, key))
+        if entry is not None and entry[0] > self.clock():
+            entry[1]["count"] += 1  # no await: atomic on the event loop
+            return int(entry[1]["count"])
+        await self.put(namespace, key, {"count": 1}, ttl)
+        return 1
+
     async def ping(self) -> bool:
         return True
 

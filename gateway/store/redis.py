@@ -62,6 +62,15 @@ local value = redis.call('GETDEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
 return value
 """
+# KEYS: the counter. ARGV: TTL in ms. The TTL is set only on a counter without one (a fixed
+# window): atomic, one round trip, on any Redis version (PEXPIRE NX needs 7.0).
+INCR_FIXED_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
 DELETE_BOUNDED = """
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
@@ -93,6 +102,7 @@ class RedisStore:
         self._put_bounded = self._redis.register_script(PUT_BOUNDED)
         self._take_bounded = self._redis.register_script(TAKE_BOUNDED)
         self._delete_bounded = self._redis.register_script(DELETE_BOUNDED)
+        self._incr = self._redis.register_script(INCR_FIXED_WINDOW)
 
     def entry_key(self, namespace: str, key: str) -> str:
         return f"{self.key_prefix}:{namespace}:{key}"
@@ -135,6 +145,12 @@ class RedisStore:
                 await self._delete_bounded(keys=[entry, self.index_key(namespace)])
             else:
                 await self._redis.delete(entry)
+
+    async def incr(self, namespace: str, key: str, ttl: float) -> int:
+        with _unavailable("incr"):
+            count = await self._incr(keys=[self.entry_key(namespace, key)],
+                                     args=[max(1, round(ttl * 1000))])
+        return int(count)
 
     async def ping(self) -> bool:
         try:

@@ -103,6 +103,9 @@ class SqliteStore:
     async def delete(self, namespace: str, key: str) -> None:
         await self._call(self._delete, namespace, key)
 
+    async def incr(self, namespace: str, key: str, ttl: float) -> int:
+        return await self._call(self._incr, namespace, key, ttl)
+
     async def ping(self) -> bool:
         try:
             await self._call(self._ping)
@@ -234,6 +237,25 @@ class SqliteStore:
     def _delete(self, namespace: str, key: str) -> None:
         self._connection().execute("DELETE FROM entries WHERE namespace = ? AND key = ?",
                                    (namespace, key))
+
+    def _incr(self, namespace: str, key: str, ttl: float) -> int:
+        # One UPSERT statement: atomic for every process sharing the file. The value column
+        # holds the count as JSON (a number); an expired counter starts again at 1.
+        now = self.clock()
+        row = self._connection().execute(
+            "INSERT INTO entries (namespace, key, value, expires) VALUES (?, ?, '1', ?) "
+            "ON CONFLICT (namespace, key) DO UPDATE SET "
+            "value = CASE WHEN entries.expires <= ? THEN '1' "
+            "ELSE CAST(CAST(entries.value AS INTEGER) + 1 AS TEXT) END, "
+            "expires = CASE WHEN entries.expires <= ? THEN excluded.expires "
+            "ELSE entries.expires END "
+            "RETURNING value",
+            (namespace, key, now + ttl, now, now),
+        ).fetchone()
+        self._writes_since_sweep += 1
+        if self._writes_since_sweep >= self._sweep_every:
+            self._sweep(self._connection(), now)
+        return int(row[0])
 
     def _ping(self) -> None:
         db = self._connection()

@@ -1,0 +1,353 @@
+"""The downstream SDK: verify the gateway's access tokens in your own Python app.
+
+    verifier = GatewayVerifier("https://login.example.com", "https://login.example.com")
+    claims = verifier.verify(token)            # or: await verifier.averify(token)
+
+The keys come from the gateway's published JWKS (found through its OpenID configuration, or
+`jwks_url=`), are cached for `cache_seconds`, and fetched again at most once per
+`refresh_cooldown` when a token names an unknown `kid` (the gateway rotated its key). A token is
+accepted only when signed with the algorithm its key lists in the JWKS (never `none`, never
+HMAC), with the header `typ: at+jwt` (never an ID token), and valid `iss`, `aud`, `exp`, `nbf`
+and `iat` (RFC 8725, RFC 9068). Every refusal raises `TokenRejected`.
+
+For Tornado apps, `GatewayAuthMixin` makes `@tornado.web.authenticated` send strangers to the
+gateway's login page and gives handlers the verified claims as `self.current_user`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import jwt
+import tornado.web
+
+log = logging.getLogger("gateway.client")
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+# Asymmetric algorithms only: an HMAC "key" taken from a JWKS would be a public value (RFC 8725
+# 2.1 and 3.1: algorithm confusion); `none` is no algorithm.
+ACCEPTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                 "ES256", "ES384", "ES512", "EdDSA"})
+ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # no jku, x5u, jwk, crit (RFC 8725 3.10)
+KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MAX_TOKEN_LENGTH = 8192
+MAX_DOCUMENT_BYTES = 1_048_576
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat")
+ACCESS_COOKIES = ("__Host-gw_access", "gw_access")  # the gateway's access cookie, either form
+DEFAULT_TIMEOUT = httpx.Timeout(5.0)
+
+
+class TokenRejected(Exception):
+    """The token is not a valid access token of this gateway for this audience. `reason` is for
+    your logs; show your users only that they need to sign in."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GatewayUnavailable(TokenRejected):
+    """The gateway's keys could not be fetched: nothing can be verified (fail closed)."""
+
+
+class GatewayVerifier:
+    """Verifies the gateway's access JWTs locally against its published keys.
+
+    `http` is an `httpx.Client` (for `verify`) or `httpx.AsyncClient` (for `averify`); without
+    one, a client with a 5 s timeout is created when first needed (`close`/`aclose` end it).
+    """
+
+    def __init__(self, issuer: str, audience: str, *, jwks_url: str | None = None,
+                 http: httpx.Client | httpx.AsyncClient | None = None,
+                 cache_seconds: float = 300, refresh_cooldown: float = 60, leeway: float = 30,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self._jwks_url = jwks_url
+        self._sync_http = http if isinstance(http, httpx.Client) else None
+        self._async_http = http if isinstance(http, httpx.AsyncClient) else None
+        self._owned: list[httpx.Client | httpx.AsyncClient] = []
+        self._cache_seconds = cache_seconds
+        self._cooldown = refresh_cooldown
+        self._leeway = leeway
+        self._clock = clock
+        self._keys: dict[str, tuple[jwt.PyJWK, str]] = {}
+        self._fetched_at: float | None = None  # when the keys were last fetched successfully
+        self._attempted_at: float | None = None  # when a fetch was last started
+        self._refetched_at: float | None = None  # when an unknown kid last caused a fetch
+        self.fetch_count = 0  # JWKS fetches so far (for metrics and tests)
+        self._lock = threading.Lock()
+        self._inflight: asyncio.Future[None] | None = None
+
+    # -- the two entry points --------------------------------------------------------------
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid access token; raises `TokenRejected` otherwise."""
+        kid, alg = _checked_header(token)
+        with self._lock:  # threads arriving during a fetch wait for its keys
+            if self._needs_fetch(kid):
+                self._fetch_sync()
+        return self._decode(token, kid, alg)
+
+    async def averify(self, token: str) -> dict[str, Any]:
+        """`verify` for asyncio apps: key fetches never block the event loop, and requests
+        arriving while keys are being fetched wait for that one fetch."""
+        kid, alg = _checked_header(token)
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+        elif self._needs_fetch(kid):
+            self._inflight = asyncio.ensure_future(self._fetch_async())
+            try:
+                await asyncio.shield(self._inflight)
+            finally:
+                self._inflight = None
+        return self._decode(token, kid, alg)
+
+    def close(self) -> None:
+        for client in self._owned:
+            if isinstance(client, httpx.Client):
+                client.close()
+
+    async def aclose(self) -> None:
+        for client in self._owned:
+            if isinstance(client, httpx.AsyncClient):
+                await client.aclose()
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def _needs_fetch(self, kid: str) -> bool:
+        now = self._clock()
+        # Tokens with made-up kids cannot make us hammer the gateway, and a failing gateway is
+        # asked again only after the cooldown.
+        cooled = self._attempted_at is None or now - self._attempted_at >= self._cooldown
+        if self._fetched_at is None or now - self._fetched_at >= self._cache_seconds:
+            return cooled  # never fetched, or the cached keys are stale
+        if kid in self._keys:
+            return False
+        # Unknown kid: the gateway may have rotated its key. Once per cooldown at most.
+        if self._refetched_at is not None and now - self._refetched_at < self._cooldown:
+            return False
+        self._refetched_at = now
+        return True
+
+    def _start_fetch(self) -> None:
+        self._attempted_at = self._clock()
+        self.fetch_count += 1
+
+    def _fetch_sync(self) -> None:
+        self._start_fetch()
+        try:
+            self._jwks_url = self._jwks_url or _jwks_uri(
+                self._get_sync(f"{self.issuer}/.well-known/openid-configuration"), self.issuer)
+            self._install(self._get_sync(self._jwks_url))
+        except (httpx.HTTPError, ValueError) as e:
+            self._fetch_failed(e)
+
+    async def _fetch_async(self) -> None:
+        self._start_fetch()
+        try:
+            self._jwks_url = self._jwks_url or _jwks_uri(
+                await self._get_async(f"{self.issuer}/.well-known/openid-configuration"),
+                self.issuer)
+            self._install(await self._get_async(self._jwks_url))
+        except (httpx.HTTPError, ValueError) as e:
+            self._fetch_failed(e)
+
+    def _fetch_failed(self, error: Exception) -> None:
+        # Keys fetched before stay usable (a key is published long before and after it signs);
+        # without any, nothing verifies.
+        log.warning("gateway keys could not be fetched: %s", error)
+        if not self._keys:
+            raise GatewayUnavailable(f"keys unavailable: {type(error).__name__}") from None
+
+    def _install(self, jwks: dict[str, Any]) -> None:
+        keys: dict[str, tuple[jwt.PyJWK, str]] = {}
+        entries = jwks.get("keys")
+        if not isinstance(entries, list):
+            raise ValueError("JWKS without a keys list")
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            kid, alg = entry.get("kid"), entry.get("alg")
+            if entry.get("use", "sig") != "sig" or alg not in ACCEPTED_ALGORITHMS \
+                    or not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
+                continue  # only signing keys with an accepted algorithm named by the JWKS
+            try:
+                keys[kid] = (jwt.PyJWK(entry, algorithm=alg), alg)
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+                log.warning("gateway JWKS: unusable key %s", kid)
+        self._keys = keys
+        self._fetched_at = self._clock()
+
+    def _get_sync(self, url: str) -> dict[str, Any]:
+        if self._sync_http is None:
+            self._sync_http = httpx.Client(timeout=DEFAULT_TIMEOUT)
+            self._owned.append(self._sync_http)
+        return _document(self._sync_http.get(url, headers={"Accept": "application/json"}))
+
+    async def _get_async(self, url: str) -> dict[str, Any]:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+            self._owned.append(self._async_http)
+        response = await self._async_http.get(url, headers={"Accept": "application/json"})
+        return _document(response)
+
+    # -- the token -------------------------------------------------------------------------
+
+    def _decode(self, token: str, kid: str, alg: str) -> dict[str, Any]:
+        found = self._keys.get(kid)
+        if found is None and self._fetched_at is None:
+            raise GatewayUnavailable("keys unavailable")
+        if found is None:
+            raise TokenRejected("unknown kid")
+        key, key_alg = found
+        if alg != key_alg:
+            raise TokenRejected(f"algorithm {alg!r} is not the key's {key_alg!r}")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=[key_alg], audience=self.audience, issuer=self.issuer,
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
+                         "verify_nbf": False, "verify_iat": False})
+        except jwt.InvalidAudienceError:
+            raise TokenRejected("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise TokenRejected("wrong issuer") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("bad signature") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+            raise TokenRejected(f"malformed: {type(e).__name__}") from None
+        now = self._clock()
+        exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+        if exp <= now - self._leeway:
+            raise TokenRejected("expired")
+        if nbf > now + self._leeway:
+            raise TokenRejected("not yet valid")
+        if iat > now + self._leeway:
+            raise TokenRejected("issued in the future")
+        return claims
+
+
+def _checked_header(token: str) -> tuple[str, str]:
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH \
+            or token.count(".") != 2:
+        raise TokenRejected("not a compact JWS of a sane size")
+    try:
+        header = jwt.get_unverified_header(token)
+    except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+        raise TokenRejected(f"malformed header: {type(e).__name__}") from None
+    extra = set(header) - ALLOWED_HEADER_MEMBERS
+    if extra:
+        raise TokenRejected(f"forbidden header members {sorted(extra)}")
+    alg, typ, kid = header.get("alg"), header.get("typ"), header.get("kid")
+    if alg not in ACCEPTED_ALGORITHMS:
+        raise TokenRejected(f"algorithm {alg!r} not accepted")
+    if typ != ACCESS_TOKEN_TYPE:
+        raise TokenRejected(f"typ {typ!r} is not {ACCESS_TOKEN_TYPE}")  # e.g. an ID token
+    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
+        raise TokenRejected("missing or malformed kid")
+    return kid, str(alg)
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            pass
+        else:
+            if math.isfinite(seconds):
+                return seconds
+    raise TokenRejected(f"{name} is not a NumericDate")
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise ValueError(f"HTTP {response.status_code} from {response.request.url.path}")
+    if len(response.content) > MAX_DOCUMENT_BYTES:
+        raise ValueError("document too large")
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
+def _jwks_uri(configuration: dict[str, Any], issuer: str) -> str:
+    """The `jwks_uri` of the gateway's OpenID configuration, for this issuer only."""
+    if configuration.get("issuer") != issuer:
+        raise ValueError("the OpenID configuration is for another issuer")
+    uri = configuration.get("jwks_uri")
+    if not isinstance(uri, str) or urlsplit(uri).scheme not in ("https", "http"):
+        raise ValueError("the OpenID configuration has no usable jwks_uri")
+    if urlsplit(uri).scheme == "http" and urlsplit(issuer).scheme == "https":
+        raise ValueError("jwks_uri downgrades to http")
+    return uri
+
+
+class GatewayAuthMixin(tornado.web.RequestHandler):
+    """For Tornado handlers: `self.current_user` is the verified claims of the request's access
+    token (`Authorization: Bearer` or the gateway's access cookie), or None; and
+    `@tornado.web.authenticated` sends a stranger to the gateway's login page, which brings
+    them back to this URL.
+
+    The verifier comes from the class attribute `gateway_verifier` or the application setting
+    of that name. The token is verified in `prepare()` with `averify` (Tornado awaits an async
+    `prepare` before the method and its `@authenticated` check), so a key fetch never blocks the
+    event loop; a subclass overriding `prepare` calls `await super().prepare()`.
+    """
+
+    gateway_verifier: GatewayVerifier | None = None
+    gateway_provider: str | None = None  # e.g. "google": skip the gateway's chooser page
+
+    _gateway_claims: dict[str, Any] | None = None
+
+    async def prepare(self) -> None:
+        result = super().prepare()
+        if result is not None:
+            await result
+        self._gateway_claims = None
+        token = self.gateway_token()
+        if token:
+            try:
+                self._gateway_claims = await self.verifier().averify(token)
+            except GatewayUnavailable:
+                raise tornado.web.HTTPError(503, "gateway keys unavailable") from None
+            except TokenRejected as e:
+                log.info("access token refused: %s", e.reason)
+        self.current_user = self._gateway_claims
+
+    def get_current_user(self) -> dict[str, Any] | None:
+        return self._gateway_claims
+
+    def verifier(self) -> GatewayVerifier:
+        verifier = self.gateway_verifier or self.settings.get("gateway_verifier")
+        if not isinstance(verifier, GatewayVerifier):
+            raise RuntimeError("set gateway_verifier on the handler or the Application")
+        return verifier
+
+    def gateway_token(self) -> str | None:
+        """The access token of this request: the Bearer header, else the access cookie."""
+        scheme, _, value = self.request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        for name in ACCESS_COOKIES:
+            cookie = self.get_cookie(name)
+            if cookie:
+                return cookie
+        return None
+
+    def get_login_url(self) -> str:
+        """The gateway's login page with this URL as `return_to` (it must be in the gateway's
+        `login.allowed_return_urls`). It carries a `?`, so `@authenticated` adds no `next=`."""
+        path = f"/login/{self.gateway_provider}" if self.gateway_provider else "/login"
+        query = urlencode({"return_to": self.request.full_url()})
+        return f"{self.verifier().issuer}{path}?{query}"

@@ -1,0 +1,167 @@
+"""`GET /auth`: forward authentication for reverse proxies (nginx `auth_request`, Traefik
+ForwardAuth, Caddy `forward_auth`).
+
+The proxy asks before every request it forwards, with the browser's headers (its cookies, its
+`Authorization`). Signed in (a valid access JWT of an accepted audience, or a live gateway
+session): 200 with the user in `X-Auth-Request-*` headers. Not signed in, one of two answers:
+
+- status mode: 401, with `X-Auth-Request-Redirect: <gateway>/login?return_to=<original URL>`
+  (nginx's `auth_request` takes only 2xx/401/403; its `error_page 401` sends the browser on);
+- redirect mode: 302 straight to that login URL (Traefik and Caddy hand a non-2xx answer of the
+  auth server to the browser as it is).
+
+`?mode=status` or `?mode=redirect` chooses; without it, a request carrying the
+`X-Forwarded-Method` and `X-Forwarded-Uri` headers that Traefik and Caddy send gets the redirect,
+any other (nginx) the 401. Redirects only for GET and HEAD: a form post cannot be replayed after
+a login.
+
+The original URL (`X-Original-URL`, else `X-Forwarded-Proto` + `-Host` + `-Uri`) is request
+input: it only ever becomes a `return_to` of the gateway's own login URL, built from the
+configured issuer (SECURITY R5), and only when it passes the `return_to` allowlist (R2); else the
+login URL has no `return_to`, and in redirect mode the answer is a 401. No open redirect can be
+built from forwarded headers.
+
+Cheap on purpose: a valid access JWT is checked in memory (no store access); only a browser
+without one costs a session lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from gateway import cookies
+from gateway.context import GatewayContext
+from gateway.errors import InvalidRequest, InvalidToken, MissingToken
+from gateway.handlers.base import BaseHandler
+from gateway.redirects import is_allowed_return_to
+from gateway.tokens import bearer_token_from_header
+
+log = logging.getLogger("gateway.forward_auth")
+
+MODES = ("status", "redirect")
+USER_HEADER = "X-Auth-Request-User"
+EMAIL_HEADER = "X-Auth-Request-Email"
+NAME_HEADER = "X-Auth-Request-Preferred-Username"
+REDIRECT_HEADER = "X-Auth-Request-Redirect"
+# Header values we copy from claims: printable ASCII only; anything else is percent-encoded
+# (names in any script stay readable with one unquote, and no CR/LF can split a header).
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]|%")
+
+
+def header_value(text: str) -> str:
+    """`text` as a safe header value: percent-encoded UTF-8 where it is not printable ASCII."""
+    if not _HEADER_UNSAFE.search(text):
+        return text
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+class ForwardAuthHandler(BaseHandler):
+    """GET (or HEAD) /auth: 200 with the user's headers, or 401 / 302 to the login page."""
+
+    api = True
+
+    def initialize(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.login_url: str | None = None
+
+    async def get(self) -> None:
+        ctx = self.ctx
+        mode = self.single_argument("mode", required=False)
+        if mode is not None and mode not in MODES:
+            raise InvalidRequest("The parameter 'mode' must be 'status' or 'redirect'.")
+        self.set_no_store()
+        claims, token = await self._signed_in()
+        if claims is not None:
+            self._allow(claims, token)
+            return
+        original = self._original_url()
+        return_to = original if original and is_allowed_return_to(
+            original, ctx.allowed_returns) else None
+        if original and return_to is None:
+            log.info("forward auth: original URL not in the return_to allowlist")
+        query = f"?{urlencode({'return_to': return_to})}" if return_to else ""
+        self.login_url = f"{ctx.settings.issuer}/login{query}"
+        if mode is None:
+            headers = self.request.headers
+            forwarded = "X-Forwarded-Method" in headers and "X-Forwarded-Uri" in headers
+            mode = "redirect" if forwarded else "status"
+        method = self.request.headers.get("X-Forwarded-Method", self.request.method or "GET")
+        if mode == "redirect" and return_to and method.upper() in ("GET", "HEAD"):
+            self.redirect(self.login_url, status=302)
+            return
+        raise MissingToken("Sign-in required.", log_detail="forward auth: not signed in")
+
+    head = get
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # send_error has cleared our headers: the login URL is added back for nginx's
+        # `auth_request_set` (it reads the 401's headers too).
+        exception = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
+        if isinstance(exception, MissingToken) and self.login_url:
+            self.set_header(REDIRECT_HEADER, self.login_url)
+        super().write_error(status_code, **kwargs)
+
+    async def _signed_in(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The claims (and the access JWT, if any) of whoever sent this request, else None."""
+        ctx = self.ctx
+        candidates = [bearer_token_from_header(self.request.headers.get("Authorization")),
+                      ctx.cookies.read(self, cookies.ACCESS, shared=True)]
+        for token in candidates:
+            if not token:
+                continue
+            try:
+                claims = ctx.verifier.verify(token)
+            except InvalidToken as e:
+                log.debug("forward auth: token refused (%s)", e.reason)
+                continue
+            if claims.get("aud") in self._audiences():
+                return claims, token  # no store access: the common case stays in memory
+            log.debug("forward auth: token of another audience")
+        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
+                                             ctx.settings.cookies.session_lifetime)
+        if not session_id:
+            return None, None
+        session = await ctx.sessions.lookup(session_id)
+        if session is None:
+            return None, None
+        claims = {**session.claims, "sub": session.sub, "idp": session.idp,
+                  "auth_time": int(session.created)}
+        return claims, None
+
+    def _audiences(self) -> tuple[str, ...]:
+        return self.ctx.settings.forward_auth.audiences or (self.ctx.settings.audience,)
+
+    def _allow(self, claims: dict[str, Any], token: str | None) -> None:
+        ctx = self.ctx
+        self.set_header(USER_HEADER, header_value(str(claims["sub"])))
+        email = claims.get("email")
+        if isinstance(email, str) and claims.get("email_verified") is True:
+            self.set_header(EMAIL_HEADER, header_value(email))
+        name = claims.get("name")
+        if isinstance(name, str) and name:
+            self.set_header(NAME_HEADER, header_value(name))
+        if ctx.settings.forward_auth.pass_token:
+            if token is None:
+                # A live session without a (valid) access cookie: a fresh token for it.
+                profile = {k: v for k, v in claims.items() if k != "sub"}
+                token = ctx.issuer.issue(claims["sub"], ctx.settings.audience, profile,
+                                         auth_time=claims.get("auth_time"))
+            self.set_header("Authorization", f"Bearer {token}")
+        self.set_status(200)
+        self.finish()
+
+    def _original_url(self) -> str | None:
+        """The URL the browser asked the proxy for, as the proxy reports it."""
+        headers = self.request.headers
+        original = headers.get("X-Original-URL")
+        if original:
+            return original
+        proto = headers.get("X-Forwarded-Proto")
+        host = headers.get("X-Forwarded-Host")
+        uri = headers.get("X-Forwarded-Uri")
+        if proto and host and uri and uri.startswith("/"):
+            return f"{proto}://{host}{uri}"
+        return None

@@ -1,0 +1,109 @@
+"""Structured logs: one JSON object a line, and the request id on every line of a request.
+
+The request id lives in a `ContextVar` set by the base handler (handlers/base.py); Tornado runs
+each request in a task of its own, so the value follows the request through every `await`,
+its upstream calls included, and no further. `RequestIdFilter` copies it onto each record.
+Fields a log call passes in `extra=` (route, status, provider, outcome...) become JSON members.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is kept only if it is a sane token: it goes into our logs and upstream.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# The `extra=` members that become JSON fields, in this order after the fixed ones.
+FIELDS = ("event", "route", "method", "status", "latency_ms", "provider", "outcome",
+          "reason", "client_id", "call", "error", "client")
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # then milliseconds and Z: ISO 8601, UTC
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+request_id_var: ContextVar[str | None] = ContextVar("gateway_request_id", default=None)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The caller's `X-Request-ID` if it is a sane token, else a new random one."""
+    if incoming and REQUEST_ID_PATTERN.fullmatch(incoming):
+        return incoming
+    return new_request_id()
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id (or "-") on every record passing a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, request_id and
+    the structured fields the call gave."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": f"{time.strftime(TIME_FORMAT, time.gmtime(record.created))}."
+                    f"{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id and request_id != "-":
+            document["request_id"] = request_id
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                document[name] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            document["exception"] = record.exc_text
+        return _ENCODER.encode(document)
+
+
+class TextFormatter(logging.Formatter):
+    """The human format of development mode, with the request id."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get() or "-"
+        return super().format(record)
+
+
+def make_formatter(format_name: str) -> logging.Formatter:
+    return JsonFormatter() if format_name == "json" else TextFormatter()
+
+
+def configure_logging(format_name: str = "json", level: str = "INFO",
+                      stream: TextIO | None = None) -> logging.Handler:
+    """Route every log record to one stream handler in the chosen format (the CLI's setup)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(make_formatter(format_name))
+    handler.addFilter(RequestIdFilter())
+    handler.setLevel(level.upper())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler

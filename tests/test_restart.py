@@ -1,0 +1,90 @@
+"""State survives a restart with the SQLite store (issue 4): a gateway process is stopped with
+SIGTERM and a new one started on the same configuration; the refresh tokens, the browser's
+session (single sign-on) and the revocations made before are all still there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Browser, LoopThread
+from oidc_support import (
+    INTROSPECTOR_AUTH,
+    SPA_REDIRECT_URI,
+    authorization_params,
+    authorize_url,
+    bearer,
+    complete_authorization,
+    exchange,
+    redirect_params,
+    refresh,
+)
+from process_support import HTTP_TIMEOUT, Deployment, GatewayProcess, deployment_factory
+
+
+@pytest.fixture
+def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Deployment]]:
+    yield from deployment_factory(loop_thread, tmp_path_factory)
+
+
+def code_flow(browser: Browser, gateway: GatewayProcess) -> dict[str, Any]:
+    """The whole code flow (an upstream login unless the session signs the user in)."""
+    answer = complete_authorization(browser, authorize_url(browser.stack,
+                                                           **authorization_params()))
+    tokens = exchange(gateway, redirect_params(answer)["code"])
+    assert tokens.status_code == 200, tokens.text
+    body: dict[str, Any] = tokens.json()
+    return body
+
+
+def introspect(gateway: GatewayProcess, token: str) -> dict[str, Any]:
+    answer = httpx.post(f"{gateway.url}/introspect", data={"token": token},
+                        auth=INTROSPECTOR_AUTH, timeout=HTTP_TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+@pytest.mark.slow
+def test_sqlite_state_survives_a_restart_of_the_gateway_process(
+        deployments: Callable[..., Deployment]) -> None:
+    deployment = deployments(store={"url": "sqlite://{directory}/gateway.db"})
+    before = deployment.start()
+    browser = deployment.browser()
+    kept = code_flow(browser, before)
+    dropped = code_flow(browser, before)  # a second grant of the same session, then revoked
+    revoked = httpx.post(f"{before.url}/revoke", timeout=HTTP_TIMEOUT,
+                         data={"token": dropped["refresh_token"], "client_id": "spa"})
+    assert revoked.status_code == 200, revoked.text
+    assert before.stop() == 0, before.output
+    logins = len(deployment.google.standin.token_requests)
+
+    after = deployment.start()  # same configuration, same port, same database file
+    assert after.pid != before.pid
+    # The access token issued before still verifies (same keys, issuer), and is still active.
+    assert httpx.get(f"{after.url}/verify", headers=bearer(kept["access_token"]),
+                     timeout=HTTP_TIMEOUT).status_code == 200
+    assert introspect(after, kept["access_token"])["active"] is True
+    # The refresh token works, and rotates, on the new process.
+    refreshed = refresh(after, kept["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["refresh_token"] != kept["refresh_token"]
+    userinfo = httpx.get(f"{after.url}/userinfo", headers=bearer(refreshed.json()["access_token"]),
+                         timeout=HTTP_TIMEOUT)
+    assert userinfo.status_code == 200 and userinfo.json()["sub"].startswith("google:")
+    # What was revoked before the restart stays revoked.
+    again = refresh(after, dropped["refresh_token"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert introspect(after, dropped["access_token"]) == {"active": False}
+
+    # The session cookie still signs the browser in: a code at once, no upstream login.
+    sso = browser.get(authorize_url(browser.stack, **authorization_params()))
+    assert sso.status_code == 302, sso.text
+    assert sso.headers["location"].startswith(SPA_REDIRECT_URI + "?")
+    tokens = exchange(after, redirect_params(sso)["code"])
+    assert tokens.status_code == 200, tokens.text
+    assert len(deployment.google.standin.token_requests) == logins
+    assert after.stop() == 0, after.output

@@ -1,0 +1,254 @@
+"""`oauth-gateway serve --workers N` (README, "Running several processes"): the parent binds the
+port and supervises N forked workers that each build their own context. Both workers serve, a
+login works across them, SIGTERM to the parent drains them all (exit 0, no orphan), a crashed
+worker is restarted, a crash loop or a configuration error stops everything, and the
+combinations that cannot work (the memory:// store, --dev) are refused with one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import LoopThread
+from oidc_support import (
+    authorization_params,
+    authorize_url,
+    bearer,
+    complete_authorization,
+    exchange,
+    redirect_params,
+    refresh,
+)
+from process_support import (
+    HTTP_TIMEOUT,
+    Deployment,
+    GatewayProcess,
+    deployment_factory,
+    parent_of,
+    process_running,
+    run_cli,
+    wait_until,
+)
+from test_cli import assert_one_line_config_error
+from test_config import refusal, write_config
+
+from gateway import server
+from gateway.config import load_settings
+
+STOP_DEADLINE = 5.0  # seconds for SIGTERM to the parent to end every process
+
+
+@pytest.fixture
+def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Deployment]]:
+    yield from deployment_factory(loop_thread, tmp_path_factory)
+
+
+def sqlite_deployment(deployments: Callable[..., Deployment]) -> Deployment:
+    deployment = deployments(store={"url": "sqlite:gateway.db"})  # relative to its directory
+    return deployment
+
+
+def answering_pids(process: GatewayProcess, *, at_least: int = 50, at_most: int = 400,
+                   distinct: int = 2) -> set[int]:
+    """The pids in /healthz answers, each on a fresh connection (which the kernel hands to
+    any worker): `at_least` requests, more until `distinct` pids answered (bounded)."""
+    seen: set[int] = set()
+    for count in range(1, at_most + 1):
+        answer = httpx.get(f"{process.url}/healthz", timeout=HTTP_TIMEOUT)  # a new connection
+        assert answer.status_code == 200, answer.text
+        seen.add(answer.json()["pid"])
+        if count >= at_least and len(seen) >= distinct:
+            break
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Real processes
+
+
+@pytest.mark.slow
+def test_two_workers_serve_a_login_and_stop_on_sigterm_without_orphans(
+        deployments: Callable[..., Deployment]) -> None:
+    deployment = sqlite_deployment(deployments)
+    gateway = deployment.start(args=["--workers", "2"])
+    workers = answering_pids(gateway)
+    assert len(workers) == 2 and gateway.pid not in workers, workers
+    if parent_of(gateway.pid) is not None:  # Linux: both are the parent's own children
+        assert {parent_of(pid) for pid in workers} == {gateway.pid}
+
+    # A whole login, every request on a new connection: the hops land on either worker and
+    # find the login transaction, the session and the code in the shared SQLite file.
+    browser = deployment.browser()
+    browser.http = httpx.Client(timeout=HTTP_TIMEOUT,
+                                limits=httpx.Limits(max_keepalive_connections=0))
+    answer = complete_authorization(browser, authorize_url(browser.stack,
+                                                           **authorization_params()))
+    tokens = exchange(gateway, redirect_params(answer)["code"])
+    assert tokens.status_code == 200, tokens.text
+    for _ in range(4):  # rotations, each on whichever worker accepts the connection
+        tokens = refresh(gateway, tokens.json()["refresh_token"])
+        assert tokens.status_code == 200, tokens.text
+        userinfo = httpx.get(f"{gateway.url}/userinfo", timeout=HTTP_TIMEOUT,
+                             headers=bearer(tokens.json()["access_token"]))
+        assert userinfo.status_code == 200, userinfo.text
+
+    stopping = time.monotonic()
+    assert gateway.stop() == 0, gateway.output
+    assert time.monotonic() - stopping < STOP_DEADLINE
+    assert not [pid for pid in workers if process_running(pid)]
+    assert "SIGTERM: stopping 2 workers" in gateway.output
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_restarted_and_a_killed_parent_leaves_no_orphan(
+        deployments: Callable[..., Deployment]) -> None:
+    deployment = sqlite_deployment(deployments)
+    gateway = deployment.start(args=["--workers", "2"])
+    first = answering_pids(gateway)
+    assert len(first) == 2
+    crashed = min(first)
+    os.kill(crashed, signal.SIGKILL)
+    wait_until(lambda: not process_running(crashed), 5, "the killed worker is gone")
+    now = answering_pids(gateway, at_least=20)
+    assert len(now) == 2 and crashed not in now, (first, now)  # a new worker took its place
+    assert "killed by SIGKILL; restarting it" in gateway.output
+
+    # The parent killed outright (no SIGTERM to pass on): each worker notices and stops.
+    os.kill(gateway.pid, signal.SIGKILL)
+    took = wait_until(lambda: not any(process_running(pid) for pid in now), 5,
+                      "workers of a killed parent stop")
+    assert took < 2 * server.ORPHAN_CHECK_SECONDS + 1
+    assert "is gone: stopping" in gateway.output
+
+
+# ---------------------------------------------------------------------------------------------
+# What is refused, with one line (exit status 2)
+
+
+def test_workers_with_the_memory_store_are_refused_with_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"store.url": "memory://", "listen.port": 0})
+    result = run_cli("serve", "--config", str(config), "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_config_error(result.stderr, "listen.workers")
+    assert "memory://" in result.stderr and "not be shared" in result.stderr
+
+
+def test_workers_with_dev_mode_are_refused_with_one_line(tmp_path: Path) -> None:
+    env = {"GATEWAY_DEV__STATE_DIR": str(tmp_path / "state"), "GATEWAY_LISTEN__PORT": "0",
+           "GATEWAY_DEV__PROVIDER_PORT": "0"}
+    for args, extra in ((["--workers", "2"], {}), ([], {"GATEWAY_LISTEN__WORKERS": "3"})):
+        result = run_cli("serve", "--dev", *args, cwd=tmp_path, env={**env, **extra})
+        assert result.returncode == 2, result.stderr
+        assert_one_line_config_error(result.stderr, "listen.workers")
+        assert "development mode" in result.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything was generated
+
+
+def test_config_check_refuses_several_workers_on_the_memory_store(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"store.url": "memory://", "listen.workers": 4})
+    result = run_cli("config", "check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "listen.workers")
+
+
+@pytest.mark.parametrize("workers", [0, -1, 257])
+def test_worker_count_out_of_range_is_refused_naming_the_key(tmp_path: Path,
+                                                             workers: int) -> None:
+    error = refusal(write_config(tmp_path, {"listen.workers": workers}))
+    assert error.key == "listen.workers" and "between 1 and 256" in str(error)
+
+
+def test_workers_flag_must_be_a_positive_number(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"store.url": "memory://"})
+    for value in ("0", "two"):
+        result = run_cli("serve", "--config", str(config), "--workers", value, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "argument --workers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_workers_come_from_the_file_the_environment_and_the_command_line(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"listen.workers": 3})  # default store: SQLite
+    assert load_settings(config, {}).listen.workers == 3
+    environment = {"GATEWAY_LISTEN__WORKERS": "5"}
+    assert load_settings(config, environment).listen.workers == 5
+    command_line = {"listen": {"workers": 2}}  # `serve --workers 2` wins over both
+    assert load_settings(config, environment, overrides=command_line).listen.workers == 2
+    assert load_settings(write_config(tmp_path), {}).listen.workers == 1  # the default
+
+
+def test_workers_without_a_signing_key_are_refused_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"listen.port": 0, "tokens.keys_dir": str(tmp_path / "none"),
+                                     "store.url": "sqlite:gateway.db"})
+    result = run_cli("serve", "--config", str(config), "--workers", "3", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert_one_line_config_error("\n".join(errors), "tokens.keys_dir")
+    assert "started" not in result.stderr  # checked in the parent: no worker was forked
+
+
+def test_a_worker_configuration_error_stops_everything_with_exit_2(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert run_cli("keys", "generate", "--dir", str(keys), "--algorithm", "ES256",
+                   cwd=tmp_path).returncode == 0
+    config = write_config(tmp_path, {"listen.port": 0, "tokens.keys_dir": str(keys),
+                                     "tokens.algorithm": "ES256", "admin.enabled": False,
+                                     "store.url": f"sqlite://{tmp_path}/missing/gateway.db"})
+    started = time.monotonic()
+    result = run_cli("serve", "--config", str(config), "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 20  # no restart loop
+    errors = [line for line in result.stderr.splitlines() if "configuration error:" in line]
+    assert errors and all(line.startswith("oauth-gateway: configuration error: store.url: ")
+                          for line in errors), result.stderr
+    assert "restarting" not in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor's policy, with trivial workers forked from this process
+
+
+def _count_runs(marker: Path) -> int:
+    """How many times a worker ran before (a file per run: forked workers share no memory)."""
+    runs = len(list(marker.parent.glob(marker.name + "*")))
+    (marker.parent / f"{marker.name}{runs}").touch()
+    return runs
+
+
+def test_a_worker_that_crashes_once_is_restarted(tmp_path: Path) -> None:
+    marker = tmp_path / "run"
+    status = server.run_workers(1, lambda index: 3 if _count_runs(marker) == 0 else 0)
+    assert status == 0
+    assert len(list(tmp_path.glob("run*"))) == 2
+
+
+def test_a_crash_loop_stops_after_the_restart_limit(tmp_path: Path) -> None:
+    def life(index: int) -> int:
+        _count_runs(tmp_path / "run")
+        return 1
+
+    assert server.run_workers(1, life) == 1
+    assert len(list(tmp_path.glob("run*"))) == server.RESTART_LIMIT + 1
+
+
+def test_a_configuration_error_in_a_worker_is_not_retried_and_stops_the_others(
+        tmp_path: Path) -> None:
+    def life(index: int) -> int:
+        _count_runs(tmp_path / f"worker{index}-")
+        if index == 0:
+            return 2
+        # A worker that serves until told to stop, as `serve` does.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, server.STOP_SIGNALS)
+        time.sleep(30)
+        return 0
+
+    started = time.monotonic()
+    assert server.run_workers(2, life) == 2
+    assert time.monotonic() - started < 10
+    assert len(list(tmp_path.glob("worker0-*"))) == 1  # not restarted
