@@ -9,9 +9,9 @@ connection to one of them). The parent only supervises (`run_workers`):
 - SIGTERM or SIGINT to the parent is passed on to every worker, which stops accepting, drains
   its in-flight requests and exits 0; the parent exits 0 once all of them have.
 - A worker that dies (killed by a signal, or a non-zero exit) while the gateway is not stopping
-  is restarted with the same index, unless that is the RESTART_LIMIT-th restart within
-  RESTART_WINDOW seconds: a crash loop stops every worker and the parent exits 1, so that the
-  service manager sees it. A worker that ends with a configuration error (exit 2) is not
+  is restarted with the same index, unless RESTART_LIMIT restarts happened within the last
+  RESTART_WINDOW seconds: such a crash loop stops every worker and the parent exits 1, so that
+  the service manager sees it. A worker that ends with a configuration error (exit 2) is not
   restarted either (a restart would fail the same way): everything stops, exit 2.
 - A worker that exits 0 by itself (someone sent it SIGTERM) is not restarted, as in Tornado.
 - A worker whose parent is gone (killed with SIGKILL) stops by itself: no orphan keeps the port.
@@ -210,19 +210,18 @@ class Workers:
     return value is the child's exit status."""
 
     run: Callable[[int], int]
-    clock: Callable[[], float] = time.monotonic
     pids: dict[int, int] = field(default_factory=dict)  # live (unreaped) worker pid -> index
     stopping: bool = False
     status: int = 0  # the parent's exit status
     restarts: list[float] = field(default_factory=list)  # when crashed workers were restarted
 
     def start(self, index: int) -> None:
-        # Blocked across the fork: a stop signal arriving in between must neither miss the new
-        # worker (the parent forwards it once the pid is recorded) nor reach the child before
-        # its event loop handles it (`stop_event` unblocks them there).
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
             with suppress(Exception):
                 stream.flush()
+        # Blocked across the fork: a stop signal arriving in between must neither miss the new
+        # worker (the parent forwards it once the pid is recorded) nor reach the child before
+        # its event loop handles it (`stop_event` unblocks them there).
         with blocked_stop_signals():
             pid = os.fork()
             if pid == 0:  # the worker: it never returns into the parent's code
@@ -285,7 +284,7 @@ class Workers:
             self.start(index)
 
     def _may_restart(self) -> bool:
-        now = self.clock()
+        now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW]
         if len(self.restarts) >= RESTART_LIMIT:
             return False
