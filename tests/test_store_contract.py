@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import stat
 import time
@@ -609,4 +610,34 @@ def test_redis_stopped_and_restarted_the_same_store_recovers(private_redis: Priv
         await store.put("session", "s", {"v": 3}, TTL)
         assert await store.get("session", "s") == {"v": 3}
         await store.close()
+    asyncio.run(scenario())
+
+
+def test_H9_nothing_stored_is_lost_across_a_redis_outage(private_redis: PrivateRedis) -> None:
+    """Redis frozen (as in a network partition or a stall), then back: the store fails fast
+    while it is away, and finds every record it had once it answers again."""
+    assert private_redis.process is not None
+    pid = private_redis.process.pid
+
+    async def scenario() -> None:
+        store = RedisStore(private_redis.url, namespace_limits={BOUNDED: 10})
+        await store.put("session", "kept", {"sub": "google:1"}, TTL)
+        await store.put(BOUNDED, "state", {"v": 1}, TTL)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert await store.ping() is False
+            with pytest.raises(StoreUnavailable):
+                await store.get("session", "kept")
+            assert time.monotonic() - started < 5.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while not await store.ping():
+            assert time.monotonic() < deadline, "the store did not come back"
+            await asyncio.sleep(0.05)
+        assert await store.get("session", "kept") == {"sub": "google:1"}
+        assert await store.take(BOUNDED, "state") == {"v": 1}
+        await store.close()
+
     asyncio.run(scenario())
