@@ -35,6 +35,7 @@ from gateway.handlers.pages import (
 from gateway.handlers.token import RevokeHandler, TokenHandler, UserinfoHandler
 from gateway.handlers.verify import IntrospectHandler, VerifyHandler
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
+from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
 from gateway.metrics import GatewayMetrics
 from gateway.providers import enabled_providers
@@ -134,6 +135,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
         log_function=AccessLog(ctx.metrics, route_names),
+        inflight=InFlightRequests(),
         compress_response=False,
         serve_traceback=False,
         debug=False,

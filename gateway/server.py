@@ -46,6 +46,7 @@ from gateway.app import build_context, make_admin_app, make_app
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.errors import EXIT_CONFIG_ERROR
+from gateway.inflight import InFlightRequests
 from gateway.keys import KeyDirectory
 
 log = logging.getLogger("gateway.server")
@@ -176,16 +177,30 @@ async def stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(ORPHAN_CHECK_SECONDS)
 
 
-async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext) -> None:
-    """Stop accepting, let in-flight requests finish (bounded), close the store."""
+async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext,
+                timeout: float = DRAIN_SECONDS) -> None:
+    """Stop accepting, let in-flight requests finish (bounded), then close the connections
+    that are left (idle keep-alives) and the store."""
     for server in servers:
         server.stop()
+    in_flight = [inflight for server in servers
+                 if isinstance(inflight := _application_of(server).settings.get("inflight"),
+                               InFlightRequests)]
+    idle = await asyncio.gather(*(i.wait_until_idle(timeout) for i in in_flight))
+    if not all(idle):
+        log.warning("drain time of %.0fs exceeded; closing remaining connections", timeout)
     try:
         await asyncio.wait_for(
-            asyncio.gather(*(s.close_all_connections() for s in servers)), DRAIN_SECONDS)
+            asyncio.gather(*(s.close_all_connections() for s in servers)), timeout)
     except TimeoutError:
-        log.warning("drain time of %.0fs exceeded; closing remaining connections", DRAIN_SECONDS)
+        log.warning("connections did not close within %.0fs", timeout)
     await ctx.store.close()
+
+
+def _application_of(server: tornado.httpserver.HTTPServer) -> tornado.web.Application:
+    application = server.request_callback
+    assert isinstance(application, tornado.web.Application)
+    return application
 
 
 # ---------------------------------------------------------------------------------------------

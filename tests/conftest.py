@@ -51,6 +51,7 @@ class Stack:
     dev: DevStack
     ctx: GatewayContext
     loop: LoopThread
+    server: Any = None  # the gateway's tornado HTTPServer
 
     @property
     def url(self) -> str:
@@ -120,14 +121,14 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                     SCAN.register(getattr(section, secret).reveal(), f"{name} {secret}")
         stacks.append(dev)
 
-        def boot() -> GatewayContext:
+        def boot() -> tuple[GatewayContext, Any]:
             servers.extend(dev.start_providers())
             ctx, server = start_gateway(dev.settings, dev.gateway_sockets)
             servers.append(server)
-            return ctx
+            return ctx, server
 
-        ctx = loop_thread.call(boot)
-        return Stack(dev, ctx, loop_thread)
+        ctx, server = loop_thread.call(boot)
+        return Stack(dev, ctx, loop_thread, server)
 
     yield start
     for server in servers:

@@ -22,6 +22,7 @@ from gateway.errors import (
     Unavailable,
     UpstreamError,
 )
+from gateway.inflight import InFlightRequests
 from gateway.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.proxies import IPNetwork, client_address, forwarded_proto
@@ -78,6 +79,27 @@ class BaseHandler(tornado.web.RequestHandler):
         # Here rather than in set_default_headers: also after an error's clear(), whatever a
         # subclass's default headers are.
         self.set_header(REQUEST_ID_HEADER, self.request_id)
+
+    def __init__(self, application: tornado.web.Application,
+                 request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> None:
+        # Counted from here until the answer is sent or the client hangs up, so that a
+        # graceful stop waits for this request (server.drain).
+        self._inflight: InFlightRequests | None = application.settings.get("inflight")
+        if self._inflight is not None:
+            self._inflight.started()
+        super().__init__(application, request, **kwargs)
+
+    def on_finish(self) -> None:
+        self._end_inflight()
+
+    def on_connection_close(self) -> None:
+        self._end_inflight()
+        super().on_connection_close()
+
+    def _end_inflight(self) -> None:
+        if self._inflight is not None:
+            self._inflight.ended()
+            self._inflight = None
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
