@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from gateway import cookies
 from gateway.context import GatewayContext
@@ -50,13 +50,14 @@ class ChooserHandler(BaseHandler):
     def initialize(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
-    def get(self) -> None:
+    async def get(self) -> None:
         ctx = self.ctx
         return_to = self.single_argument("return_to", required=False)
         if return_to is not None and not is_allowed_return_to(return_to, ctx.allowed_returns):
             raise InvalidRequest(
                 "The address to return to after sign-in is not allowed by this gateway.",
                 log_detail="return_to not in allowlist")
+        app_name = await self.app_name(return_to)
         query = f"?{urlencode({'return_to': return_to})}" if return_to else ""
         providers = [(p.display_name, f"/login/{name}{query}", name)
                      for name, p in ctx.providers.items()]
@@ -65,7 +66,21 @@ class ChooserHandler(BaseHandler):
                 {"name": name, "display_name": label, "login_url": url}
                 for label, url, name in providers]})
             return
-        self.render("login.html", providers=providers, dev_mode=ctx.settings.dev_mode)
+        self.render("login.html", providers=providers, dev_mode=ctx.settings.dev_mode,
+                    app_name=app_name)
+
+    async def app_name(self, return_to: str | None) -> str | None:
+        """The registered client's name when this login belongs to its authorization request
+        (`return_to` is our own `/authorize/resume?request=<id>`)."""
+        resume = f"{self.ctx.settings.issuer}/authorize/resume"
+        if not return_to or urlsplit(return_to)._replace(query="").geturl() != resume:
+            return None
+        request_ids = parse_qs(urlsplit(return_to).query).get("request", [])
+        if len(request_ids) != 1:
+            return None
+        request = await self.ctx.grants.peek_request(request_ids[0])
+        client = self.ctx.clients.get(request.client_id) if request else None
+        return (client.name or client.client_id) if client else None
 
 
 class UnknownProviderHandler(BaseHandler):

@@ -130,6 +130,11 @@ class Grants:
         record = await self._store.take(REQUESTS, hashed(request_id))
         return AuthorizationRequest.from_record(record) if record else None
 
+    async def peek_request(self, request_id: str) -> AuthorizationRequest | None:
+        """The saved request, left in place (the login page shows its app's name)."""
+        record = await self._store.get(REQUESTS, hashed(request_id))
+        return AuthorizationRequest.from_record(record) if record else None
+
     async def issue_code(self, grant: CodeGrant) -> str:
         """A new single-use code for `grant` (C1: >= 128 bits, stored hashed, <= 60 s)."""
         code = new_code()
