@@ -3,6 +3,12 @@ figures as ratios against a bare Tornado hello-world measured in the same run.
 
     .venv/bin/python bench/run.py            # every scenario, 3 runs of 5 s each
     .venv/bin/python bench/run.py --quick    # 1 run of 2 s each, to check it works
+    .venv/bin/python bench/run.py --only callback   # one scenario: verify, callback or c10k
+
+The login scenarios (callback, c10k) start the Google stand-in in a process of its own
+(bench/standin.py, on the load core) and the gateway from a TOML file pointing at it (memory
+store, rate limits off, WARNING logs), with keys from `oauth-gateway keys generate`; the logins
+come from bench/logins.py (raw asyncio HTTP, one cookie jar per login) on the load core.
 
 Needs `wrk` (Debian package `wrk`) and `taskset`. Each server is pinned to core 0 and wrk to
 core 1, so the two do not fight over one core; the machine is shared and noisy, so every figure
@@ -16,8 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html.parser
+import json
 import os
 import re
+import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +45,12 @@ import httpx
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
+SCENARIOS = ("verify", "callback", "c10k")
+# Targets of the performance issue, as ratios measured in the same run.
+TARGET_LOGINS_PER_SECOND = 500
+TARGET_PARKED_THROUGHPUT, TARGET_PARKED_P99 = 0.8, 2.0
+TARGET_PEAK_MB = 300
+TARGET_RELEASE_SLACK = 1.25
 UNIQUE_BAD_SIGNATURE_LUA = """
 -- A new, well-formed token with a random signature on every request: refusals cannot be cached.
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
@@ -80,33 +95,81 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 run of 2 s per figure")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--only", choices=SCENARIOS, action="append",
+                        help="run only this scenario (repeatable)")
+    parser.add_argument("--logins", type=int, default=3000,
+                        help="callback scenario: logins per run (default 3000)")
+    parser.add_argument("--clients", type=int, default=100,
+                        help="callback scenario: concurrent browsers (default 100)")
+    parser.add_argument("--parked", type=int, default=0,
+                        help="c10k: logins parked at the provider, and as many idle "
+                             "connections (default 5000, less if the fd limit is lower)")
+    parser.add_argument("--stall", type=float, default=5.0,
+                        help="c10k: seconds the provider holds each code exchange")
+    parser.add_argument("--chart", type=Path, default=BENCH_DIR / "bench.png",
+                        help="PNG chart path (needs matplotlib: pip install -e .[bench])")
     args = parser.parse_args()
     runs, seconds = (1, 2) if args.quick else (args.runs, args.seconds)
+    only = set(args.only or SCENARIOS)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"bench: `{tool}` is missing (apt-get install wrk util-linux)", file=sys.stderr)
             return 2
+    fd_limit = _raise_fd_limit()
+    parked = args.parked or _default_parked(fd_limit)
     print(f"# oauth-gateway benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"wrk -c{CONNECTIONS}, {runs} x {seconds}s per figure, fd limit "
           f"{_fd_limit()}")
     rows: list[Row] = []
-    with _server([sys.executable, str(BENCH_DIR / "hello.py")]) as port:
-        rows.append(_measure("hello world (bare Tornado)", f"http://127.0.0.1:{port}/", runs,
-                             seconds))
-    for algorithm in ("RS256", "ES256", "EdDSA"):
-        with _gateway(algorithm) as (base, token):
-            rows.append(_measure(f"/verify valid token, {algorithm}", f"{base}/verify", runs,
-                                 seconds, headers={"Authorization": f"Bearer {token}"}))
-            if algorithm == "RS256":
-                head, payload, signature = token.split(".")
-                rows.append(_measure(
-                    "/verify unique bad signatures, RS256", f"{base}/verify", runs, seconds,
-                    lua=UNIQUE_BAD_SIGNATURE_LUA,
-                    env={"TOKEN_PREFIX": f"{head}.{payload}.",
-                         "SIG_LENGTH": str(len(signature))},
-                    expect_status=401))
-    _print_table(rows)
+    if "verify" in only:
+        with _server([sys.executable, str(BENCH_DIR / "hello.py")]) as port:
+            rows.append(_measure("hello world (bare Tornado)", f"http://127.0.0.1:{port}/",
+                                 runs, seconds))
+        for algorithm in ("RS256", "ES256", "EdDSA"):
+            with _gateway(algorithm) as (base, token):
+                rows.append(_measure(f"/verify valid token, {algorithm}", f"{base}/verify", runs,
+                                     seconds, headers={"Authorization": f"Bearer {token}"}))
+                if algorithm == "RS256":
+                    head, payload, signature = token.split(".")
+                    rows.append(_measure(
+                        "/verify unique bad signatures, RS256", f"{base}/verify", runs, seconds,
+                        lua=UNIQUE_BAD_SIGNATURE_LUA,
+                        env={"TOKEN_PREFIX": f"{head}.{payload}.",
+                             "SIG_LENGTH": str(len(signature))},
+                        expect_status=401))
+        _print_table(rows)
+    logins: LoginFigures | None = None
+    if "callback" in only or "c10k" in only:
+        count = args.logins if "callback" in only and not args.quick else 500
+        logins = _callback_scenario(runs if "callback" in only else 1, count, args.clients)
+        if "callback" in only:
+            _print_callback(logins)
+    parked_figures: dict | None = None
+    if "c10k" in only:
+        assert logins is not None
+        print(f"\n# c10k: {parked} parked logins + {parked} idle keep-alive connections, "
+              f"provider stall {args.stall:g} s. fd limit {fd_limit} per process: the gateway "
+              f"holds ~{3 * parked} sockets (idle + browsers + upstream), the load generator "
+              f"~{2 * parked}; --parked sizes it", file=sys.stderr)
+        parked_figures = _c10k_scenario(parked, args.stall, runs, 1 if args.quick else 3)
+        _print_c10k(parked_figures, logins)
+    _chart(args.chart, rows, logins, parked_figures)
     return 0
+
+
+def _raise_fd_limit() -> int:
+    """Raise the soft fd limit to the hard one (children inherit it); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _default_parked(fd_limit: int) -> int:
+    """5,000 as the issue asks, unless the gateway's ~3 sockets per parked login (plus headroom)
+    do not fit in one process's fd limit."""
+    return max(100, min(5000, (fd_limit - 1000) // 3))
 
 
 def _measure(name: str, url: str, runs: int, seconds: int, *, headers: dict[str, str] | None
@@ -228,6 +291,236 @@ class _Form(html.parser.HTMLParser):
             self.action = a.get("action", "")
         elif tag == "input" and a.get("type") == "hidden":
             self.inputs[a["name"]] = a.get("value", "")
+
+
+@dataclass(frozen=True)
+class LoginFigures:
+    runs: list[dict]
+
+    def median(self, key: str) -> float:
+        return float(statistics.median(run[key] for run in self.runs))
+
+    def spread(self, key: str) -> str:
+        values = [run[key] for run in self.runs]
+        return f"{min(values):.0f}-{max(values):.0f}"
+
+
+@contextlib.contextmanager
+def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout: float = 10,
+                 algorithm: str = "RS256") -> Iterator[tuple[str, str, int, int]]:
+    """The Google stand-in in its own process on the load core, and the gateway from a TOML file
+    pointing at it, pinned to the server core: (gateway URL, stand-in URL, their pids)."""
+    with tempfile.TemporaryDirectory() as state, contextlib.ExitStack() as stack:
+        tmp = Path(state)
+        gateway_port, standin_port = _free_port(), _free_port()
+        issuer = f"http://127.0.0.1:{gateway_port}"
+        subprocess.run([sys.executable, "-m", "gateway", "keys", "generate", "--dir",
+                        str(tmp / "keys"), "--algorithm", algorithm], check=True,
+                       stdout=subprocess.DEVNULL, cwd=BENCH_DIR.parent)
+        section_path = tmp / "google.json"
+        standin = subprocess.Popen(
+            ["taskset", "-c", LOAD_CORE, sys.executable, str(BENCH_DIR / "standin.py"),
+             str(standin_port), issuer, str(section_path), *(["--hold"] if hold else [])],
+            cwd=BENCH_DIR.parent)
+        stack.callback(_stop, standin)
+        _wait_for_port(standin_port)
+        section = json.loads(section_path.read_text())
+        config = tmp / "gateway.toml"
+        config.write_text("\n".join([
+            f'issuer = "{issuer}"',
+            "[listen]", 'address = "127.0.0.1"', f"port = {gateway_port}",
+            "[tokens]", f'algorithm = "{algorithm}"', f'keys_dir = "{tmp / "keys"}"',
+            "[cookies]", f'secret = "{secrets.token_urlsafe(48)}"', "secure = false",
+            "[store]", 'url = "memory://"',
+            "[upstream]", f"max_clients = {max_clients}", f"request_timeout = {request_timeout}",
+            "[rate_limits]", "login_requests = 0", "token_requests = 0", "verify_requests = 0",
+            "[admin]", "enabled = false",
+            "[logging]", 'level = "WARNING"',
+            "[providers.google]",
+            *(f"{key} = {json.dumps(value)}" for key, value in section.items()),
+        ]) + "\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        gateway = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
+                                    "gateway", "serve", "--config", str(config)], env=env,
+                                   cwd=BENCH_DIR.parent)
+        stack.callback(_stop, gateway)
+        _wait_for_port(gateway_port)
+        yield issuer, f"http://127.0.0.1:{standin_port}", gateway.pid, standin.pid
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _load(*args: str, timeout: float = 600) -> dict:
+    """bench/logins.py on the load core; its JSON answer."""
+    output = subprocess.run(["taskset", "-c", LOAD_CORE, sys.executable,
+                             str(BENCH_DIR / "logins.py"), *args], capture_output=True,
+                            text=True, check=True, timeout=timeout).stdout
+    return dict(json.loads(output))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(kb.group(1)) / 1024 if kb else float("nan")
+
+
+def _callback_scenario(runs: int, logins: int, clients: int) -> LoginFigures:
+    """Scenario 3: complete logins per second through one gateway process, instant provider.
+    Also logins per second of the gateway's own CPU time (its capacity, whatever the load
+    generator and the stand-in on the other core manage)."""
+    figures = []
+    with _split_stack() as (base, standin, pid, standin_pid):
+        _load("callback", base, standin, "--logins", "200", "--clients", str(clients))  # warm
+        for _ in range(runs):
+            cpu, standin_cpu = _cpu_seconds(pid), _cpu_seconds(standin_pid)
+            result = _load("callback", base, standin, "--logins", str(logins), "--clients",
+                           str(clients))
+            cpu = _cpu_seconds(pid) - cpu
+            standin_cpu = _cpu_seconds(standin_pid) - standin_cpu
+            result["logins_per_cpu_second"] = result["logins"] / cpu if cpu else float("nan")
+            result["gateway_cpu_share"] = cpu / result["seconds"]
+            result["standin_cpu_share"] = standin_cpu / result["seconds"]
+            figures.append(result)
+    lf = LoginFigures(figures)
+    print(f"  measured callback: {lf.median('logins_per_second'):.0f} logins/s", file=sys.stderr)
+    return lf
+
+
+def _c10k_scenario(parked: int, stall: float, runs: int, wrk_seconds: float) -> dict:
+    # The provider holds every code exchange until all are parked and `stall` seconds have
+    # passed; the gateway's upstream timeout must outlast that (a slow provider, not a dead one).
+    with _split_stack(hold=True, max_clients=parked + 100, request_timeout=300) as (
+            base, standin, pid, _):
+        token = _load("token", base, standin)["token"]
+        result = _load("c10k", base, standin, "--parked", str(parked), "--stall", str(stall),
+                       "--wrk-seconds", str(wrk_seconds), "--wrk-runs", str(runs),
+                       "--token", token, "--wrk-core",
+                       LOAD_CORE, timeout=300)
+        result["peak_rss_mb"] = _peak_rss_mb(pid)
+    # Each phase measured `runs` times: the median of each figure, and every error.
+    for key, name in (("wrk_idle", "idle"), ("wrk_parked", "parked_wrk")):
+        figures = [_parse_wrk(output, 200) for output in result.pop(key)]
+        result[name] = Figure(*(statistics.median(getattr(f, field) for f in figures)
+                                for field in ("requests_per_second", "p50_ms", "p99_ms")),
+                              sum(f.errors for f in figures))
+        result[f"{name}_spread"] = Row(name, figures)
+    return result
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def _print_callback(logins: LoginFigures) -> None:
+    rate = logins.median("logins_per_second")
+    print()
+    print("| scenario | figure (median, spread) | target | |")
+    print("|---|---|---|---|")
+    print(f"| callback: complete logins, one process | {rate:.0f} logins/s "
+          f"({logins.spread('logins_per_second')}) | >= {TARGET_LOGINS_PER_SECOND} "
+          f"| {_verdict(rate >= TARGET_LOGINS_PER_SECOND)} |")
+    print(f"| callback: per second of gateway CPU | "
+          f"{logins.median('logins_per_cpu_second'):.0f} logins/s "
+          f"({logins.spread('logins_per_cpu_second')}), gateway core "
+          f"{100 * logins.median('gateway_cpu_share'):.0f}% busy, stand-in "
+          f"{100 * logins.median('standin_cpu_share'):.0f}% of the load core "
+          f"| >= {TARGET_LOGINS_PER_SECOND} "
+          f"| {_verdict(logins.median('logins_per_cpu_second') >= TARGET_LOGINS_PER_SECOND)} |")
+    print(f"| callback: login latency p50 / p99 | {logins.median('p50_ms'):.1f} / "
+          f"{logins.median('p99_ms'):.1f} ms | | |")
+    print(f"| callback: errors | {sum(r['errors'] for r in logins.runs)} of "
+          f"{sum(r['logins'] + r['errors'] for r in logins.runs)} | 0 "
+          f"| {_verdict(sum(r['errors'] for r in logins.runs) == 0)} |")
+
+
+def _print_c10k(c10k: dict, logins: LoginFigures) -> None:
+    idle, busy = c10k["idle"], c10k["parked_wrk"]
+    throughput = busy.requests_per_second / idle.requests_per_second
+    p99 = busy.p99_ms / idle.p99_ms
+    parked = c10k["parked"]
+    rate = logins.median("logins_per_second")
+    ideal = TARGET_RELEASE_SLACK * parked / rate
+    print()
+    print(f"| c10k ({parked} parked + {parked} idle, held {c10k['hold_seconds']:.1f} s) "
+          "| figure | target | |")
+    print("|---|---|---|---|")
+    idle_row, busy_row = c10k["idle_spread"], c10k["parked_wrk_spread"]
+    print(f"| /verify idle (baseline, {len(idle_row.runs)} x {c10k['wrk_parked_seconds']} s) "
+          f"| {idle.requests_per_second:.0f} req/s ({idle_row.spread('requests_per_second')}), "
+          f"p99 {idle.p99_ms:.2f} ms ({idle_row.spread('p99_ms')}) | | |")
+    print(f"| /verify while parked ({len(busy_row.runs)} x {c10k['wrk_parked_seconds']} s, "
+          f"{c10k['held_at_release']} still held at the end) | "
+          f"{busy.requests_per_second:.0f} req/s ({busy_row.spread('requests_per_second')}) "
+          f"({throughput:.2f} x idle), p99 {busy.p99_ms:.2f} ms ({busy_row.spread('p99_ms')}; "
+          f"{p99:.2f} x idle) "
+          f"| >= {TARGET_PARKED_THROUGHPUT} x, p99 <= {TARGET_PARKED_P99} x "
+          f"| {_verdict(throughput >= TARGET_PARKED_THROUGHPUT and p99 <= TARGET_PARKED_P99)} |")
+    print(f"| gateway peak memory (VmHWM) | {c10k['peak_rss_mb']:.0f} MB | < {TARGET_PEAK_MB} MB "
+          f"| {_verdict(c10k['peak_rss_mb'] < TARGET_PEAK_MB)} |")
+    print(f"| parking: all callbacks waiting at the provider after | "
+          f"{c10k['park_seconds']:.2f} s | | |")
+    print(f"| release: all logins finished after | {c10k['release_seconds']:.2f} s "
+          f"({c10k['finished']} of {parked}) "
+          f"| <= {ideal:.2f} s ({TARGET_RELEASE_SLACK} x {parked} / {rate:.0f} logins/s) "
+          f"| {_verdict(c10k['release_seconds'] <= ideal and c10k['finished'] == parked)} |")
+    errors = c10k["errors"] + busy.errors
+    print(f"| release: errors | {errors} {c10k['error_kinds'] or ''} | 0 "
+          f"| {_verdict(errors == 0)} |")
+
+
+def _chart(path: Path, rows: list[Row], logins: LoginFigures | None,
+           c10k: dict | None) -> None:
+    """Throughput and p99 per scenario, as a PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chart skipped: matplotlib is not installed (pip install -e .[bench])",
+              file=sys.stderr)
+        return
+    names, rates, p99s = [], [], []
+    for row in rows:
+        names.append(row.scenario)
+        rates.append(row.median("requests_per_second"))
+        p99s.append(row.median("p99_ms"))
+    if c10k is not None:
+        for label, figure in (("/verify, c10k idle", c10k["idle"]),
+                              ("/verify, c10k parked", c10k["parked_wrk"])):
+            names.append(label)
+            rates.append(figure.requests_per_second)
+            p99s.append(figure.p99_ms)
+    if logins is not None:
+        names.append("callback: full logins")
+        rates.append(logins.median("logins_per_second"))
+        p99s.append(logins.median("p99_ms"))
+    if not names:
+        return
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(names) + 1.5),
+                                         sharey=True)
+    left.barh(names, rates, color="#1a73e8")
+    left.set_xlabel("requests/s (logins/s for the callback)")
+    right.barh(names, p99s, color="#b06000")
+    right.set_xlabel("p99 latency, ms (per login for the callback)")
+    left.invert_yaxis()
+    figure.suptitle(f"oauth-gateway benchmark {time.strftime('%Y-%m-%d')}, "
+                    f"{os.cpu_count()} cores (shared, noisy)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"chart: {path}", file=sys.stderr)
 
 
 def _free_port() -> int:

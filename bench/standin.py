@@ -1,0 +1,111 @@
+"""The Google stand-in in a process of its own, so that its CPU is not counted in the gateway's.
+
+    python bench/standin.py PORT GATEWAY_ISSUER SECTION_JSON [--stall SECONDS]
+
+Writes the gateway's `providers.google` section (fresh client credentials) as JSON to
+SECTION_JSON once it listens. With `--stall`, every code exchange waits that long and then
+answers normally (`Fault.stall`): a slow provider. With `--hold`, after `POST /bench/hold`
+every code exchange waits until `POST /bench/release` (then, with `--stall`, that long
+again), so that the benchmark can measure while all are parked and time the release from one
+moment. `GET /bench/stats` answers
+how many code exchanges arrived and how many are being held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.routing
+import tornado.web
+
+from gateway.devproviders.common import Fault
+from gateway.devproviders.google import GoogleStandIn, TokenHandler, dev_provider
+
+
+class _Counters:
+    arrived = 0
+    held = 0
+    gate: asyncio.Event | None = None  # with --hold: closed by /bench/hold until /bench/release
+
+
+class CountingTokenHandler(TokenHandler):
+    """The stand-in's token endpoint, counting the exchanges it holds."""
+
+    async def post(self) -> None:
+        _Counters.arrived += 1
+        _Counters.held += 1
+        try:
+            if _Counters.gate is not None:
+                await _Counters.gate.wait()
+            await super().post()
+        finally:
+            _Counters.held -= 1
+
+
+class ReleaseHandler(tornado.web.RequestHandler):
+    def check_xsrf_cookie(self) -> None:
+        """Called by the benchmark only."""
+
+    def post(self, action: str) -> None:
+        assert _Counters.gate is not None
+        if action == "hold":
+            _Counters.gate.clear()
+        else:
+            _Counters.gate.set()
+        self.write({"held": _Counters.held})
+
+
+class StatsHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write({"arrived": _Counters.arrived, "held": _Counters.held})
+
+
+def make_app(standin: GoogleStandIn) -> tornado.web.Application:
+    app = standin.make_app()
+    kwargs = {"provider": standin}
+    # Our routes first: Tornado takes the first match.
+    app.default_router.rules.insert(0, tornado.routing.Rule(
+        tornado.routing.PathMatches(r"/token"), CountingTokenHandler, kwargs))
+    app.default_router.rules.insert(0, tornado.routing.Rule(
+        tornado.routing.PathMatches(r"/bench/stats"), StatsHandler))
+    app.default_router.rules.insert(0, tornado.routing.Rule(
+        tornado.routing.PathMatches(r"/bench/(hold|release)"), ReleaseHandler))
+    return app
+
+
+async def serve(port: int, issuer: str, section_path: Path, stall: float, hold: bool) -> None:
+    standin, section = dev_provider(f"http://127.0.0.1:{port}", issuer)
+    if hold:
+        _Counters.gate = asyncio.Event()
+        _Counters.gate.set()  # open until the benchmark asks to hold
+    if stall:
+        standin.faults["token"] = Fault.stall(stall)
+    server = tornado.httpserver.HTTPServer(make_app(standin), idle_connection_timeout=600)
+    section_path.write_text(json.dumps(section))  # before it listens: ready means both
+    server.listen(port, address="127.0.0.1", backlog=16384)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("issuer")
+    parser.add_argument("section", type=Path)
+    parser.add_argument("--stall", type=float, default=0.0)
+    parser.add_argument("--hold", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.issuer, args.section, args.stall, args.hold))
+
+
+if __name__ == "__main__":
+    main()
