@@ -151,6 +151,9 @@ class FacebookSettings:
     dialog_url: str = "https://www.facebook.com"
     graph_url: str = "https://graph.facebook.com"
     scopes: tuple[str, ...] = ("public_profile", "email")
+    # PKCE S256 on the dialog and the code exchange. Facebook documents it for manually built
+    # login flows but calls it "in testing": switch it off if Facebook refuses the parameters.
+    pkce: bool = True
 
 
 @dataclass(frozen=True)

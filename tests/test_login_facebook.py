@@ -81,6 +81,17 @@ def test_S1_S2_R4_login_redirect_goes_to_the_versioned_dialog_with_state_and_pkc
     assert start.headers["Cache-Control"] == "no-store"
 
 
+def test_pkce_can_be_switched_off_for_facebook(make_stack) -> None:
+    stack = make_stack(providers={"facebook": {"pkce": False}})
+    browser = stack.browser()
+    start = browser.start_login(provider="facebook")
+    assert "code_challenge" not in query_of(start.headers["location"])
+    back = browser.consent(start.headers["location"])
+    assert browser.get(back.headers["location"]).status_code == 302
+    assert "code_verifier" not in stack.standin("facebook").token_requests[-1]
+    assert browser.get(f"{stack.url}/verify").json()["idp"] == "facebook"
+
+
 def test_S2_the_code_exchange_posts_the_pkce_verifier_and_keeps_the_secret_out_of_urls(
         stack: Stack) -> None:
     standin = stack.standin("facebook")

@@ -69,24 +69,27 @@ class FacebookProvider:
         return f"{self.settings.graph_url}/{self.settings.graph_api_version}/oauth/access_token"
 
     def authorization_params(self, tx: LoginTransaction, state: str) -> dict[str, str]:
-        return {
+        params = {
             "state": state,
             # Facebook documents `scope` as comma-separated (space-separated is accepted too).
             "scope": ",".join(self.settings.scopes),
-            "code_challenge": tx.code_challenge,
-            "code_challenge_method": "S256",
         }
+        if self.settings.pkce:
+            params.update(code_challenge=tx.code_challenge, code_challenge_method="S256")
+        return params
 
     async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> str:
         """The code for an access token. Never retried: an authorization code is single use."""
         settings = self.settings
-        body = urllib.parse.urlencode({
+        form = {
             "client_id": settings.client_id,
             "client_secret": settings.client_secret.reveal(),
             "redirect_uri": redirect_uri,
             "code": code,
-            "code_verifier": code_verifier,
-        })
+        }
+        if settings.pkce:
+            form["code_verifier"] = code_verifier
+        body = urllib.parse.urlencode(form)
         # Facebook's guide shows a GET with the secret in the query string (as Tornado's mixin
         # sends it); the endpoint takes the same parameters as a form POST, which keeps the
         # secret out of every URL and URL log on the way (RFC 6749 2.3.1).
