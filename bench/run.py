@@ -106,10 +106,16 @@ def main() -> int:
                              "connections (default 5000, less if the fd limit is lower)")
     parser.add_argument("--stall", type=float, default=5.0,
                         help="c10k: seconds the provider holds each code exchange")
-    parser.add_argument("--chart", type=Path, default=BENCH_DIR / "bench.png",
-                        help="PNG chart path (needs matplotlib: pip install -e .[bench])")
+    parser.add_argument("--chart", type=Path, default=None,
+                        help="PNG chart path (needs matplotlib: pip install -e .[bench]); "
+                        "default bench/bench.png for a full run (the README's chart), "
+                        "test-artifacts/bench.png for --quick or --only")
     args = parser.parse_args()
     runs, seconds = (1, 2) if args.quick else (args.runs, args.seconds)
+    if args.chart is None:
+        partial = args.quick or args.only
+        args.chart = (BENCH_DIR.parent / "test-artifacts" / "bench.png" if partial
+                      else BENCH_DIR / "bench.png")
     only = set(args.only or SCENARIOS)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -519,6 +525,7 @@ def _chart(path: Path, rows: list[Row], logins: LoginFigures | None,
     figure.suptitle(f"oauth-gateway benchmark {time.strftime('%Y-%m-%d')}, "
                     f"{os.cpu_count()} cores (shared, noisy)")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     print(f"chart: {path}", file=sys.stderr)
 
