@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +28,8 @@ import httpx
 import jwt
 import tornado.web
 
+from gateway.tokens import KID_PATTERN, numeric_date
+
 log = logging.getLogger("gateway.client")
 
 ACCESS_TOKEN_TYPE = "at+jwt"
@@ -38,7 +38,6 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 ACCEPTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                  "ES256", "ES384", "ES512", "EdDSA"})
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # no jku, x5u, jwk, crit (RFC 8725 3.10)
-KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 MAX_TOKEN_LENGTH = 8192
 MAX_DOCUMENT_BYTES = 1_048_576
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat")
@@ -258,16 +257,10 @@ def _checked_header(token: str) -> tuple[str, str]:
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
-    value = claims[name]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            pass
-        else:
-            if math.isfinite(seconds):
-                return seconds
-    raise TokenRejected(f"{name} is not a NumericDate")
+    seconds = numeric_date(claims[name])
+    if seconds is None:
+        raise TokenRejected(f"{name} is not a NumericDate")
+    return seconds
 
 
 def _document(response: httpx.Response) -> dict[str, Any]:

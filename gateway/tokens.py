@@ -247,18 +247,24 @@ def _kid_of(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
-def _numeric_date(claims: dict[str, Any], name: str) -> float:
-    value = claims[name]
-    # bool is an int in Python; Python's JSON parser accepts NaN, Infinity and 400-digit ints.
+def numeric_date(value: Any) -> float | None:
+    """A JWT NumericDate (RFC 7519 2) as seconds, or None when the value is not one. bool is an
+    int in Python, and Python's JSON parser accepts NaN, Infinity and 400-digit ints."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             seconds = float(value)
         except OverflowError:
-            pass
-        else:
-            if math.isfinite(seconds):
-                return seconds
-    raise InvalidToken(f"{name} is not a NumericDate")
+            return None
+        if math.isfinite(seconds):
+            return seconds
+    return None
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    seconds = numeric_date(claims[name])
+    if seconds is None:
+        raise InvalidToken(f"{name} is not a NumericDate")
+    return seconds
 
 
 def bearer_token_from_header(value: str | None) -> str | None:

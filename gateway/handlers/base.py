@@ -167,16 +167,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def single_argument(self, name: str, *, required: bool = True) -> str | None:
         """A query or form argument given at most once (SECURITY S7: Tornado silently takes the
         last of duplicates), with a bounded length (SECURITY H4)."""
-        values = self.get_arguments(name)
-        if len(values) > 1:
-            raise InvalidRequest(f"The parameter {name!r} was given more than once.")
-        if not values or values[0] == "":
-            if required:
-                raise InvalidRequest(f"The parameter {name!r} is missing.")
-            return None
-        if len(values[0]) > MAX_ARGUMENT_LENGTH:
-            raise InvalidRequest(f"The parameter {name!r} is too long.")
-        return values[0]
+        return one_value(name, self.get_arguments(name), required=required)
 
     def write_json(self, document: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -252,6 +243,19 @@ class BaseHandler(tornado.web.RequestHandler):
             self.finish(tornado.escape.json_encode(body))
         else:
             self.render("error.html", error=error, status=error.status)
+
+
+def one_value(name: str, values: list[str], *, required: bool) -> str | None:
+    """The one value of a parameter: given at most once (SECURITY S7), bounded (H4)."""
+    if len(values) > 1:
+        raise InvalidRequest(f"The parameter {name!r} was given more than once.")
+    if not values or values[0] == "":
+        if required:
+            raise InvalidRequest(f"The parameter {name!r} is missing.")
+        return None
+    if len(values[0]) > MAX_ARGUMENT_LENGTH:
+        raise InvalidRequest(f"The parameter {name!r} is too long.")
+    return values[0]
 
 
 def check_request_size(request: tornado.httputil.HTTPServerRequest) -> None:

@@ -14,12 +14,11 @@ from gateway.config import ClientSettings
 from gateway.context import GatewayContext
 from gateway.errors import (
     InvalidGrant,
-    InvalidRequest,
     InvalidToken,
     MissingToken,
     UnsupportedGrantType,
 )
-from gateway.handlers.base import MAX_ARGUMENT_LENGTH, BaseHandler
+from gateway.handlers.base import BaseHandler, one_value
 from gateway.oidc.authorization import check_code_redemption
 from gateway.oidc.claims import released_claims
 from gateway.oidc.clients import client_credentials
@@ -76,16 +75,7 @@ class ClientHandler(AppApiHandler):
     def form(self, name: str, *, required: bool = False) -> str | None:
         """A body parameter given at most once (SECURITY S7), bounded (H4); never the query,
         which could carry a secret into logs and histories."""
-        values = self.get_body_arguments(name, strip=False)
-        if len(values) > 1:
-            raise InvalidRequest(f"The parameter {name!r} was given more than once.")
-        if not values or values[0] == "":
-            if required:
-                raise InvalidRequest(f"The parameter {name!r} is missing.")
-            return None
-        if len(values[0]) > MAX_ARGUMENT_LENGTH:
-            raise InvalidRequest(f"The parameter {name!r} is too long.")
-        return values[0]
+        return one_value(name, self.get_body_arguments(name, strip=False), required=required)
 
     def authenticate_client(self, *, allow_public: bool) -> ClientSettings:
         credentials = client_credentials(self.request.headers.get("Authorization"),
