@@ -17,6 +17,8 @@ from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
     HSTS_SETTING,
     RATE_LIMITER_SETTING,
+    REFUSAL_LINES_PER_SECOND,
+    REFUSAL_LOG_SETTING,
     ROUTES_SETTING,
     TRUSTED_PROXIES_SETTING,
     NotFoundHandler,
@@ -37,6 +39,7 @@ from gateway.handlers.verify import IntrospectHandler, VerifyHandler
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
+from gateway.logs import LogBudget
 from gateway.metrics import GatewayMetrics
 from gateway.providers import enabled_providers
 from gateway.proxies import parse_trusted
@@ -49,6 +52,9 @@ from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier, audiences
 from gateway.upstream import Upstream, make_http_client
 
 access_log = logging.getLogger("gateway.access")
+# Asked on every request of every app or by every probe: their successes are logged at DEBUG
+# unless `logging.successful_checks` (they are counted in /metrics either way).
+CHECK_ROUTES = frozenset({"/verify", "/auth", "/healthz", "/readyz"})
 PACKAGE_DIR = Path(__file__).parent
 
 
@@ -134,7 +140,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
-        log_function=AccessLog(ctx.metrics, route_names),
+        log_function=AccessLog(ctx.metrics, route_names,
+                               log_successful_checks=settings.logging.successful_checks),
         inflight=InFlightRequests(),
         compress_response=False,
         serve_traceback=False,
@@ -158,6 +165,7 @@ def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
         # The issuer's scheme says whether clients reach us over TLS (usually via a proxy).
         HSTS_SETTING: settings.issuer.startswith("https://"),
         RATE_LIMITER_SETTING: limiter,
+        REFUSAL_LOG_SETTING: LogBudget(REFUSAL_LINES_PER_SECOND),
     }
 
 
@@ -198,9 +206,11 @@ class AccessLog:
     and a path is request input too (a token pasted into a URL). We log and count the route
     pattern only."""
 
-    def __init__(self, metrics: GatewayMetrics | None, routes: dict[type[Any], str]) -> None:
+    def __init__(self, metrics: GatewayMetrics | None, routes: dict[type[Any], str], *,
+                 log_successful_checks: bool = True) -> None:
         self.metrics = metrics
         self.routes = routes
+        self.quiet_routes = frozenset() if log_successful_checks else CHECK_ROUTES
 
     def route_of(self, handler: tornado.web.RequestHandler) -> str:
         route = self.routes.get(type(handler))
@@ -214,8 +224,8 @@ class AccessLog:
         if self.metrics is not None:
             self.metrics.observe_request(route, request.method or "", status, seconds)
         level = logging.INFO if status < 500 else logging.ERROR
-        if self.metrics is None:
-            level = logging.DEBUG  # the admin listener: scrapes are not worth a line each
+        if self.metrics is None or (status < 400 and route in self.quiet_routes):
+            level = logging.DEBUG  # scrapes, and by default successful checks (CHECK_ROUTES)
         if not access_log.isEnabledFor(level):
             return
         latency_ms = round(1000.0 * seconds, 2)

@@ -280,6 +280,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class LoggingSettings:
     format: str = ""  # "json" or "text"; empty: text in development mode, json otherwise
     level: str = "INFO"
+    # One INFO line per successful /verify, /auth, /healthz and /readyz answer. Off: they come
+    # with every request of every app (or every probe), are counted in /metrics, and a line each
+    # costs a fifth of /verify's throughput; they are logged at DEBUG. Refusals always log.
+    successful_checks: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -23,7 +24,7 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 # The `extra=` members that become JSON fields, in this order after the fixed ones.
 FIELDS = ("event", "route", "method", "status", "latency_ms", "provider", "outcome",
-          "reason", "client_id", "call", "error", "client")
+          "reason", "client_id", "call", "error", "client", "not_logged")
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # then milliseconds and Z: ISO 8601, UTC
 # One encoder for every line: json.dumps with options builds a new one per call.
@@ -107,3 +108,33 @@ def configure_logging(format_name: str = "json", level: str = "INFO",
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+class LogBudget:
+    """At most `per_second` lines of one kind a second; the lines not written are counted and
+    the next line written says how many (its `not_logged` field). For lines an attacker can
+    cause at will, such as one per forged token: a flood costs neither the log nor the CPU
+    (a line costs about as much as checking a signature)."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._second = -1
+        self._written = 0
+        self.not_logged = 0
+
+    def allow(self) -> bool:
+        """Whether to write this line; if so, `take_not_logged` tells how many were dropped."""
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._written = second, 0
+        if self._written >= self._per_second:
+            self.not_logged += 1
+            return False
+        self._written += 1
+        return True
+
+    def take_not_logged(self) -> int | None:
+        """The lines dropped since the last one written (None when none were)."""
+        dropped, self.not_logged = self.not_logged, 0
+        return dropped or None

@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import RateLimited
@@ -83,28 +83,44 @@ class RateLimiter:
     def limits(self, group: str | None) -> bool:
         return group in self._limits
 
-    async def check(self, group: str, address: str) -> None:
-        """Count one request of `address` to `group`; raise `RateLimited` when over."""
+    def count(self, group: str, address: str) -> Awaitable[None] | None:
+        """Count one request of `address` to `group` and raise `RateLimited` when over. Counted
+        in this process (the verify group, unless shared), that is decided now and None is
+        returned; counted in the store, the returned awaitable decides."""
         limit = self._limits.get(group)
         if limit is None:
-            return
+            return None
         now = self._clock()
         window_index = int(now // limit.window)
         key = f"{group}:{window_index}:{client_key(address)}"
         if group == "verify" and not self._verify_shared:
-            count = self._count_locally(key, window_index)
-        else:
-            try:
-                count = await self._store.incr(NAMESPACE, key, limit.window)
-            except StoreFull as e:
-                self._fail_open(group, e)
-                return
-            except StoreUnavailable as e:
-                if group != "verify":
-                    raise
-                self._fail_open(group, e)
-                return
+            self._decide(group, limit, self._count_locally(key, window_index), now)
+            return None
+        return self._count_in_store(group, limit, key, now)
+
+    async def check(self, group: str, address: str) -> None:
+        """`count`, awaited."""
+        pending = self.count(group, address)
+        if pending is not None:
+            await pending
+
+    async def _count_in_store(self, group: str, limit: Limit, key: str, now: float) -> None:
+        try:
+            count = await self._store.incr(NAMESPACE, key, limit.window)
+        except StoreFull as e:
+            self._fail_open(group, e)
+            return
+        except StoreUnavailable as e:
+            if group != "verify":
+                raise
+            self._fail_open(group, e)
+            return
+        self._decide(group, limit, count, now)
+
+    @staticmethod
+    def _decide(group: str, limit: Limit, count: int, now: float) -> None:
         if count > limit.requests:
+            window_index = int(now // limit.window)
             retry_after = max(1, math.ceil((window_index + 1) * limit.window - now))
             raise RateLimited(retry_after, log_detail=f"group={group} count={count} "
                                                       f"limit={limit.requests}/{limit.window}s")

@@ -30,7 +30,14 @@ from oidc_support import (
 from test_config import assert_refused, write_config
 
 from gateway.config import Settings, load_settings
-from gateway.logs import JsonFormatter, RequestIdFilter, TextFormatter, configure_logging
+from gateway.handlers.base import REFUSAL_LINES_PER_SECOND, REFUSAL_LOG_SETTING
+from gateway.logs import (
+    JsonFormatter,
+    LogBudget,
+    RequestIdFilter,
+    TextFormatter,
+    configure_logging,
+)
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -54,7 +61,7 @@ def events(scan: LogScan, stack: Stack | None = None) -> list[dict[str, Any]]:
 
 def test_log_lines_are_json_with_the_request_id_of_the_answer(stack: Stack,
                                                               logs: LogScan) -> None:
-    answer = httpx.get(f"{stack.url}/healthz")
+    answer = httpx.get(f"{stack.url}/.well-known/jwks.json")
     request_id = answer.headers["x-request-id"]
     assert GENERATED_ID.fullmatch(request_id)
     access = [e for e in events(logs, stack) if e.get("event") == "request"]
@@ -62,7 +69,7 @@ def test_log_lines_are_json_with_the_request_id_of_the_answer(stack: Stack,
     line = access[0]
     assert line["request_id"] == request_id
     assert (line["logger"], line["level"], line["method"], line["route"], line["status"]) == (
-        "gateway.access", "INFO", "GET", "/healthz", 200)
+        "gateway.access", "INFO", "GET", "/.well-known/jwks.json", 200)
     assert isinstance(line["latency_ms"], float)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
     assert all("\n" not in raw for raw in logs.lines)
@@ -80,11 +87,39 @@ def test_a_sane_incoming_request_id_is_kept(stack: Stack, logs: LogScan) -> None
 @pytest.mark.parametrize("incoming", ["a b", "x" * 129, "<script>", "id;drop", "é"])
 def test_an_insane_incoming_request_id_is_replaced(stack: Stack, logs: LogScan,
                                                   incoming: str) -> None:
-    answer = httpx.get(f"{stack.url}/healthz",
+    answer = httpx.get(f"{stack.url}/.well-known/jwks.json",
                        headers=[(b"X-Request-ID", incoming.encode())])
     request_id = answer.headers["x-request-id"]
     assert GENERATED_ID.fullmatch(request_id)
     assert [e["request_id"] for e in events(logs, stack)] == [request_id]
+
+
+def test_successful_checks_are_logged_at_debug_and_refusals_always(
+        make_stack: Callable[..., Stack], logs: LogScan) -> None:
+    """/verify, /auth and the probes come on every request or every few seconds: a 2xx of
+    theirs is a DEBUG line (counted in /metrics) unless `logging.successful_checks`."""
+    stack = make_stack()
+    browser = stack.browser()
+    browser.login()
+    token = browser.access_token()
+    assert httpx.get(f"{stack.url}/verify", headers=bearer(token)).status_code == 200
+    assert httpx.get(f"{stack.url}/healthz").status_code == 200
+    assert httpx.get(f"{stack.url}/verify", headers=bearer(token + "x")).status_code == 401
+    access = {(e["route"], e["status"]): e["level"] for e in events(logs, stack)
+              if e.get("event") == "request"}
+    assert access[("/verify", 200)] == "DEBUG"
+    assert access[("/healthz", 200)] == "DEBUG"
+    assert access[("/verify", 401)] == "INFO"
+    assert access[("/callback/google", 302)] == "INFO"  # not a check: logged as before
+
+    loud = make_stack(logging={"successful_checks": True})
+    browser = loud.browser()
+    browser.login()
+    token = browser.access_token()
+    assert httpx.get(f"{loud.url}/verify", headers=bearer(token)).status_code == 200
+    levels = [e["level"] for e in events(logs, loud)
+              if e.get("event") == "request" and e["route"] == "/verify"]
+    assert levels[-1] == "INFO"
 
 
 def test_error_answers_carry_the_request_id_too(stack: Stack) -> None:
@@ -248,3 +283,35 @@ def test_logging_and_admin_settings_load_from_the_file(tmp_path: Path) -> None:
     assert settings.log_format == "text" and settings.logging.level == "debug"
     assert (settings.admin.port, settings.admin.address, settings.admin.expose_on_public) == (
         0, "0.0.0.0", True)
+
+
+def test_L2_token_refusal_lines_are_bounded_and_say_how_many_were_not_written() -> None:
+    now = [100.0]
+    budget = LogBudget(3, clock=lambda: now[0])
+    assert [budget.allow() for _ in range(5)] == [True, True, True, False, False]
+    now[0] = 101.2
+    assert budget.allow()
+    assert budget.take_not_logged() == 2
+    assert budget.take_not_logged() is None
+
+
+def test_L2_a_flood_of_forged_tokens_does_not_flood_the_log(stack: Stack, logs: LogScan
+                                                            ) -> None:
+    browser = stack.browser()
+    browser.login()
+    token = browser.access_token()
+    assert httpx.get(f"{stack.url}/verify", headers=bearer(token)).status_code == 200
+    head, payload, _ = token.split(".")
+    # The whole flood within one second of the budget's clock, however slow this machine is.
+    stack.server.request_callback.settings[REFUSAL_LOG_SETTING] = LogBudget(
+        REFUSAL_LINES_PER_SECOND, clock=lambda: 7.0)
+    with httpx.Client() as client:
+        for n in range(120):
+            forged = f"{head}.{payload}.{'A' * 340}{n:02d}"[:len(head) + len(payload) + 344]
+            assert client.get(f"{stack.url}/verify", headers=bearer(forged)).status_code == 401
+    lines = events(logs, stack)
+    refused = [e for e in lines if e.get("event") == "refused"]
+    answered = [e for e in lines if e.get("event") == "request" and e["route"] == "/verify"]
+    assert len([e for e in answered if e["status"] == 401]) == 120  # each keeps its line
+    assert len(refused) == REFUSAL_LINES_PER_SECOND == 50
+    assert {e["reason"] for e in refused} <= {"bad signature", "malformed signature"}

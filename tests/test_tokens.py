@@ -571,3 +571,57 @@ def test_claims_from_the_cache_are_a_copy(keyset: KeySet) -> None:
     token = _issue(keyset)
     verifier.verify(token)["sub"] = "google:someone-else"
     assert verifier.verify(token)["sub"] == ADA.sub
+
+
+# Refusals stay cheap: the header is checked once per spelling, a bad signature is refused
+# before PyJWT's whole decode, and neither shortcut lets anything through.
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_J1_bad_signature_is_refused_without_a_full_decode(
+        keysets: dict[str, KeySet], algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keyset = keysets[algorithm]
+    verifier = _verifier(keyset)
+    head, payload, signature = _issue(keyset).split(".")
+    other = _issue(keyset, identity=Identity("google", "someone-else")).split(".")[2]
+    decodes: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda token, *a, **k: (decodes.append(token),
+                                                               real_decode(token, *a, **k))[1])
+    assert _refusal(verifier, f"{head}.{payload}.{other}").reason == "bad signature"
+    assert decodes == []
+    assert verifier.verify(f"{head}.{payload}.{signature}")["sub"] == ADA.sub
+    assert len(decodes) == 1  # a good signature still gets PyJWT's whole check
+
+
+def test_J7_a_signature_spelled_another_way_is_refused(keyset: KeySet) -> None:
+    """base64url has one canonical spelling of given bytes; the last character's unused bits
+    set, or padding, make another token string with the same signature bytes."""
+    verifier = _verifier(keyset)
+    token = _issue(keyset)
+    verifier.verify(_issue(keyset))  # its header is now known good: the signature is checked
+    head, payload, signature = token.split(".")
+    assert len(signature) % 4 != 0  # RS256: 256 bytes -> 342 characters, 4 unused bits
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(signature[-1])
+    respelled = signature[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[last + 1]
+    assert base64.urlsafe_b64decode(respelled + "==") == base64.urlsafe_b64decode(
+        signature + "==")
+    assert _refusal(verifier, f"{head}.{payload}.{respelled}").reason == "malformed signature"
+    assert _refusal(verifier, f"{token}==").reason == "not a JWS compact serialization"
+    assert verifier.verify(token)["sub"] == ADA.sub
+
+
+def test_J3_the_checked_header_cache_is_bounded_and_never_skips_a_check(keyset: KeySet) -> None:
+    verifier = _verifier(keyset)
+    for spaces in range(100):  # one header, spelled 100 ways: all valid, all signed
+        header = _b64(json.dumps({"alg": keyset.signing.algorithm, "kid": keyset.signing.kid,
+                                  "typ": ACCESS_TYPE}, indent=spaces).encode())
+        signer = get_default_algorithms()[keyset.signing.algorithm]
+        signing_input = f"{header}.{_segment(_claims())}"
+        signature = signer.sign(signing_input.encode(), keyset.signing.private_key)
+        token = f"{signing_input}.{_b64(signature)}"
+        assert verifier.verify(token)["sub"] == ADA.sub
+    assert len(verifier._headers) <= 64
+    # A cached header is one that passed: the same header with an ID token's typ does not.
+    assert _refusal(verifier, _forge(keyset, headers={"typ": "JWT"})).reason.startswith("typ")
+    assert _refusal(verifier, _forge(keyset, headers={"kid": "other"})).reason == "unknown kid"

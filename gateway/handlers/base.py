@@ -4,6 +4,8 @@ response gets."""
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable
 from http.client import responses as HTTP_REASONS
 from typing import Any
 
@@ -23,7 +25,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.inflight import InFlightRequests
-from gateway.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
+from gateway.logs import REQUEST_ID_HEADER, LogBudget, request_id_from, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.proxies import IPNetwork, client_address, forwarded_proto
 from gateway.ratelimits import RateLimiter, route_group
@@ -46,11 +48,37 @@ RATE_LIMITER_SETTING = "rate_limiter"
 # Handler class -> the route pattern it serves: logs and metrics name the route, never the path
 # (request input: a token pasted into a URL must not reach a log line, SECURITY L1).
 ROUTES_SETTING = "routes_by_handler"
+# The LogBudget of "refused" lines for invalid tokens (logs.LogBudget).
+REFUSAL_LOG_SETTING = "refusal_log_budget"
+REFUSAL_LINES_PER_SECOND = 50
 # SECURITY H4/H7: what a login, a verification or a token request can need. The HTTP server's
 # own limits sit higher (server.py), so that these are answered with a clear 413/431 instead of
 # a connection reset while the client is still sending.
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
+
+
+def constant_headers(*pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """Response headers whose values never change: checked here once, so that handlers can put
+    them in place without Tornado's per-call check (a regex per value, on the hot path)."""
+    for name, value in pairs:
+        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"not a safe header: {name}: {value!r}")
+    return pairs
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+# On every answer, pages and APIs alike (OWASP REST Security: APIs send them too).
+SECURITY_HEADERS = constant_headers(
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),  # SECURITY R6/H2: codes never leak
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", PAGE_CSP),
+)
+NO_STORE_HEADERS = constant_headers(("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+JSON_HEADERS = constant_headers(("Content-Type", "application/json; charset=utf-8"))
+HSTS_HEADERS = constant_headers(("Strict-Transport-Security", HSTS))
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -77,8 +105,15 @@ class BaseHandler(tornado.web.RequestHandler):
     def clear(self) -> None:
         super().clear()
         # Here rather than in set_default_headers: also after an error's clear(), whatever a
-        # subclass's default headers are.
-        self.set_header(REQUEST_ID_HEADER, self.request_id)
+        # subclass's default headers are. The id is a sane token (logs.request_id_from).
+        self.put_headers(((REQUEST_ID_HEADER, self.request_id),))
+
+    def put_headers(self, pairs: tuple[tuple[str, str], ...]) -> None:
+        """Set response headers already known to be safe (`constant_headers`, or values made
+        of a checked alphabet), without Tornado's per-call check of each value."""
+        headers = self._headers  # Tornado's response headers; set_header would check again
+        for name, value in pairs:
+            headers[name] = value
 
     def __init__(self, application: tornado.web.Application,
                  request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> None:
@@ -102,15 +137,12 @@ class BaseHandler(tornado.web.RequestHandler):
             self._inflight = None
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")  # SECURITY R6/H2: codes never leak
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.put_headers(SECURITY_HEADERS)
         self.clear_header("Server")
         if self.application.settings.get(HSTS_SETTING) and forwarded_proto(
                 self.request.remote_ip or "", self.request.headers, self._trusted_proxies()
         ) != "http":
-            self.set_header("Strict-Transport-Security", HSTS)
+            self.put_headers(HSTS_HEADERS)
 
     @property
     def client_address(self) -> str:
@@ -128,20 +160,30 @@ class BaseHandler(tornado.web.RequestHandler):
                                                                        ())
         return trusted
 
-    async def rate_limit(self) -> None:
-        """SECURITY H5: count this request against its route group's limit, if any."""
+    def rate_limit(self) -> Awaitable[None] | None:
+        """SECURITY H5: count this request against its route group's limit, if any. Counted
+        in this process, it is decided now; counted in the store, the awaitable decides."""
         limiter: RateLimiter | None = self.application.settings.get(RATE_LIMITER_SETTING)
         if limiter is None:
-            return
+            return None
         group = route_group(self.request.path)
-        if group is not None and limiter.limits(group):
-            await limiter.check(group, self.client_address)
+        if group is None or not limiter.limits(group):
+            return None
+        return limiter.count(group, self.client_address)
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        # Not a coroutine: most requests have nothing to wait for here (Tornado awaits what
+        # this returns). Subclasses that await it use `await_prepared`.
         # Tornado runs each request in a task of its own: the id follows it and no further.
         request_id_var.set(self.request_id)
         check_request_size(self.request)
-        await self.rate_limit()
+        return self.rate_limit()
+
+    async def await_prepared(self) -> None:
+        """`prepare` of this base, awaited: for subclasses whose own prepare is a coroutine."""
+        pending = BaseHandler.prepare(self)
+        if pending is not None:
+            await pending
 
     def check_xsrf_cookie(self) -> None:
         # APIs authenticate with bearer tokens or client credentials, never with an ambient
@@ -155,8 +197,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def set_no_store(self) -> None:
         """For every response that carries a token or a cookie holding one (SECURITY H1)."""
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Pragma", "no-cache")
+        self.put_headers(NO_STORE_HEADERS)
 
     def wants_json(self) -> bool:
         if self.api:
@@ -171,7 +212,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_json(self, document: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.put_headers(JSON_HEADERS)
         self.finish(tornado.escape.json_encode(document))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -194,17 +235,26 @@ class BaseHandler(tornado.web.RequestHandler):
     def _log_gateway_error(self, error: GatewayError) -> None:
         provider = error.provider if isinstance(error, UpstreamError) else None
         reason = None
+        not_logged = None
         if isinstance(error, InvalidToken):
             # SECURITY J9: the reason only here, in our log and metrics, never on the wire.
             reason = error.reason
             metrics = self._metrics()
             if metrics is not None:
                 metrics.token_refused(reason)
-        log.warning("refused %s %s status=%d error=%s%s %s", self.request.method,
+            # Anyone can send forged tokens at will: their lines are bounded (the access
+            # log still has one line per request, the metrics count every reason).
+            budget: LogBudget | None = self.application.settings.get(REFUSAL_LOG_SETTING)
+            if budget is not None:
+                if not budget.allow():
+                    return
+                not_logged = budget.take_not_logged()
+        log.warning("refused %s %s status=%d error=%s%s %s%s", self.request.method,
                     self.route, error.status, error.error,
                     f" provider={provider}" if provider else "", error.log_detail,
+                    f" ({not_logged} more token refusals not logged)" if not_logged else "",
                     extra={"event": "refused", "status": error.status, "error": error.error,
-                           "provider": provider, "reason": reason})
+                           "provider": provider, "reason": reason, "not_logged": not_logged})
 
     def _metrics(self) -> GatewayMetrics | None:
         ctx = getattr(self, "ctx", None)
@@ -236,7 +286,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("WWW-Authenticate", 'Bearer realm="oauth-gateway"')
         self.set_no_store()
         if self.wants_json():
-            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.put_headers(JSON_HEADERS)
             body: dict[str, Any] = {"error": error.error, "error_description": error.description}
             if error.retry_url:
                 body["retry_url"] = error.retry_url
@@ -297,5 +347,5 @@ class NotFoundHandler(BaseHandler):
     """Every unknown route: a clean 404 in the negotiated form."""
 
     async def prepare(self) -> None:
-        await super().prepare()
+        await self.await_prepared()
         raise tornado.web.HTTPError(404)

@@ -87,7 +87,7 @@ class UnknownProviderHandler(BaseHandler):
     """/login/<name> and /callback/<name> for a provider that is not enabled: a clear 404."""
 
     async def prepare(self) -> None:
-        await super().prepare()
+        await self.await_prepared()
         raise NotFound("This sign-in provider is not enabled on this gateway.",
                        retry_url="/login", log_detail="unknown or disabled provider")
 

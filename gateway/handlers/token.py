@@ -47,7 +47,7 @@ class AppApiHandler(BaseHandler):
             self._allow_origin()
 
     async def prepare(self) -> None:
-        await super().prepare()
+        await self.await_prepared()
         self._allow_origin()
         self.set_no_store()
 
