@@ -45,7 +45,12 @@ import httpx
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
-SCENARIOS = ("verify", "callback", "c10k")
+BARE = "hello world (bare Tornado)"
+SCENARIOS = ("verify", "workers", "callback", "c10k")
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+TARGET_VERIFY, TARGET_VERIFY_P99 = 0.9, 1.5
+TARGET_REFUSALS = 0.5
+TARGET_WORKERS = 1.5
 # Targets of the performance issue, as ratios measured in the same run.
 TARGET_LOGINS_PER_SECOND = 500
 TARGET_PARKED_THROUGHPUT, TARGET_PARKED_P99 = 0.8, 2.0
@@ -81,6 +86,18 @@ class Figure:
 class Row:
     scenario: str
     runs: list[Figure]
+    # Measured in the same rounds, one run each: the bare hello-world, and hello-world sent the
+    # very same request (its Authorization header too: Tornado parses it for hello as well).
+    bare: Row | None = None
+    same_request: Row | None = None
+
+    def ratios(self, baseline: Row | None, attribute: str = "requests_per_second"
+               ) -> list[float]:
+        """Per round, this run's figure over the baseline's run of the same round."""
+        if baseline is None:
+            return []
+        return [getattr(mine, attribute) / getattr(theirs, attribute)
+                for mine, theirs in zip(self.runs, baseline.runs, strict=True)]
 
     def median(self, attribute: str) -> float:
         return float(statistics.median(getattr(run, attribute) for run in self.runs))
@@ -128,22 +145,12 @@ def main() -> int:
           f"{_fd_limit()}")
     rows: list[Row] = []
     if "verify" in only:
-        with _server([sys.executable, str(BENCH_DIR / "hello.py")]) as port:
-            rows.append(_measure("hello world (bare Tornado)", f"http://127.0.0.1:{port}/",
-                                 runs, seconds))
-        for algorithm in ("RS256", "ES256", "EdDSA"):
-            with _gateway(algorithm) as (base, token):
-                rows.append(_measure(f"/verify valid token, {algorithm}", f"{base}/verify", runs,
-                                     seconds, headers={"Authorization": f"Bearer {token}"}))
-                if algorithm == "RS256":
-                    head, payload, signature = token.split(".")
-                    rows.append(_measure(
-                        "/verify unique bad signatures, RS256", f"{base}/verify", runs, seconds,
-                        lua=UNIQUE_BAD_SIGNATURE_LUA,
-                        env={"TOKEN_PREFIX": f"{head}.{payload}.",
-                             "SIG_LENGTH": str(len(signature))},
-                        expect_status=401))
+        rows = _verify_scenario(runs, seconds)
         _print_table(rows)
+    if "workers" in only:
+        workers = _workers_scenario(runs, seconds)
+        _print_workers(workers)
+        rows += workers
     logins: LoginFigures | None = None
     if "callback" in only or "c10k" in only:
         count = args.logins if "callback" in only and not args.quick else 500
@@ -178,21 +185,84 @@ def _default_parked(fd_limit: int) -> int:
     return max(100, min(5000, (fd_limit - 1000) // 3))
 
 
-def _measure(name: str, url: str, runs: int, seconds: int, *, headers: dict[str, str] | None
-             = None, lua: str | None = None, env: dict[str, str] | None = None,
-             expect_status: int = 200) -> Row:
-    figures = []
-    for _ in range(runs):
-        figures.append(_wrk(url, seconds, headers or {}, lua, env or {}, expect_status))
-    print(f"  measured {name}: {statistics.median(f.requests_per_second for f in figures):.0f}"
-          " req/s", file=sys.stderr)
-    return Row(name, figures)
+@dataclass(frozen=True)
+class Load:
+    """One figure's load: what wrk sends where."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    lua: str | None = None
+    env: dict[str, str] | None = None
+    expect_status: int = 200
+    core: str | None = LOAD_CORE
+
+
+def _rounds(loads: list[Load], runs: int, seconds: int) -> dict[str, Row]:
+    """Every load once per round, round after round: each figure's runs are spread over the
+    same stretch of this shared machine's time as its baselines'."""
+    figures: dict[str, list[Figure]] = {load.name: [] for load in loads}
+    for round_number in range(runs):
+        for load in loads:
+            figure = _wrk(load.url, seconds, load.headers, load.lua, load.env or {},
+                          load.expect_status, load.core)
+            figures[load.name].append(figure)
+            print(f"  round {round_number + 1}/{runs} {load.name}: "
+                  f"{figure.requests_per_second:.0f} req/s", file=sys.stderr)
+    return {name: Row(name, runs_) for name, runs_ in figures.items()}
+
+
+def _verify_scenario(runs: int, seconds: int) -> list[Row]:
+    """Scenario 1, one process: /verify with a valid token per algorithm and with unique bad
+    signatures, against hello-world, bare and sent the same request, in the same rounds."""
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        hello = f"http://127.0.0.1:{hello_port}/"
+        loads = [Load(BARE, hello, {})]
+        subjects: list[tuple[str, str]] = []  # (figure, its same-request baseline)
+        for algorithm in ALGORITHMS:
+            base, token = stack.enter_context(_gateway(algorithm))
+            auth = {"Authorization": f"Bearer {token}"}
+            same = f"hello world, {algorithm} token sent"
+            loads.append(Load(same, hello, auth))
+            name = f"/verify valid token, {algorithm}"
+            loads.append(Load(name, f"{base}/verify", auth))
+            subjects.append((name, same))
+            if algorithm == "RS256":
+                head, payload, signature = token.split(".")
+                name = "/verify unique bad signatures, RS256"
+                loads.append(Load(name, f"{base}/verify", {}, UNIQUE_BAD_SIGNATURE_LUA,
+                                  {"TOKEN_PREFIX": f"{head}.{payload}.",
+                                   "SIG_LENGTH": str(len(signature))}, expect_status=401))
+                subjects.append((name, same))
+        measured = _rounds(loads, runs, seconds)
+    rows = [measured[BARE]]
+    for name, same in subjects:
+        rows.append(Row(name, measured[name].runs, measured[BARE], measured[same]))
+    return rows
+
+
+def _workers_scenario(runs: int, seconds: int) -> list[Row]:
+    """Scenario 1 with `serve --workers 2` against one process: nothing pinned, wrk shares
+    the two cores with the gateway (the machine has no third)."""
+    loads = []
+    with contextlib.ExitStack() as stack:
+        for workers in (1, 2):
+            base, standin, _, _ = stack.enter_context(_split_stack(workers=workers,
+                                                                   pinned=False))
+            token = _load("token", base, standin)["token"]
+            loads.append(Load(f"/verify RS256, {workers} worker{'s' if workers > 1 else ''}",
+                              f"{base}/verify", {"Authorization": f"Bearer {token}"},
+                              core=None))
+        measured = _rounds(loads, runs, seconds)
+    one, two = (measured[load.name] for load in loads)
+    return [one, Row(two.scenario, two.runs, one)]
 
 
 def _wrk(url: str, seconds: int, headers: dict[str, str], lua: str | None,
-         env: dict[str, str], expect_status: int) -> Figure:
-    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s",
-               "--latency"]
+         env: dict[str, str], expect_status: int, core: str | None = LOAD_CORE) -> Figure:
+    command = ["taskset", "-c", core] if core is not None else []
+    command += ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -225,18 +295,52 @@ def _ms(text: str) -> float:
 
 
 def _print_table(rows: list[Row]) -> None:
-    baseline = rows[0]
-    base_rps, base_p99 = baseline.median("requests_per_second"), baseline.median("p99_ms")
+    """Each /verify figure against hello-world, as medians of per-round ratios (spread)."""
     print()
-    print("| scenario | req/s (median, spread) | x hello | p50 ms | p99 ms | p99 x hello "
-          "| errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scenario | req/s (median, spread) | x hello | x hello, same request "
+          "| p50 ms | p99 ms | p99 x hello | errors | target |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        rps = row.median("requests_per_second")
-        p99 = row.median("p99_ms")
-        print(f"| {row.scenario} | {rps:.0f} ({row.spread('requests_per_second')}) "
-              f"| {rps / base_rps:.2f} | {row.median('p50_ms'):.2f} | {p99:.2f} "
-              f"| {p99 / base_p99:.2f} | {sum(r.errors for r in row.runs)} |")
+        bare, same = row.ratios(row.bare), row.ratios(row.same_request)
+        p99 = row.ratios(row.bare, "p99_ms")
+        target = ""
+        if row.bare is not None:
+            refusals = "bad signatures" in row.scenario
+            wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
+            ok = statistics.median(bare) >= wanted and (
+                refusals or statistics.median(p99) <= TARGET_VERIFY_P99)
+            target = (f">= {wanted} x hello" + ("" if refusals else
+                                                 f", p99 <= {TARGET_VERIFY_P99} x")
+                      + f": {_verdict(ok)}")
+        print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
+              f"({row.spread('requests_per_second')}) | {_ratio(bare)} | {_ratio(same)} "
+              f"| {row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} | {_ratio(p99)} "
+              f"| {sum(r.errors for r in row.runs)} | {target} |")
+
+
+def _print_workers(rows: list[Row]) -> None:
+    one, two = rows
+    scaling = two.ratios(one)
+    print()
+    print("| /verify, nothing pinned, wrk on the same 2 cores | req/s (median, spread) "
+          "| x one worker | p99 ms | errors | target |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        ratios = row.ratios(row.bare)
+        target = (f">= {TARGET_WORKERS} x one: "
+                  f"{_verdict(statistics.median(scaling) >= TARGET_WORKERS)}" if ratios else "")
+        print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
+              f"({row.spread('requests_per_second')}) | {_ratio(ratios) if ratios else '1.00'} "
+              f"| {row.median('p99_ms'):.2f} | {sum(r.errors for r in row.runs)} | {target} |")
+
+
+def _ratio(values: list[float]) -> str:
+    """The median of per-round ratios, with their spread."""
+    if not values:
+        return "1.00" if values == [] else ""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 @contextlib.contextmanager
@@ -313,7 +417,8 @@ class LoginFigures:
 
 @contextlib.contextmanager
 def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout: float = 10,
-                 algorithm: str = "RS256") -> Iterator[tuple[str, str, int, int]]:
+                 algorithm: str = "RS256", workers: int = 1, pinned: bool = True
+                 ) -> Iterator[tuple[str, str, int, int]]:
     """The Google stand-in in its own process on the load core, and the gateway from a TOML file
     pointing at it, pinned to the server core: (gateway URL, stand-in URL, their pids)."""
     with tempfile.TemporaryDirectory() as state, contextlib.ExitStack() as stack:
@@ -337,7 +442,8 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
             "[listen]", 'address = "127.0.0.1"', f"port = {gateway_port}",
             "[tokens]", f'algorithm = "{algorithm}"', f'keys_dir = "{tmp / "keys"}"',
             "[cookies]", f'secret = "{secrets.token_urlsafe(48)}"', "secure = false",
-            "[store]", 'url = "memory://"',
+            # Several workers share state through a store they can all open.
+            "[store]", f'url = "{"memory://" if workers == 1 else f"sqlite:///{tmp}/gw.db"}"',
             "[upstream]", f"max_clients = {max_clients}", f"request_timeout = {request_timeout}",
             "[rate_limits]", "login_requests = 0", "token_requests = 0", "verify_requests = 0",
             "[admin]", "enabled = false",
@@ -346,9 +452,12 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
             *(f"{key} = {json.dumps(value)}" for key, value in section.items()),
         ]) + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        gateway = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
-                                    "gateway", "serve", "--config", str(config)], env=env,
-                                   cwd=BENCH_DIR.parent)
+        command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        if pinned:
+            command = ["taskset", "-c", SERVER_CORE, *command]
+        gateway = subprocess.Popen(command, env=env, cwd=BENCH_DIR.parent)
         stack.callback(_stop, gateway)
         _wait_for_port(gateway_port)
         yield issuer, f"http://127.0.0.1:{standin_port}", gateway.pid, standin.pid

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tornado.httputil
 import tornado.web
+from tornado.routing import PathMatches, Rule
 
 from gateway.config import Settings
 from gateway.context import GatewayContext
@@ -36,6 +38,7 @@ from gateway.handlers.pages import (
 )
 from gateway.handlers.token import RevokeHandler, TokenHandler, UserinfoHandler
 from gateway.handlers.verify import IntrospectHandler, VerifyHandler
+from gateway.handlers.verify_fast import VerifyRoute
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
@@ -91,11 +94,13 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
 
 def make_app(ctx: GatewayContext) -> tornado.web.Application:
     settings = ctx.settings
+    verify_route = VerifyRoute(ctx)
     routes: list[Any] = [
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
-        (r"/verify", VerifyHandler, {"ctx": ctx}),
+        # A Router: cached tokens answered below the RequestHandler (handlers/verify_fast.py).
+        Rule(PathMatches(r"/verify"), verify_route),
         (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
@@ -126,7 +131,9 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
     cookie_secret, key_version = versioned_secrets(settings.cookies)
     route_names = routes_by_handler(routes)
-    return tornado.web.Application(
+    access = AccessLog(ctx.metrics, route_names,
+                       log_successful_checks=settings.logging.successful_checks)
+    application = tornado.web.Application(
         routes,
         **edge_settings(ctx),
         **route_settings(route_names),
@@ -140,13 +147,14 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
-        log_function=AccessLog(ctx.metrics, route_names,
-                               log_successful_checks=settings.logging.successful_checks),
+        log_function=access,
         inflight=InFlightRequests(),
         compress_response=False,
         serve_traceback=False,
         debug=False,
     )
+    verify_route.attach(application, access)
+    return application
 
 
 def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
@@ -193,9 +201,10 @@ def route_settings(route_names: dict[type[Any], str]) -> dict[str, Any]:
 def routes_by_handler(routes: list[Any]) -> dict[type[Any], str]:
     r"""Handler class -> the route pattern it serves, readable (r"/\.well-known" becomes
     "/.well-known"): what logs and metrics name a request by, never its path."""
-    names: dict[type[Any], str] = {NotFoundHandler: "unmatched"}
+    names: dict[type[Any], str] = {NotFoundHandler: "unmatched", VerifyHandler: "/verify"}
     for route in routes:
-        names.setdefault(route[1], route[0].replace("\\", ""))
+        if isinstance(route, tuple):
+            names.setdefault(route[1], route[0].replace("\\", ""))
     return names
 
 
@@ -217,10 +226,13 @@ class AccessLog:
         return route if route is not None else type(handler).__name__
 
     def __call__(self, handler: tornado.web.RequestHandler) -> None:
-        request = handler.request
-        status = handler.get_status()
+        self.record(self.route_of(handler), handler.request, handler.get_status(),
+                    getattr(handler, "request_id", None))
+
+    def record(self, route: str, request: tornado.httputil.HTTPServerRequest, status: int,
+               request_id: str | None) -> None:
+        """One answered request: the metrics, and a line unless its level is off."""
         seconds = request.request_time()
-        route = self.route_of(handler)
         if self.metrics is not None:
             self.metrics.observe_request(route, request.method or "", status, seconds)
         level = logging.INFO if status < 500 else logging.ERROR
@@ -230,7 +242,6 @@ class AccessLog:
             return
         latency_ms = round(1000.0 * seconds, 2)
         access_log.log(level, "%s %s %d %.1fms", request.method, route, status, latency_ms,
-                       extra={"event": "request",
-                              "request_id": getattr(handler, "request_id", None),
+                       extra={"event": "request", "request_id": request_id,
                               "route": route, "method": request.method, "status": status,
                               "latency_ms": latency_ms})

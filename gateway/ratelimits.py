@@ -83,6 +83,10 @@ class RateLimiter:
     def limits(self, group: str | None) -> bool:
         return group in self._limits
 
+    def counts_locally(self, group: str) -> bool:
+        """Whether `count` decides this group now, in this process (no store round trip)."""
+        return group == "verify" and not self._verify_shared
+
     def count(self, group: str, address: str) -> Awaitable[None] | None:
         """Count one request of `address` to `group` and raise `RateLimited` when over. Counted
         in this process (the verify group, unless shared), that is decided now and None is
@@ -93,7 +97,7 @@ class RateLimiter:
         now = self._clock()
         window_index = int(now // limit.window)
         key = f"{group}:{window_index}:{client_key(address)}"
-        if group == "verify" and not self._verify_shared:
+        if self.counts_locally(group):
             self._decide(group, limit, self._count_locally(key, window_index), now)
             return None
         return self._count_in_store(group, limit, key, now)

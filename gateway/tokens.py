@@ -146,6 +146,15 @@ class TokenVerifier:
             entry.json = json_encode(entry.claims).encode()
         return dict(entry.claims), entry.json
 
+    def cached_json(self, token: str) -> bytes | None:
+        """The claims' JSON of a token verified before and still valid, else None (not a
+        refusal: a miss, to be verified in full by `verify_as_json`)."""
+        entry = self._verified.get(token)
+        if entry is None or entry.json is None or self._clock() >= entry.expires:
+            return None
+        self._verified.move_to_end(token)
+        return entry.json
+
     def _verified_entry(self, token: str) -> _Verified:
         entry = self._verified.get(token)
         if entry is not None:

@@ -139,9 +139,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.put_headers(SECURITY_HEADERS)
         self.clear_header("Server")
-        if self.application.settings.get(HSTS_SETTING) and forwarded_proto(
-                self.request.remote_ip or "", self.request.headers, self._trusted_proxies()
-        ) != "http":
+        if wants_hsts(self.application.settings, self.request):
             self.put_headers(HSTS_HEADERS)
 
     @property
@@ -295,6 +293,15 @@ class BaseHandler(tornado.web.RequestHandler):
             self.render("error.html", error=error, status=error.status)
 
 
+def wants_hsts(app_settings: dict[str, Any], request: tornado.httputil.HTTPServerRequest
+               ) -> bool:
+    """SECURITY H2: HSTS on an https issuer, unless a trusted proxy says this request came over
+    plain http."""
+    return bool(app_settings.get(HSTS_SETTING)) and forwarded_proto(
+        request.remote_ip or "", request.headers, app_settings.get(TRUSTED_PROXIES_SETTING, ())
+    ) != "http"
+
+
 def one_value(name: str, values: list[str], *, required: bool) -> str | None:
     """The one value of a parameter: given at most once (SECURITY S7), bounded (H4)."""
     if len(values) > 1:
@@ -308,8 +315,12 @@ def one_value(name: str, values: list[str], *, required: bool) -> str | None:
     return values[0]
 
 
+def request_header_bytes(request: tornado.httputil.HTTPServerRequest) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in request.headers.get_all())
+
+
 def check_request_size(request: tornado.httputil.HTTPServerRequest) -> None:
-    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.get_all())
+    header_bytes = request_header_bytes(request)
     if header_bytes > MAX_HEADER_BYTES:
         raise RequestTooLarge("The request headers are too large.", status=431,
                               log_detail=f"{header_bytes} header bytes")

@@ -1,0 +1,136 @@
+"""`GET /verify` for a token verified before: answered below Tornado's RequestHandler.
+
+/verify sits on every request of every downstream app, and once a token is in the verifier's
+cache the answer is already made (its claims' JSON). A RequestHandler around it costs more than
+the answer: a handler object, its default headers, a coroutine, its flush. `VerifyRoute` is a
+Tornado `Router` (tornado.routing, the documented way to route to something other than a
+RequestHandler) that answers such a request with exactly what `VerifyHandler` would send, and
+hands every other request to `VerifyHandler`: the first sight of a token, a refusal, the access
+cookie, another method, a body, a store-backed revocation check or rate limit. The answer's
+headers come from the same constants as the handler's; tests compare the two answers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import tornado.httputil
+import tornado.routing
+import tornado.web
+
+from gateway.context import GatewayContext
+from gateway.errors import RateLimited
+from gateway.handlers.base import (
+    HSTS_HEADERS,
+    MAX_HEADER_BYTES,
+    RATE_LIMITER_SETTING,
+    SECURITY_HEADERS,
+    TRUSTED_PROXIES_SETTING,
+    request_header_bytes,
+    wants_hsts,
+)
+from gateway.handlers.verify import VERIFIED_HEADERS, VerifyHandler
+from gateway.logs import REQUEST_ID_HEADER, request_id_from
+from gateway.proxies import client_address
+from gateway.ratelimits import RateLimiter
+from gateway.tokens import bearer_token_from_header
+
+ROUTE = "/verify"
+VERIFY_GROUP = "verify"
+OK = tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+ANSWER_HEADERS = (*SECURITY_HEADERS, *VERIFIED_HEADERS)
+
+
+class VerifyRoute(tornado.routing.Router):
+    """The target of the `/verify` rule; `application` is set once the Application exists."""
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.application: tornado.web.Application | None = None
+        self.access_log: Any = None  # app.AccessLog (which imports this module)
+        self._date_second = -1
+        self._date = ""
+
+    def attach(self, application: tornado.web.Application, access_log: Any) -> None:
+        """Once the Application exists: where other requests go, and the access log."""
+        self.application = application
+        self.access_log = access_log
+
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
+                     **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
+        assert self.application is not None, "VerifyRoute.attach is called by make_app"
+        body = self._cached_answer(request)
+        if body is None:
+            return self.application.get_handler_delegate(
+                request, VerifyHandler, target_kwargs={"ctx": self.ctx})
+        return _Answer(self, request, body)
+
+    def _cached_answer(self, request: tornado.httputil.HTTPServerRequest) -> bytes | None:
+        """The answer's body when this request can be answered here, else None."""
+        headers = request.headers
+        if request.method != "GET" or "Content-Length" in headers \
+                or "Transfer-Encoding" in headers:
+            return None
+        if self.ctx.settings.tokens.verify_checks_revocation:
+            return None
+        token = bearer_token_from_header(headers.get("Authorization"))
+        if token is None or request_header_bytes(request) > MAX_HEADER_BYTES:
+            return None
+        body = self.ctx.verifier.cached_json(token)
+        if body is None or not self._within_rate_limit(request):
+            return None
+        return body
+
+    def _within_rate_limit(self, request: tornado.httputil.HTTPServerRequest) -> bool:
+        """Count the request (SECURITY H5) when that is decided in this process; a limit
+        counted in the store, or one exceeded, is VerifyHandler's to answer."""
+        assert self.application is not None
+        settings = self.application.settings
+        limiter: RateLimiter | None = settings.get(RATE_LIMITER_SETTING)
+        if limiter is None or not limiter.limits(VERIFY_GROUP):
+            return True
+        if not limiter.counts_locally(VERIFY_GROUP):
+            return False
+        address = client_address(request.remote_ip or "", request.headers,
+                                 settings.get(TRUSTED_PROXIES_SETTING, ()))
+        try:
+            limiter.count(VERIFY_GROUP, address)
+        except RateLimited:
+            return False  # counted twice from here on: over the limit either way
+        return True
+
+    def date(self) -> str:
+        """The Date header (RFC 9110 6.6.1), formatted once a second."""
+        now = time.time()
+        if int(now) != self._date_second:
+            self._date_second = int(now)
+            self._date = tornado.httputil.format_timestamp(now)
+        return self._date
+
+
+class _Answer(tornado.httputil.HTTPMessageDelegate):
+    """The 200 of one request with a cached token: written once the request has been read."""
+
+    def __init__(self, route: VerifyRoute, request: tornado.httputil.HTTPServerRequest,
+                 body: bytes) -> None:
+        self.route = route
+        self.request = request
+        self.body = body
+
+    def finish(self) -> None:
+        route, request = self.route, self.request
+        assert route.application is not None and request.connection is not None
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        headers = tornado.httputil.HTTPHeaders()
+        for name, value in ANSWER_HEADERS:
+            headers[name] = value
+        if wants_hsts(route.application.settings, request):
+            headers.update(HSTS_HEADERS)
+        headers["Date"] = route.date()
+        headers[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
+        headers["Content-Length"] = str(len(self.body))
+        request.connection.write_headers(OK, headers, self.body)
+        request.connection.finish()
+        route.ctx.metrics.verified_by_verify.inc()
+        route.access_log.record(ROUTE, request, 200, request_id)
