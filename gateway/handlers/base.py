@@ -79,6 +79,11 @@ SECURITY_HEADERS = constant_headers(
 NO_STORE_HEADERS = constant_headers(("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 JSON_HEADERS = constant_headers(("Content-Type", "application/json; charset=utf-8"))
 HSTS_HEADERS = constant_headers(("Strict-Transport-Security", HSTS))
+INVALID_CLIENT_HEADERS = constant_headers(  # RFC 6749 5.2
+    ("WWW-Authenticate", 'Basic realm="oauth-gateway"'))
+INVALID_TOKEN_HEADERS = constant_headers(  # RFC 6750 3
+    ("WWW-Authenticate", 'Bearer error="invalid_token"'))
+MISSING_TOKEN_HEADERS = constant_headers(("WWW-Authenticate", 'Bearer realm="oauth-gateway"'))
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -231,28 +236,8 @@ class BaseHandler(tornado.web.RequestHandler):
                       exc_info=(typ, value, tb))
 
     def _log_gateway_error(self, error: GatewayError) -> None:
-        provider = error.provider if isinstance(error, UpstreamError) else None
-        reason = None
-        not_logged = None
-        if isinstance(error, InvalidToken):
-            # SECURITY J9: the reason only here, in our log and metrics, never on the wire.
-            reason = error.reason
-            metrics = self._metrics()
-            if metrics is not None:
-                metrics.token_refused(reason)
-            # Anyone can send forged tokens at will: their lines are bounded (the access
-            # log still has one line per request, the metrics count every reason).
-            budget: LogBudget | None = self.application.settings.get(REFUSAL_LOG_SETTING)
-            if budget is not None:
-                if not budget.allow():
-                    return
-                not_logged = budget.take_not_logged()
-        log.warning("refused %s %s status=%d error=%s%s %s%s", self.request.method,
-                    self.route, error.status, error.error,
-                    f" provider={provider}" if provider else "", error.log_detail,
-                    f" ({not_logged} more token refusals not logged)" if not_logged else "",
-                    extra={"event": "refused", "status": error.status, "error": error.error,
-                           "provider": provider, "reason": reason, "not_logged": not_logged})
+        log_refusal(error, self.request.method or "", self.route, self.application.settings,
+                    self._metrics())
 
     def _metrics(self) -> GatewayMetrics | None:
         ctx = getattr(self, "ctx", None)
@@ -274,23 +259,59 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Location", error.location)
             self.finish()
             return
-        if isinstance(error, RateLimited):
-            self.set_header("Retry-After", str(error.retry_after))  # RFC 6585 4
-        elif isinstance(error, InvalidClient):
-            self.set_header("WWW-Authenticate", 'Basic realm="oauth-gateway"')  # RFC 6749 5.2
-        elif isinstance(error, InvalidToken):
-            self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
-        elif isinstance(error, MissingToken):
-            self.set_header("WWW-Authenticate", 'Bearer realm="oauth-gateway"')
+        self.put_headers(error_headers(error))
         self.set_no_store()
         if self.wants_json():
             self.put_headers(JSON_HEADERS)
-            body: dict[str, Any] = {"error": error.error, "error_description": error.description}
-            if error.retry_url:
-                body["retry_url"] = error.retry_url
-            self.finish(tornado.escape.json_encode(body))
+            self.finish(json_error_body(error))
         else:
             self.render("error.html", error=error, status=error.status)
+
+
+def error_headers(error: GatewayError) -> tuple[tuple[str, str], ...]:
+    """What an error's answer says beyond its status and body (values of a safe alphabet)."""
+    if isinstance(error, RateLimited):
+        return (("Retry-After", str(int(error.retry_after))),)  # RFC 6585 4
+    if isinstance(error, InvalidClient):
+        return INVALID_CLIENT_HEADERS
+    if isinstance(error, InvalidToken):
+        return INVALID_TOKEN_HEADERS
+    if isinstance(error, MissingToken):
+        return MISSING_TOKEN_HEADERS
+    return ()
+
+
+def json_error_body(error: GatewayError) -> bytes:
+    """An error for API clients: RFC 6749 5.2 / RFC 6750 3 members, and where to try again."""
+    body: dict[str, Any] = {"error": error.error, "error_description": error.description}
+    if error.retry_url:
+        body["retry_url"] = error.retry_url
+    return tornado.escape.json_encode(body).encode()
+
+
+def log_refusal(error: GatewayError, method: str, route: str, app_settings: dict[str, Any],
+                metrics: GatewayMetrics | None) -> None:
+    """The line of a refused request, with its reason (tokens: also counted by reason)."""
+    provider = error.provider if isinstance(error, UpstreamError) else None
+    reason = None
+    not_logged = None
+    if isinstance(error, InvalidToken):
+        # SECURITY J9: the reason only here, in our log and metrics, never on the wire.
+        reason = error.reason
+        if metrics is not None:
+            metrics.token_refused(reason)
+        # Anyone can send forged tokens at will: their lines are bounded (the metrics count
+        # every request and every reason).
+        budget: LogBudget | None = app_settings.get(REFUSAL_LOG_SETTING)
+        if budget is not None:
+            if not budget.allow():
+                return
+            not_logged = budget.take_not_logged()
+    log.warning("refused %s %s status=%d error=%s%s %s%s", method, route, error.status,
+                error.error, f" provider={provider}" if provider else "", error.log_detail,
+                f" ({not_logged} more token refusals not logged)" if not_logged else "",
+                extra={"event": "refused", "status": error.status, "error": error.error,
+                       "provider": provider, "reason": reason, "not_logged": not_logged})
 
 
 def wants_hsts(app_settings: dict[str, Any], request: tornado.httputil.HTTPServerRequest

@@ -1,13 +1,15 @@
-"""`GET /verify` for a token verified before: answered below Tornado's RequestHandler.
+"""`GET /verify` with a Bearer token: answered below Tornado's RequestHandler.
 
 /verify sits on every request of every downstream app, and once a token is in the verifier's
-cache the answer is already made (its claims' JSON). A RequestHandler around it costs more than
-the answer: a handler object, its default headers, a coroutine, its flush. `VerifyRoute` is a
-Tornado `Router` (tornado.routing, the documented way to route to something other than a
-RequestHandler) that answers such a request with exactly what `VerifyHandler` would send, and
-hands every other request to `VerifyHandler`: the first sight of a token, a refusal, the access
-cookie, another method, a body, a store-backed revocation check or rate limit. The answer's
-headers come from the same constants as the handler's; tests compare the two answers.
+cache the answer is already made (its claims' JSON); a forged token costs one signature check.
+A RequestHandler around either costs more than the work: a handler object, its default headers,
+a coroutine, its flush, an exception through its error path. `VerifyRoute` is a Tornado
+`Router` (tornado.routing, the documented way to route to something other than a
+RequestHandler) that answers a Bearer token's 200 or 401 with exactly what `VerifyHandler`
+sends, built from the same functions (handlers/base.py: headers, error body, refusal line), and
+hands every other request to `VerifyHandler`: no token or the access cookie, another method, a
+body, oversized headers, a store-backed revocation check or rate limit, a limit exceeded.
+Tests compare the two answers.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ import tornado.routing
 import tornado.web
 
 from gateway.context import GatewayContext
-from gateway.errors import RateLimited
+from gateway.errors import InvalidToken, RateLimited
 from gateway.handlers.base import (
     HSTS_HEADERS,
+    JSON_HEADERS,
     MAX_HEADER_BYTES,
+    NO_STORE_HEADERS,
     RATE_LIMITER_SETTING,
     SECURITY_HEADERS,
     TRUSTED_PROXIES_SETTING,
+    error_headers,
+    json_error_body,
+    log_refusal,
     request_header_bytes,
     wants_hsts,
 )
 from gateway.handlers.verify import VERIFIED_HEADERS, VerifyHandler
-from gateway.logs import REQUEST_ID_HEADER, request_id_from
+from gateway.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from gateway.proxies import client_address
 from gateway.ratelimits import RateLimiter
 from gateway.tokens import bearer_token_from_header
@@ -39,7 +46,7 @@ from gateway.tokens import bearer_token_from_header
 ROUTE = "/verify"
 VERIFY_GROUP = "verify"
 OK = tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
-ANSWER_HEADERS = (*SECURITY_HEADERS, *VERIFIED_HEADERS)
+UNAUTHORIZED = tornado.httputil.ResponseStartLine("HTTP/1.1", 401, "Unauthorized")
 
 
 class VerifyRoute(tornado.routing.Router):
@@ -60,14 +67,21 @@ class VerifyRoute(tornado.routing.Router):
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
         assert self.application is not None, "VerifyRoute.attach is called by make_app"
-        body = self._cached_answer(request)
-        if body is None:
+        token = self._bearer_token(request)
+        if token is None or not self._within_rate_limit(request):
             return self.application.get_handler_delegate(
                 request, VerifyHandler, target_kwargs={"ctx": self.ctx})
+        verifier = self.ctx.verifier
+        body = verifier.cached_json(token)
+        if body is None:
+            try:
+                _, body = verifier.verify_as_json(token)
+            except InvalidToken as refusal:
+                return _Refusal(self, request, refusal)
         return _Answer(self, request, body)
 
-    def _cached_answer(self, request: tornado.httputil.HTTPServerRequest) -> bytes | None:
-        """The answer's body when this request can be answered here, else None."""
+    def _bearer_token(self, request: tornado.httputil.HTTPServerRequest) -> str | None:
+        """The Bearer token of a request this route answers itself, else None."""
         headers = request.headers
         if request.method != "GET" or "Content-Length" in headers \
                 or "Transfer-Encoding" in headers:
@@ -77,10 +91,7 @@ class VerifyRoute(tornado.routing.Router):
         token = bearer_token_from_header(headers.get("Authorization"))
         if token is None or request_header_bytes(request) > MAX_HEADER_BYTES:
             return None
-        body = self.ctx.verifier.cached_json(token)
-        if body is None or not self._within_rate_limit(request):
-            return None
-        return body
+        return token
 
     def _within_rate_limit(self, request: tornado.httputil.HTTPServerRequest) -> bool:
         """Count the request (SECURITY H5) when that is decided in this process; a limit
@@ -110,7 +121,9 @@ class VerifyRoute(tornado.routing.Router):
 
 
 class _Answer(tornado.httputil.HTTPMessageDelegate):
-    """The 200 of one request with a cached token: written once the request has been read."""
+    """The 200 of one request with a valid token: written once the request has been read."""
+
+    status = OK
 
     def __init__(self, route: VerifyRoute, request: tornado.httputil.HTTPServerRequest,
                  body: bytes) -> None:
@@ -122,15 +135,47 @@ class _Answer(tornado.httputil.HTTPMessageDelegate):
         route, request = self.route, self.request
         assert route.application is not None and request.connection is not None
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        self.answered(request_id)
         headers = tornado.httputil.HTTPHeaders()
-        for name, value in ANSWER_HEADERS:
+        for name, value in (*SECURITY_HEADERS, *self.headers()):
             headers[name] = value
         if wants_hsts(route.application.settings, request):
             headers.update(HSTS_HEADERS)
         headers["Date"] = route.date()
         headers[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
         headers["Content-Length"] = str(len(self.body))
-        request.connection.write_headers(OK, headers, self.body)
+        request.connection.write_headers(self.status, headers, self.body)
         request.connection.finish()
-        route.ctx.metrics.verified_by_verify.inc()
-        route.access_log.record(ROUTE, request, 200, request_id)
+        route.access_log.record(ROUTE, request, self.status.code, request_id)
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return VERIFIED_HEADERS
+
+    def answered(self, request_id: str) -> None:
+        self.route.ctx.metrics.verified_by_verify.inc()
+
+
+class _Refusal(_Answer):
+    """The 401 of an invalid token: VerifyHandler's error answer (BaseHandler.write_error)."""
+
+    status = UNAUTHORIZED
+
+    def __init__(self, route: VerifyRoute, request: tornado.httputil.HTTPServerRequest,
+                 refusal: InvalidToken) -> None:
+        super().__init__(route, request, json_error_body(refusal))
+        self.refusal = refusal
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return (*error_headers(self.refusal), *NO_STORE_HEADERS, *JSON_HEADERS)
+
+    def answered(self, request_id: str) -> None:
+        route = self.route
+        assert route.application is not None
+        # The refusal line carries the request's id; the variable belongs to the connection's
+        # task here (no task per request), so it is put back for the next request.
+        previous = request_id_var.set(request_id)
+        try:
+            log_refusal(self.refusal, "GET", ROUTE, route.application.settings,
+                        route.ctx.metrics)
+        finally:
+            request_id_var.reset(previous)
