@@ -55,8 +55,9 @@ from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier, audiences
 from gateway.upstream import Upstream, make_http_client
 
 access_log = logging.getLogger("gateway.access")
-# Asked on every request of every app or by every probe: their successes are logged at DEBUG
-# unless `logging.successful_checks` (they are counted in /metrics either way).
+# Asked on every request of every app or by every probe: their access lines below 500 are at
+# DEBUG unless `logging.check_requests` (counted in /metrics either way; a refusal has its own
+# "refused" line with the reason).
 CHECK_ROUTES = frozenset({"/verify", "/auth", "/healthz", "/readyz"})
 PACKAGE_DIR = Path(__file__).parent
 
@@ -132,7 +133,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     cookie_secret, key_version = versioned_secrets(settings.cookies)
     route_names = routes_by_handler(routes)
     access = AccessLog(ctx.metrics, route_names,
-                       log_successful_checks=settings.logging.successful_checks)
+                       log_check_requests=settings.logging.check_requests)
     application = tornado.web.Application(
         routes,
         **edge_settings(ctx),
@@ -216,10 +217,10 @@ class AccessLog:
     pattern only."""
 
     def __init__(self, metrics: GatewayMetrics | None, routes: dict[type[Any], str], *,
-                 log_successful_checks: bool = True) -> None:
+                 log_check_requests: bool = True) -> None:
         self.metrics = metrics
         self.routes = routes
-        self.quiet_routes = frozenset() if log_successful_checks else CHECK_ROUTES
+        self.quiet_routes = frozenset() if log_check_requests else CHECK_ROUTES
 
     def route_of(self, handler: tornado.web.RequestHandler) -> str:
         route = self.routes.get(type(handler))
@@ -236,8 +237,8 @@ class AccessLog:
         if self.metrics is not None:
             self.metrics.observe_request(route, request.method or "", status, seconds)
         level = logging.INFO if status < 500 else logging.ERROR
-        if self.metrics is None or (status < 400 and route in self.quiet_routes):
-            level = logging.DEBUG  # scrapes, and by default successful checks (CHECK_ROUTES)
+        if self.metrics is None or (status < 500 and route in self.quiet_routes):
+            level = logging.DEBUG  # scrapes, and by default checks (CHECK_ROUTES)
         if not access_log.isEnabledFor(level):
             return
         latency_ms = round(1000.0 * seconds, 2)

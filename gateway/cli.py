@@ -223,6 +223,7 @@ async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None)
     for name, provider in stack.providers.items():
         log.info("development mode: %s stand-in at %s", name, provider.standin.base_url)
     log.info("open %s/ in your browser and sign in", settings.issuer)
+    server.settle_heap()
     await stop.wait()
     log.info("stopping: draining in-flight requests")
     await server.drain([http_server, *provider_servers, *([admin[0]] if admin else [])], ctx)

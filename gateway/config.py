@@ -280,10 +280,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class LoggingSettings:
     format: str = ""  # "json" or "text"; empty: text in development mode, json otherwise
     level: str = "INFO"
-    # One INFO line per successful /verify, /auth, /healthz and /readyz answer. Off: they come
-    # with every request of every app (or every probe), are counted in /metrics, and a line each
-    # costs a fifth of /verify's throughput; they are logged at DEBUG. Refusals always log.
-    successful_checks: bool = False
+    # An INFO access line per /verify, /auth, /healthz and /readyz request answered below 500.
+    # Off: they come with every request of every app (or every probe), all are counted in
+    # /metrics, a line each costs a fifth of /verify's throughput, and a refusal has its own
+    # "refused" line with the reason (token refusals: at most 50 a second); DEBUG then.
+    check_requests: bool = False
 
 
 @dataclass(frozen=True)

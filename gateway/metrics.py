@@ -117,6 +117,7 @@ class GatewayMetrics:
         self.verified_by_verify = self.tokens_verified.labels("verify")
         self.verified_by_introspect = self.tokens_verified.labels("introspect")
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._refused_children: dict[str, Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request (called by the access log, once per request)."""
@@ -132,7 +133,11 @@ class GatewayMetrics:
         children[1].observe(seconds)
 
     def token_refused(self, reason: str) -> None:
-        self.tokens_refused.labels(refusal_reason(reason)).inc()
+        label = refusal_reason(reason)
+        child = self._refused_children.get(label)  # bounded: the labels of REFUSAL_REASONS
+        if child is None:
+            child = self._refused_children[label] = self.tokens_refused.labels(label)
+        child.inc()
 
     def login(self, provider: str, outcome: str) -> None:
         self.logins.labels(provider, outcome).inc()

@@ -25,6 +25,7 @@ misconfigured worker 100 times before ending with a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -155,6 +156,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
         # Each worker counts its own requests: one scrape would see one worker's share.
         log.warning("admin listener off with several worker processes: /metrics is per process")
     orphan_watch = asyncio.create_task(stop_when_orphaned(parent, stop)) if parent else None
+    settle_heap()
     if parent:
         log.info("worker pid %d serving", os.getpid())
     else:
@@ -165,6 +167,14 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
         orphan_watch.cancel()
     log.info("stopping: draining in-flight requests")
     await drain(servers, ctx)
+
+
+def settle_heap() -> None:
+    """Once serving: what start-up made (modules, the app, keys) lives as long as the process.
+    `gc.freeze` keeps it out of the cyclic collector's scans, so that a full collection costs
+    what requests left behind, not the whole heap (tens of ms every few seconds under load)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:

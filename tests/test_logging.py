@@ -94,10 +94,11 @@ def test_an_insane_incoming_request_id_is_replaced(stack: Stack, logs: LogScan,
     assert [e["request_id"] for e in events(logs, stack)] == [request_id]
 
 
-def test_successful_checks_are_logged_at_debug_and_refusals_always(
+def test_check_requests_are_logged_at_debug_and_refusals_keep_their_line(
         make_stack: Callable[..., Stack], logs: LogScan) -> None:
-    """/verify, /auth and the probes come on every request or every few seconds: a 2xx of
-    theirs is a DEBUG line (counted in /metrics) unless `logging.successful_checks`."""
+    """/verify, /auth and the probes come on every request or every few seconds: their access
+    lines are at DEBUG (counted in /metrics) unless `logging.check_requests`; a refusal still
+    has its "refused" line with the reason."""
     stack = make_stack()
     browser = stack.browser()
     browser.login()
@@ -109,10 +110,12 @@ def test_successful_checks_are_logged_at_debug_and_refusals_always(
               if e.get("event") == "request"}
     assert access[("/verify", 200)] == "DEBUG"
     assert access[("/healthz", 200)] == "DEBUG"
-    assert access[("/verify", 401)] == "INFO"
+    assert access[("/verify", 401)] == "DEBUG"
+    assert [e["reason"] for e in events(logs, stack) if e.get("event") == "refused"] == [
+        "malformed signature"]
     assert access[("/callback/google", 302)] == "INFO"  # not a check: logged as before
 
-    loud = make_stack(logging={"successful_checks": True})
+    loud = make_stack(logging={"check_requests": True})
     browser = loud.browser()
     browser.login()
     token = browser.access_token()
