@@ -9,6 +9,7 @@ our log only; the client always sees the same answer.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import secrets
@@ -247,8 +248,8 @@ class TokenVerifier:
 
     def _checked_header(self, token: str, typ: str) -> dict[str, Any]:
         try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
+            header = unverified_header(token)
+        except ValueError as e:
             raise InvalidToken(f"malformed header: {type(e).__name__}") from None
         extra = set(header) - ALLOWED_HEADER_MEMBERS
         if extra:
@@ -279,6 +280,25 @@ class TokenVerifier:
             raise InvalidToken("lifetime longer than policy")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise InvalidToken("bad jti")
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, parsed strictly and nothing verified: three base64url
+    segments without padding, the header a JSON object. ValueError otherwise. (PyJWT's
+    get_unverified_header checks every character of all three segments in Python: ~35 us for
+    a 1 KB token, before its decode does it again.)"""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ValueError("oversized token")
+    compact = COMPACT_JWS.fullmatch(token)
+    if compact is None:
+        raise ValueError("not a JWS compact serialization")
+    try:
+        header = json.loads(_base64url_decode_canonical(compact.group(1)))
+    except RecursionError:  # "[[[[...": Python's parser recurses per level
+        raise ValueError("the header nests too deep") from None
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header
 
 
 def _base64url_decode_canonical(segment: str) -> bytes:

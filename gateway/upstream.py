@@ -21,6 +21,7 @@ from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
+from gateway.resolver import CachingResolver
 
 log = logging.getLogger("gateway.upstream")
 
@@ -29,12 +30,14 @@ USER_AGENT = "oauth-gateway/0.1"
 
 def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
     """A dedicated client: Tornado's shared default allows only 10 concurrent requests and
-    buffers 100 MB bodies; ours queues nothing at C10K scale and caps what a provider may send."""
+    buffers 100 MB bodies; ours queues nothing at C10K scale and caps what a provider may send,
+    and resolves names without a thread per request (resolver.py)."""
     return AsyncHTTPClient(
         force_instance=True,
         max_clients=settings.max_clients,
         max_body_size=settings.max_response_bytes,
         max_buffer_size=settings.max_response_bytes,
+        resolver=CachingResolver(),
     )
 
 

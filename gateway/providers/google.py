@@ -20,6 +20,7 @@ from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
 from gateway.providers.base import EnabledProvider
+from gateway.tokens import unverified_header
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
 from gateway.upstream_keys import UpstreamKeys
@@ -55,8 +56,8 @@ class GoogleProvider:
 
     async def verified_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         try:
-            header = jwt.get_unverified_header(id_token)
-        except jwt.InvalidTokenError:
+            header = unverified_header(id_token)
+        except ValueError:
             raise _unverifiable("id_token header is malformed") from None
         kid = header.get("kid")
         if not isinstance(kid, str) or header.get("alg") not in ID_TOKEN_ALGORITHMS:
