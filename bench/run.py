@@ -1,7 +1,7 @@
 """The benchmark: starts the gateway as a user would, loads it with wrk on loopback, and prints
 figures as ratios against a bare Tornado hello-world measured in the same run.
 
-    .venv/bin/python bench/run.py            # every scenario, 3 runs of 5 s each
+    .venv/bin/python bench/run.py            # every scenario, 5 rounds of 5 s each
     .venv/bin/python bench/run.py --quick    # 1 run of 2 s each, to check it works
     .venv/bin/python bench/run.py --only callback   # one scenario: verify, callback or c10k
 
@@ -110,7 +110,7 @@ class Row:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run of 2 s per figure")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")

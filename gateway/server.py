@@ -33,10 +33,11 @@ import socket
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tornado.httpserver
 import tornado.ioloop
@@ -66,8 +67,10 @@ RESTART_WINDOW = 60.0  # ... within this many seconds: a crash loop, the parent 
 ORPHAN_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still there
 
 
-def make_http_server(app: tornado.web.Application) -> tornado.httpserver.HTTPServer:
-    return tornado.httpserver.HTTPServer(
+def make_http_server(app: tornado.web.Application, *, shared_socket: bool = False
+                     ) -> tornado.httpserver.HTTPServer:
+    server_class = SharedSocketHTTPServer if shared_socket else tornado.httpserver.HTTPServer
+    return server_class(
         app,
         xheaders=False,
         max_body_size=MAX_BODY_BYTES,
@@ -85,14 +88,15 @@ def bound_port(sockets: Sequence[socket.socket]) -> int:
     return int(sockets[0].getsockname()[1])
 
 
-def start_gateway(settings: Settings, sockets: Sequence[socket.socket]
+def start_gateway(settings: Settings, sockets: Sequence[socket.socket], *,
+                  shared_socket: bool = False
                   ) -> tuple[GatewayContext, tornado.httpserver.HTTPServer]:
     """Load keys, build the app and serve it on already bound sockets (call inside the loop)."""
     tokens = settings.tokens
     keys = KeyDirectory(Path(tokens.keys_dir), tokens.algorithm, tokens.key_activation_delay)
     keyset = keys.load(generate_if_empty=settings.dev_mode)
     ctx = build_context(settings, keyset)
-    server = make_http_server(make_app(ctx))
+    server = make_http_server(make_app(ctx), shared_socket=shared_socket)
     server.add_sockets(sockets)
     if tokens.key_reload_interval > 0:
         watch_keys(ctx, keys, tokens.key_reload_interval)
@@ -147,7 +151,8 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
                 parent: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT, or in a worker until its `parent` is gone; then drain."""
     stop = stop_event()
-    ctx, http_server = start_gateway(settings, sockets)
+    # Workers share one listening socket (forked after the bind).
+    ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
     servers = [http_server]
     if parent is None:
         admin = start_admin(settings, ctx)
@@ -167,6 +172,35 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
         orphan_watch.cancel()
     log.info("stopping: draining in-flight requests")
     await drain(servers, ctx)
+
+
+class SharedSocketHTTPServer(tornado.httpserver.HTTPServer):
+    """For a listening socket several worker processes accept on: one connection per readiness
+    event, so that the next connection goes to whichever worker gets to it first, the least
+    busy one. Tornado accepts up to 128 at once: the first worker awake took a burst of
+    connections (wrk's 100, a proxy's pool) and the others idled while it was saturated."""
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        for sock in sockets:
+            # TCPServer's own tables, as its add_sockets fills them (stop() reads them).
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = accept_one_per_event(sock, self._handle_connection)
+
+
+def accept_one_per_event(sock: socket.socket,
+                         callback: Callable[[socket.socket, Any], None]) -> Callable[[], None]:
+    """tornado.netutil.add_accept_handler, one accept() per event; returns the remover."""
+    io_loop = tornado.ioloop.IOLoop.current()
+
+    def accept(fd: socket.socket, events: int) -> None:
+        try:
+            connection, address = sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up while queued
+        callback(connection, address)
+
+    io_loop.add_handler(sock, accept, tornado.ioloop.IOLoop.READ)
+    return lambda: io_loop.remove_handler(sock)
 
 
 def settle_heap() -> None:
