@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,14 +24,14 @@ class MemoryStore:
         if len(self._entries) >= self._max_entries and (namespace, key) not in self._entries:
             raise StoreFull(namespace)
         expires = self.clock() + ttl
-        self._entries[(namespace, key)] = (expires, copy.deepcopy(value))
+        self._entries[(namespace, key)] = (expires, _copy(value))
         heapq.heappush(self._expiry_heap, (expires, (namespace, key)))
 
     async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
         entry = self._entries.get((namespace, key))
         if entry is None or entry[0] <= self.clock():
             return None
-        return copy.deepcopy(entry[1])
+        return _copy(entry[1])
 
     async def take(self, namespace: str, key: str) -> dict[str, Any] | None:
         # No await between the read and the delete: atomic on the event loop.
@@ -69,3 +69,10 @@ class MemoryStore:
             current = self._entries.get(entry_key)
             if current is not None and current[0] == expires:
                 del self._entries[entry_key]
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    """A copy as the other stores make one, through JSON: a caller never shares our dict, and
+    what SQLite or Redis could not store fails here too (and faster than copy.deepcopy)."""
+    copied: dict[str, Any] = json.loads(json.dumps(value))
+    return copied
