@@ -97,11 +97,12 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     settings = ctx.settings
     verify_route = VerifyRoute(ctx)
     routes: list[Any] = [
+        # First (rules are tried in order), and a Router: Bearer tokens are answered below the
+        # RequestHandler (handlers/verify_fast.py).
+        Rule(PathMatches(r"/verify"), verify_route),
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
-        # A Router: cached tokens answered below the RequestHandler (handlers/verify_fast.py).
-        Rule(PathMatches(r"/verify"), verify_route),
         (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
