@@ -155,3 +155,17 @@ def test_H2_hsts_on_the_fast_answer_of_an_https_issuer(make_stack: Callable[...,
     assert no_token.headers["Strict-Transport-Security"] == HSTS
     assert plain.status_code == 200
     assert "Strict-Transport-Security" not in plain.headers  # RFC 6797 7.2, trusted proxy
+
+
+def test_an_unexpected_error_is_the_handlers_clean_500(stack: Stack, handled: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    token, _ = _signed_in(stack)
+
+    def broken(token: str) -> tuple[dict[str, Any], bytes]:
+        raise TypeError("a bug")
+    monkeypatch.setattr(stack.ctx.verifier, "verify_as_json", broken)
+    answer = httpx.get(f"{stack.url}/verify", headers=_bearer(token))
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "server_error"
+    assert "Traceback" not in answer.text
+    assert handled == ["GET"]

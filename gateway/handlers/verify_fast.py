@@ -78,6 +78,9 @@ class VerifyRoute(tornado.routing.Router):
                 _, body = verifier.verify_as_json(token)
             except InvalidToken as refusal:
                 return _Refusal(self, request, refusal)
+            except Exception:  # a bug: the handler answers it, as a logged 500
+                return self.application.get_handler_delegate(
+                    request, VerifyHandler, target_kwargs={"ctx": self.ctx})
         return _Answer(self, request, body)
 
     def _bearer_token(self, request: tornado.httputil.HTTPServerRequest) -> str | None:
