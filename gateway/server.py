@@ -151,6 +151,25 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
                 parent: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT, or in a worker until its `parent` is gone; then drain."""
     stop = stop_event()
+    try:
+        await _serve_until_stopped(settings, sockets, stop, parent)
+    finally:
+        release_stop_signals()
+
+
+def release_stop_signals() -> None:
+    """Before the loop closes: block the stop signals, then drop their handlers. CPython 3.11
+    closes the loop's self-pipe before it removes signal handlers, and a SIGTERM in between
+    (a supervisor stopping a worker that is failing anyway) printed a BrokenPipeError
+    traceback; blocked, a late signal waits for the exit that is coming."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.remove_signal_handler(sig)
+
+
+async def _serve_until_stopped(settings: Settings, sockets: Sequence[socket.socket],
+                               stop: asyncio.Event, parent: int | None) -> None:
     # Workers share one listening socket (forked after the bind).
     ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
     servers = [http_server]
