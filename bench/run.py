@@ -2,8 +2,8 @@
 figures as ratios against a bare Tornado hello-world measured in the same run.
 
     .venv/bin/python bench/run.py            # every scenario, 5 rounds of 5 s each
-    .venv/bin/python bench/run.py --quick    # 1 run of 2 s each, to check it works
-    .venv/bin/python bench/run.py --only callback   # one scenario: verify, callback or c10k
+    .venv/bin/python bench/run.py --quick    # 1 round of 2 s, to check it works
+    .venv/bin/python bench/run.py --only callback   # verify, workers, callback or c10k
 
 The login scenarios (callback, c10k) start the Google stand-in in a process of its own
 (bench/standin.py, on the load core) and the gateway from a TOML file pointing at it (memory
@@ -86,9 +86,10 @@ class Figure:
 class Row:
     scenario: str
     runs: list[Figure]
-    # Measured in the same rounds, one run each: the bare hello-world, and hello-world sent the
-    # very same request (its Authorization header too: Tornado parses it for hello as well).
-    bare: Row | None = None
+    # Measured in the same rounds, one run each: what the target compares with (the bare
+    # hello-world; one worker, for two workers), and hello-world sent the very same request
+    # (its Authorization header too: Tornado parses it for hello-world as well).
+    baseline: Row | None = None
     same_request: Row | None = None
 
     def ratios(self, baseline: Row | None, attribute: str = "requests_per_second"
@@ -303,10 +304,10 @@ def _print_table(rows: list[Row]) -> None:
           "| p50 ms | p99 ms | p99 x hello | errors | target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        bare, same = row.ratios(row.bare), row.ratios(row.same_request)
-        p99 = row.ratios(row.bare, "p99_ms")
+        bare, same = row.ratios(row.baseline), row.ratios(row.same_request)
+        p99 = row.ratios(row.baseline, "p99_ms")
         target = ""
-        if row.bare is not None:
+        if row.baseline is not None:
             refusals = "bad signatures" in row.scenario
             wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
             ok = statistics.median(bare) >= wanted and (
@@ -321,25 +322,24 @@ def _print_table(rows: list[Row]) -> None:
 
 
 def _print_workers(rows: list[Row]) -> None:
-    one, two = rows
-    scaling = two.ratios(one)
+    scaling = rows[1].ratios(rows[0])
     print()
     print("| /verify, nothing pinned, wrk on the same 2 cores | req/s (median, spread) "
           "| x one worker | p99 ms | errors | target |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        ratios = row.ratios(row.bare)
+        ratios = row.ratios(row.baseline)
         target = (f">= {TARGET_WORKERS} x one: "
                   f"{_verdict(statistics.median(scaling) >= TARGET_WORKERS)}" if ratios else "")
         print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
-              f"({row.spread('requests_per_second')}) | {_ratio(ratios) if ratios else '1.00'} "
+              f"({row.spread('requests_per_second')}) | {_ratio(ratios)} "
               f"| {row.median('p99_ms'):.2f} | {sum(r.errors for r in row.runs)} | {target} |")
 
 
 def _ratio(values: list[float]) -> str:
-    """The median of per-round ratios, with their spread."""
+    """The median of per-round ratios, with their spread ("1.00": the baseline itself)."""
     if not values:
-        return "1.00" if values == [] else ""
+        return "1.00"
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"

@@ -225,7 +225,7 @@ class TokenVerifier:
         cache_key = (compact.group(1), typ)
         header = self._headers.get(cache_key)
         if header is None:
-            header = self._checked_header(token, typ)
+            header = self._checked_header(compact.group(1), typ)
         kid: str = header["kid"]
         key = self._keys.get(kid)
         if key is None:
@@ -246,9 +246,10 @@ class TokenVerifier:
         if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
             raise InvalidToken("bad signature")
 
-    def _checked_header(self, token: str, typ: str) -> dict[str, Any]:
+    def _checked_header(self, segment: str, typ: str) -> dict[str, Any]:
+        """The header of a token already matched by COMPACT_JWS, from its first segment."""
         try:
-            header = unverified_header(token)
+            header = _parse_header_segment(segment)
         except ValueError as e:
             raise InvalidToken(f"malformed header: {type(e).__name__}") from None
         extra = set(header) - ALLOWED_HEADER_MEMBERS
@@ -292,8 +293,12 @@ def unverified_header(token: str) -> dict[str, Any]:
     compact = COMPACT_JWS.fullmatch(token)
     if compact is None:
         raise ValueError("not a JWS compact serialization")
+    return _parse_header_segment(compact.group(1))
+
+
+def _parse_header_segment(segment: str) -> dict[str, Any]:
     try:
-        header = json.loads(_base64url_decode_canonical(compact.group(1)))
+        header = json.loads(_base64url_decode_canonical(segment))
     except RecursionError:  # "[[[[...": Python's parser recurses per level
         raise ValueError("the header nests too deep") from None
     if not isinstance(header, dict):

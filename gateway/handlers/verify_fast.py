@@ -15,7 +15,7 @@ Tests compare the two answers.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.httputil
 import tornado.routing
@@ -43,6 +43,9 @@ from gateway.proxies import client_address
 from gateway.ratelimits import RateLimiter
 from gateway.tokens import bearer_token_from_header
 
+if TYPE_CHECKING:  # app.py imports this module
+    from gateway.app import AccessLog
+
 ROUTE = "/verify"
 VERIFY_GROUP = "verify"
 OK = tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
@@ -55,11 +58,11 @@ class VerifyRoute(tornado.routing.Router):
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.application: tornado.web.Application | None = None
-        self.access_log: Any = None  # app.AccessLog (which imports this module)
+        self.access_log: AccessLog | None = None
         self._date_second = -1
         self._date = ""
 
-    def attach(self, application: tornado.web.Application, access_log: Any) -> None:
+    def attach(self, application: tornado.web.Application, access_log: AccessLog) -> None:
         """Once the Application exists: where other requests go, and the access log."""
         self.application = application
         self.access_log = access_log
@@ -136,7 +139,8 @@ class _Answer(tornado.httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         route, request = self.route, self.request
-        assert route.application is not None and request.connection is not None
+        assert route.application is not None and route.access_log is not None
+        assert request.connection is not None
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         self.answered(request_id)
         headers = tornado.httputil.HTTPHeaders()
