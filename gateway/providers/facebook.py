@@ -22,7 +22,7 @@ import tornado.auth
 from gateway.config import FacebookSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
-from gateway.providers.base import EnabledProvider
+from gateway.providers.base import EnabledProvider, authorize_redirect
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
 
@@ -119,14 +119,11 @@ class FacebookLogin(tornado.auth.FacebookGraphMixin):
     provider: FacebookProvider
 
     def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        # The mixin reads its endpoint from this attribute; ours is versioned and configured.
-        self._OAUTH_AUTHORIZE_URL = self.provider.dialog_url
-        self.authorize_redirect(
-            redirect_uri=self.provider.callback_url,
-            client_id=self.provider.settings.client_id,
-            response_type="code",
-            extra_params=self.provider.authorization_params(tx, key),
-        )
+        # The dialog's URL is versioned (providers.facebook.graph_version); no scope parameter.
+        authorize_redirect(self, authorize_url=self.provider.dialog_url,
+                           callback_url=self.provider.callback_url,
+                           client_id=self.provider.settings.client_id, scopes=None,
+                           extra_params=self.provider.authorization_params(tx, key))
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         profile = await self.get_authenticated_user(

@@ -19,7 +19,7 @@ import tornado.auth
 from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
-from gateway.providers.base import EnabledProvider
+from gateway.providers.base import EnabledProvider, authorize_redirect
 from gateway.tokens import unverified_header
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
@@ -83,15 +83,11 @@ class GoogleLogin(tornado.auth.GoogleOAuth2Mixin):
     provider: GoogleProvider
 
     def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        # The mixin reads its endpoint from this attribute; ours comes from configuration.
-        self._OAUTH_AUTHORIZE_URL = self.provider.settings.authorize_url
-        self.authorize_redirect(
-            redirect_uri=self.provider.callback_url,
-            client_id=self.provider.settings.client_id,
-            scope=list(self.provider.settings.scopes),
-            response_type="code",
-            extra_params=self.provider.authorization_params(tx, key),
-        )
+        settings = self.provider.settings
+        authorize_redirect(self, authorize_url=settings.authorize_url,
+                           callback_url=self.provider.callback_url,
+                           client_id=settings.client_id, scopes=settings.scopes,
+                           extra_params=self.provider.authorization_params(tx, key))
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         tokens = await self.get_authenticated_user(
