@@ -434,6 +434,31 @@ def test_sqlite_take_is_atomic_across_two_stores_on_one_file(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+def test_sqlite_workers_starting_together_on_a_fresh_file_both_open_it(tmp_path: Path) -> None:
+    """`serve --workers 2` on a new file: both processes switch it to WAL at the same moment,
+    which SQLite refuses ("database is locked") without waiting on its busy handler; one
+    worker in three failed to start. Forked pairs, each released at one instant."""
+    failures = []
+    for round_ in range(40):
+        path = tmp_path / f"gateway-{round_}.db"
+        start = time.monotonic() + 0.02
+        pids = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:  # the child: open, report by exit status, never return into pytest
+                status = 1
+                try:
+                    while time.monotonic() < start:
+                        pass
+                    SqliteStore(path)
+                    status = 0
+                finally:
+                    os._exit(status)
+            pids.append(pid)
+        failures += [pid for pid in pids if os.waitpid(pid, 0)[1] != 0]
+    assert failures == []
+
+
 def test_sqlite_unusable_path_fails_when_opened(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="no-such-dir"):
         SqliteStore(tmp_path / "no-such-dir" / "gateway.db")

@@ -36,6 +36,7 @@ SWEEP_EVERY = 100  # writes between two sweeps
 SWEEP_BATCH = 1000  # rows one sweep deletes at most, so that a sweep never holds the lock long
 SWEEP_INTERVAL = 60.0  # seconds after which an idle store sweeps when pinged
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
+BUSY_RETRY_SECONDS = 0.01  # between two tries to prepare a file another process holds
 FILE_MODE = 0o600  # the file holds session records (names, emails): the owner only
 
 SCHEMA = """
@@ -145,7 +146,7 @@ class SqliteStore:
                 os.chmod(self.path, FILE_MODE)
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
             try:
-                self._prepare(db)
+                self._prepare_when_free(db)
             except BaseException:
                 db.close()
                 raise
@@ -154,6 +155,20 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {reason}") from e
         self._db = db
         self._last_sweep = self.clock()
+
+    def _prepare_when_free(self, db: sqlite3.Connection) -> None:
+        """`_prepare`, retried while another process holds the file (up to BUSY_TIMEOUT).
+        Switching a new file to WAL does not wait on SQLite's busy handler: two workers
+        starting together on a fresh file failed with "database is locked" one time in three."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._prepare(db)
+                return
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(BUSY_RETRY_SECONDS)
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         journal = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -288,3 +303,8 @@ def _decode(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise sqlite3.DataError("a stored value is not a JSON object")
     return value
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    # SQLITE_BUSY and its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...) share the low byte.
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
