@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+import ssl
 import tomllib
 import types
 import typing
@@ -124,6 +125,8 @@ class UpstreamSettings:
     request_timeout: float = 10.0
     max_clients: int = 1000
     max_response_bytes: int = 1_048_576
+    # PEM bundle the providers' TLS certificates must chain to; empty: the system's store.
+    ca_file: str = ""
     jwks_cache_seconds: int = 3600
     jwks_refresh_cooldown: int = 60
 
@@ -444,6 +447,16 @@ def _is_secret(hint: Any) -> bool:
     return hint is Secret or _tuple_item(hint) is Secret
 
 
+def _check_ca_file(path: str) -> None:
+    """A CA bundle that cannot be used would fail every login at its first provider call."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # an OSError too: first
+        raise ConfigError("upstream.ca_file", f"{path} holds no PEM certificate") from None
+    except OSError as e:
+        raise ConfigError("upstream.ca_file", f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _read_secret_files(key: str, value: Any) -> tuple[Secret, ...]:
     """A list of secrets read from a list of files (comma-separated from the environment)."""
     paths = _coerce(tuple[str, ...], value, key)
@@ -615,6 +628,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("upstream.max_clients", "must be at least 1")
     if upstream.max_response_bytes < 1024:
         raise ConfigError("upstream.max_response_bytes", "must be at least 1024")
+    if upstream.ca_file:
+        _check_ca_file(upstream.ca_file)
     if upstream.jwks_cache_seconds < 0 or upstream.jwks_refresh_cooldown < 0:
         raise ConfigError("upstream.jwks_cache_seconds", "JWKS timings must not be negative")
     if login.max_pending_transactions < 1:

@@ -15,6 +15,7 @@ import os
 import queue
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -96,12 +97,15 @@ class GoogleUpstream:
     server: tornado.httpserver.HTTPServer
 
 
-def start_google(loop: LoopThread, issuer: str) -> GoogleUpstream:
+def start_google(loop: LoopThread, issuer: str, tls: ssl.SSLContext | None = None
+                 ) -> GoogleUpstream:
+    """The Google stand-in on loopback; over HTTPS with `tls` (a server context)."""
     sockets = bind("127.0.0.1", 0)
-    standin, section = google.dev_provider(f"http://127.0.0.1:{bound_port(sockets)}", issuer)
+    scheme = "https" if tls else "http"
+    standin, section = google.dev_provider(f"{scheme}://127.0.0.1:{bound_port(sockets)}", issuer)
 
     def serve() -> tornado.httpserver.HTTPServer:
-        server = tornado.httpserver.HTTPServer(standin.make_app())
+        server = tornado.httpserver.HTTPServer(standin.make_app(), ssl_options=tls)
         server.add_sockets(sockets)
         return server
 
@@ -221,10 +225,12 @@ class PublicAddress:
 
 
 def write_deployment(directory: Path, loop: LoopThread, *, store: Mapping[str, Any],
-                     issuer: str | None = None, tokens: Mapping[str, Any] | None = None
-                     ) -> Deployment:
-    """Keys, a cookie secret, the Google stand-in and the configuration file; no process yet.
-    `{directory}` in the store's URL is this deployment's directory (processes run in it)."""
+                     issuer: str | None = None, tokens: Mapping[str, Any] | None = None,
+                     upstream: Mapping[str, Any] | None = None,
+                     provider_tls: ssl.SSLContext | None = None) -> Deployment:
+    """Keys, a cookie secret, the Google stand-in (over HTTPS with `provider_tls`) and the
+    configuration file; no process yet. `{directory}` in the store's URL is this deployment's
+    directory (processes run in it)."""
     issuer = issuer or f"http://127.0.0.1:{free_port()}"
     keys = directory / "keys"
     generated = run_cli("keys", "generate", "--dir", str(keys), "--algorithm", "ES256",
@@ -232,8 +238,8 @@ def write_deployment(directory: Path, loop: LoopThread, *, store: Mapping[str, A
     assert generated.returncode == 0, generated.stderr
     cookie_secret = secrets.token_urlsafe(36)  # 48 characters
     SCAN.register(cookie_secret, "cookie secret")
-    upstream = start_google(loop, issuer)
-    SCAN.register(upstream.section["client_secret"], "google client_secret")
+    google_upstream = start_google(loop, issuer, provider_tls)
+    SCAN.register(google_upstream.section["client_secret"], "google client_secret")
     tree: dict[str, Any] = {
         "issuer": issuer,
         "listen": {"address": "127.0.0.1", "port": int(urlsplit(issuer).port or 0)},
@@ -242,12 +248,13 @@ def write_deployment(directory: Path, loop: LoopThread, *, store: Mapping[str, A
         "store": {key: value.format(directory=directory) if isinstance(value, str) else value
                   for key, value in store.items()},
         "admin": {"enabled": False},  # no fixed admin port shared by several processes
-        "providers": {"google": upstream.section},
+        "upstream": dict(upstream or {}),
+        "providers": {"google": google_upstream.section},
         "clients": [PUBLIC, INTROSPECTOR],
     }
     config = directory / "gateway.toml"
     config.write_text("\n".join(toml_lines(tree)) + "\n", encoding="utf-8")
-    return Deployment(directory, issuer, config, cookie_secret, upstream)
+    return Deployment(directory, issuer, config, cookie_secret, google_upstream)
 
 
 def deployment_factory(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory

@@ -403,6 +403,19 @@ def test_C6_infinite_upstream_timeout_is_refused(tmp_path: Path) -> None:
     assert error.key.startswith("upstream.request_timeout")
 
 
+def test_C6_upstream_ca_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    error = assert_refused(tmp_path, {"upstream.ca_file": str(missing)}, "upstream.ca_file")
+    assert "cannot read" in str(error)
+
+
+def test_C6_upstream_ca_file_without_a_certificate_is_refused(tmp_path: Path) -> None:
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    error = refusal(write_config(tmp_path), {"GATEWAY_UPSTREAM__CA_FILE": str(not_pem)})
+    assert error.key == "upstream.ca_file" and "no PEM certificate" in str(error)
+
+
 def test_google_section_without_client_id_is_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"providers.google.client_id": None}, "providers.google.client_id")
 

@@ -61,8 +61,14 @@ def test_C6_a_rotated_provider_key_is_fetched_once_and_logins_go_on(make_stack) 
     assert stack.google.calls["jwks"] == 2
 
 
+def _upstream(stack: Stack) -> Upstream:
+    """A client of the stack's loop (libcurl's sockets are watched by the loop it is made in)."""
+    settings = stack.dev.settings.upstream
+    return Upstream(stack.loop.call(lambda: make_http_client(settings)), settings)
+
+
 def _keys(stack: Stack, now: list[float]) -> UpstreamKeys:
-    upstream = Upstream(make_http_client(stack.dev.settings.upstream), stack.dev.settings.upstream)
+    upstream = _upstream(stack)
     return UpstreamKeys(upstream, provider="google", jwks_url=stack.google.jwks_url,
                         cache_seconds=3600, refresh_cooldown=60, clock=lambda: now[0])
 
@@ -98,8 +104,7 @@ def test_C6_upstream_calls_are_not_queued_behind_tornados_default_of_ten(make_st
     """40 calls that each take 0.5 s finish together, not in four waves of ten."""
     stack = make_stack()
     stack.google.faults["userinfo"] = Fault(status=200, body='{"sub": "1"}', delay=0.5)
-    settings = stack.dev.settings.upstream
-    upstream = Upstream(make_http_client(settings), settings)
+    upstream = _upstream(stack)
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()

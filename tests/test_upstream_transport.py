@@ -1,0 +1,305 @@
+"""The upstream HTTP client's transport (gateway/upstream.py, libcurl through
+tornado.curl_httpclient): TLS to a provider verified against the system's store or a configured
+CA (SECURITY C6), connections kept alive between calls, the response cap counted after
+decompression, transfer failures mapped to clear errors, libcurl's trace never in a log (L1).
+
+Providers here are real Tornado servers on loopback; the TLS ones present certificates made for
+the test by a throwaway CA (cryptography), as a private CA or a TLS-inspecting proxy would."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import ipaddress
+import logging
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tornado.httpserver
+import tornado.web
+from conftest import LoopThread, Stack
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from process_support import HTTP_TIMEOUT, Deployment, deployment_factory
+
+from gateway.config import UpstreamSettings
+from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.server import bind, bound_port
+from gateway.upstream import Upstream, make_http_client, trusted_certificates
+
+CAP = 64 * 1024  # max_response_bytes for these tests
+
+
+# ---------------------------------------------------------------------------------------------
+# A throwaway certificate authority
+
+
+@dataclass
+class Authority:
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+    @classmethod
+    def create(cls, name: str) -> Authority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                         crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+        return cls(key, certificate)
+
+    def pem(self, directory: Path) -> Path:
+        path = directory / "ca.pem"
+        path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def server_context(self, directory: Path, *, names: list[x509.GeneralName]
+                       ) -> ssl.SSLContext:
+        """A server's TLS context with a certificate for `names`, signed by this authority."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provider")]))
+            .issuer_name(self.certificate.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(self.key, hashes.SHA256()))
+        cert_file, key_file = directory / "server.pem", directory / "server.key"
+        cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+        return context
+
+
+LOOPBACK = [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+ANOTHER_HOST = [x509.DNSName("accounts.example.org")]
+
+
+# ---------------------------------------------------------------------------------------------
+# A provider-like server
+
+
+class DocumentHandler(tornado.web.RequestHandler):
+    """A JSON answer naming the client port it came in on (one port: one connection)."""
+
+    def get(self) -> None:
+        stream = self.request.connection.stream  # type: ignore[union-attr]
+        self.write({"client_port": stream.socket.getpeername()[1]})
+
+
+class BombHandler(tornado.web.RequestHandler):
+    """Gzip of 4 MB of zeros: 4 KB on the wire, 64 times the cap once decompressed."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Content-Encoding", "gzip")
+        self.write(gzip.compress(b"[" + b"0," * (2 * 1024 * 1024) + b"0]"))
+
+
+class StreamedHandler(tornado.web.RequestHandler):
+    """More than the cap in chunks, with no Content-Length announced."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        for _ in range(32):
+            self.write(b" " * 8192)
+            await self.flush()
+        self.write(b"{}")
+
+
+@dataclass
+class Provider:
+    url: str
+    server: tornado.httpserver.HTTPServer
+
+
+@pytest.fixture
+def serve(loop_thread: LoopThread) -> Iterator[Callable[..., Provider]]:
+    servers: list[tornado.httpserver.HTTPServer] = []
+
+    def start(tls: ssl.SSLContext | None = None) -> Provider:
+        sockets = bind("127.0.0.1", 0)
+        app = tornado.web.Application([(r"/doc", DocumentHandler), (r"/bomb", BombHandler),
+                                       (r"/streamed", StreamedHandler)])
+
+        def listen() -> tornado.httpserver.HTTPServer:
+            server = tornado.httpserver.HTTPServer(app, ssl_options=tls)
+            server.add_sockets(sockets)
+            return server
+
+        server = loop_thread.call(listen)
+        servers.append(server)
+        scheme = "https" if tls else "http"
+        return Provider(f"{scheme}://127.0.0.1:{bound_port(sockets)}", server)
+
+    yield start
+    for server in servers:
+        loop_thread.call(server.stop)
+
+
+def upstream(loop: LoopThread, **settings: Any) -> Upstream:
+    """The production client, made in the loop that watches its sockets."""
+    chosen = UpstreamSettings(max_response_bytes=CAP, **settings)
+    return Upstream(loop.call(lambda: make_http_client(chosen)), chosen)
+
+
+def fetch(loop: LoopThread, client: Upstream, url: str) -> dict[str, Any]:
+    return loop.run(client.fetch_json(client.request(url), provider="google", what="token"))
+
+
+def refusal(loop: LoopThread, client: Upstream, url: str) -> UpstreamError:
+    with pytest.raises(UpstreamError) as refused:
+        fetch(loop, client, url)
+    return refused.value
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS (SECURITY C6)
+
+
+def test_C6_a_provider_certificate_from_the_configured_ca_is_trusted(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path) -> None:
+    authority = Authority.create("private CA")
+    provider = serve(authority.server_context(tmp_path, names=LOOPBACK))
+    client = upstream(loop_thread, ca_file=str(authority.pem(tmp_path)))
+    assert "client_port" in fetch(loop_thread, client, f"{provider.url}/doc")
+
+
+def test_C6_a_provider_certificate_the_system_store_does_not_trust_is_refused(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    provider = serve(Authority.create("unknown CA").server_context(tmp_path, names=LOOPBACK))
+    error = refusal(loop_thread, upstream(loop_thread), f"{provider.url}/doc")
+    assert error.description == "The sign-in provider could not be reached."
+    assert "TLS certificate not trusted" in caplog.text
+
+
+def test_C6_a_certificate_for_another_host_is_refused_even_from_a_trusted_ca(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    authority = Authority.create("private CA")
+    provider = serve(authority.server_context(tmp_path, names=ANOTHER_HOST))
+    client = upstream(loop_thread, ca_file=str(authority.pem(tmp_path)))
+    refusal(loop_thread, client, f"{provider.url}/doc")
+    assert "TLS certificate not trusted" in caplog.text
+
+
+def test_C6_another_ca_than_the_configured_one_is_refused(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path) -> None:
+    trusted, other = Authority.create("private CA"), Authority.create("attacker CA")
+    provider = serve(other.server_context(tmp_path, names=LOOPBACK))
+    refusal(loop_thread, upstream(loop_thread, ca_file=str(trusted.pem(tmp_path))),
+            f"{provider.url}/doc")
+
+
+def test_C6_the_system_store_is_found_as_pythons_ssl_finds_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not libcurl's compiled-in bundle path (another distribution's, in the wheel)."""
+    bundle = Authority.create("corporate CA").pem(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert trusted_certificates("").cafile == str(bundle)
+    assert trusted_certificates("/etc/gateway/ca.pem").cafile == "/etc/gateway/ca.pem"
+
+
+@pytest.fixture
+def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Deployment]]:
+    yield from deployment_factory(loop_thread, tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_C6_a_whole_login_against_a_provider_over_tls(
+        deployments: Callable[..., Deployment], tmp_path: Path) -> None:
+    """A gateway process, `upstream.ca_file` set, the Google stand-in on https://: the code
+    exchange, the JWKS fetch and the login all go over verified TLS."""
+    authority = Authority.create("private CA")
+    ca_file = authority.pem(tmp_path)
+    deployment = deployments(store={"url": "memory://"}, upstream={"ca_file": str(ca_file)},
+                             provider_tls=authority.server_context(tmp_path, names=LOOPBACK))
+    assert deployment.google.standin.base_url.startswith("https://")
+    deployment.start()
+    browser = deployment.browser()
+    browser.http = httpx.Client(timeout=HTTP_TIMEOUT, verify=ssl.create_default_context(
+        cafile=str(ca_file)))  # the user's browser trusts the stand-in's consent page too
+    done = browser.login()
+    assert done.status_code == 302, done.text
+    assert browser.access_token()
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections, caps, failures
+
+
+def test_calls_to_a_provider_reuse_one_kept_alive_connection(
+        loop_thread: LoopThread, serve: Callable[..., Provider]) -> None:
+    """Tornado's simple client opened a connection per call (a TLS handshake each, against a
+    real provider); ten calls in a row now come in on one."""
+    provider = serve()
+    client = upstream(loop_thread)
+    ports = {fetch(loop_thread, client, f"{provider.url}/doc")["client_port"]
+             for _ in range(10)}
+    assert len(ports) == 1, ports
+
+
+def test_a_compressed_answer_is_capped_after_decompression(
+        loop_thread: LoopThread, serve: Callable[..., Provider],
+        caplog: pytest.LogCaptureFixture) -> None:
+    provider = serve()
+    error = refusal(loop_thread, upstream(loop_thread), f"{provider.url}/bomb")
+    assert error.description == "The sign-in provider could not be reached."
+    assert "answer over max_response_bytes" in caplog.text
+
+
+def test_a_streamed_answer_without_length_is_capped(
+        loop_thread: LoopThread, serve: Callable[..., Provider],
+        caplog: pytest.LogCaptureFixture) -> None:
+    provider = serve()
+    refusal(loop_thread, upstream(loop_thread), f"{provider.url}/streamed")
+    assert "answer over max_response_bytes" in caplog.text
+
+
+def test_a_refused_connection_is_named_in_the_log_not_curls_message(
+        loop_thread: LoopThread, caplog: pytest.LogCaptureFixture) -> None:
+    port = bound_port(bind("127.0.0.1", 0))  # closed again: nothing listens there
+    error = refusal(loop_thread, upstream(loop_thread), f"http://127.0.0.1:{port}/doc")
+    assert not isinstance(error, UpstreamTimeout)
+    assert "token: connection refused" in caplog.text
+    assert f"port {port}" not in caplog.text  # curl's own wording stays out
+
+
+def test_L1_libcurls_trace_stays_off_when_logging_is_at_debug(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """Tornado switches libcurl's VERBOSE trace on when its logger is at DEBUG; the trace
+    holds the code exchange's body (client_secret, code) and the provider's tokens."""
+    caplog.set_level(logging.DEBUG)
+    assert stack.browser().login().status_code == 302
+    traced = [r for r in caplog.records if r.name == "tornado.curl_httpclient"
+              and not r.getMessage().startswith(("GET ", "POST "))]
+    assert traced == []
+    secret = stack.dev.settings.providers.google.client_secret.reveal()  # type: ignore[union-attr]
+    assert secret not in caplog.text
