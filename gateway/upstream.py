@@ -14,84 +14,50 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-import pycurl
-from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPInputError
+from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
+from gateway.resolver import CachingResolver
 
 log = logging.getLogger("gateway.upstream")
 
 USER_AGENT = "oauth-gateway/0.1"
 
 
-# What a failed transfer's libcurl code means, for the log line (never curl's own message,
-# which names hosts and paths). Anything else is logged by its number.
-CURL_FAILURES = {
-    pycurl.E_COULDNT_RESOLVE_HOST: "host name not resolved",
-    pycurl.E_COULDNT_CONNECT: "connection refused",
-    pycurl.E_OPERATION_TIMEDOUT: "timed out",
-    pycurl.E_SSL_CONNECT_ERROR: "TLS handshake failed",
-    pycurl.E_PEER_FAILED_VERIFICATION: "TLS certificate not trusted",
-    pycurl.E_GOT_NOTHING: "connection closed without an answer",
-    pycurl.E_RECV_ERROR: "connection closed",
-    pycurl.E_SEND_ERROR: "connection closed",
-    pycurl.E_PARTIAL_FILE: "connection closed mid-answer",
-    pycurl.E_WRITE_ERROR: "answer over max_response_bytes",
-    pycurl.E_FILESIZE_EXCEEDED: "answer over max_response_bytes",
-    pycurl.E_BAD_CONTENT_ENCODING: "answer not decodable",
-    8: "answer not HTTP",  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
-}
-
-
 def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
-    """libcurl through `tornado.curl_httpclient`: connections to a provider are kept alive
-    and reused (Tornado's simple client opens a connection, and against a real provider does a
-    TLS handshake, for every call: 15% of a login's CPU on loopback), and names are resolved
-    off the event loop and cached by curl. Tornado's shared default client would allow only
-    10 concurrent requests and buffer 100 MB; this one runs `max_clients` at once and caps what
-    a provider may send, decompressed, at `max_response_bytes`."""
-    trusted = trusted_certificates(settings.ca_file)
-    return CurlAsyncHTTPClient(
+    """A dedicated client: Tornado's shared default allows only 10 concurrent requests and
+    buffers 100 MB bodies; ours queues nothing at C10K scale and caps what a provider may send,
+    resolves names without a thread per request (resolver.py), and trusts `upstream.ca_file`
+    when it is set.
+
+    Tornado's simple client opens a connection per call (no keep-alive). libcurl's client
+    (tornado.curl_httpclient) keeps them, but holds a 16 KB send buffer per POST in flight:
+    5,000 code exchanges parked at a slow provider took the gateway from 263 to 342 MB, past
+    the C10K budget, for no measurable gain on the callback (README, Benchmarks)."""
+    trusted = provider_tls_context(settings.ca_file)
+    return AsyncHTTPClient(
         force_instance=True,
         max_clients=settings.max_clients,
         max_body_size=settings.max_response_bytes,
-        defaults={"ca_certs": trusted.cafile,
-                  "prepare_curl_callback": _tuned(trusted.capath, settings.max_response_bytes)},
+        max_buffer_size=settings.max_response_bytes,
+        resolver=CachingResolver(),
+        defaults={"ssl_options": trusted} if trusted is not None else None,
     )
 
 
-@dataclass(frozen=True)
-class TrustedCertificates:
-    cafile: str | None
-    capath: str | None
-
-
-def trusted_certificates(ca_file: str) -> TrustedCertificates:
+def provider_tls_context(ca_file: str) -> ssl.SSLContext | None:
     """SECURITY C6: what a provider's TLS certificate must chain to. `ca_file` when set (a
-    private CA, a TLS-inspecting proxy), else the system's store as Python's `ssl` finds it
-    (SSL_CERT_FILE / SSL_CERT_DIR honoured): the bundle libcurl's wheel was built to look for
-    is another distribution's path, so it is never left to its default."""
-    if ca_file:
-        return TrustedCertificates(ca_file, None)
-    system = ssl.get_default_verify_paths()
-    return TrustedCertificates(system.cafile, None if system.cafile else system.capath)
-
-
-def _tuned(capath: str | None, max_response_bytes: int) -> Any:
-    def prepare(curl: pycurl.Curl) -> None:
-        # SECURITY L1: Tornado turns on libcurl's trace whenever its logger is at DEBUG, and
-        # the trace holds request bodies (client secrets, codes) and provider tokens.
-        curl.setopt(pycurl.VERBOSE, 0)
-        # An announced Content-Length over the cap is refused before its body is read.
-        curl.setopt(pycurl.MAXFILESIZE, max_response_bytes)
-        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        if capath is not None:
-            curl.setopt(pycurl.CAPATH, capath)
-    return prepare
+    private CA, a TLS-inspecting egress proxy): one context, made once, instead of Tornado
+    loading the file again for every call. None: Tornado's default context, the system's
+    store as Python's `ssl` finds it (SSL_CERT_FILE and SSL_CERT_DIR honoured)."""
+    if not ca_file:
+        return None
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
 
 
 @dataclass(frozen=True)
@@ -160,17 +126,26 @@ class Upstream:
         started = time.monotonic()
         try:
             return await self.client.fetch(request, raise_error=True)
-        except CurlError as e:  # before HTTPClientError: a transfer failure is one, code 599
-            raise self._logged(what, _transfer_failure(e, provider, what)) from None
+        except HTTPTimeoutError as e:
+            raise self._logged(what, UpstreamTimeout(
+                "The sign-in provider did not answer in time.",
+                provider=provider, log_detail=f"{what}: {e.message}")) from None
+        except HTTPStreamClosedError:
+            # The provider hung up, or sent more than max_response_bytes and we hung up.
+            raise self._logged(what, UpstreamError(
+                "The sign-in provider could not be reached.",
+                provider=provider,
+                log_detail=f"{what}: connection closed, or answer over max_response_bytes",
+            )) from None
         except HTTPClientError as e:
             raise self._logged(what, UpstreamError(
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,
                 log_detail=f"{what}: HTTP {e.code}{_oauth_error_of(e.response)}")) from None
-        except OSError as e:
+        except (OSError, HTTPInputError) as e:
             raise self._logged(what, UpstreamError(
                 "The sign-in provider could not be reached.",
-                provider=provider, log_detail=f"{what}: {type(e).__name__}")) from None
+                provider=provider, log_detail=f"{what}: {_transport_failure(e)}")) from None
         finally:
             if self.metrics is not None:
                 self.metrics.upstream_call(provider, what, time.monotonic() - started)
@@ -186,14 +161,20 @@ class Upstream:
         return error
 
 
-def _transfer_failure(error: CurlError, provider: str, what: str) -> UpstreamError:
-    """A transfer that ended without an HTTP answer: timeouts are 504, the rest 502."""
-    reason = CURL_FAILURES.get(error.errno, f"curl error {error.errno}")
-    if error.errno == pycurl.E_OPERATION_TIMEDOUT:
-        return UpstreamTimeout("The sign-in provider did not answer in time.",
-                               provider=provider, log_detail=f"{what}: {reason}")
-    return UpstreamError("The sign-in provider could not be reached.",
-                         provider=provider, log_detail=f"{what}: {reason}")
+def _transport_failure(error: Exception) -> str:
+    """Why a call got no HTTP answer, in a few words for the log line: never the exception's
+    own message, which may name hosts, paths or certificate details."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return "TLS certificate not trusted"
+    if isinstance(error, ssl.SSLError):
+        return "TLS handshake failed"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionError):
+        return "connection closed"
+    if isinstance(error, HTTPInputError):
+        return "answer not readable (malformed, or over max_response_bytes)"
+    return type(error).__name__
 
 
 def _oauth_error_of(response: HTTPResponse | None) -> str:
