@@ -25,7 +25,6 @@ Tests steer it through `faults` (keyed "authorize", "token", "me") and read `tok
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -46,7 +45,7 @@ from gateway.devproviders.common import (
     Fault,
     PendingRequests,
     StandInHandler,
-    avatar_svg,
+    avatar_url,
     make_standin_app,
     pkce_matches,
     secrets_equal,
@@ -82,8 +81,7 @@ def _account(user: DevUser, colour: str) -> FacebookAccount:
     asid = ("10" + digits + "0" * 16)[:16]  # ASIDs are 15-17 digit strings
     # A data: URL, so the demo page shows it with no network (Facebook's are https URLs on
     # platform-lookaside.fbsbx.com).
-    picture = "data:image/svg+xml;base64," + base64.b64encode(
-        avatar_svg(user, colour).encode()).decode()
+    picture = avatar_url(user, colour)
     # Alan signs in without granting the email permission: Facebook then returns no `email`.
     email = None if user.key == "alan" else user.email
     return FacebookAccount(user.key, asid, user.name, user.given_name, user.family_name,

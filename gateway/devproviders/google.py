@@ -40,6 +40,7 @@ from gateway.devproviders.common import (
     PendingRequests,
     ProtocolError,
     StandInHandler,
+    avatar_url,
     basic_credentials,
     make_standin_app,
     pkce_matches,
@@ -71,13 +72,7 @@ class GoogleAccount:
 def _account(user: DevUser, colour: str) -> GoogleAccount:
     digits = str(int.from_bytes(hashlib.sha256(b"google:" + user.key.encode()).digest()[:9]))
     sub = ("1" + digits + "0" * 20)[:21]  # Google's subjects are 21-digit strings
-    initials = (user.given_name[:1] + user.family_name[:1]).upper()
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96">'
-           f'<rect width="96" height="96" fill="{colour}"/><text x="48" y="60" '
-           f'font-family="sans-serif" font-size="36" fill="#fff" text-anchor="middle">'
-           f"{initials}</text></svg>")
-    # A data: URL, so the demo page shows it with no network (Google's are https URLs).
-    picture = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    picture = avatar_url(user, colour)
     return GoogleAccount(user.key, sub, user.name, user.given_name, user.family_name,
                          user.email, user.email_verified, picture)
 

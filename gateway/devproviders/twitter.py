@@ -31,7 +31,6 @@ Tests steer it through `faults` (per endpoint: "authorize", "token", "me", "requ
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import time
@@ -52,7 +51,7 @@ from gateway.devproviders.common import (
     PendingRequests,
     ProtocolError,
     StandInHandler,
-    avatar_svg,
+    avatar_url,
     basic_credentials,
     make_standin_app,
     pkce_matches,
@@ -134,8 +133,7 @@ def _account(user: DevUser, colour: str) -> XAccount:
     digest = hashlib.sha256(b"x:" + user.key.encode()).digest()
     user_id = str(10**17 + int.from_bytes(digest[:7]))  # 18 digits, as recent X ids
     # A data: URL, so the demo page shows it with no network (X's are https URLs on twimg).
-    picture = "data:image/svg+xml;base64," + base64.b64encode(
-        avatar_svg(user, colour).encode()).decode()
+    picture = avatar_url(user, colour)
     return XAccount(user.key, user_id, user.name, user.username, user.email, user.email_verified,
                     picture)
 
