@@ -53,6 +53,20 @@ TARGET_REFUSALS = 0.5
 TARGET_WORKERS = 1.5
 # Targets of the performance issue, as ratios measured in the same run.
 TARGET_LOGINS_PER_SECOND = 500
+# The issue's orientation figure for a bare hello-world on its machine class; the callback
+# target is absolute, so the callback is also shown scaled to a host that fast.
+REFERENCE_HELLO_PER_SECOND = 6000
+HOST_CHECK_SECONDS = 3
+RSA_SIGN_PROBE = """
+import time
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+started, n = time.perf_counter(), 300
+for _ in range(n):
+    key.sign(b"x" * 300, padding.PKCS1v15(), hashes.SHA256())
+print((time.perf_counter() - started) / n * 1e6)
+"""
 TARGET_PARKED_THROUGHPUT, TARGET_PARKED_P99 = 0.8, 2.0
 TARGET_PEAK_MB = 300
 TARGET_RELEASE_SLACK = 1.25
@@ -496,11 +510,17 @@ def _peak_rss_mb(pid: int) -> float:
 def _callback_scenario(runs: int, logins: int, clients: int) -> LoginFigures:
     """Scenario 3: complete logins per second through one gateway process, instant provider.
     Also logins per second of the gateway's own CPU time (its capacity, whatever the load
-    generator and the stand-in on the other core manage)."""
+    generator and the stand-in on the other core manage), and how fast the host is in the
+    same minutes: a bare hello-world before each run, and one RSA-2048 signature (the access
+    token's, RS256), both on the server core."""
     figures = []
-    with _split_stack() as (base, standin, pid, standin_pid):
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        base, standin, pid, standin_pid = stack.enter_context(_split_stack())
         _load("callback", base, standin, "--logins", "200", "--clients", str(clients))  # warm
         for _ in range(runs):
+            hello = _wrk(f"http://127.0.0.1:{hello_port}/", HOST_CHECK_SECONDS, {}, None, {},
+                         200)
             cpu, standin_cpu = _cpu_seconds(pid), _cpu_seconds(standin_pid)
             result = _load("callback", base, standin, "--logins", str(logins), "--clients",
                            str(clients))
@@ -509,7 +529,16 @@ def _callback_scenario(runs: int, logins: int, clients: int) -> LoginFigures:
             result["logins_per_cpu_second"] = result["logins"] / cpu if cpu else float("nan")
             result["gateway_cpu_share"] = cpu / result["seconds"]
             result["standin_cpu_share"] = standin_cpu / result["seconds"]
+            result["hello_per_second"] = hello.requests_per_second
+            result["scaled_logins_per_second"] = (result["logins_per_second"]
+                                                  * REFERENCE_HELLO_PER_SECOND
+                                                  / hello.requests_per_second)
             figures.append(result)
+    rsa_us = float(subprocess.run(["taskset", "-c", SERVER_CORE, sys.executable, "-c",
+                                   RSA_SIGN_PROBE], capture_output=True, text=True,
+                                  check=True).stdout)
+    for result in figures:
+        result["rsa_sign_us"] = rsa_us
     lf = LoginFigures(figures)
     print(f"  measured callback: {lf.median('logins_per_second'):.0f} logins/s", file=sys.stderr)
     return lf
@@ -555,6 +584,14 @@ def _print_callback(logins: LoginFigures) -> None:
           f"{100 * logins.median('standin_cpu_share'):.0f}% of the load core "
           f"| >= {TARGET_LOGINS_PER_SECOND} "
           f"| {_verdict(logins.median('logins_per_cpu_second') >= TARGET_LOGINS_PER_SECOND)} |")
+    print(f"| host, same minutes: bare hello-world on the server core | "
+          f"{logins.median('hello_per_second'):.0f} req/s ({logins.spread('hello_per_second')}); "
+          f"one RSA-2048 signature {logins.median('rsa_sign_us'):.0f} us "
+          f"| the issue's machine: ~{REFERENCE_HELLO_PER_SECOND} req/s | |")
+    print(f"| callback scaled to a {REFERENCE_HELLO_PER_SECOND} req/s hello-world host "
+          f"(logins/s x {REFERENCE_HELLO_PER_SECOND} / hello-world, per run) | "
+          f"{logins.median('scaled_logins_per_second'):.0f} logins/s "
+          f"({logins.spread('scaled_logins_per_second')}) | for reference | |")
     print(f"| callback: login latency p50 / p99 | {logins.median('p50_ms'):.1f} / "
           f"{logins.median('p99_ms'):.1f} ms | | |")
     print(f"| callback: errors | {sum(r['errors'] for r in logins.runs)} of "
