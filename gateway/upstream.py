@@ -23,6 +23,7 @@ from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.resolver import CachingResolver
+from gateway.upstream_pool import KeepAliveHTTPClient
 
 log = logging.getLogger("gateway.upstream")
 
@@ -35,12 +36,9 @@ def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
     resolves names without a thread per request (resolver.py), and trusts `upstream.ca_file`
     when it is set.
 
-    Tornado's simple client opens a connection per call (no keep-alive). libcurl's client
-    (tornado.curl_httpclient) keeps them, but holds a 16 KB send buffer per POST in flight:
-    5,000 code exchanges parked at a slow provider took the gateway from 263 to 342 MB, past
-    the C10K budget, for no measurable gain on the callback (README, Benchmarks)."""
+    Connections are kept alive between calls (upstream_pool.py)."""
     trusted = provider_tls_context(settings.ca_file)
-    return AsyncHTTPClient(
+    return KeepAliveHTTPClient(
         force_instance=True,
         max_clients=settings.max_clients,
         max_body_size=settings.max_response_bytes,

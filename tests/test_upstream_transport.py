@@ -1,17 +1,22 @@
-"""The upstream HTTP client's transport (gateway/upstream.py): TLS to a provider verified
-against the system's store or a configured CA (SECURITY C6), the response cap counted after
-decompression and without an announced length, transport failures named in the log without
-the exception's own words.
+"""The upstream HTTP client's transport (gateway/upstream.py, gateway/upstream_pool.py): TLS to
+a provider verified against the system's store or a configured CA (SECURITY C6), connections
+kept alive between calls and never reused when they could be stale or out of step, the
+response cap counted after decompression and without an announced length, transport failures
+named in the log without the exception's own words.
 
 Providers here are real Tornado servers on loopback; the TLS ones present certificates made for
 the test by a throwaway CA (cryptography), as a private CA or a TLS-inspecting proxy would."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import gzip
 import ipaddress
+import json
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from process_support import HTTP_TIMEOUT, Deployment, deployment_factory
 
+from gateway import upstream_pool
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.server import bind, bound_port
@@ -111,6 +117,14 @@ class DocumentHandler(tornado.web.RequestHandler):
         self.write({"client_port": stream.socket.getpeername()[1]})
 
 
+class ClosingHandler(DocumentHandler):
+    """Answers, then says the connection ends there."""
+
+    def get(self) -> None:
+        self.set_header("Connection", "close")
+        super().get()
+
+
 class BombHandler(tornado.web.RequestHandler):
     """A JSON object padded with 4 MB of zeros, gzipped: a few KB on the wire, 64 times the
     cap once decompressed (uncapped, it would be a valid answer)."""
@@ -143,13 +157,16 @@ class Provider:
 def serve(loop_thread: LoopThread) -> Iterator[Callable[..., Provider]]:
     servers: list[tornado.httpserver.HTTPServer] = []
 
-    def start(tls: ssl.SSLContext | None = None) -> Provider:
+    def start(tls: ssl.SSLContext | None = None, idle_timeout: float | None = None
+              ) -> Provider:
         sockets = bind("127.0.0.1", 0)
         app = tornado.web.Application([(r"/doc", DocumentHandler), (r"/bomb", BombHandler),
-                                       (r"/streamed", StreamedHandler)])
+                                       (r"/streamed", StreamedHandler),
+                                       (r"/closing", ClosingHandler)])
 
         def listen() -> tornado.httpserver.HTTPServer:
-            server = tornado.httpserver.HTTPServer(app, ssl_options=tls)
+            server = tornado.httpserver.HTTPServer(app, ssl_options=tls,
+                                                   idle_connection_timeout=idle_timeout)
             server.add_sockets(sockets)
             return server
 
@@ -270,6 +287,84 @@ def test_C6_a_provider_the_gateway_process_does_not_trust_fails_the_login_clearl
 
 # ---------------------------------------------------------------------------------------------
 # Connections, caps, failures
+
+
+def ports_of(loop: LoopThread, client: Upstream, url: str, calls: int) -> list[int]:
+    """The client port each call came in on, as the provider saw it."""
+    return [int(fetch(loop, client, url)["client_port"]) for _ in range(calls)]
+
+
+def test_calls_to_a_provider_reuse_one_kept_alive_connection(
+        loop_thread: LoopThread, serve: Callable[..., Provider]) -> None:
+    """Tornado's simple client opened a connection per call (a handshake each, TLS against a
+    real provider, and a port in TIME_WAIT); ten calls in a row now come in on one."""
+    provider = serve()
+    assert len(set(ports_of(loop_thread, upstream(loop_thread), f"{provider.url}/doc", 10))) == 1
+
+
+def test_a_tls_connection_is_reused_without_a_new_handshake(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path) -> None:
+    authority = Authority.create("private CA")
+    provider = serve(authority.server_context(tmp_path, names=LOOPBACK))
+    client = upstream(loop_thread, ca_file=str(authority.pem(tmp_path)))
+    assert len(set(ports_of(loop_thread, client, f"{provider.url}/doc", 5))) == 1
+
+
+def test_a_connection_the_provider_closed_while_idle_is_not_reused(
+        loop_thread: LoopThread, serve: Callable[..., Provider]) -> None:
+    """The provider's idle timeout ends the pooled connection: the next call connects anew
+    and succeeds (it is never sent into a closed socket)."""
+    provider = serve(idle_timeout=0.2)
+    client = upstream(loop_thread)
+    first = ports_of(loop_thread, client, f"{provider.url}/doc", 1)
+    time.sleep(0.6)
+    assert ports_of(loop_thread, client, f"{provider.url}/doc", 1) != first
+
+
+def test_connection_close_from_the_provider_is_honoured(
+        loop_thread: LoopThread, serve: Callable[..., Provider]) -> None:
+    provider = serve()
+    ports = ports_of(loop_thread, upstream(loop_thread), f"{provider.url}/closing", 3)
+    assert len(set(ports)) == 3
+
+
+def test_a_connection_idle_past_the_limit_is_not_reused(
+        loop_thread: LoopThread, serve: Callable[..., Provider],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upstream_pool, "IDLE_SECONDS", 0.1)
+    provider = serve()
+    client = upstream(loop_thread)
+    first = ports_of(loop_thread, client, f"{provider.url}/doc", 1)
+    time.sleep(0.3)
+    assert ports_of(loop_thread, client, f"{provider.url}/doc", 1) != first
+
+
+def test_bytes_after_an_answer_make_its_connection_unusable(loop_thread: LoopThread) -> None:
+    """A provider (or a box in between) that sends more than the answer it announced is out
+    of step: reusing the connection would read those bytes as the next call's answer (a
+    desynchronised, or smuggled, response). Each call then gets a fresh connection, and each
+    reads its own answer."""
+    async def answer_with_trailing_bytes(reader: asyncio.StreamReader,
+                                         writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                body = json.dumps({"client_port": writer.get_extra_info("peername")[1]})
+                writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+                             + b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{"forged": true}')
+                await writer.drain()
+        writer.close()
+
+    server = loop_thread.run(asyncio.start_server(answer_with_trailing_bytes, "127.0.0.1", 0))
+    try:
+        port = server.sockets[0].getsockname()[1]
+        answers = [fetch(loop_thread, client, f"http://127.0.0.1:{port}/doc")
+                   for client in [upstream(loop_thread)] for _ in range(3)]
+        assert all("forged" not in answer for answer in answers)
+        assert len({answer["client_port"] for answer in answers}) == 3
+    finally:
+        server.close()
 
 
 def test_a_compressed_answer_is_capped_after_decompression(
