@@ -23,7 +23,7 @@ import collections
 import select
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 from tornado import httputil
@@ -42,23 +42,17 @@ PoolKey = tuple[Hashable, ...]
 class ConnectionPool(TCPClient):
     """`TCPClient.connect`, handing out an idle kept-alive stream when one is usable."""
 
-    def __init__(self, resolver: Resolver | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, resolver: Resolver | None = None) -> None:
         super().__init__(resolver=resolver)
-        self._clock = clock
         self._idle: dict[PoolKey, collections.deque[tuple[float, IOStream]]] = {}
         self._keys: weakref.WeakKeyDictionary[IOStream, PoolKey] = weakref.WeakKeyDictionary()
-        self.connections_opened = 0  # for the tests and the curious
-        self.connections_reused = 0
 
     async def connect(self, host: str, port: int, *args: Any, **kwargs: Any) -> IOStream:
         key = _pool_key(host, port, *args, **kwargs)
         stream = self._take(key) if key is not None else None
         if stream is not None:
-            self.connections_reused += 1
             return stream
         stream = await super().connect(host, port, *args, **kwargs)
-        self.connections_opened += 1
         if key is not None:
             self._keys[stream] = key
         return stream
@@ -72,7 +66,7 @@ class ConnectionPool(TCPClient):
             return
         # Watched while idle: a close by the provider ends it (and frees the socket) at once.
         stream.set_close_callback(lambda: _forget(idle, stream))
-        idle.append((self._clock(), stream))
+        idle.append((time.monotonic(), stream))
 
     def close(self) -> None:
         for idle in self._idle.values():
@@ -85,7 +79,7 @@ class ConnectionPool(TCPClient):
         while idle:
             since, stream = idle.pop()  # the most recently used: the least likely to be stale
             stream.set_close_callback(None)
-            if self._clock() - since < IDLE_SECONDS and _usable(stream):
+            if time.monotonic() - since < IDLE_SECONDS and _usable(stream):
                 return stream
             stream.close()
         return None
@@ -143,7 +137,8 @@ class _KeepAliveConnection(_HTTPConnection):
 
     def _reusable(self) -> bool:
         """RFC 9112 9.3: HTTP/1.1, neither side said `Connection: close`, and the answer had
-        a length (an answer read to the close leaves nothing to reuse)."""
+        a length (an answer read to the close leaves nothing to reuse). Whether the stream is
+        still clean is checked once, when the pool hands it out (`_usable`)."""
         headers = self.headers
         if headers is None or self._response_version != "HTTP/1.1" or self.stream.closed():
             return False
@@ -152,7 +147,7 @@ class _KeepAliveConnection(_HTTPConnection):
         delimited = ("Content-Length" in headers
                      or headers.get("Transfer-Encoding", "").lower() == "chunked"
                      or self.code in (204, 304))
-        return not closing and delimited and _usable(self.stream)
+        return not closing and delimited
 
 
 def _pool_key(host: str, port: int, af: Any = None, ssl_options: Any = None,
