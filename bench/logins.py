@@ -1,9 +1,10 @@
 """Load generator for full logins (bench/run.py starts it pinned to the load core).
 
 Each login is a browser of its own (its own cookie jar): GET /login/google at the gateway, the
-stand-in's consent page and its form POST, then GET /callback/google at the gateway, which
-must answer a redirect that sets the access cookie. HTTP/1.1 over raw asyncio streams: an
-HTTP client library would cost more CPU than the gateway and measure itself.
+stand-in's authorization endpoint (a returning user: it redirects back at once), then GET
+/callback/google at the gateway, which must answer a redirect that sets the access cookie.
+HTTP/1.1 over raw asyncio streams: an HTTP client library would cost more CPU than the gateway
+and measure itself.
 
     python bench/logins.py callback GATEWAY STANDIN --logins N --clients C
     python bench/logins.py c10k GATEWAY STANDIN --parked K --stall D --wrk-seconds W
@@ -17,13 +18,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-REQUEST_ID = re.compile(rb'name="request_id" value="([^"]+)"')
 CONNECT_AT_ONCE = 100  # the gateway listens with Tornado's backlog of 128
 
 
@@ -110,28 +109,20 @@ class Login:
     """One browser's login, split where the C10K scenario parks it (before the callback)."""
 
     gateway: Connection
-    standin_host: tuple[str, int]
+    standin: Connection
     jar: dict[str, str] = field(default_factory=dict)
     callback: str = ""
 
-    async def start_and_consent(self) -> None:
+    async def start_and_authorize(self) -> None:
         start = await self.gateway.request("GET", "/login/google")
         if start.status != 302:
             raise LoginFailed(f"login start {start.status}")
         _store_cookies(self.jar, start)
-        standin = Connection(*self.standin_host)
-        try:
-            consent = await standin.request("GET", _target(start.header("location") or ""))
-            match = REQUEST_ID.search(consent.body)
-            if consent.status != 200 or match is None:
-                raise LoginFailed(f"consent page {consent.status}")
-            form = b"request_id=" + match.group(1) + b"&user=ada"
-            back = await standin.request("POST", "/o/oauth2/v2/auth/choose", body=form,
-                                         content_type="application/x-www-form-urlencoded")
-        finally:
-            standin.close()
+        # A returning user: the stand-in answers the authorization request with the redirect
+        # back (bench/standin.py).
+        back = await self.standin.request("GET", _target(start.header("location") or ""))
         if back.status != 302:
-            raise LoginFailed(f"consent post {back.status}")
+            raise LoginFailed(f"authorization {back.status}")
         self.callback = _target(back.header("location") or "")
 
     async def finish(self) -> None:
@@ -154,22 +145,26 @@ async def callback_scenario(gateway: str, standin: str, logins: int, clients: in
 
     async def browser() -> None:
         nonlocal remaining
-        connection = Connection(*_hostport(gateway))  # keep-alive, a fresh cookie jar each
+        # Keep-alive to both, a fresh cookie jar for each login.
+        connection = Connection(*_hostport(gateway))
+        provider = Connection(*_hostport(standin))
         try:
             while remaining > 0:
                 remaining -= 1
-                login = Login(connection, _hostport(standin))
+                login = Login(connection, provider)
                 begun = time.perf_counter()
                 try:
-                    await login.start_and_consent()
+                    await login.start_and_authorize()
                     await login.finish()
                     latencies.append(time.perf_counter() - begun)
                 except (LoginFailed, OSError, asyncio.IncompleteReadError) as e:
                     errors[str(e) or type(e).__name__] = errors.get(
                         str(e) or type(e).__name__, 0) + 1
                     connection.close()
+                    provider.close()
         finally:
             connection.close()
+            provider.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(browser() for _ in range(clients)))
@@ -222,14 +217,17 @@ async def c10k_scenario(gateway: str, standin: str, parked: int, stall: float,
     idle = await asyncio.gather(*(_idle_connection(gateway, limit) for _ in range(parked)),
                                 return_exceptions=True)
     result["idle_open"] = sum(isinstance(c, Connection) for c in idle)
-    logins = [Login(Connection(*_hostport(gateway)), _hostport(standin)) for _ in range(parked)]
+    logins = [Login(Connection(*_hostport(gateway)), Connection(*_hostport(standin)))
+              for _ in range(parked)]
 
     async def prepare(login: Login) -> BaseException | None:
         async with limit:
             try:
-                await login.start_and_consent()
+                await login.start_and_authorize()
             except (LoginFailed, OSError, asyncio.IncompleteReadError) as e:
                 return e
+            finally:
+                login.standin.close()  # the parked logins hold gateway connections only
         return None
 
     prepared = await asyncio.gather(*(prepare(login) for login in logins))
@@ -323,9 +321,9 @@ def main() -> None:
 
 
 async def _one_token(gateway: str, standin: str) -> dict:
-    login = Login(Connection(*_hostport(gateway)), _hostport(standin))
-    with contextlib.closing(login.gateway):
-        await login.start_and_consent()
+    login = Login(Connection(*_hostport(gateway)), Connection(*_hostport(standin)))
+    with contextlib.closing(login.gateway), contextlib.closing(login.standin):
+        await login.start_and_authorize()
         await login.finish()
     return {"token": next(v for k, v in login.jar.items() if k.endswith("gw_access"))}
 
