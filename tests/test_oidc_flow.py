@@ -128,3 +128,8 @@ def test_dev_mode_demo_app_runs_the_code_flow_end_to_end(make_stack: Any) -> Non
     assert "ID token claims" in page.text and "its nonce matches" in page.text
     again = browser.get(f"{stack.url}/demo/callback?code=x&state=forged")
     assert again.status_code == 400
+    # A started flow, and a state with non-ASCII characters (compare_digest's TypeError on str
+    # was a 500).
+    assert browser.get(f"{stack.url}/demo/oidc").status_code == 302
+    accented = browser.get(f"{stack.url}/demo/callback?code=x&state=%C3%A9t%C3%A9")
+    assert accented.status_code == 400

@@ -5,7 +5,6 @@ origin, so that `serve --dev` shows the code flow end to end: `GET /demo/oidc` s
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 from typing import Any
@@ -18,6 +17,7 @@ from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest
 from gateway.handlers.base import BaseHandler
+from gateway.textcompare import same_text
 from gateway.transactions import pkce_s256_challenge
 
 DEMO_CLIENT_ID = "demo-app"
@@ -59,7 +59,7 @@ class DemoCallbackHandler(DemoHandler):
         raw = self.ctx.cookies.read_signed(self, cookies.DEMO, DEMO_COOKIE_AGE)
         flow: dict[str, str] = json.loads(raw) if raw else {}
         state = self.single_argument("state", required=False) or ""
-        if not flow or not hmac.compare_digest(flow["state"], state):
+        if not flow or not same_text(flow["state"], state):
             raise InvalidRequest("This demo sign-in was not started here, or has expired.",
                                  retry_url="/demo/oidc")
         self.ctx.cookies.clear(self, cookies.DEMO)

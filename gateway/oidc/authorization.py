@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from gateway.config import ClientSettings
 from gateway.errors import AuthorizationRedirect, InvalidGrant, InvalidRequest
 from gateway.oidc.clients import ClientRegistry
+from gateway.textcompare import same_text
 from gateway.transactions import pkce_s256_challenge
 
 CODE_BYTES = 32  # 256 bits, above the 128 of C1
@@ -243,7 +244,7 @@ def check_code_redemption(grant: CodeGrant, *, client_id: str, redirect_uri: str
                           code_verifier: str | None) -> None:
     """SECURITY C1, S2: the code was issued to this client for this redirect_uri, and the
     PKCE verifier matches its challenge. Every failure is `invalid_grant`."""
-    if not hmac.compare_digest(grant.client_id, client_id):
+    if not same_text(grant.client_id, client_id):
         raise InvalidGrant(f"code of client {grant.client_id} presented by {client_id}")
     if redirect_uri is None or redirect_uri != grant.redirect_uri:
         # OIDC Core 3.1.3.2: redirect_uri is required and identical to the one authorized.

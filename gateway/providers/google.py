@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
 from gateway.providers.base import EnabledProvider, authorize_redirect
+from gateway.textcompare import same_text
 from gateway.tokens import (
     check_signature,
     numeric_date,
@@ -194,7 +194,7 @@ def check_id_token(id_token: str, key: jwt.PyJWK, settings: GoogleSettings, nonc
     if iat > now + leeway or nbf > now + leeway:
         raise _unverifiable("id_token issued in the future")
     token_nonce = claims.get("nonce")
-    if not isinstance(token_nonce, str) or not _same_text(token_nonce, nonce):
+    if not isinstance(token_nonce, str) or not same_text(token_nonce, nonce):
         raise _unverifiable("id_token nonce does not match the login transaction")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise _unverifiable("id_token sub is empty")
@@ -208,7 +208,7 @@ def check_at_hash(id_claims: dict[str, Any], access_token: str) -> None:
         return
     digest = hashlib.sha256(access_token.encode("ascii", "replace")).digest()
     expected = base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
-    if not isinstance(at_hash, str) or not _same_text(at_hash, expected):
+    if not isinstance(at_hash, str) or not same_text(at_hash, expected):
         raise _unverifiable("id_token at_hash does not match the access token")
 
 
@@ -227,12 +227,6 @@ def identity_from_google(id_claims: dict[str, Any], userinfo: dict[str, Any]) ->
         name=_text(merged.get("name")),
         picture=_text(merged.get("picture")),
     )
-
-
-def _same_text(received: str, expected: str) -> bool:
-    # compare_digest raises TypeError on a str with non-ASCII characters: compare UTF-8 bytes.
-    return hmac.compare_digest(received.encode("utf-8", "replace"),
-                               expected.encode("utf-8", "replace"))
 
 
 def _text(value: Any) -> str | None:

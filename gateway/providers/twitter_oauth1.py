@@ -35,6 +35,7 @@ from gateway.handlers.login import CallbackParameters
 from gateway.identity import Identity
 from gateway.providers.base import EnabledProvider
 from gateway.providers.twitter import DISPLAY_NAME, NAME, identity_from_x_v1, unusable
+from gateway.textcompare import same_text
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
 
@@ -162,7 +163,7 @@ class TwitterOAuth1Login(tornado.auth.TwitterMixin):
                                             access_token, query=VERIFY_CREDENTIALS_QUERY)
         profile = await self.provider.verify_credentials(authorization)
         identity = identity_from_x_v1(profile)
-        if not hmac.compare_digest(identity.provider_subject, access_token.user_id):
+        if not same_text(identity.provider_subject, access_token.user_id):
             raise unusable("verify_credentials answered for another user than the access token")
         return identity
 
