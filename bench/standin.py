@@ -29,7 +29,7 @@ import tornado.httpserver
 import tornado.routing
 import tornado.web
 
-from gateway.devproviders.common import Fault, ProtocolError
+from gateway.devproviders.common import Fault
 from gateway.devproviders.google import (
     AuthorizeHandler,
     GoogleStandIn,
@@ -64,13 +64,8 @@ class SignedInAuthorizeHandler(AuthorizeHandler):
     """The authorization endpoint for a user signed in at Google who consented before."""
 
     async def get(self) -> None:
-        names = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-                 "code_challenge", "code_challenge_method")
-        try:
-            request = self.provider.check_authorization_request(
-                {name: self.query_argument(name) for name in names})
-        except ProtocolError as e:
-            self.error_page(e)
+        request = self.checked_request()
+        if request is None:
             return
         account = self.provider.account(SIGNED_IN_ACCOUNT)
         assert account is not None

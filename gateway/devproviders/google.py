@@ -332,19 +332,25 @@ class AuthorizeHandler(GoogleHandler):
     async def get(self) -> None:
         if await self.answer_fault():
             return
-        names = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-                 "code_challenge", "code_challenge_method")
-        try:
-            request = self.provider.check_authorization_request(
-                {name: self.query_argument(name) for name in names})
-        except ProtocolError as e:
-            self.error_page(e)  # never redirect to an unverified redirect_uri
+        request = self.checked_request()
+        if request is None:
             return
         self.render_page(
             "choose_account.html", brand="Google", app=request.client_id,
             action="/o/oauth2/v2/auth/choose", request_id=self.provider.pending.add(request),
             accounts=[(a.key, a.name, a.email or "no email") for a in self.provider.accounts],
         )
+
+    def checked_request(self) -> AuthorizationRequest | None:
+        """The authorization request of the query, or None once an error page is written."""
+        names = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+                 "code_challenge", "code_challenge_method")
+        try:
+            return self.provider.check_authorization_request(
+                {name: self.query_argument(name) for name in names})
+        except ProtocolError as e:
+            self.error_page(e)  # never redirect to an unverified redirect_uri
+            return None
 
 
 class ChooseAccountHandler(GoogleHandler):
