@@ -8,6 +8,8 @@ from typing import Any
 
 from tornado.auth import OAuth2Mixin
 
+from gateway.transactions import LoginTransaction
+
 
 @dataclass(frozen=True)
 class EnabledProvider:
@@ -31,3 +33,17 @@ def authorize_redirect(handler: OAuth2Mixin, *, authorize_url: str, callback_url
         response_type="code",
         extra_params=extra_params,
     )
+
+
+class OAuth2CodeLogin(OAuth2Mixin):
+    """`start_upstream_login` of an OAuth 2.0 provider whose settings name its authorization
+    endpoint, client id and scopes (Google, X); mixed in before its tornado.auth mixin."""
+
+    provider: Any
+
+    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
+        settings = self.provider.settings
+        authorize_redirect(self, authorize_url=settings.authorize_url,
+                           callback_url=self.provider.callback_url,
+                           client_id=settings.client_id, scopes=settings.scopes,
+                           extra_params=self.provider.authorization_params(tx, key))

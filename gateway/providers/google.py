@@ -20,7 +20,7 @@ import tornado.auth
 from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
-from gateway.providers.base import EnabledProvider, authorize_redirect
+from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.textcompare import same_text
 from gateway.tokens import (
     check_signature,
@@ -86,17 +86,10 @@ class GoogleProvider:
             id_claims.get("name") and id_claims.get("picture")))
 
 
-class GoogleLogin(tornado.auth.GoogleOAuth2Mixin):
+class GoogleLogin(OAuth2CodeLogin, tornado.auth.GoogleOAuth2Mixin):
     """Mixed into the generic login and callback handlers (see handlers/login.py)."""
 
     provider: GoogleProvider
-
-    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        settings = self.provider.settings
-        authorize_redirect(self, authorize_url=settings.authorize_url,
-                           callback_url=self.provider.callback_url,
-                           client_id=settings.client_id, scopes=settings.scopes,
-                           extra_params=self.provider.authorization_params(tx, key))
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         tokens = await self.get_authenticated_user(

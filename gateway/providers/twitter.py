@@ -19,13 +19,12 @@ import base64
 import urllib.parse
 from typing import Any
 
-import tornado.auth
 from tornado.httputil import url_concat
 
 from gateway.config import Settings, TwitterSettings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity
-from gateway.providers.base import EnabledProvider, authorize_redirect
+from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
 
@@ -86,17 +85,10 @@ class TwitterProvider:
         return await self.upstream.fetch_json(request, provider=NAME, what="users/me")
 
 
-class TwitterLogin(tornado.auth.OAuth2Mixin):
+class TwitterLogin(OAuth2CodeLogin):
     """Mixed into the generic login and callback handlers (see handlers/login.py)."""
 
     provider: TwitterProvider
-
-    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        settings = self.provider.settings
-        authorize_redirect(self, authorize_url=settings.authorize_url,
-                           callback_url=self.provider.callback_url,
-                           client_id=settings.client_id, scopes=settings.scopes,
-                           extra_params=self.provider.authorization_params(tx, key))
 
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         tokens = await self.provider.exchange_code(code, tx.code_verifier)
