@@ -102,12 +102,6 @@ class RateLimiter:
             return None
         return self._count_in_store(group, limit, key, now)
 
-    async def check(self, group: str, address: str) -> None:
-        """`count`, awaited."""
-        pending = self.count(group, address)
-        if pending is not None:
-            await pending
-
     async def _count_in_store(self, group: str, limit: Limit, key: str, now: float) -> None:
         try:
             count = await self._store.incr(NAMESPACE, key, limit.window)
