@@ -225,11 +225,12 @@ def accept_one_per_event(sock: socket.socket,
 # The cyclic collector's generation thresholds once serving (CPython's are 700, 10, 10). With a
 # young collection every 700 allocations, the objects of requests in flight are caught alive
 # and promoted until the old generation has grown by a quarter, and then a full collection
-# scans every connection's objects (~120 each): 600 ms at 10,000 connections, 15 times
-# while 5,000 logins parked (bench c10k). Every 50,000, they have died first: 2 full
-# collections instead of 15 (23 ms in all instead of ~4 s), release 3.8 s instead of 5.4 s,
-# the same peak memory.
-GC_THRESHOLDS = (50_000, 20, 10)
+# scans every connection's objects (~120 each): up to 600 ms at 10,000 connections, 15 times
+# while 5,000 logins parked (bench c10k), and inside measured /verify windows. Every 20,000,
+# most have died first: 2 full collections (18 ms in all); 5,000 and 10,000 still gave a
+# 500 ms one. Larger (50,000) did as well for C10K, but scans a young generation that has
+# gone cold in the cache.
+GC_THRESHOLDS = (20_000, 10, 10)
 
 
 def settle_heap() -> None:
