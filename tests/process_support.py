@@ -147,6 +147,16 @@ class GatewayProcess:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def assert_logged(self, text: str, timeout: float = 5.0) -> None:
+        """`text` is in the log, once the reader thread has caught up with the pipe (a line
+        written just before an answer may still be in flight when the answer arrives)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout:.0f}s:\n"
+                                     f"{self.output}")
+            time.sleep(POLL_INTERVAL)
+
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until /readyz answers 200; fails at once, with the log, if the process exits."""
         deadline = time.monotonic() + timeout

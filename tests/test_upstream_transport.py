@@ -282,7 +282,7 @@ def test_C6_a_provider_the_gateway_process_does_not_trust_fails_the_login_clearl
     assert answer.status_code == 502
     assert "could not be reached" in answer.text and "Traceback" not in answer.text
     assert deployment.google.standin.calls["token"] == 0  # nothing sent before the handshake
-    assert "token: TLS certificate not trusted" in gateway.output
+    gateway.assert_logged("token: TLS certificate not trusted")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_two_workers_serve_a_login_and_stop_on_sigterm_without_orphans(
     assert gateway.stop() == 0, gateway.output
     assert time.monotonic() - stopping < STOP_DEADLINE
     assert not [pid for pid in workers if process_running(pid)]
-    assert "SIGTERM: stopping 2 workers" in gateway.output
+    gateway.assert_logged("SIGTERM: stopping 2 workers")
 
 
 @pytest.mark.slow
@@ -159,14 +159,14 @@ def test_a_killed_worker_is_restarted_and_a_killed_parent_leaves_no_orphan(
     wait_until(lambda: not process_running(crashed), 5, "the killed worker is gone")
     now = answering_pids(gateway, at_least=20)
     assert len(now) == 2 and crashed not in now, (first, now)  # a new worker took its place
-    assert "killed by SIGKILL; restarting it" in gateway.output
+    gateway.assert_logged("killed by SIGKILL; restarting it")
 
     # The parent killed outright (no SIGTERM to pass on): each worker notices and stops.
     os.kill(gateway.pid, signal.SIGKILL)
     took = wait_until(lambda: not any(process_running(pid) for pid in now), 5,
                       "workers of a killed parent stop")
     assert took < 2 * server.ORPHAN_CHECK_SECONDS + 1
-    assert "is gone: stopping" in gateway.output
+    gateway.assert_logged("is gone: stopping")
 
 
 # ---------------------------------------------------------------------------------------------
