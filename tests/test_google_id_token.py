@@ -33,6 +33,9 @@ def _settings() -> GoogleSettings:
     return GoogleSettings(client_id=CLIENT_ID)
 
 
+_DROP = object()  # as a claim's new value: remove the claim
+
+
 def _claims(**changes: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": "https://accounts.google.com", "aud": CLIENT_ID, "azp": CLIENT_ID,
@@ -46,8 +49,6 @@ def _claims(**changes: Any) -> dict[str, Any]:
             claims[name] = value
     return claims
 
-
-_DROP = object()
 
 
 def _b64(data: bytes) -> str:
