@@ -22,8 +22,10 @@ from gateway.handlers.base import (
     REFUSAL_LINES_PER_SECOND,
     REFUSAL_LOG_SETTING,
     ROUTES_SETTING,
+    SECURITY_HEADERS_SETTING,
     TRUSTED_PROXIES_SETTING,
     NotFoundHandler,
+    security_headers,
 )
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DemoCallbackHandler, DemoStartHandler
 from gateway.handlers.end_session import EndSessionHandler
@@ -161,7 +163,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
 
 def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
     """What every handler needs about the edge: trusted proxies (H3), HSTS (H2), rate limits
-    (H5). Application settings, since some handlers have no ctx."""
+    (H5), the security headers (with the pages' CSP). Application settings, since some
+    handlers have no ctx."""
     settings = ctx.settings
     limits = settings.rate_limits
     enforce = not settings.dev_mode or limits.enforce_in_dev_mode
@@ -176,6 +179,8 @@ def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
         HSTS_SETTING: settings.issuer.startswith("https://"),
         RATE_LIMITER_SETTING: limiter,
         REFUSAL_LOG_SETTING: LogBudget(REFUSAL_LINES_PER_SECOND),
+        SECURITY_HEADERS_SETTING: security_headers(
+            settings.dev.image_origins if settings.dev_mode else ()),
     }
 
 

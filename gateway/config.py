@@ -263,6 +263,9 @@ class RateLimitSettings:
 class DevSettings:
     provider_port: int = 8081
     state_dir: str = ".gateway-dev"
+    # Origins the pages may show pictures from besides https: (the stand-ins serve theirs over
+    # http); `serve --dev` sets the stand-ins' own. Development mode only.
+    image_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -646,6 +649,22 @@ def validate(settings: Settings) -> None:
     _check_edge(settings)
     _check_oidc_lifetimes(tokens)
     _check_clients(settings)
+    for i, origin in enumerate(settings.dev.image_origins):
+        _check_origin(f"dev.image_origins[{i}]", origin)
+
+
+def _check_origin(key: str, origin: str) -> None:
+    """scheme://host[:port] and nothing else: it goes into a Content-Security-Policy header."""
+    try:
+        parts = urlsplit(origin)
+        port_is_valid = parts.port is None or parts.port > 0
+    except ValueError:  # a malformed IPv6 host or port
+        port_is_valid = False
+    if not (port_is_valid and parts.scheme in ("https", "http") and parts.hostname
+            and origin == f"{parts.scheme}://{parts.netloc}" and "@" not in origin
+            and origin.isascii() and origin.isprintable()
+            and not any(c in origin for c in " ;,'\"\\*")):
+        raise ConfigError(key, f"must be an origin such as http://localhost:8081 (got {origin!r})")
 
 
 def _check_provider(prefix: str, provider: Any, dev: bool) -> None:

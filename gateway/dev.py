@@ -110,6 +110,8 @@ def prepare_dev_stack(
         "tokens": {"keys_dir": str(state_dir / "keys")},
         "cookies": {"secret": _dev_cookie_secret(state_dir)},
         "providers": sections,
+        # The stand-ins serve the test users' pictures (over http, unlike the real providers).
+        "dev": {"image_origins": [p.standin.base_url for p in providers.values()]},
     }, overrides)
     settings = load_settings(config_path, environ, base=base, overrides=command_line,
                              dev_mode=True)

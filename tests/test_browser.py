@@ -115,7 +115,7 @@ def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Call
         shots = {"chooser": "chooser.png", "home": "signed-in-home.png"}
     sign_in(page, stack, provider, shot=shots["chooser"])
     assert f"via {provider}" in page.inner_text("main")
-    # The stand-in's picture (a data: URL) is drawn: allowed by the CSP, and well formed.
+    # The stand-in's picture (on its own origin) is drawn: allowed by the CSP, and well formed.
     assert page.eval_on_selector("main img", "img => img.complete && img.naturalWidth") > 0
     if shots["home"]:
         screenshot(page, shots["home"])

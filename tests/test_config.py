@@ -328,6 +328,24 @@ def test_missing_issuer_is_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"issuer": None}, "issuer")
 
 
+@pytest.mark.parametrize("origin", [
+    "http://localhost:8081/", "http://localhost:8081/avatars", "localhost:8081", "ftp://a.example",
+    "https://a.example; script-src *", "https://a.example 'unsafe-inline'", "https://*.example",
+    "http://a.example:99999", "http://[zz]", "https://user@a.example", "https://a.example\n",
+    "http://", "data:", "https:",
+])
+def test_H2_dev_image_origins_must_be_bare_origins(tmp_path: Path, origin: str) -> None:
+    """They go into the pages' Content-Security-Policy: nothing may add a directive."""
+    error = refusal(write_config(tmp_path, {"dev.image_origins": [origin]}))
+    assert error.key == "dev.image_origins[0]"
+
+
+def test_dev_image_origins_accept_origins(tmp_path: Path) -> None:
+    origins = ["http://localhost:8081", "https://img.example:8443", "http://[::1]:9000"]
+    settings = load_settings(write_config(tmp_path, {"dev.image_origins": origins}), {})
+    assert settings.dev.image_origins == tuple(origins)
+
+
 def test_D2_dev_mode_cannot_be_switched_on_from_the_environment(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"issuer": "http://login.example.com",
                                    "cookies.secure": False})

@@ -93,12 +93,6 @@ def test_any_other_picture_is_dropped(picture: Any) -> None:
     assert identity_from_facebook({**PROFILE, "picture": picture}).picture is None
 
 
-def test_data_pictures_only_when_allowed_for_the_dev_stand_in() -> None:
-    picture = {"data": {"url": "data:image/svg+xml;base64,PHN2Zz4="}}
-    assert picture_url(picture, allow_data=True) == "data:image/svg+xml;base64,PHN2Zz4="
-    assert picture_url({"data": {"url": "data:text/html,<script>"}}, allow_data=True) is None
-
-
 def test_the_token_answer_must_hold_a_bearer_access_token() -> None:
     assert access_token_of({"access_token": "EAAx", "token_type": "bearer",
                             "expires_in": 5183944}) == "EAAx"

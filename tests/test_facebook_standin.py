@@ -213,7 +213,7 @@ def test_me_answers_only_the_requested_fields(standin: FacebookStandIn) -> None:
     full = _me(standin, token, fields="id,name,email,picture.type(large)").json()
     assert full["email"] == ada.email
     assert full["picture"] == {"data": {"height": 200, "width": 200, "is_silhouette": False,
-                                        "url": ada.picture_url}}
+                                        "url": ada.avatar.url(standin.base_url)}}
     assert "first_name" not in full
     assert _graph_error(_me(standin, token, fields="id,birthday"))["code"] == 100
 

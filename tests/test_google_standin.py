@@ -127,3 +127,19 @@ def test_the_stand_in_userinfo_needs_a_valid_bearer_token(stack: Stack) -> None:
     assert userinfo.json()["name"] == "Grace Hopper"
     refused = httpx.get(stack.google.userinfo_url, headers={"Authorization": "Bearer ya29.x"})
     assert refused.status_code == 401 and "invalid_token" in refused.headers["WWW-Authenticate"]
+
+
+def test_the_stand_in_serves_the_users_picture_at_an_opaque_url(stack: Stack) -> None:
+    """As Google's (~100 characters on lh3.googleusercontent.com, no user name in it), not a
+    data: URL: the picture claim rides in every access token the gateway issues."""
+    token = _exchange(stack, _code(stack, user="grace")).json()["access_token"]
+    userinfo = httpx.get(stack.google.userinfo_url, headers={"Authorization": f"Bearer {token}"})
+    url = userinfo.json()["picture"]
+    assert url.startswith(f"{stack.google.base_url}/avatars/") and "grace" not in url
+    assert len(url) <= 100
+    picture = httpx.get(url)
+    assert picture.status_code == 200
+    assert picture.headers["Content-Type"] == "image/svg+xml"
+    assert picture.headers["X-Content-Type-Options"] == "nosniff"
+    assert picture.text.startswith("<svg ") and ">GH</text>" in picture.text
+    assert httpx.get(f"{stack.google.base_url}/avatars/unknown").status_code == 404

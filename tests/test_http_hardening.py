@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from conftest import Stack
 from oidc_support import INTROSPECTOR, INTROSPECTOR_AUTH
+from test_config import write_config
+
+from gateway.app import build_context, make_app
+from gateway.config import load_settings
+from gateway.handlers.base import SECURITY_HEADERS_SETTING
+from gateway.keys import load_keyset
+from gateway.store.memory import MemoryStore
 
 
 @pytest.mark.parametrize("path", ["/", "/login/google?return_to=https://evil.example/", "/nope"])
@@ -19,6 +28,33 @@ def test_H2_pages_send_the_security_headers(stack: Stack, path: str) -> None:
     assert page.headers["Referrer-Policy"] == "no-referrer"
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "Server" not in page.headers
+
+
+def _directive(csp: str, name: str) -> list[str]:
+    for directive in csp.split(";"):
+        words = directive.split()
+        if words and words[0] == name:
+            return words[1:]
+    raise AssertionError(f"no {name} in {csp!r}")
+
+
+def test_H2_pages_show_pictures_from_https_and_the_dev_stand_ins_only(stack: Stack) -> None:
+    """The profile picture on the gateway's page: real providers serve https URLs; the dev
+    stand-ins serve theirs on their own http origins, allowed in development mode only."""
+    csp = httpx.get(f"{stack.url}/").headers["Content-Security-Policy"]
+    standins = [stack.standin(name).base_url for name in ("google", "facebook", "twitter")]
+    assert _directive(csp, "img-src") == ["'self'", "https:", *standins]
+    assert "data:" not in csp and "http:" not in csp.split()
+
+
+def test_H2_outside_dev_mode_pictures_come_over_https_only(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"dev.image_origins": ["http://127.0.0.1:8081"]})
+    settings = load_settings(config, {})
+    assert settings.dev.image_origins == ("http://127.0.0.1:8081",)  # read, and not used
+    keyset = load_keyset(tmp_path / "keys", "ES256", generate_if_empty=True)
+    app = make_app(build_context(settings, keyset, store=MemoryStore()))
+    csp = dict(app.settings[SECURITY_HEADERS_SETTING])["Content-Security-Policy"]
+    assert _directive(csp, "img-src") == ["'self'", "https:"]
 
 
 def test_H1_answers_carrying_tokens_are_never_cached(stack: Stack) -> None:

@@ -35,7 +35,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(app_stack: Stac
     assert claims["idp"] == "google"
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.picture
+    assert claims["picture"] == ada.avatar.url(app_stack.google.base_url)
     assert claims["iss"] == app_stack.url
     assert claims["aud"] == app_stack.url
     assert claims["exp"] - claims["iat"] == 600

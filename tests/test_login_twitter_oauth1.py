@@ -77,7 +77,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(oauth1_stack: S
     assert claims["idp"] == "twitter"
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.profile_image_url
+    assert claims["picture"] == ada.avatar.url(oauth1_stack.standin("twitter").base_url)
     jwks = httpx.get(f"{oauth1_stack.url}/.well-known/jwks.json").json()
     key = next(k for k in jwks["keys"] if k["kid"] == jwt.get_unverified_header(token)["kid"])
     local = jwt.decode(token, jwt.PyJWK(key), algorithms=[key["alg"]],

@@ -58,7 +58,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(app_stack: Stac
     assert claims["idp"] == "twitter"
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.profile_image_url
+    assert claims["picture"] == ada.avatar.url(app_stack.standin("twitter").base_url)
     assert claims["iss"] == app_stack.url and claims["aud"] == app_stack.url
 
 

@@ -126,19 +126,51 @@ def secrets_equal(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def avatar_url(user: DevUser, colour: str) -> str:
-    """The user's initials on a square of `colour`, as a data: URL, so that the demo page
-    shows it with no network (the real providers' are https URLs of ~100 characters). Plain
-    percent-encoded text, not base64 (~250 characters instead of 330): the picture claim
-    travels in every access token, and the benchmark's /verify should see a token near a real
-    one's length."""
+AVATAR_ROUTE = r"/avatars/([A-Za-z0-9_-]+)"
+
+
+@dataclass(frozen=True)
+class Avatar:
+    """A test user's picture as a provider serves it: an https URL on the real providers
+    (~100 characters, with an opaque id), an http URL on the stand-in's own origin here. Not a
+    data: URL: the picture claim travels in every access token, so the benchmark's /verify sees
+    a token of a real one's length, and the pages' CSP need not allow data: images."""
+
+    id: str  # opaque, as the providers' are: the URL does not name the user
+    svg: bytes
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}/avatars/{self.id}"
+
+
+def make_avatar(provider: str, user: DevUser, colour: str) -> Avatar:
+    """The user's initials on a square of `colour`."""
+    digest = hashlib.sha256(f"avatar:{provider}:{user.key}".encode()).digest()
     initials = (user.given_name[:1] + user.family_name[:1]).upper()
-    svg = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 2 2'>"
+    svg = ("<svg xmlns='http://www.w3.org/2000/svg' width='96' height='96' viewBox='0 0 2 2'>"
            f"<rect width='2' height='2' fill='{colour}'/>"
            "<text x='1' y='1.3' font-family='sans-serif' font-size='.8' fill='white' "
-           "text-anchor='middle'>"
-           f"{initials}</text></svg>")
-    return "data:image/svg+xml," + svg.replace("#", "%23").replace(" ", "%20")
+           f"text-anchor='middle'>{initials}</text></svg>")
+    return Avatar(base64.urlsafe_b64encode(digest).rstrip(b"=").decode(), svg.encode())
+
+
+class AvatarHandler(tornado.web.RequestHandler):
+    """GET /avatars/<id>: a test user's picture (the pages that show it are the gateway's)."""
+
+    def initialize(self, provider: Any) -> None:
+        self.provider = provider
+
+    def get(self, avatar_id: str) -> None:
+        avatar = next((a.avatar for a in self.provider.accounts if a.avatar.id == avatar_id),
+                      None)
+        if avatar is None:
+            raise tornado.web.HTTPError(404)
+        self.set_header("Content-Type", "image/svg+xml")
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        # An SVG opened on its own is a document: it may not run or load anything.
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+        self.write(avatar.svg)
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,15 @@ from urllib.parse import urlencode
 import tornado.web
 
 from gateway.devproviders.common import (
+    AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    Avatar,
+    AvatarHandler,
     DevUser,
     Fault,
     PendingRequests,
     StandInHandler,
-    avatar_url,
+    make_avatar,
     make_standin_app,
     pkce_matches,
     secrets_equal,
@@ -73,19 +76,16 @@ class FacebookAccount:
     first_name: str
     last_name: str
     email: str | None  # None: this user does not share an email with the app
-    picture_url: str
+    avatar: Avatar
 
 
 def _account(user: DevUser, colour: str) -> FacebookAccount:
     digits = str(int.from_bytes(hashlib.sha256(b"facebook:" + user.key.encode()).digest()[:8]))
     asid = ("10" + digits + "0" * 16)[:16]  # ASIDs are 15-17 digit strings
-    # A data: URL, so the demo page shows it with no network (Facebook's are https URLs on
-    # platform-lookaside.fbsbx.com).
-    picture = avatar_url(user, colour)
     # Alan signs in without granting the email permission: Facebook then returns no `email`.
     email = None if user.key == "alan" else user.email
     return FacebookAccount(user.key, asid, user.name, user.given_name, user.family_name,
-                           email, picture)
+                           email, make_avatar("facebook", user, colour))
 
 
 DEV_USERS: tuple[FacebookAccount, ...] = tuple(
@@ -191,6 +191,7 @@ class FacebookStandIn:
             (rf"/{VERSION}/dialog/oauth/choose", ChooseAccountHandler, kwargs),
             (rf"/{VERSION}/oauth/access_token", AccessTokenHandler, kwargs),
             (rf"/{VERSION}/me", MeHandler, kwargs),
+            (AVATAR_ROUTE, AvatarHandler, kwargs),
         ])
 
     # Protocol steps, called by the handlers.
@@ -273,7 +274,7 @@ class FacebookStandIn:
         if not hmac.compare_digest(proof.encode(), expected.encode()):
             raise GraphError("Invalid appsecret_proof provided in the API argument",
                              type="GraphMethodException")
-        return user_fields(grant, parse_fields(fields))
+        return user_fields(grant, parse_fields(fields), self.base_url)
 
     def account(self, key: str | None) -> FacebookAccount | None:
         return next((a for a in self.accounts if a.key == key), None)
@@ -308,7 +309,8 @@ def parse_fields(fields: str | None) -> dict[str, dict[str, str]]:
     return parsed
 
 
-def user_fields(grant: AccessGrant, fields: dict[str, dict[str, str]]) -> dict[str, Any]:
+def user_fields(grant: AccessGrant, fields: dict[str, dict[str, str]], base_url: str
+                ) -> dict[str, Any]:
     account = grant.account
     values: dict[str, Any] = {"id": account.id, "name": account.name,
                               "first_name": account.first_name, "last_name": account.last_name}
@@ -317,14 +319,16 @@ def user_fields(grant: AccessGrant, fields: dict[str, dict[str, str]]) -> dict[s
     answer: dict[str, Any] = {}
     for name, modifiers in fields.items():
         if name == "picture":
-            answer["picture"] = picture(account, modifiers)
+            answer["picture"] = picture(account, modifiers, base_url)
         elif name in values:
             answer[name] = values[name]
     return answer
 
 
-def picture(account: FacebookAccount, modifiers: dict[str, str]) -> dict[str, Any]:
-    """The `picture` field as Facebook wraps it."""
+def picture(account: FacebookAccount, modifiers: dict[str, str], base_url: str
+            ) -> dict[str, Any]:
+    """The `picture` field as Facebook wraps it (Facebook's URLs are on
+    platform-lookaside.fbsbx.com; ours on the stand-in)."""
     unknown = set(modifiers) - {"type", "width", "height"}
     if unknown or modifiers.get("type", "small") not in PICTURE_SIZES:
         raise GraphError("(#100) Invalid picture parameters.")
@@ -332,7 +336,7 @@ def picture(account: FacebookAccount, modifiers: dict[str, str]) -> dict[str, An
     width = int(modifiers["width"]) if modifiers.get("width", "").isdigit() else size
     height = int(modifiers["height"]) if modifiers.get("height", "").isdigit() else width
     return {"data": {"height": height, "width": width, "is_silhouette": False,
-                     "url": account.picture_url}}
+                     "url": account.avatar.url(base_url)}}
 
 
 def dev_provider(base_url: str, gateway_issuer: str) -> tuple[FacebookStandIn, dict[str, Any]]:

@@ -33,15 +33,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.devproviders.common import (
+    AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    Avatar,
+    AvatarHandler,
     DevUser,
     Fault,
     OAuth2TokenHandler,
     PendingRequests,
     ProtocolError,
     StandInHandler,
-    avatar_url,
     basic_credentials,
+    make_avatar,
     make_standin_app,
     pkce_matches,
     secrets_equal,
@@ -57,7 +60,7 @@ SUPPORTED_SCOPES = ("openid", "email", "profile")
 
 @dataclass(frozen=True)
 class GoogleAccount:
-    """A test account as Google describes it: a numeric subject and a picture URL."""
+    """A test account as Google describes it: a numeric subject and a picture."""
 
     key: str
     sub: str
@@ -66,15 +69,14 @@ class GoogleAccount:
     family_name: str
     email: str | None
     email_verified: bool
-    picture: str
+    avatar: Avatar
 
 
 def _account(user: DevUser, colour: str) -> GoogleAccount:
     digits = str(int.from_bytes(hashlib.sha256(b"google:" + user.key.encode()).digest()[:9]))
     sub = ("1" + digits + "0" * 20)[:21]  # Google's subjects are 21-digit strings
-    picture = avatar_url(user, colour)
     return GoogleAccount(user.key, sub, user.name, user.given_name, user.family_name,
-                         user.email, user.email_verified, picture)
+                         user.email, user.email_verified, make_avatar("google", user, colour))
 
 
 DEV_USERS: tuple[GoogleAccount, ...] = tuple(
@@ -156,6 +158,7 @@ class GoogleStandIn:
             (r"/token", TokenHandler, kwargs),
             (r"/v1/userinfo", UserinfoHandler, kwargs),
             (r"/oauth2/v3/certs", JwksHandler, kwargs),
+            (AVATAR_ROUTE, AvatarHandler, kwargs),
         ])
 
     # Protocol steps, called by the handlers.
@@ -232,7 +235,7 @@ class GoogleStandIn:
         }
         if grant.request.nonce is not None:
             claims["nonce"] = grant.request.nonce
-        claims.update(profile_claims(grant.account, grant.request.scope))
+        claims.update(profile_claims(grant.account, grant.request.scope, self.base_url))
         for name, value in self.id_token_overrides.items():
             if value is None:
                 claims.pop(name, None)
@@ -248,7 +251,7 @@ class GoogleStandIn:
         if entry is None or entry[1] < self.clock():
             raise ProtocolError("invalid_request", "Invalid Credentials", 401)
         account = entry[0]
-        return {"sub": account.sub, **profile_claims(account, SUPPORTED_SCOPES)}
+        return {"sub": account.sub, **profile_claims(account, SUPPORTED_SCOPES, self.base_url)}
 
     def jwks(self) -> dict[str, Any]:
         jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
@@ -277,14 +280,15 @@ class GoogleStandIn:
         return self._foreign_key
 
 
-def profile_claims(account: GoogleAccount, scope: Sequence[str]) -> dict[str, Any]:
+def profile_claims(account: GoogleAccount, scope: Sequence[str], base_url: str
+                   ) -> dict[str, Any]:
     """The claims Google adds for the `email` and `profile` scopes."""
     claims: dict[str, Any] = {}
     if "email" in scope and account.email:
         claims["email"] = account.email
         claims["email_verified"] = account.email_verified
     if "profile" in scope:
-        claims.update(name=account.name, picture=account.picture,
+        claims.update(name=account.name, picture=account.avatar.url(base_url),
                       given_name=account.given_name, family_name=account.family_name)
     return claims
 

@@ -44,15 +44,18 @@ import tornado.web
 from tornado.httputil import url_concat
 
 from gateway.devproviders.common import (
+    AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    Avatar,
+    AvatarHandler,
     DevUser,
     Fault,
     OAuth2TokenHandler,
     PendingRequests,
     ProtocolError,
     StandInHandler,
-    avatar_url,
     basic_credentials,
+    make_avatar,
     make_standin_app,
     pkce_matches,
     secrets_equal,
@@ -98,12 +101,12 @@ class XAccount:
     username: str
     email: str | None
     email_confirmed: bool
-    profile_image_url: str
+    avatar: Avatar  # X's profile images are https URLs on pbs.twimg.com
 
-    def v2(self, fields: set[str], scope: frozenset[str]) -> dict[str, Any]:
+    def v2(self, fields: set[str], scope: frozenset[str], base_url: str) -> dict[str, Any]:
         """The API v2 user object with the requested `user.fields`."""
         user: dict[str, Any] = {"id": self.id, "name": self.name, "username": self.username}
-        extra: dict[str, Any] = {"profile_image_url": self.profile_image_url,
+        extra: dict[str, Any] = {"profile_image_url": self.avatar.url(base_url),
                                  "created_at": CREATED_AT, "description": "", "protected": False,
                                  "verified": False, "url": ""}
         if "users.email" in scope and self.email and self.email_confirmed:
@@ -111,15 +114,15 @@ class XAccount:
         user.update((name, value) for name, value in extra.items() if name in fields)
         return user
 
-    def v1(self, include_email: bool) -> dict[str, Any]:
+    def v1(self, include_email: bool, base_url: str) -> dict[str, Any]:
         """The API v1.1 user object (GET account/verify_credentials)."""
         profile: dict[str, Any] = {
             "id": int(self.id), "id_str": self.id, "name": self.name,
             "screen_name": self.username, "location": "", "description": "", "url": None,
             "protected": False, "verified": False, "followers_count": 0, "friends_count": 0,
             "created_at": "Tue Jun 01 12:00:00 +0000 2010",
-            "profile_image_url": self.profile_image_url,
-            "profile_image_url_https": self.profile_image_url,
+            "profile_image_url": self.avatar.url(base_url),
+            "profile_image_url_https": self.avatar.url(base_url),
             "default_profile_image": False,
         }
         if include_email:
@@ -132,10 +135,8 @@ class XAccount:
 def _account(user: DevUser, colour: str) -> XAccount:
     digest = hashlib.sha256(b"x:" + user.key.encode()).digest()
     user_id = str(10**17 + int.from_bytes(digest[:7]))  # 18 digits, as recent X ids
-    # A data: URL, so the demo page shows it with no network (X's are https URLs on twimg).
-    picture = avatar_url(user, colour)
     return XAccount(user.key, user_id, user.name, user.username, user.email, user.email_verified,
-                    picture)
+                    make_avatar("x", user, colour))
 
 
 DEV_USERS: tuple[XAccount, ...] = tuple(
@@ -266,6 +267,7 @@ class XStandIn:
             (r"/oauth/authenticate/choose", AuthenticateChooseHandler, kwargs),
             (r"/oauth/access_token", AccessTokenHandler, kwargs),
             (r"/1\.1/account/verify_credentials\.json", VerifyCredentialsHandler, kwargs),
+            (AVATAR_ROUTE, AvatarHandler, kwargs),
         ])
 
     def account(self, key: str | None) -> XAccount | None:
@@ -338,7 +340,7 @@ class XStandIn:
                 errors=({"parameters": {"user.fields": unknown},
                          "message": f"The `user.fields` query parameter value {unknown} is not "
                                     f"one of the known fields"},))
-        return {"data": account.v2(fields, scope)}
+        return {"data": account.v2(fields, scope, self.base_url)}
 
     def _authenticate_client(self, form: dict[str, str | None],
                              authorization: str | None) -> None:
@@ -409,7 +411,8 @@ class XStandIn:
             raise OAuthRefusal(401, 89, "Invalid or expired token.")
         self.verify(request, entry[0])
         params = dict(request.params)
-        return entry[1].v1(include_email=params.get("include_email") in ("true", "t", "1"))
+        return entry[1].v1(include_email=params.get("include_email") in ("true", "t", "1"),
+                           base_url=self.base_url)
 
 
 def dev_provider(base_url: str, gateway_issuer: str) -> tuple[XStandIn, dict[str, Any]]:

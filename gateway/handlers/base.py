@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from http.client import responses as HTTP_REASONS
 from typing import Any
 
@@ -33,10 +33,14 @@ from gateway.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("gateway.http")
 
-PAGE_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+def page_csp(image_origins: Sequence[str] = ()) -> str:
+    """Pages load only their own style sheet; pictures come from https (the providers' profile
+    pictures) or, in development mode, from the stand-ins' origins (config dev.image_origins)."""
+    image_sources = " ".join(("'self'", "https:", *image_origins))
+    return (f"default-src 'none'; style-src 'self'; img-src {image_sources}; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
 MAX_ARGUMENT_LENGTH = 4096
 # SECURITY H2: two years, subdomains included (RFC 6797 6.1), on every response of an https
 # issuer, unless a trusted proxy says this request came over plain http (RFC 6797 7.2).
@@ -44,6 +48,7 @@ HSTS = "max-age=63072000; includeSubDomains"
 # Application settings (app.py) read here: every handler has them, with or without a ctx.
 TRUSTED_PROXIES_SETTING = "trusted_proxies"
 HSTS_SETTING = "hsts"
+SECURITY_HEADERS_SETTING = "security_headers"
 RATE_LIMITER_SETTING = "rate_limiter"
 # Handler class -> the route pattern it serves: logs and metrics name the route, never the path
 # (request input: a token pasted into a URL must not reach a log line, SECURITY L1).
@@ -69,13 +74,20 @@ def constant_headers(*pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
-# On every answer, pages and APIs alike (OWASP REST Security: APIs send them too).
-SECURITY_HEADERS = constant_headers(
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),  # SECURITY R6/H2: codes never leak
-    ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", PAGE_CSP),
-)
+
+
+def security_headers(image_origins: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    """On every answer, pages and APIs alike (OWASP REST Security: APIs send them too)."""
+    return constant_headers(
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),  # SECURITY R6/H2: codes never leak
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", page_csp(image_origins)),
+    )
+
+
+# The application's (app.py builds them once), or these where a handler has no application's.
+SECURITY_HEADERS = security_headers()
 NO_STORE_HEADERS = constant_headers(("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 JSON_HEADERS = constant_headers(("Content-Type", "application/json; charset=utf-8"))
 HSTS_HEADERS = constant_headers(("Strict-Transport-Security", HSTS))
@@ -142,7 +154,8 @@ class BaseHandler(tornado.web.RequestHandler):
             self._inflight = None
 
     def set_default_headers(self) -> None:
-        self.put_headers(SECURITY_HEADERS)
+        self.put_headers(self.application.settings.get(SECURITY_HEADERS_SETTING,
+                                                       SECURITY_HEADERS))
         self.clear_header("Server")
         if wants_hsts(self.application.settings, self.request):
             self.put_headers(HSTS_HEADERS)

@@ -30,6 +30,7 @@ from gateway.handlers.base import (
     NO_STORE_HEADERS,
     RATE_LIMITER_SETTING,
     SECURITY_HEADERS,
+    SECURITY_HEADERS_SETTING,
     TRUSTED_PROXIES_SETTING,
     error_headers,
     json_error_body,
@@ -59,6 +60,7 @@ class VerifyRoute(tornado.routing.Router):
         self.ctx = ctx
         self.application: tornado.web.Application | None = None
         self.access_log: AccessLog | None = None
+        self.security_headers = SECURITY_HEADERS
         self._date_second = -1
         self._date = ""
 
@@ -66,6 +68,8 @@ class VerifyRoute(tornado.routing.Router):
         """Once the Application exists: where other requests go, and the access log."""
         self.application = application
         self.access_log = access_log
+        self.security_headers = application.settings.get(SECURITY_HEADERS_SETTING,
+                                                         SECURITY_HEADERS)
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
@@ -144,7 +148,7 @@ class _Answer(tornado.httputil.HTTPMessageDelegate):
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         self.answered(request_id)
         headers = tornado.httputil.HTTPHeaders()
-        for name, value in (*SECURITY_HEADERS, *self.headers()):
+        for name, value in (*route.security_headers, *self.headers()):
             headers[name] = value
         if wants_hsts(route.application.settings, request):
             headers.update(HSTS_HEADERS)

@@ -33,7 +33,6 @@ DISPLAY_NAME = "Facebook"
 PROFILE_FIELDS = ("id", "name", "email", "picture.type(large)")
 MAX_SUBJECT_LENGTH = 64
 MAX_PICTURE_URL_LENGTH = 2048
-MAX_DATA_PICTURE_LENGTH = 16 * 1024
 # SECURITY C5. Facebook sends no `email_verified`; it returns `email` only for a confirmed
 # address. The Graph API User reference on `email`: "This field will not be returned if no valid
 # email address is available" (developers.facebook.com/docs/graph-api/reference/user, as quoted
@@ -52,12 +51,11 @@ class FacebookProvider:
     name = NAME
     display_name = DISPLAY_NAME
 
-    def __init__(self, settings: FacebookSettings, upstream: Upstream, *, callback_url: str,
-                 allow_data_pictures: bool = False) -> None:
+    def __init__(self, settings: FacebookSettings, upstream: Upstream, *, callback_url: str
+                 ) -> None:
         self.settings = settings
         self.upstream = upstream
         self.callback_url = callback_url
-        self.allow_data_pictures = allow_data_pictures
 
     # Versioned endpoints: the version is the first path segment at both hosts.
     @property
@@ -128,8 +126,7 @@ class FacebookLogin(tornado.auth.FacebookGraphMixin):
     async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
         profile = await self.get_authenticated_user(
             redirect_uri=self.provider.callback_url, code=code, code_verifier=tx.code_verifier)
-        return identity_from_facebook(profile,
-                                      allow_data_pictures=self.provider.allow_data_pictures)
+        return identity_from_facebook(profile)
 
     async def get_authenticated_user(  # type: ignore[override]
         self, redirect_uri: str, code: str, *, code_verifier: str,
@@ -157,10 +154,7 @@ def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
     facebook = settings.providers.facebook
     if facebook is None:
         return None
-    # The local stand-in serves its pictures as data: URLs (the demo page shows them offline);
-    # a real Facebook profile picture is an https URL, and nothing else is accepted outside dev.
-    provider = FacebookProvider(facebook, upstream, callback_url=settings.callback_url(NAME),
-                                allow_data_pictures=settings.dev_mode)
+    provider = FacebookProvider(facebook, upstream, callback_url=settings.callback_url(NAME))
     return EnabledProvider(NAME, DISPLAY_NAME, provider, FacebookLogin)
 
 
@@ -185,8 +179,7 @@ def access_token_of(answer: dict[str, Any]) -> str:
     return token
 
 
-def identity_from_facebook(profile: dict[str, Any], *,
-                           allow_data_pictures: bool = False) -> Identity:
+def identity_from_facebook(profile: dict[str, Any]) -> Identity:
     """A Graph API User (`id`, `name`, `email`, `picture`) as our identity.
 
     The subject is the app-scoped user id: stable for this app, never the email (SECURITY C5).
@@ -203,18 +196,16 @@ def identity_from_facebook(profile: dict[str, Any], *,
         email=email,
         email_verified=email is not None and FACEBOOK_EMAILS_ARE_VERIFIED,
         name=_text(profile.get("name")),
-        picture=picture_url(profile.get("picture"), allow_data=allow_data_pictures),
+        picture=picture_url(profile.get("picture")),
     )
 
 
-def picture_url(picture: Any, *, allow_data: bool = False) -> str | None:
-    """`picture.data.url` when it is an http(s) URL (or, for the dev stand-in, a data: image)."""
+def picture_url(picture: Any) -> str | None:
+    """`picture.data.url` when it is an http(s) URL (the dev stand-in's are http)."""
     data = picture.get("data") if isinstance(picture, dict) else None
     url = data.get("url") if isinstance(data, dict) else None
     if not (isinstance(url, str) and url.isascii() and url.isprintable() and " " not in url):
         return None
-    if allow_data and url.startswith("data:image/") and len(url) <= MAX_DATA_PICTURE_LENGTH:
-        return url
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # e.g. a malformed IPv6 host
