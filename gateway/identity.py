@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+MAX_PICTURE_URL_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -33,3 +36,19 @@ class Identity:
         if self.picture:
             claims["picture"] = self.picture
         return claims
+
+
+def checked_picture_url(value: Any) -> str | None:
+    """A provider's profile picture as our `picture` claim, or none. OIDC Core 5.1 makes it a
+    URL, and downstream apps put it in an `<img src>`: only an absolute http(s) URL of
+    printable ASCII passes, never a javascript: or data: URL or one that splits a header."""
+    if not (isinstance(value, str) and value.isascii() and value.isprintable()
+            and " " not in value and len(value) <= MAX_PICTURE_URL_LENGTH):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    if parts.scheme.lower() in ("https", "http") and parts.hostname:
+        return value
+    return None

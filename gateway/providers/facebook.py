@@ -21,7 +21,7 @@ import tornado.auth
 
 from gateway.config import FacebookSettings, Settings
 from gateway.errors import UpstreamError
-from gateway.identity import Identity
+from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, authorize_redirect
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
@@ -32,7 +32,6 @@ DISPLAY_NAME = "Facebook"
 # `fields` names others). `picture.type(large)` asks for the 200x200 rendition.
 PROFILE_FIELDS = ("id", "name", "email", "picture.type(large)")
 MAX_SUBJECT_LENGTH = 64
-MAX_PICTURE_URL_LENGTH = 2048
 # SECURITY C5. Facebook sends no `email_verified`; it returns `email` only for a confirmed
 # address. The Graph API User reference on `email`: "This field will not be returned if no valid
 # email address is available" (developers.facebook.com/docs/graph-api/reference/user, as quoted
@@ -203,16 +202,7 @@ def identity_from_facebook(profile: dict[str, Any]) -> Identity:
 def picture_url(picture: Any) -> str | None:
     """`picture.data.url` when it is an http(s) URL (the dev stand-in's are http)."""
     data = picture.get("data") if isinstance(picture, dict) else None
-    url = data.get("url") if isinstance(data, dict) else None
-    if not (isinstance(url, str) and url.isascii() and url.isprintable() and " " not in url):
-        return None
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. a malformed IPv6 host
-        return None
-    if parts.scheme in ("https", "http") and parts.netloc and len(url) <= MAX_PICTURE_URL_LENGTH:
-        return url
-    return None
+    return checked_picture_url(data.get("url") if isinstance(data, dict) else None)
 
 
 def _text(value: Any) -> str | None:

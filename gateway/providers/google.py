@@ -19,7 +19,7 @@ import tornado.auth
 
 from gateway.config import GoogleSettings, Settings
 from gateway.errors import UpstreamError
-from gateway.identity import Identity
+from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.textcompare import same_text
 from gateway.tokens import (
@@ -218,7 +218,7 @@ def identity_from_google(id_claims: dict[str, Any], userinfo: dict[str, Any]) ->
         email=email if isinstance(email, str) and email else None,
         email_verified=merged.get("email_verified") in (True, "true"),
         name=_text(merged.get("name")),
-        picture=_text(merged.get("picture")),
+        picture=checked_picture_url(merged.get("picture")),
     )
 
 

@@ -23,7 +23,7 @@ from tornado.httputil import url_concat
 
 from gateway.config import Settings, TwitterSettings
 from gateway.errors import UpstreamError
-from gateway.identity import Identity
+from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.transactions import LoginTransaction
 from gateway.upstream import Upstream
@@ -172,7 +172,7 @@ def identity_from_x_v2(user: dict[str, Any]) -> Identity:
         email=email,
         email_verified=email is not None,
         name=_text(user.get("name")),
-        picture=_text(user.get("profile_image_url")),
+        picture=checked_picture_url(user.get("profile_image_url")),
     )
 
 
@@ -192,7 +192,7 @@ def identity_from_x_v1(profile: dict[str, Any]) -> Identity:
         email=email,
         email_verified=email is not None,
         name=_text(profile.get("name")),
-        picture=_text(profile.get("profile_image_url_https")),
+        picture=checked_picture_url(profile.get("profile_image_url_https")),
     )
 
 
