@@ -134,7 +134,7 @@ class Avatar:
     """A test user's picture as a provider serves it: an https URL on the real providers
     (~100 characters, with an opaque id), an http URL on the stand-in's own origin here. Not a
     data: URL: the picture claim travels in every access token, so the benchmark's /verify sees
-    a token of a real one's length, and the pages' CSP need not allow data: images."""
+    a token near a real one's length, and the pages' CSP need not allow data: images."""
 
     id: str  # opaque, as the providers' are: the URL does not name the user
     svg: bytes
