@@ -12,6 +12,7 @@ import tornado.httputil
 import tornado.web
 from tornado.routing import PathMatches, Rule
 
+from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import CookiePolicy, versioned_secrets
@@ -89,6 +90,7 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
                           idle_timeout=settings.cookies.session_idle_timeout, clock=clock),
         cookies=CookiePolicy(settings.cookies),
         allowed_returns=allowed,
+        access=AccessPolicy.from_settings(settings.access),
         providers={p.name: p for p in enabled_providers(settings, upstream)},
         clock=clock,
         metrics=metrics,

@@ -38,6 +38,9 @@ MAX_WORKERS = 256
 SECRET_FILE_SUFFIX = "_file"
 # A secret with fewer distinct characters than this was typed by a person, not generated.
 MIN_DISTINCT_SECRET_CHARACTERS = 12
+# A DNS name of two labels or more (access.email_domains, access.emails).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
 
 
 class Secret:
@@ -239,6 +242,15 @@ class ForwardAuthSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """Who may sign in (gateway/access.py). All empty: any account of an enabled provider."""
+
+    email_domains: tuple[str, ...] = ()  # a verified email at one of these domains (exact)
+    emails: tuple[str, ...] = ()  # one of these verified emails
+    subjects: tuple[str, ...] = ()  # one of these accounts, as `sub` ("twitter:1234...")
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """SECURITY H3: the reverse proxies whose `X-Forwarded-For`/`-Proto` are believed."""
 
@@ -310,6 +322,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     forward_auth: ForwardAuthSettings = field(default_factory=ForwardAuthSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     clients: tuple[ClientSettings, ...] = ()
 
     @property
@@ -651,6 +664,28 @@ def validate(settings: Settings) -> None:
     _check_clients(settings)
     for i, origin in enumerate(settings.dev.image_origins):
         _check_origin(f"dev.image_origins[{i}]", origin)
+    _check_access(settings.access)
+
+
+def _check_access(access: AccessSettings) -> None:
+    """Entries that could never match are mistakes: say so at start, not by locking users out."""
+    for i, domain in enumerate(access.email_domains):
+        if not _DOMAIN.fullmatch(domain):
+            raise ConfigError(f"access.email_domains[{i}]",
+                              f"must be a domain such as example.com (got {domain!r})")
+    for i, email in enumerate(access.emails):
+        local, at, domain = email.rpartition("@")
+        if not (at and local and _DOMAIN.fullmatch(domain)) or any(c.isspace() for c in email):
+            raise ConfigError(f"access.emails[{i}]",
+                              f"must be an email address such as ada@example.com (got {email!r})")
+    providers = [f.name for f in dataclasses.fields(ProviderSettings)]
+    for i, subject in enumerate(access.subjects):
+        provider, colon, account = subject.partition(":")
+        if not (colon and account) or provider not in providers \
+                or not account.isprintable() or " " in account:
+            raise ConfigError(f"access.subjects[{i}]",
+                              f"must be a `sub` such as google:1098... or twitter:1234..., "
+                              f"the provider one of {', '.join(providers)} (got {subject!r})")
 
 
 def _check_origin(key: str, origin: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.cookies import CookiePolicy
 from gateway.keys import KeySet
@@ -30,6 +31,7 @@ class GatewayContext:
     sessions: Sessions
     cookies: CookiePolicy
     allowed_returns: tuple[AllowedReturn, ...]
+    access: AccessPolicy = field(default_factory=AccessPolicy)
     providers: dict[str, EnabledProvider] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)

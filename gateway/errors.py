@@ -92,6 +92,20 @@ class AccessDenied(GatewayError):
     title = "Sign-in was cancelled"
 
 
+class NotPermitted(GatewayError):
+    """The user signed in at the provider, but the `[access]` policy does not let them in."""
+
+    status = 403
+    error = "access_denied"
+    title = "This account may not sign in here"
+
+    PUBLIC_DESCRIPTION = ("This account is not allowed to sign in to this site. Sign in with "
+                          "another account, or ask the site's administrators for access.")
+
+    def __init__(self, sub: str) -> None:
+        super().__init__(self.PUBLIC_DESCRIPTION, log_detail=f"access policy refused sub={sub}")
+
+
 class UpstreamError(GatewayError):
     """The identity provider failed or answered something we cannot use."""
 

@@ -18,6 +18,7 @@ from gateway.errors import (
     AccessDenied,
     GatewayError,
     LoginFailed,
+    NotPermitted,
     Unavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -69,6 +70,8 @@ def login_outcome(error: BaseException) -> str:
     """How a failed login ended, as a label: denied, invalid_state, upstream_error..."""
     if isinstance(error, AccessDenied):
         return "denied"
+    if isinstance(error, NotPermitted):
+        return "not_permitted"
     if isinstance(error, UpstreamTimeout):
         return "upstream_timeout"
     if isinstance(error, UpstreamError):
@@ -95,7 +98,8 @@ class GatewayMetrics:
                                          "Time to answer an HTTP request, by route pattern.",
                                          ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.logins = Counter("gateway_logins", "Upstream logins finished, by provider and "
-                              "outcome (success, denied, upstream_error, invalid_state...).",
+                              "outcome (success, denied, not_permitted, upstream_error, "
+                              "invalid_state...).",
                               ["provider", "outcome"], registry=r)
         self.upstream_latency = Histogram("gateway_upstream_request_duration_seconds",
                                           "Calls to identity providers, by provider and call.",

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from gateway import cookies
 from gateway.config import ClientSettings
 from gateway.context import GatewayContext
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, NotPermitted
 from gateway.handlers.base import BaseHandler
 from gateway.oidc.authorization import (
     AuthorizationRequest,
@@ -62,6 +62,11 @@ class AuthorizationHandler(BaseHandler):
     async def redirect_with_code(self, request: AuthorizationRequest,
                                  session: Session) -> None:
         ctx = self.ctx
+        if not ctx.access.allows(session.sub, session.claims):
+            # A session from before the policy was narrowed (new logins are refused upstream).
+            raise refusal(request, "access_denied", NotPermitted.PUBLIC_DESCRIPTION,
+                          issuer=ctx.settings.issuer,
+                          log_detail=f"access policy refused sub={session.sub}")
         grant = CodeGrant(
             client_id=request.client_id, redirect_uri=request.redirect_uri, scope=request.scope,
             nonce=request.nonce, code_challenge=request.code_challenge, sub=session.sub,

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlencode
 
 from gateway import cookies
 from gateway.context import GatewayContext
-from gateway.errors import InvalidRequest, InvalidToken, MissingToken
+from gateway.errors import InvalidRequest, InvalidToken, MissingToken, NotPermitted
 from gateway.handlers.base import BaseHandler
 from gateway.redirects import is_allowed_return_to
 from gateway.tokens import bearer_token_from_header
@@ -75,6 +75,10 @@ class ForwardAuthHandler(BaseHandler):
         self.set_no_store()
         claims, token = await self._signed_in()
         if claims is not None:
+            # Checked on every request: a policy narrowed since the user signed in applies at
+            # once (after a restart), not when their session ends.
+            if not ctx.access.allows(str(claims["sub"]), claims):
+                raise NotPermitted(str(claims["sub"]))
             self._allow(claims, token)
             return
         original = self._original_url()

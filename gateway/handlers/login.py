@@ -19,6 +19,7 @@ from gateway.errors import (
     AccessDenied,
     GatewayError,
     InvalidRequest,
+    NotPermitted,
     Unavailable,
     UpstreamError,
 )
@@ -149,6 +150,8 @@ class CallbackHandler(ProviderHandler):
             if params.code is None:
                 raise InvalidRequest("The provider sent no authorization code.")
             identity = await self.finish_upstream_login(params.code, tx)
+            if not self.ctx.access.allows(identity.sub, identity.profile_claims()):
+                raise NotPermitted(identity.sub)  # no session, no token
         except GatewayError as e:
             e.retry_url = retry_url
             raise

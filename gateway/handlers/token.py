@@ -126,6 +126,10 @@ class TokenHandler(ClientHandler):
         requested = self.form("scope")
         family, scope, successor = await ctx.grants.rotate(refresh_token, client,
                                                            requested_scope=requested)
+        if not ctx.access.allows(family.sub, family.claims):
+            # Narrowed since this app's login: the family ends here, successor included.
+            await ctx.grants.revoke_family(family.family_id, reason="access policy")
+            raise InvalidGrant(f"access policy refused sub={family.sub}")
         log.info("tokens issued client=%s grant=refresh_token", client.client_id)
         # OIDC Core 12.2: a new ID token, without nonce.
         return token_response(ctx.issuer, family, scope, refresh_token=successor, nonce=None)

@@ -1,0 +1,191 @@
+"""The `[access]` policy: who may sign in (gateway/access.py), checked at the login callback,
+on every forward-auth request, when /authorize reuses a session and at every refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Stack
+from oidc_support import (
+    authorization_params,
+    authorize_url,
+    complete_authorization,
+    oidc_stack,
+    redirect_params,
+    refresh,
+    tokens_for,
+)
+from prometheus_client import generate_latest
+from test_config import refusal, write_config
+from test_metrics import sample
+
+from gateway.access import AccessPolicy
+from gateway.config import AccessSettings, load_settings
+from gateway.devproviders.google import DEV_USERS
+
+ADA = next(u for u in DEV_USERS if u.key == "ada")  # ada@example.com, verified
+ALAN = next(u for u in DEV_USERS if u.key == "alan")  # alan@example.org, NOT verified
+VERIFIED_ADA = {"email": "ada@example.com", "email_verified": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# The rule itself
+
+
+def test_with_nothing_listed_anyone_may_sign_in() -> None:
+    policy = AccessPolicy()
+    assert not policy.restricts
+    assert policy.allows("twitter:1", {})
+    assert policy.allows("google:1", {"email": "x@evil.example", "email_verified": False})
+
+
+@pytest.mark.parametrize(("claims", "allowed"), [
+    (VERIFIED_ADA, True),
+    ({"email": "Ada@EXAMPLE.com", "email_verified": True}, True),  # domains have no case
+    ({"email": "ada@example.com", "email_verified": False}, False),
+    ({"email": "ada@example.com", "email_verified": "true"}, False),  # only a JSON true
+    ({"email": "ada@example.com"}, False),
+    ({"email": "ada@sub.example.com", "email_verified": True}, False),  # exact domain only
+    ({"email": "ada@example.com.evil.org", "email_verified": True}, False),
+    ({"email": "ada@evilexample.com", "email_verified": True}, False),
+    ({"email": '"ada@example.com"@evil.org', "email_verified": True}, False),
+    ({"email": "example.com", "email_verified": True}, False),
+    ({"email": "@example.com", "email_verified": True}, False),
+    ({"email": ["ada@example.com"], "email_verified": True}, False),
+    ({"email_verified": True}, False),
+    ({}, False),
+])
+def test_an_email_domain_admits_only_verified_emails_at_exactly_that_domain(
+        claims: dict[str, Any], allowed: bool) -> None:
+    policy = AccessPolicy.from_settings(AccessSettings(email_domains=("Example.COM",)))
+    assert policy.allows("google:1", claims) is allowed
+
+
+def test_listed_emails_and_subjects_admit_those_users_only() -> None:
+    policy = AccessPolicy.from_settings(AccessSettings(emails=("Grace@example.com",),
+                                                       subjects=("twitter:12", "google:34")))
+    assert policy.allows("google:1", {"email": "grace@example.com", "email_verified": True})
+    assert not policy.allows("google:1", VERIFIED_ADA)  # same domain, not listed
+    assert policy.allows("twitter:12", {})  # an X account without an email
+    assert not policy.allows("twitter:123", {})
+    assert not policy.allows("facebook:12", {})  # the provider is part of the subject
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("email_domains", "@example.com"), ("email_domains", "example"),
+    ("email_domains", "*.example.com"), ("email_domains", "example.com "),
+    ("email_domains", "https://example.com"), ("email_domains", ""),
+    ("emails", "ada"), ("emails", "ada@"), ("emails", "@example.com"),
+    ("emails", "ada @example.com"), ("emails", "ada@example"),
+    ("subjects", "1098"), ("subjects", "github:1"), ("subjects", "google:"),
+    ("subjects", "google:1 2"), ("subjects", "Google:1"),
+])
+def test_entries_that_could_never_match_are_refused_at_start(tmp_path: Path, key: str,
+                                                             value: str) -> None:
+    error = refusal(write_config(tmp_path, {f"access.{key}": [value]}))
+    assert error.key == f"access.{key}[0]"
+
+
+def test_the_policy_is_read_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"access.email_domains": ["example.com"]})
+    settings = load_settings(path, {"GATEWAY_ACCESS__SUBJECTS": "twitter:12, google:34"})
+    assert settings.access == AccessSettings(email_domains=("example.com",),
+                                             subjects=("twitter:12", "google:34"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Where it is enforced, end to end
+
+
+def _logins(stack: Stack, outcome: str) -> float:
+    text = generate_latest(stack.ctx.metrics.registry).decode()
+    return sample(text, "gateway_logins_total", provider="google", outcome=outcome)
+
+
+def test_a_user_outside_the_policy_gets_a_clear_403_and_no_session(
+        make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(access={"email_domains": ["example.org"]})
+    browser = stack.browser()
+    refused = browser.login(f"{stack.url}/", user="ada")
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "not allowed to sign in" in refused.text
+    assert 'href="/login' in refused.text  # a way to sign in with another account
+    assert not any(name.endswith(("gw_session", "gw_access")) for name in browser.cookies)
+    assert httpx.get(f"{stack.url}/auth", cookies=browser.cookies).status_code == 401
+    assert _logins(stack, "not_permitted") == 1 and _logins(stack, "success") == 0
+
+
+def test_C5_an_unverified_email_never_passes_the_domain_rule(
+        make_stack: Callable[..., Stack]) -> None:
+    """Alan's Google account says alan@example.org without email_verified: not admitted by
+    the example.org rule, though the address is there."""
+    stack = make_stack(access={"email_domains": ["example.org"]})
+    assert ALAN.email == "alan@example.org" and not ALAN.email_verified
+    assert stack.browser().login(user="alan").status_code == 403
+
+
+def test_users_inside_the_policy_sign_in_as_before(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(access={"email_domains": ["example.com"],
+                               "subjects": [f"google:{ALAN.sub}"]})
+    for user in ("ada", "alan"):  # by verified email domain, and by subject
+        browser = stack.browser()
+        assert browser.login(f"{stack.url}/", user=user).status_code == 302
+        assert httpx.get(f"{stack.url}/auth", cookies=browser.cookies).status_code == 200
+    assert _logins(stack, "success") == 2
+
+
+def test_forward_auth_refuses_a_session_the_narrowed_policy_no_longer_admits(
+        make_stack: Callable[..., Stack]) -> None:
+    """A policy narrowed after sign-in (a restart with a shared store) applies at once."""
+    stack = make_stack()
+    browser = stack.browser()
+    browser.login(f"{stack.url}/")
+    session_only = {k: v for k, v in browser.cookies.items() if k.endswith("gw_session")}
+    assert httpx.get(f"{stack.url}/auth", cookies=browser.cookies).status_code == 200
+    stack.ctx.access = AccessPolicy.from_settings(AccessSettings(emails=("grace@example.com",)))
+    for cookies in (browser.cookies, session_only):  # by access token, and by session
+        refused = httpx.get(f"{stack.url}/auth", cookies=cookies,
+                            headers={"Accept": "application/json"})
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "access_denied"
+        assert "X-Auth-Request-User" not in refused.headers
+
+
+def test_oidc_authorize_refuses_back_to_the_app_and_refresh_ends_the_family(
+        make_stack: Callable[..., Stack]) -> None:
+    stack = oidc_stack(make_stack)
+    browser = stack.browser()
+    tokens = tokens_for(stack, browser)
+    stack.ctx.access = AccessPolicy.from_settings(AccessSettings(email_domains=("example.org",)))
+    # Single sign-on with Ada's live session: refused to the app, as RFC 6749 4.1.2.1 says.
+    answer = complete_authorization(browser, authorize_url(stack, **authorization_params()))
+    params = redirect_params(answer)
+    assert params["error"] == "access_denied" and "code" not in params
+    assert params["state"] == "st-123" and params["iss"] == stack.url
+    # Her refresh token: refused, and the family is revoked (a later, wider policy does not
+    # bring it back).
+    refused = refresh(stack, tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    stack.ctx.access = AccessPolicy()
+    assert refresh(stack, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_an_oidc_login_outside_the_policy_issues_no_code(
+        make_stack: Callable[..., Stack]) -> None:
+    stack = oidc_stack(make_stack, access={"emails": ["grace@example.com"]})
+    browser = stack.browser()
+    answer = browser.get(authorize_url(stack, **authorization_params()))
+    assert answer.status_code == 302
+    start = browser.get(f"{stack.url}/login/google?"
+                        + httpx.URL(answer.headers["location"]).query.decode())
+    back = browser.consent(start.headers["location"], user="ada")
+    assert browser.get(back.headers["location"]).status_code == 403
+    # Grace, listed, goes through the same flow to a code.
+    answer = complete_authorization(stack.browser(), authorize_url(
+        stack, **authorization_params()), user="grace")
+    assert "code" in redirect_params(answer)
