@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 from gateway.errors import (
     AccessDenied,
+    AuthorizationRedirect,
     GatewayError,
     LoginFailed,
     NotPermitted,
@@ -68,6 +69,8 @@ def refusal_reason(reason: str) -> str:
 
 def login_outcome(error: BaseException) -> str:
     """How a failed login ended, as a label: denied, invalid_state, upstream_error..."""
+    if isinstance(error, AuthorizationRedirect) and isinstance(error.__cause__, GatewayError):
+        return login_outcome(error.__cause__)  # sent back to the app: counted as its cause
     if isinstance(error, AccessDenied):
         return "denied"
     if isinstance(error, NotPermitted):

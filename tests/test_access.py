@@ -11,6 +11,7 @@ import httpx
 import pytest
 from conftest import Stack
 from oidc_support import (
+    SPA_REDIRECT_URI,
     authorization_params,
     authorize_url,
     complete_authorization,
@@ -175,8 +176,9 @@ def test_oidc_authorize_refuses_back_to_the_app_and_refresh_ends_the_family(
     assert refresh(stack, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
 
-def test_an_oidc_login_outside_the_policy_issues_no_code(
+def test_an_oidc_login_outside_the_policy_goes_back_to_the_app_with_access_denied(
         make_stack: Callable[..., Stack]) -> None:
+    """OIDC Core 3.1.2.6: the app learns the outcome at its redirect_uri, with its state."""
     stack = oidc_stack(make_stack, access={"emails": ["grace@example.com"]})
     browser = stack.browser()
     answer = browser.get(authorize_url(stack, **authorization_params()))
@@ -184,7 +186,13 @@ def test_an_oidc_login_outside_the_policy_issues_no_code(
     start = browser.get(f"{stack.url}/login/google?"
                         + httpx.URL(answer.headers["location"]).query.decode())
     back = browser.consent(start.headers["location"], user="ada")
-    assert browser.get(back.headers["location"]).status_code == 403
+    callback = browser.get(back.headers["location"])
+    params = redirect_params(callback)
+    assert callback.headers["location"].startswith(SPA_REDIRECT_URI)
+    assert params["error"] == "access_denied" and "code" not in params
+    assert params["state"] == "st-123" and params["iss"] == stack.url
+    assert not any(name.endswith(("gw_session", "gw_access")) for name in browser.cookies)
+    assert _logins(stack, "not_permitted") == 1
     # Grace, listed, goes through the same flow to a code.
     answer = complete_authorization(stack.browser(), authorize_url(
         stack, **authorization_params()), user="grace")

@@ -11,12 +11,12 @@ resume?request=<id>`. Either way it ends with a redirect to the client's registe
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from gateway import cookies
 from gateway.config import ClientSettings
 from gateway.context import GatewayContext
-from gateway.errors import InvalidRequest, NotPermitted
+from gateway.errors import AuthorizationRedirect, InvalidRequest, NotPermitted
 from gateway.handlers.base import BaseHandler
 from gateway.oidc.authorization import (
     AuthorizationRequest,
@@ -33,6 +33,33 @@ log = logging.getLogger("gateway.oidc")
 
 # A session counts as fresh for prompt=login when it began after the request (clock slack).
 FRESH_LOGIN_SLACK = 1.0
+RESUME_PATH = "/authorize/resume"
+
+
+async def take_known_request(ctx: GatewayContext, request_id: str
+                             ) -> tuple[AuthorizationRequest, ClientSettings] | None:
+    """The saved authorization request (taken: single use) and its client, while the client
+    still registers its redirect_uri; else None, and nothing may be redirected to (R3)."""
+    request = await ctx.grants.take_request(request_id)
+    client = ctx.clients.get(request.client_id) if request else None
+    if request is None or client is None or request.redirect_uri not in client.redirect_uris:
+        return None
+    return request, client
+
+
+async def refusal_to_app(ctx: GatewayContext, return_to: str, error: str, description: str,
+                         *, log_detail: str) -> AuthorizationRedirect | None:
+    """For a login made for an app's authorization request (its return_to is our resume URL),
+    the refusal that goes back to that app's redirect_uri; None for any other login."""
+    parts = urlsplit(return_to)
+    if f"{parts.scheme}://{parts.netloc}{parts.path}" != f"{ctx.settings.issuer}{RESUME_PATH}":
+        return None
+    request_id = parse_qs(parts.query).get("request", [""])[0]
+    known = await take_known_request(ctx, request_id) if request_id else None
+    if known is None:
+        return None
+    return refusal(known[0], error, description, issuer=ctx.settings.issuer,
+                   log_detail=log_detail)
 
 
 class AuthorizationHandler(BaseHandler):
@@ -109,7 +136,7 @@ class AuthorizeHandler(AuthorizationHandler):
             raise refusal(request, "login_required", "The user is not signed in.",
                           issuer=settings.issuer, log_detail="prompt=none without session")
         request_id = await ctx.grants.save_request(request, settings.login.transaction_lifetime)
-        resume = f"{settings.issuer}/authorize/resume?{urlencode({'request': request_id})}"
+        resume = f"{settings.issuer}{RESUME_PATH}?{urlencode({'request': request_id})}"
         providers = allowed_providers(client, list(ctx.providers))
         provider = request.provider or (providers[0] if len(providers) == 1 else None)
         login = f"/login/{provider}" if provider else "/login"
@@ -126,13 +153,13 @@ class AuthorizeResumeHandler(AuthorizationHandler):
         issuer = ctx.settings.issuer
         request_id = self.single_argument("request")
         assert request_id is not None
-        request = await ctx.grants.take_request(request_id)
-        client = ctx.clients.get(request.client_id) if request else None
-        if request is None or client is None or request.redirect_uri not in client.redirect_uris:
+        known = await take_known_request(ctx, request_id)
+        if known is None:
             # Nothing known good to redirect to: a page (SECURITY R3).
             raise InvalidRequest("This sign-in request has expired or was already used. "
                                  "Please go back to the app and sign in again.",
                                  log_detail="unknown, used or expired authorization request")
+        request, client = known
         session = await self.live_session()
         if session is None:
             raise refusal(request, "login_required", "The sign-in did not complete.",

@@ -23,6 +23,7 @@ from gateway.errors import (
     Unavailable,
     UpstreamError,
 )
+from gateway.handlers.authorize import refusal_to_app
 from gateway.handlers.base import BaseHandler
 from gateway.identity import Identity
 from gateway.metrics import login_outcome
@@ -151,12 +152,24 @@ class CallbackHandler(ProviderHandler):
                 raise InvalidRequest("The provider sent no authorization code.")
             identity = await self.finish_upstream_login(params.code, tx)
             if not self.ctx.access.allows(identity.sub, identity.profile_claims()):
-                raise NotPermitted(identity.sub)  # no session, no token
+                raise await self._not_permitted(identity, tx)  # no session, no token
         except GatewayError as e:
             e.retry_url = retry_url
             raise
         await self._sign_in(identity)
         return tx.return_to
+
+    async def _not_permitted(self, identity: Identity, tx: LoginTransaction) -> GatewayError:
+        """The access policy's refusal: a page, or, when this login was for an app's
+        authorization request, `error=access_denied` back to that app (OIDC Core 3.1.2.6)."""
+        not_permitted = NotPermitted(identity.sub)
+        to_app = await refusal_to_app(self.ctx, tx.return_to, not_permitted.error,
+                                      not_permitted.description,
+                                      log_detail=not_permitted.log_detail)
+        if to_app is None:
+            return not_permitted
+        to_app.__cause__ = not_permitted  # counted and logged as what it is (metrics.py)
+        return to_app
 
     async def _take_transaction(self, key: str) -> LoginTransaction:
         lifetime = self.ctx.settings.login.transaction_lifetime
