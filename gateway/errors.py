@@ -14,6 +14,7 @@ class GatewayError(Exception):
     status: int = 400
     error: str = "invalid_request"
     title: str = "Something went wrong"
+    retry_label: str = "Try again"  # the error page's link to `retry_url`
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class NotPermitted(GatewayError):
     status = 403
     error = "access_denied"
     title = "This account may not sign in here"
+    retry_label = "Sign in with another account"
 
     PUBLIC_DESCRIPTION = ("This account is not allowed to sign in to this site. Sign in with "
                           "another account, or ask the site's administrators for access.")

@@ -115,7 +115,7 @@ def test_a_user_outside_the_policy_gets_a_clear_403_and_no_session(
     assert refused.status_code == 403
     assert refused.headers["content-type"].startswith("text/html")
     assert "not allowed to sign in" in refused.text
-    assert 'href="/login' in refused.text  # a way to sign in with another account
+    assert 'href="/login/google' in refused.text and "Sign in with another account" in refused.text
     assert not any(name.endswith(("gw_session", "gw_access")) for name in browser.cookies)
     assert httpx.get(f"{stack.url}/auth", cookies=browser.cookies).status_code == 401
     assert _logins(stack, "not_permitted") == 1 and _logins(stack, "success") == 0

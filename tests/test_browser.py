@@ -209,6 +209,26 @@ def test_declined_consent_shows_the_error_page(make_stack: Callable[..., Stack],
     assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
 
 
+def test_an_account_outside_the_access_policy_sees_why_and_can_try_another(
+        make_stack: Callable[..., Stack], new_page: Callable[..., Any]) -> None:
+    stack = make_stack(access={"emails": ["grace@example.com"]})
+    page = new_page()
+    page.goto(chooser_url(stack))
+    page.get_by_role("link", name="Sign in with Google").click()
+    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/callback/google") + ".*"))
+    heading = page.get_by_role("heading", level=1).inner_text()
+    assert heading == "This account may not sign in here"
+    assert "another account" in page.inner_text("main")
+    screenshot(page, "error-not-permitted.png")
+    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
+    page.get_by_role("link", name="Sign in with another account").click()
+    page.wait_for_url(re.compile(re.escape(stack.standin("google").base_url) + ".*"))
+    page.get_by_role("button", name=re.compile("Grace Hopper")).click()
+    page.wait_for_url(home(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Grace Hopper"
+
+
 def test_chooser_on_a_phone_and_by_keyboard(make_stack: Callable[..., Stack],
                                             new_page: Callable[..., Any]) -> None:
     """Readable on a 390x844 phone (no sideways scrolling, every button in view) and usable
