@@ -93,7 +93,7 @@ class Buildah:
         return [*args, container, "--"]
 
 
-def test_image_builds_and_serves_a_login_as_non_root_and_stops_on_sigterm(
+def test_D1_D2_D3_image_builds_and_serves_a_login_as_non_root_and_stops_on_sigterm(
         tmp_path: Path) -> None:
     buildah = _buildah_or_skip()
     started = time.monotonic()
