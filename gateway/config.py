@@ -144,6 +144,9 @@ class GoogleSettings:
     jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
     scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # Google Workspace domains whose accounts alone may sign in through Google (the id_token's
+    # `hd` claim); empty: any Google account (then see [access]).
+    hosted_domains: tuple[str, ...] = ()
     # "auto": ask userinfo only when the id_token lacks name or picture.
     fetch_userinfo: str = "auto"
 
@@ -709,6 +712,10 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             _check_public_url(f"{prefix}.{f.name}", getattr(provider, f.name), dev)
     if isinstance(provider, GoogleSettings):
         _require(prefix, provider, "client_id", "client_secret")
+        for i, domain in enumerate(provider.hosted_domains):
+            if not _DOMAIN.fullmatch(domain):
+                raise ConfigError(f"{prefix}.hosted_domains[{i}]",
+                                  f"must be a domain such as example.com (got {domain!r})")
         if not provider.issuers:
             raise ConfigError(f"{prefix}.issuers", "must list at least one issuer")
         if "openid" not in provider.scopes:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack
+from conftest import Stack, query_of
 from oidc_support import (
     SPA_REDIRECT_URI,
     authorization_params,
@@ -27,6 +27,8 @@ from test_metrics import sample
 from gateway.access import AccessPolicy
 from gateway.config import AccessSettings, load_settings
 from gateway.devproviders.google import DEV_USERS
+from gateway.errors import NotPermitted
+from gateway.providers.google import check_hosted_domain
 
 ADA = next(u for u in DEV_USERS if u.key == "ada")  # ada@example.com, verified
 ALAN = next(u for u in DEV_USERS if u.key == "alan")  # alan@example.org, NOT verified
@@ -197,3 +199,62 @@ def test_an_oidc_login_outside_the_policy_goes_back_to_the_app_with_access_denie
     answer = complete_authorization(stack.browser(), authorize_url(
         stack, **authorization_params()), user="grace")
     assert "code" in redirect_params(answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Google's hosted domains: an organization's accounts only (the id_token's `hd` claim)
+
+GRACE = next(u for u in DEV_USERS if u.key == "grace")  # personal account, verified example.com
+
+
+@pytest.mark.parametrize(("claims", "passes"), [
+    ({"hd": "example.com"}, True),
+    ({"hd": "EXAMPLE.com"}, True),
+    ({"hd": "other.example"}, False),
+    ({"hd": "sub.example.com"}, False),
+    ({"hd": ["example.com"]}, False),
+    ({"email": "ada@example.com", "email_verified": True}, False),  # no hd: a personal account
+    ({}, False),
+])
+def test_hosted_domains_admit_only_the_organizations_accounts(claims: dict[str, Any],
+                                                              passes: bool) -> None:
+    check = lambda: check_hosted_domain({"sub": "1", **claims}, ("example.com",))  # noqa: E731
+    if passes:
+        check()
+    else:
+        with pytest.raises(NotPermitted):
+            check()
+    check_hosted_domain({"sub": "1", **claims}, ())  # not set: any Google account
+
+
+def test_a_personal_google_account_with_the_domains_email_is_refused(
+        make_stack: Callable[..., Stack]) -> None:
+    """Grace's personal Google account has a verified grace@example.com (as one kept by a
+    former employee would): [access] email_domains admits her, hosted_domains does not."""
+    stack = make_stack(providers={"google": {"hosted_domains": ["example.com"]}})
+    assert GRACE.email == "grace@example.com" and GRACE.email_verified
+    assert GRACE.hosted_domain is None and ADA.hosted_domain == "example.com"
+    browser = stack.browser()
+    start = browser.start_login()
+    assert query_of(start.headers["location"])["hd"] == ["example.com"]  # the chooser's hint
+    back = browser.consent(start.headers["location"], user="grace")
+    refused = browser.get(back.headers["location"])
+    assert refused.status_code == 403 and "Sign in with another account" in refused.text
+    assert _logins(stack, "not_permitted") == 1
+    assert stack.browser().login(user="ada").status_code == 302
+
+
+def test_several_hosted_domains_hint_any_organization_account(
+        make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(providers={"google": {"hosted_domains": ["example.com", "example.net"]}})
+    start = stack.browser().start_login()
+    assert query_of(start.headers["location"])["hd"] == ["*"]
+
+
+def test_no_hosted_domain_hint_by_default(stack: Stack) -> None:
+    assert "hd" not in query_of(stack.browser().start_login().headers["location"])
+
+
+def test_a_hosted_domain_must_be_a_domain(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"providers.google.hosted_domains": ["@example.com"]})
+    assert refusal(path).key == "providers.google.hosted_domains[0]"

@@ -70,18 +70,24 @@ class GoogleAccount:
     email: str | None
     email_verified: bool
     avatar: Avatar
+    # The Google Workspace organization's domain (the `hd` claim); None for a personal account.
+    hosted_domain: str | None = None
 
 
-def _account(user: DevUser, colour: str) -> GoogleAccount:
+def _account(user: DevUser, colour: str, hosted_domain: str | None) -> GoogleAccount:
     digits = str(int.from_bytes(hashlib.sha256(b"google:" + user.key.encode()).digest()[:9]))
     sub = ("1" + digits + "0" * 20)[:21]  # Google's subjects are 21-digit strings
     return GoogleAccount(user.key, sub, user.name, user.given_name, user.family_name,
-                         user.email, user.email_verified, make_avatar("google", user, colour))
+                         user.email, user.email_verified, make_avatar("google", user, colour),
+                         hosted_domain)
 
 
+# Ada's account belongs to the example.com Workspace organization; Grace's is a personal
+# Google account with her verified example.com address; Alan's is personal, his email unverified.
 DEV_USERS: tuple[GoogleAccount, ...] = tuple(
-    _account(user, colour)
-    for user, colour in zip(DEV_ACCOUNTS, ("#1a73e8", "#188038", "#b06000"), strict=True)
+    _account(user, colour, hosted_domain)
+    for user, colour, hosted_domain in zip(DEV_ACCOUNTS, ("#1a73e8", "#188038", "#b06000"),
+                                           ("example.com", None, None), strict=True)
 )
 
 
@@ -290,6 +296,8 @@ def profile_claims(account: GoogleAccount, scope: Sequence[str], base_url: str
     if "profile" in scope:
         claims.update(name=account.name, picture=account.avatar.url(base_url),
                       given_name=account.given_name, family_name=account.family_name)
+    if account.hosted_domain is not None:
+        claims["hd"] = account.hosted_domain  # with any scope, for an organization's account
     return claims
 
 

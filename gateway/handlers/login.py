@@ -145,24 +145,31 @@ class CallbackHandler(ProviderHandler):
         params = self.callback_parameters()
         tx = await self._take_transaction(params.transaction_key)
         retry_url = self.login_url(tx.return_to)
+        not_permitted: NotPermitted | None = None
         try:
             if params.error is not None:
                 raise _provider_error(params.error, self.provider.name)
             if params.code is None:
                 raise InvalidRequest("The provider sent no authorization code.")
             identity = await self.finish_upstream_login(params.code, tx)
-            if not self.ctx.access.allows(identity.sub, identity.profile_claims()):
-                raise await self._not_permitted(identity, tx)  # no session, no token
+        except NotPermitted as e:  # the provider's own rule (Google's hosted domains)
+            not_permitted = e
         except GatewayError as e:
             e.retry_url = retry_url
             raise
+        else:
+            if not self.ctx.access.allows(identity.sub, identity.profile_claims()):
+                not_permitted = NotPermitted(identity.sub)  # the [access] policy
+        if not_permitted is not None:  # no session, no token
+            not_permitted.retry_url = retry_url
+            raise await self._refusal(not_permitted, tx)
         await self._sign_in(identity)
         return tx.return_to
 
-    async def _not_permitted(self, identity: Identity, tx: LoginTransaction) -> GatewayError:
-        """The access policy's refusal: a page, or, when this login was for an app's
-        authorization request, `error=access_denied` back to that app (OIDC Core 3.1.2.6)."""
-        not_permitted = NotPermitted(identity.sub)
+    async def _refusal(self, not_permitted: NotPermitted, tx: LoginTransaction
+                       ) -> GatewayError:
+        """A page, or, when this login was for an app's authorization request,
+        `error=access_denied` back to that app (OIDC Core 3.1.2.6)."""
         to_app = await refusal_to_app(self.ctx, tx.return_to, not_permitted.error,
                                       not_permitted.description,
                                       log_detail=not_permitted.log_detail)

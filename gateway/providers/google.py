@@ -11,14 +11,14 @@ import base64
 import hashlib
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
 import tornado.auth
 
 from gateway.config import GoogleSettings, Settings
-from gateway.errors import UpstreamError
+from gateway.errors import NotPermitted, UpstreamError
 from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.textcompare import same_text
@@ -54,7 +54,7 @@ class GoogleProvider:
         self.clock = clock
 
     def authorization_params(self, tx: LoginTransaction, state: str) -> dict[str, str]:
-        return {
+        params = {
             "state": state,
             "nonce": tx.nonce,
             "code_challenge": tx.code_challenge,
@@ -62,6 +62,12 @@ class GoogleProvider:
             "access_type": "online",  # we never need Google's refresh token
             "include_granted_scopes": "false",
         }
+        domains = self.settings.hosted_domains
+        if domains:
+            # A hint for Google's account chooser only ("*": any Workspace account); the id
+            # token's `hd` claim is what is checked (check_hosted_domain).
+            params["hd"] = domains[0] if len(domains) == 1 else "*"
+        return params
 
     async def verified_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         try:
@@ -100,6 +106,7 @@ class GoogleLogin(OAuth2CodeLogin, tornado.auth.GoogleOAuth2Mixin):
             raise _unverifiable("token response lacks id_token or access_token")
         id_claims = await self.provider.verified_id_token(id_token, tx.nonce)
         check_at_hash(id_claims, access_token)
+        check_hosted_domain(id_claims, self.provider.settings.hosted_domains)
         userinfo: dict[str, Any] = {}
         if self.provider.needs_userinfo(id_claims):
             userinfo = await self.provider.userinfo(access_token)
@@ -192,6 +199,19 @@ def check_id_token(id_token: str, key: jwt.PyJWK, settings: GoogleSettings, nonc
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise _unverifiable("id_token sub is empty")
     return claims
+
+
+def check_hosted_domain(id_claims: dict[str, Any], hosted_domains: Sequence[str]) -> None:
+    """With `hosted_domains` set, only accounts of those Google Workspace (Cloud Identity)
+    organizations pass: the signed id_token's `hd` claim says so, which a personal Google
+    account never has, even with a verified address at that domain (one kept by a former
+    employee, say). Google: "validate that the returned ID token has an hd claim value that
+    matches what you expect"; the `hd` request parameter is only a hint."""
+    if not hosted_domains:
+        return
+    hd = id_claims.get("hd")
+    if not (isinstance(hd, str) and hd.lower() in (d.lower() for d in hosted_domains)):
+        raise NotPermitted(f"google:{id_claims.get('sub')}")
 
 
 def check_at_hash(id_claims: dict[str, Any], access_token: str) -> None:
