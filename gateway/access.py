@@ -43,6 +43,16 @@ class AccessPolicy:
         return email in self.emails or email.rpartition("@")[2] in self.email_domains
 
 
+def refuses_signed_in(policy: AccessPolicy, sub: str, claims: Mapping[str, Any]) -> bool:
+    """Whether these claims of someone already signed in show that `policy` does not admit
+    them. An app's access token whose scope withheld the email cannot show it either way: it
+    was checked at its login and lives minutes, so it is not refused for want of the email."""
+    if policy.allows(sub, claims):
+        return False
+    scope = claims.get("scope")
+    return not (isinstance(scope, str) and "email" not in scope.split())
+
+
 def verified_email(claims: Mapping[str, Any]) -> str | None:
     """The claims' email, lower-cased, when the provider vouched for it; else None."""
     email = claims.get("email")

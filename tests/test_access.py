@@ -14,6 +14,7 @@ from oidc_support import (
     SPA_REDIRECT_URI,
     authorization_params,
     authorize_url,
+    bearer,
     complete_authorization,
     oidc_stack,
     redirect_params,
@@ -157,6 +158,21 @@ def test_forward_auth_refuses_a_session_the_narrowed_policy_no_longer_admits(
         assert refused.status_code == 403
         assert refused.json()["error"] == "access_denied"
         assert "X-Auth-Request-User" not in refused.headers
+
+
+def test_forward_auth_takes_an_apps_token_whose_scope_withheld_the_email(
+        make_stack: Callable[..., Stack]) -> None:
+    """An app's access token for scope "openid profile" carries no email: it was checked at its
+    login, so /auth does not refuse it for want of one; with the email scope it is judged."""
+    stack = oidc_stack(make_stack, access={"email_domains": ["example.com"]},
+                       forward_auth={"audiences": ["https://api.example.test"]})
+    without_email = tokens_for(stack, scope="openid profile")["access_token"]
+    with_email = tokens_for(stack, scope="openid email")["access_token"]
+    for token in (without_email, with_email):
+        assert httpx.get(f"{stack.url}/auth", headers=bearer(token)).status_code == 200
+    stack.ctx.access = AccessPolicy.from_settings(AccessSettings(email_domains=("example.org",)))
+    assert httpx.get(f"{stack.url}/auth", headers=bearer(without_email)).status_code == 200
+    assert httpx.get(f"{stack.url}/auth", headers=bearer(with_email)).status_code == 403
 
 
 def test_oidc_authorize_refuses_back_to_the_app_and_refresh_ends_the_family(
