@@ -200,13 +200,19 @@ def test_declined_consent_shows_the_error_page(make_stack: Callable[..., Stack],
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/callback/google") + ".*"))
     assert page.get_by_role("heading", level=1).inner_text() == "Sign-in was cancelled"
     screenshot(page, "error-declined.png")
-    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
     # "Try again" starts the same login over: back at the provider's account chooser.
-    page.get_by_role("link", name="Try again").click()
+    retry_from_the_error_page(page, stack, "Try again", "Ada Lovelace")
+
+
+def retry_from_the_error_page(page: Any, stack: Stack, link: str, user: str) -> None:
+    """The failed login left no gateway cookie; the error page's link leads back to Google's
+    account chooser, and choosing `user` there ends signed in on the gateway's page."""
+    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
+    page.get_by_role("link", name=link).click()
     page.wait_for_url(re.compile(re.escape(stack.standin("google").base_url) + ".*"))
-    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.get_by_role("button", name=re.compile(user)).click()
     page.wait_for_url(home(stack))
-    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    assert page.get_by_role("heading", level=1).inner_text() == f"Signed in as {user}"
 
 
 def test_an_account_outside_the_access_policy_sees_why_and_can_try_another(
@@ -221,12 +227,7 @@ def test_an_account_outside_the_access_policy_sees_why_and_can_try_another(
     assert heading == "This account may not sign in here"
     assert "another account" in page.inner_text("main")
     screenshot(page, "error-not-permitted.png")
-    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
-    page.get_by_role("link", name="Sign in with another account").click()
-    page.wait_for_url(re.compile(re.escape(stack.standin("google").base_url) + ".*"))
-    page.get_by_role("button", name=re.compile("Grace Hopper")).click()
-    page.wait_for_url(home(stack))
-    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Grace Hopper"
+    retry_from_the_error_page(page, stack, "Sign in with another account", "Grace Hopper")
 
 
 def test_chooser_on_a_phone_and_by_keyboard(make_stack: Callable[..., Stack],
