@@ -254,6 +254,35 @@ class StandInHandler(tornado.web.RequestHandler):
         self.render(template, **kwargs)
 
 
+class AccountChooserHandler(StandInHandler):
+    """The account chooser every stand-in shows (templates/choose_account.html): its page for a
+    checked authorization request, and its form's answer. Subclasses name their brand and the
+    line under each account's name."""
+
+    brand = ""
+
+    def account_detail(self, account: Any) -> str:
+        raise NotImplementedError
+
+    def show_chooser(self, request: Any, *, app: str, action: str) -> None:
+        """The page, holding `request` server-side until its form is posted to `action`."""
+        self.render_page(
+            "choose_account.html", brand=self.brand, app=app, action=action,
+            request_id=self.provider.pending.add(request),
+            accounts=[(a.key, a.name, self.account_detail(a)) for a in self.provider.accounts],
+        )
+
+    def take_pending(self) -> Any:
+        """What the posted form answers (once), or None when its page has expired."""
+        return self.provider.pending.take(self.form_argument("request_id") or "")
+
+    def chosen_account(self) -> Any:
+        """The account clicked, or None when the user cancelled (or posted an unknown one)."""
+        if self.form_argument("decision") == "deny":
+            return None
+        return self.provider.account(self.form_argument("user"))
+
+
 class OAuth2TokenHandler(StandInHandler):
     """A token endpoint (RFC 6749 3.2): a form in, the stand-in's `exchange_code` answer out.
 

@@ -42,12 +42,12 @@ import tornado.web
 from gateway.devproviders.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    AccountChooserHandler,
     Avatar,
     AvatarHandler,
     DevUser,
     Fault,
     PendingRequests,
-    StandInHandler,
     make_avatar,
     make_standin_app,
     pkce_matches,
@@ -358,8 +358,12 @@ def dev_provider(base_url: str, gateway_issuer: str) -> tuple[FacebookStandIn, d
 # Handlers: thin I/O around the protocol steps above
 
 
-class FacebookHandler(StandInHandler):
+class FacebookHandler(AccountChooserHandler):
     provider: FacebookStandIn
+    brand = "Facebook"
+
+    def account_detail(self, account: FacebookAccount) -> str:
+        return account.email or "does not share an email address"
 
     def record(self, version: str) -> None:
         self.provider.graph_calls.append(GraphCall(
@@ -393,13 +397,7 @@ class AuthorizeHandler(FacebookHandler):
         except GraphError as e:
             self.error_page(e)  # never redirect to an unverified redirect_uri
             return
-        self.render_page(
-            "choose_account.html", brand="Facebook", app=request.client_id,
-            action=f"/{version}/dialog/oauth/choose",
-            request_id=self.provider.pending.add(request),
-            accounts=[(a.key, a.name, a.email or "does not share an email address")
-                      for a in self.provider.accounts],
-        )
+        self.show_chooser(request, app=request.client_id, action=f"/{version}/dialog/oauth/choose")
 
 
 class ChooseAccountHandler(FacebookHandler):
@@ -408,12 +406,12 @@ class ChooseAccountHandler(FacebookHandler):
     endpoint = "authorize"
 
     def post(self, version: str) -> None:
-        request = self.provider.pending.take(self.form_argument("request_id") or "")
+        request = self.take_pending()
         if not isinstance(request, AuthorizationRequest):
             self.error_page(GraphError("This login page has expired. Start again."))
             return
-        account = self.provider.account(self.form_argument("user"))
-        if self.form_argument("decision") == "deny" or account is None:
+        account = self.chosen_account()
+        if account is None:
             params = {"error": "access_denied", "error_code": "200",
                       "error_description": "Permissions error", "error_reason": "user_denied"}
         else:

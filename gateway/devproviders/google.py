@@ -35,6 +35,7 @@ from jwt.algorithms import RSAAlgorithm
 from gateway.devproviders.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    AccountChooserHandler,
     Avatar,
     AvatarHandler,
     DevUser,
@@ -42,7 +43,6 @@ from gateway.devproviders.common import (
     OAuth2TokenHandler,
     PendingRequests,
     ProtocolError,
-    StandInHandler,
     basic_credentials,
     make_avatar,
     make_standin_app,
@@ -329,8 +329,12 @@ def dev_provider(base_url: str, gateway_issuer: str) -> tuple[GoogleStandIn, dic
 # Handlers: thin I/O around the protocol steps above
 
 
-class GoogleHandler(StandInHandler):
+class GoogleHandler(AccountChooserHandler):
     provider: GoogleStandIn
+    brand = "Google"
+
+    def account_detail(self, account: GoogleAccount) -> str:
+        return account.email or "no email"
 
     def error_page(self, error: ProtocolError) -> None:
         self.set_status(error.status)
@@ -347,11 +351,7 @@ class AuthorizeHandler(GoogleHandler):
         request = self.checked_request()
         if request is None:
             return
-        self.render_page(
-            "choose_account.html", brand="Google", app=request.client_id,
-            action="/o/oauth2/v2/auth/choose", request_id=self.provider.pending.add(request),
-            accounts=[(a.key, a.name, a.email or "no email") for a in self.provider.accounts],
-        )
+        self.show_chooser(request, app=request.client_id, action="/o/oauth2/v2/auth/choose")
 
     def checked_request(self) -> AuthorizationRequest | None:
         """The authorization request of the query, or None once an error page is written."""
@@ -371,14 +371,14 @@ class ChooseAccountHandler(GoogleHandler):
     endpoint = "authorize"
 
     def post(self) -> None:
-        request = self.provider.pending.take(self.form_argument("request_id") or "")
+        request = self.take_pending()
         if not isinstance(request, AuthorizationRequest):
             self.error_page(ProtocolError("invalid_request",
                                           "This sign-in page has expired. Start again."))
             return
         params: dict[str, str] = {}
-        account = self.provider.account(self.form_argument("user"))
-        if self.form_argument("decision") == "deny" or account is None:
+        account = self.chosen_account()
+        if account is None:
             params["error"] = "access_denied"
         else:
             params["code"] = self.provider.approve(request, account)

@@ -46,6 +46,7 @@ from tornado.httputil import url_concat
 from gateway.devproviders.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    AccountChooserHandler,
     Avatar,
     AvatarHandler,
     DevUser,
@@ -53,7 +54,6 @@ from gateway.devproviders.common import (
     OAuth2TokenHandler,
     PendingRequests,
     ProtocolError,
-    StandInHandler,
     basic_credentials,
     make_avatar,
     make_standin_app,
@@ -448,21 +448,18 @@ def dev_provider(base_url: str, gateway_issuer: str) -> tuple[XStandIn, dict[str
 # Handlers: thin I/O around the protocol steps above
 
 
-class XHandler(StandInHandler):
+class XHandler(AccountChooserHandler):
     provider: XStandIn
+    brand = BRAND
 
     def error_page(self, error: ProtocolError) -> None:
         self.set_status(error.status)
         self.render_page("provider_error.html", brand=BRAND, error=error.error,
                          description=error.description)
 
-    def chooser(self, action: str, request: Any, app: str) -> None:
-        self.render_page(
-            "choose_account.html", brand=BRAND, app=app, action=action,
-            request_id=self.provider.pending.add(request),
-            accounts=[(a.key, a.name, a.email if a.email and a.email_confirmed else "@"
-                       + a.username) for a in self.provider.accounts],
-        )
+    def account_detail(self, account: XAccount) -> str:
+        return account.email if account.email and account.email_confirmed \
+            else "@" + account.username
 
 
 class AuthorizeHandler(XHandler):
@@ -479,21 +476,21 @@ class AuthorizeHandler(XHandler):
         except ProtocolError as e:
             self.error_page(e)  # never redirect to an unverified redirect_uri
             return
-        self.chooser("/i/oauth2/authorize/choose", request, app=request.client_id)
+        self.show_chooser(request, app=request.client_id, action="/i/oauth2/authorize/choose")
 
 
 class ChooseAccountHandler(XHandler):
     endpoint = "authorize"
 
     def post(self) -> None:
-        request = self.provider.pending.take(self.form_argument("request_id") or "")
+        request = self.take_pending()
         if not isinstance(request, AuthorizationRequest):
             self.error_page(ProtocolError("invalid_request",
                                           "This sign-in page has expired. Start again."))
             return
-        account = self.provider.account(self.form_argument("user"))
+        account = self.chosen_account()
         params: dict[str, str] = {"state": request.state}
-        if self.form_argument("decision") == "deny" or account is None:
+        if account is None:
             params["error"] = "access_denied"
         else:
             params["code"] = self.provider.approve(request, account)
@@ -568,24 +565,21 @@ class AuthenticateHandler(XHandler):
                                           "It looks like someone already used the token "
                                           "information you provided."))
             return
-        self.chooser("/oauth/authenticate/choose", ("oauth1", token),
-                     app=self.provider.consumer_key)
+        self.show_chooser(("oauth1", token), app=self.provider.consumer_key,
+                          action="/oauth/authenticate/choose")
 
 
 class AuthenticateChooseHandler(XHandler):
     endpoint = "authenticate"
 
     def post(self) -> None:
-        pending = self.provider.pending.take(self.form_argument("request_id") or "")
+        pending = self.take_pending()
         token = pending[1] if isinstance(pending, tuple) and pending[0] == "oauth1" else None
         if token is None or self.provider.request_token(token) is None:
             self.error_page(ProtocolError("invalid_request",
                                           "This sign-in page has expired. Start again."))
             return
-        account = self.provider.account(self.form_argument("user"))
-        if self.form_argument("decision") == "deny":
-            account = None
-        self.redirect(self.provider.decide(token, account))
+        self.redirect(self.provider.decide(token, self.chosen_account()))
 
 
 class AccessTokenHandler(OAuth1Handler):
