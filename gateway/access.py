@@ -1,4 +1,4 @@
-"""Who may sign in: the `[access]` policy, as plain functions over a user's claims.
+"""Who may sign in: the `[access]` policy, as plain code over a user's claims (no I/O).
 
 A user passes when their account (`sub`) is listed, or their email, or its domain; an email
 counts only when the provider vouches for it (`email_verified`, SECURITY C5): otherwise anyone
@@ -42,15 +42,15 @@ class AccessPolicy:
             return False
         return email in self.emails or email.rpartition("@")[2] in self.email_domains
 
-
-def refuses_signed_in(policy: AccessPolicy, sub: str, claims: Mapping[str, Any]) -> bool:
-    """Whether these claims of someone already signed in show that `policy` does not admit
-    them. An app's access token whose scope withheld the email cannot show it either way: it
-    was checked at its login and lives minutes, so it is not refused for want of the email."""
-    if policy.allows(sub, claims):
-        return False
-    scope = claims.get("scope")
-    return not (isinstance(scope, str) and "email" not in scope.split())
+    def refuses_signed_in(self, sub: str, claims: Mapping[str, Any]) -> bool:
+        """Whether these claims of someone already signed in show that the policy does not
+        admit them. An app's access token whose scope withheld the email cannot show it either
+        way: it was checked at its login and lives minutes, so it is not refused for want of
+        the email."""
+        if self.allows(sub, claims):
+            return False
+        scope = claims.get("scope")
+        return not (isinstance(scope, str) and "email" not in scope.split())
 
 
 def verified_email(claims: Mapping[str, Any]) -> str | None:

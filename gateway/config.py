@@ -672,10 +672,7 @@ def validate(settings: Settings) -> None:
 
 def _check_access(access: AccessSettings) -> None:
     """Entries that could never match are mistakes: say so at start, not by locking users out."""
-    for i, domain in enumerate(access.email_domains):
-        if not _DOMAIN.fullmatch(domain):
-            raise ConfigError(f"access.email_domains[{i}]",
-                              f"must be a domain such as example.com (got {domain!r})")
+    _check_domains("access.email_domains", access.email_domains)
     for i, email in enumerate(access.emails):
         local, at, domain = email.rpartition("@")
         if not (at and local and _DOMAIN.fullmatch(domain)) or any(c.isspace() for c in email):
@@ -689,6 +686,13 @@ def _check_access(access: AccessSettings) -> None:
             raise ConfigError(f"access.subjects[{i}]",
                               f"must be a `sub` such as google:1098... or twitter:1234..., "
                               f"the provider one of {', '.join(providers)} (got {subject!r})")
+
+
+def _check_domains(key: str, domains: tuple[str, ...]) -> None:
+    for i, domain in enumerate(domains):
+        if not _DOMAIN.fullmatch(domain):
+            raise ConfigError(f"{key}[{i}]",
+                              f"must be a domain such as example.com (got {domain!r})")
 
 
 def _check_origin(key: str, origin: str) -> None:
@@ -712,10 +716,7 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             _check_public_url(f"{prefix}.{f.name}", getattr(provider, f.name), dev)
     if isinstance(provider, GoogleSettings):
         _require(prefix, provider, "client_id", "client_secret")
-        for i, domain in enumerate(provider.hosted_domains):
-            if not _DOMAIN.fullmatch(domain):
-                raise ConfigError(f"{prefix}.hosted_domains[{i}]",
-                                  f"must be a domain such as example.com (got {domain!r})")
+        _check_domains(f"{prefix}.hosted_domains", provider.hosted_domains)
         if not provider.issuers:
             raise ConfigError(f"{prefix}.issuers", "must list at least one issuer")
         if "openid" not in provider.scopes:

@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from gateway import cookies
-from gateway.access import refuses_signed_in
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken, MissingToken, NotPermitted
 from gateway.handlers.base import BaseHandler
@@ -78,7 +77,7 @@ class ForwardAuthHandler(BaseHandler):
         if claims is not None:
             # Checked on every request: a policy narrowed since the user signed in applies at
             # once (after a restart), not when their session ends.
-            if refuses_signed_in(ctx.access, str(claims["sub"]), claims):
+            if ctx.access.refuses_signed_in(str(claims["sub"]), claims):
                 raise NotPermitted(str(claims["sub"]))
             self._allow(claims, token)
             return
