@@ -3,6 +3,7 @@ small protocol checks (client authentication, PKCE) that several providers perfo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -31,7 +32,9 @@ class Fault:
 
     `status=0` hangs up without answering (after `delay` seconds); any other status answers
     with `body` after `delay` seconds. `stall_only` waits `delay` seconds, then answers as
-    the provider would (a slow provider). `times` limits how many requests the fault hits.
+    the provider would (a slow provider). `gate`, when given, holds each request until a test
+    sets it (a provider that is slow for exactly as long as a test needs, whatever the
+    machine's load). `times` limits how many requests the fault hits.
     """
 
     status: int = 500
@@ -40,10 +43,16 @@ class Fault:
     delay: float = 0.0
     stall_only: bool = False
     times: int | None = None
+    gate: asyncio.Event | None = None
 
     @classmethod
     def stall(cls, seconds: float, *, times: int | None = None) -> Fault:
         return cls(delay=seconds, stall_only=True, times=times)
+
+    @classmethod
+    def hold(cls, gate: asyncio.Event, *, times: int | None = None) -> Fault:
+        """Answer as the provider would once `gate` is set (set it on the stand-in's loop)."""
+        return cls(stall_only=True, times=times, gate=gate)
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,8 @@ class StandInHandler(tornado.web.RequestHandler):
                 del self.faults[self.endpoint]
             else:
                 self.faults[self.endpoint] = dataclasses.replace(fault, times=fault.times - 1)
+        if fault.gate is not None:
+            await fault.gate.wait()
         if fault.delay:
             await tornado.gen.sleep(fault.delay)
         if fault.stall_only:
