@@ -1,5 +1,5 @@
 """What kept-alive provider connections save over TLS: the gateway's upstream client
-(gateway/upstream.py, pooled) against Tornado's simple client with the same TLS settings (a
+(gateway/upstream/client.py, pooled) against Tornado's simple client with the same TLS settings (a
 connection, and a handshake, per call), calling a local HTTPS server in rounds.
 
     .venv/bin/python bench/upstream_tls.py [--calls 300] [--rounds 3]
@@ -36,7 +36,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from gateway.config import UpstreamSettings
 from gateway.server import bind, bound_port
-from gateway.upstream import Upstream, make_http_client, provider_tls_context
+from gateway.upstream.client import Upstream, make_http_client, provider_tls_context
 
 
 class Document(tornado.web.RequestHandler):

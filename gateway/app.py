@@ -55,7 +55,7 @@ from gateway.sessions import Sessions
 from gateway.store import Store
 from gateway.store.factory import open_store
 from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier, audiences
-from gateway.upstream import Upstream, make_http_client
+from gateway.upstream.client import Upstream, make_http_client
 
 access_log = logging.getLogger("gateway.access")
 # Asked on every request of every app or by every probe: their access lines below 500 are at

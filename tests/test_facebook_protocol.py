@@ -21,7 +21,7 @@ from gateway.providers.facebook import (
     identity_from_facebook,
     picture_url,
 )
-from gateway.upstream import _oauth_error_of
+from gateway.upstream.client import _oauth_error_of
 
 PICTURE = "https://platform-lookaside.fbsbx.com/platform/profilepic/?asid=10123&height=200"
 PROFILE: dict[str, Any] = {

@@ -1,5 +1,5 @@
-"""Upstream name resolution (gateway/resolver.py): no thread for an IP literal, a name's answer
-kept for its TTL and then asked again."""
+"""Upstream name resolution (gateway/upstream/resolver.py): no thread for an IP literal, a
+name's answer kept for its TTL and then asked again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from tornado.netutil import Resolver
 
-from gateway.resolver import CachingResolver, ip_literal_address
+from gateway.upstream.resolver import CachingResolver, ip_literal_address
 
 
 class CountingResolver(Resolver):

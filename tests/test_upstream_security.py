@@ -12,8 +12,8 @@ from conftest import Stack
 
 from gateway.devproviders.google import Fault
 from gateway.errors import UpstreamError
-from gateway.upstream import Upstream, make_http_client
-from gateway.upstream_keys import UpstreamKeys
+from gateway.upstream.client import Upstream, make_http_client
+from gateway.upstream.provider_keys import UpstreamKeys
 
 
 def test_C2_the_upstream_access_token_never_reaches_the_browser_or_a_log(

@@ -1,4 +1,4 @@
-"""The upstream HTTP client's transport (gateway/upstream.py, gateway/upstream_pool.py): TLS to
+"""The upstream HTTP client's transport (gateway/upstream/client.py and pool.py): TLS to
 a provider verified against the system's store or a configured CA (SECURITY C6), connections
 kept alive between calls and never reused when they could be stale or out of step, the
 response cap counted after decompression and without an announced length, transport failures
@@ -33,11 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from process_support import HTTP_TIMEOUT, Deployment, deployment_factory
 
-from gateway import upstream_pool
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.server import bind, bound_port
-from gateway.upstream import Upstream, make_http_client
+from gateway.upstream import pool as upstream_pool
+from gateway.upstream.client import Upstream, make_http_client
 
 CAP = 64 * 1024  # max_response_bytes for these tests
 

@@ -124,7 +124,7 @@ class CallbackHandler(ProviderHandler):
             return_to = await self._finish_login()
         except Exception as e:
             # SECURITY L3: every failed login, by provider and outcome (the cause is logged by
-            # the base handler or upstream.py; the request id ties the lines together).
+            # the base handler or upstream/client.py; the request id ties the lines together).
             outcome = login_outcome(e)
             self.ctx.metrics.login(provider, outcome)
             log.warning("login failed provider=%s outcome=%s", provider, outcome,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from gateway.config import Settings
 from gateway.providers import facebook, google, twitter
 from gateway.providers.base import EnabledProvider
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 __all__ = ["EnabledProvider", "enabled_providers"]
 

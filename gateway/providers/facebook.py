@@ -24,7 +24,7 @@ from gateway.errors import UpstreamError
 from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, authorize_redirect
 from gateway.transactions import LoginTransaction
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 NAME = "facebook"
 DISPLAY_NAME = "Facebook"

@@ -29,8 +29,8 @@ from gateway.tokens import (
     unverified_payload,
 )
 from gateway.transactions import LoginTransaction
-from gateway.upstream import Upstream
-from gateway.upstream_keys import UpstreamKeys
+from gateway.upstream.client import Upstream
+from gateway.upstream.provider_keys import UpstreamKeys
 
 NAME = "google"
 DISPLAY_NAME = "Google"

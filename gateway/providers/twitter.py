@@ -26,7 +26,7 @@ from gateway.errors import UpstreamError
 from gateway.identity import Identity, checked_picture_url
 from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
 from gateway.transactions import LoginTransaction
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 NAME = "twitter"
 DISPLAY_NAME = "X"

@@ -37,7 +37,7 @@ from gateway.providers.base import EnabledProvider
 from gateway.providers.twitter import DISPLAY_NAME, NAME, identity_from_x_v1, unusable
 from gateway.textcompare import same_text
 from gateway.transactions import LoginTransaction
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 if TYPE_CHECKING:
     from gateway.handlers.login import ProviderHandler

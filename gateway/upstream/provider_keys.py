@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 
 from gateway.errors import UpstreamError
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 log = logging.getLogger("gateway.upstream")
 

@@ -22,8 +22,8 @@ from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
-from gateway.resolver import CachingResolver
-from gateway.upstream_pool import KeepAliveHTTPClient
+from gateway.upstream.pool import KeepAliveHTTPClient
+from gateway.upstream.resolver import CachingResolver
 
 log = logging.getLogger("gateway.upstream")
 
@@ -36,7 +36,7 @@ def make_http_client(settings: UpstreamSettings) -> AsyncHTTPClient:
     resolves names without a thread per request (resolver.py), and trusts `upstream.ca_file`
     when it is set.
 
-    Connections are kept alive between calls (upstream_pool.py)."""
+    Connections are kept alive between calls (upstream/pool.py)."""
     trusted = provider_tls_context(settings.ca_file)
     return KeepAliveHTTPClient(
         force_instance=True,
