@@ -181,6 +181,7 @@ def _serve(config: str | None, *, dev: bool, workers: int | None) -> int:
         return asyncio.run(_serve_dev(config, command_line))
     from gateway import server
     from gateway.keys import load_keyset
+    from gateway.workers import run_workers
 
     settings = _settings(config, command_line)
     configure_logging(settings.log_format, settings.logging.level)
@@ -193,7 +194,7 @@ def _serve(config: str | None, *, dev: bool, workers: int | None) -> int:
     load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm)
     log.info("listening on %s:%d with %d worker processes, issuer %s", settings.listen.address,
              server.bound_port(sockets), count, settings.issuer)
-    return server.run_workers(count, functools.partial(_worker, settings, sockets, os.getpid()))
+    return run_workers(count, functools.partial(_worker, settings, sockets, os.getpid()))
 
 
 def _worker(settings: Settings, sockets: Sequence[socket.socket], parent: int,

@@ -77,7 +77,7 @@ class ListenSettings:
     address: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     port: int = 8080
     # Processes serving the port (`serve --workers N`): 1 serves in the process itself; more
-    # fork that many workers from a supervising parent (gateway/server.py, `run_workers`).
+    # fork that many workers from a supervising parent (gateway/workers.py).
     workers: int = 1
 
 

@@ -40,8 +40,8 @@ from process_support import (
 from test_cli import assert_one_line_config_error
 from test_config import refusal, write_config
 
-from gateway import server
 from gateway.config import load_settings
+from gateway.workers import RESTART_LIMIT, STOP_SIGNALS, run_workers
 
 STOP_DEADLINE = 15.0  # seconds for SIGTERM to end every process: "not hung", with room for load
 
@@ -265,7 +265,7 @@ def _count_runs(marker: Path) -> int:
 
 def test_a_worker_that_crashes_once_is_restarted(tmp_path: Path) -> None:
     marker = tmp_path / "run"
-    status = server.run_workers(1, lambda index: 3 if _count_runs(marker) == 0 else 0)
+    status = run_workers(1, lambda index: 3 if _count_runs(marker) == 0 else 0)
     assert status == 0
     assert len(list(tmp_path.glob("run*"))) == 2
 
@@ -275,8 +275,8 @@ def test_a_crash_loop_stops_after_the_restart_limit(tmp_path: Path) -> None:
         _count_runs(tmp_path / "run")
         return 1
 
-    assert server.run_workers(1, life) == 1
-    assert len(list(tmp_path.glob("run*"))) == server.RESTART_LIMIT + 1
+    assert run_workers(1, life) == 1
+    assert len(list(tmp_path.glob("run*"))) == RESTART_LIMIT + 1
 
 
 def test_a_configuration_error_in_a_worker_is_not_retried_and_stops_the_others(
@@ -286,11 +286,11 @@ def test_a_configuration_error_in_a_worker_is_not_retried_and_stops_the_others(
         if index == 0:
             return 2
         # A worker that serves until told to stop, as `serve` does.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, server.STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         time.sleep(30)
         return 0
 
     started = time.monotonic()
-    assert server.run_workers(2, life) == 2
+    assert run_workers(2, life) == 2
     assert time.monotonic() - started < 10
     assert len(list(tmp_path.glob("worker0-*"))) == 1  # not restarted
