@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from gateway.handlers.verify_fast import VerifyRoute
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
-from gateway.logs import LogBudget
+from gateway.logs import AccessLog, LogBudget
 from gateway.metrics import GatewayMetrics
 from gateway.providers import enabled_providers
 from gateway.proxies import parse_trusted
@@ -57,11 +56,6 @@ from gateway.store.factory import open_store
 from gateway.tokens import TokenIssuer, TokenPolicy, TokenVerifier, audiences
 from gateway.upstream.client import Upstream, make_http_client
 
-access_log = logging.getLogger("gateway.access")
-# Asked on every request of every app or by every probe: their access lines below 500 are at
-# DEBUG unless `logging.check_requests` (counted in /metrics either way; a refusal has its own
-# "refused" line with the reason).
-CHECK_ROUTES = frozenset({"/verify", "/auth", "/healthz", "/readyz"})
 PACKAGE_DIR = Path(__file__).parent
 
 
@@ -215,42 +209,3 @@ def routes_by_handler(routes: list[Any]) -> dict[type[Any], str]:
         if isinstance(route, tuple):
             names.setdefault(route[1], route[0].replace("\\", ""))
     return names
-
-
-class AccessLog:
-    """The access log and the request metrics: one event and one observation per request.
-
-    SECURITY L1: Tornado's default access log prints the full URI, `?code=&state=` included,
-    and a path is request input too (a token pasted into a URL). We log and count the route
-    pattern only."""
-
-    def __init__(self, metrics: GatewayMetrics | None, routes: dict[type[Any], str], *,
-                 log_check_requests: bool = True) -> None:
-        self.metrics = metrics
-        self.routes = routes
-        self.quiet_routes = frozenset() if log_check_requests else CHECK_ROUTES
-
-    def route_of(self, handler: tornado.web.RequestHandler) -> str:
-        route = self.routes.get(type(handler))
-        return route if route is not None else type(handler).__name__
-
-    def __call__(self, handler: tornado.web.RequestHandler) -> None:
-        self.record(self.route_of(handler), handler.request, handler.get_status(),
-                    getattr(handler, "request_id", None))
-
-    def record(self, route: str, request: tornado.httputil.HTTPServerRequest, status: int,
-               request_id: str | None) -> None:
-        """One answered request: the metrics, and a line unless its level is off."""
-        seconds = request.request_time()
-        if self.metrics is not None:
-            self.metrics.observe_request(route, request.method or "", status, seconds)
-        level = logging.INFO if status < 500 else logging.ERROR
-        if self.metrics is None or (status < 500 and route in self.quiet_routes):
-            level = logging.DEBUG  # scrapes, and by default checks (CHECK_ROUTES)
-        if not access_log.isEnabledFor(level):
-            return
-        latency_ms = round(1000.0 * seconds, 2)
-        access_log.log(level, "%s %s %d %.1fms", request.method, route, status, latency_ms,
-                       extra={"event": "request", "request_id": request_id,
-                              "route": route, "method": request.method, "status": status,
-                              "latency_ms": latency_ms})

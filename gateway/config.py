@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
-from gateway.store.factory import parse_store_url, store_url
+from gateway.store.location import parse_store_url, store_url
 
 ENV_PREFIX = "GATEWAY_"
 ENV_CONFIG_PATH = "GATEWAY_CONFIG"
@@ -194,7 +194,7 @@ class ProviderSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     # memory://, sqlite:///absolute/path.db, sqlite:relative.db or redis://host:port/db;
-    # empty: memory:// in development mode, gateway.store.factory.PRODUCTION_URL otherwise.
+    # empty: memory:// in development mode, gateway.store.location.PRODUCTION_URL otherwise.
     url: str = ""
     password: Secret = NO_SECRET  # the Redis password, when it is not in the URL
     key_prefix: str = "oauth-gateway"  # Redis keys start with it: gateways may share a Redis
@@ -742,7 +742,7 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
 def _check_store(settings: Settings) -> None:
     store = settings.store
     try:
-        location = parse_store_url(store_url(settings))
+        location = parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode))
     except ValueError as e:
         raise ConfigError("store.url", str(e)) from None
     if store.password and location.kind != "redis":
@@ -762,7 +762,7 @@ def _check_workers(settings: Settings) -> None:
     if settings.dev_mode:
         raise ConfigError("listen.workers", f"must be 1 in development mode (got {workers}): "
                           "the provider stand-ins and the memory:// store live in one process")
-    if parse_store_url(store_url(settings)).kind == "memory":
+    if parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode)).kind == "memory":
         raise ConfigError("listen.workers", f"{workers} worker processes cannot use the "
                           "memory:// store: login transactions and sessions would not be shared "
                           "between them; use a sqlite:/// or redis:// store.url")

@@ -28,7 +28,8 @@ from gateway.config import Secret, load_settings
 from gateway.identity import Identity
 from gateway.keys import load_keyset
 from gateway.store import StoreFull, StoreUnavailable
-from gateway.store.factory import PRODUCTION_URL, open_store, parse_store_url, store_url
+from gateway.store.factory import open_store
+from gateway.store.location import PRODUCTION_URL, parse_store_url, store_url
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
@@ -42,10 +43,10 @@ UNAVAILABLE_TEXT = "The gateway's storage is unavailable. Please try again short
 
 def test_default_store_is_memory_in_development_and_sqlite_in_production(tmp_path: Path) -> None:
     production = load_settings(write_config(tmp_path), {})
-    assert store_url(production) == PRODUCTION_URL == "sqlite:///var/lib/oauth-gateway/gateway.db"
+    assert store_url(production.store.url, dev_mode=production.dev_mode) == PRODUCTION_URL == "sqlite:///var/lib/oauth-gateway/gateway.db"
     assert parse_store_url(PRODUCTION_URL).path == "/var/lib/oauth-gateway/gateway.db"
     development = load_settings(write_config(tmp_path), {}, dev_mode=True)
-    assert store_url(development) == "memory://"
+    assert store_url(development.store.url, dev_mode=development.dev_mode) == "memory://"
 
 
 @pytest.mark.parametrize(("url", "kind", "where"), [

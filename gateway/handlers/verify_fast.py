@@ -15,7 +15,7 @@ Tests compare the two answers.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tornado.httputil
 import tornado.routing
@@ -39,13 +39,10 @@ from gateway.handlers.base import (
     wants_hsts,
 )
 from gateway.handlers.verify import VERIFIED_HEADERS, VerifyHandler
-from gateway.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
+from gateway.logs import REQUEST_ID_HEADER, AccessLog, request_id_from, request_id_var
 from gateway.proxies import client_address
 from gateway.ratelimits import RateLimiter
 from gateway.tokens import bearer_token_from_header
-
-if TYPE_CHECKING:  # app.py imports this module
-    from gateway.app import AccessLog
 
 ROUTE = "/verify"
 VERIFY_GROUP = "verify"

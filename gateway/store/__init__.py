@@ -1,9 +1,9 @@
 """Storage for short-lived server-side state: login transactions and gateway sessions.
 
-One small asynchronous interface, three backends chosen by the `store.url` setting
-(gateway/store/factory.py): `memory.py` (one process, for development and tests), `sqlite.py`
-(a file: survives restarts, no server) and `redis.py` (shared by several replicas). Values are
-JSON-compatible dicts; every entry has a TTL and is invisible once expired.
+One small asynchronous interface, three backends chosen by the `store.url` setting (parsed in
+location.py, opened by factory.py): `memory.py` (one process, for development and tests),
+`sqlite.py` (a file: survives restarts, no server) and `redis.py` (shared by several replicas).
+Values are JSON-compatible dicts; every entry has a TTL and is invisible once expired.
 
 Backends raise only the two errors below: `StoreFull` when a bounded namespace refuses a new
 entry, and `StoreUnavailable` when the storage cannot be reached or fails (each backend maps its
