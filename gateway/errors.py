@@ -1,11 +1,20 @@
-"""The gateway's error hierarchy.
+"""The gateway's error table.
 
 Handlers raise these; `gateway.handlers.base.BaseHandler.write_error` is the one place that turns
-them into a JSON body or an HTML page. Every error carries an OAuth-style `error` code, a
-description that is safe to show to the user, and an HTTP status.
+them into a JSON body or an HTML page. Each class carries all that its answer needs: the HTTP
+status, an OAuth-style `error` code, a description that is safe to show to the user, the
+headers beyond those (`WWW-Authenticate`, `Retry-After`) and how a failed login is counted in
+the metrics. `public_error` is the one place where other exceptions (the store's) become one.
 """
 
 from __future__ import annotations
+
+Headers = tuple[tuple[str, str], ...]
+
+# Header values written here, never from request input: RFC 6749 5.2, RFC 6750 3 and 3.1.
+INVALID_CLIENT_HEADERS: Headers = (("WWW-Authenticate", 'Basic realm="oauth-gateway"'),)
+INVALID_TOKEN_HEADERS: Headers = (("WWW-Authenticate", 'Bearer error="invalid_token"'),)
+MISSING_TOKEN_HEADERS: Headers = (("WWW-Authenticate", 'Bearer realm="oauth-gateway"'),)
 
 
 class GatewayError(Exception):
@@ -15,6 +24,11 @@ class GatewayError(Exception):
     error: str = "invalid_request"
     title: str = "Something went wrong"
     retry_label: str = "Try again"  # the error page's link to `retry_url`
+    headers: Headers = ()  # sent with the answer, beyond its status and body
+    # The label of a login that ended with this error (gateway_logins_total's outcome); empty:
+    # "invalid_request" for a client's mistake, "error" for ours.
+    outcome: str = ""
+    provider: str | None = None  # the identity provider at fault, for the log line
 
     def __init__(
         self,
@@ -35,6 +49,14 @@ class GatewayError(Exception):
         self.retry_url = retry_url
         # Extra detail for our own log only: never shown to the client (no oracle, no reflection).
         self.log_detail = log_detail
+
+    def response_headers(self) -> Headers:
+        """The headers of this error's answer beyond its status and body."""
+        return self.headers
+
+    def login_outcome(self) -> str:
+        """How a login that failed with this error is counted."""
+        return self.outcome or ("invalid_request" if self.status < 500 else "error")
 
 
 class InvalidRequest(GatewayError):
@@ -63,6 +85,7 @@ class InvalidToken(GatewayError):
     status = 401
     error = "invalid_token"
     title = "Invalid token"
+    headers = INVALID_TOKEN_HEADERS
 
     PUBLIC_DESCRIPTION = "The access token is invalid or has expired."
 
@@ -75,6 +98,7 @@ class MissingToken(GatewayError):
     status = 401
     error = "invalid_request"
     title = "Sign-in required"
+    headers = MISSING_TOKEN_HEADERS
 
 
 class LoginFailed(GatewayError):
@@ -83,6 +107,7 @@ class LoginFailed(GatewayError):
     status = 400
     error = "login_failed"
     title = "Sign-in could not be completed"
+    outcome = "invalid_state"
 
 
 class AccessDenied(GatewayError):
@@ -91,6 +116,7 @@ class AccessDenied(GatewayError):
     status = 403
     error = "access_denied"
     title = "Sign-in was cancelled"
+    outcome = "denied"
 
 
 class NotPermitted(GatewayError):
@@ -100,6 +126,7 @@ class NotPermitted(GatewayError):
     error = "access_denied"
     title = "This account may not sign in here"
     retry_label = "Sign in with another account"
+    outcome = "not_permitted"
 
     PUBLIC_DESCRIPTION = ("This account is not allowed to sign in to this site. Sign in with "
                           "another account, or ask the site's administrators for access.")
@@ -114,6 +141,7 @@ class UpstreamError(GatewayError):
     status = 502
     error = "upstream_error"
     title = "The sign-in provider did not answer correctly"
+    outcome = "upstream_error"
 
     def __init__(
         self,
@@ -125,7 +153,7 @@ class UpstreamError(GatewayError):
         log_detail: str = "",
     ) -> None:
         super().__init__(description, status=status, log_detail=log_detail)
-        self.provider = provider
+        self.provider: str = provider
         self.upstream_status = upstream_status
 
 
@@ -133,6 +161,7 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     error = "upstream_timeout"
     title = "The sign-in provider took too long to answer"
+    outcome = "upstream_timeout"
 
 
 class Unavailable(GatewayError):
@@ -141,6 +170,7 @@ class Unavailable(GatewayError):
     status = 503
     error = "temporarily_unavailable"
     title = "Sign-in is temporarily unavailable"
+    outcome = "unavailable"
 
 
 class RateLimited(GatewayError):
@@ -156,6 +186,9 @@ class RateLimited(GatewayError):
                          log_detail=log_detail)
         self.retry_after = retry_after
 
+    def response_headers(self) -> Headers:
+        return (("Retry-After", str(int(self.retry_after))),)  # RFC 6585 4
+
 
 class InvalidClient(GatewayError):
     """Client authentication failed at the token, revocation or introspection endpoint
@@ -164,6 +197,7 @@ class InvalidClient(GatewayError):
     status = 401
     error = "invalid_client"
     title = "Client authentication failed"
+    headers = INVALID_CLIENT_HEADERS
 
     PUBLIC_DESCRIPTION = "Client authentication failed."
 
@@ -210,6 +244,46 @@ class AuthorizationRedirect(GatewayError):
                  log_detail: str = "") -> None:
         super().__init__(description, error=error, log_detail=log_detail)
         self.location = location
+
+    def login_outcome(self) -> str:
+        # Sent back to the app: counted as the error that caused it.
+        if isinstance(self.__cause__, GatewayError):
+            return self.__cause__.login_outcome()
+        return super().login_outcome()
+
+
+class StoreError(Exception):
+    """The store failed. Its message is for our logs only; clients get `public_error`'s 503."""
+
+
+class StoreFull(StoreError):
+    """The store refuses new entries to bound memory (a flood of unfinished logins)."""
+
+
+class StoreUnavailable(StoreError):
+    """The storage cannot serve the request now (Redis down, database file unusable)."""
+
+
+STORE_UNAVAILABLE_TEXT = "The gateway's storage is unavailable. Please try again shortly."
+STORE_FULL_TEXT = "Too many sign-ins are in progress. Please try again in a minute."
+
+
+def public_error(exception: BaseException) -> GatewayError | None:
+    """What a client is told of `exception`; None for an unexpected one (a bug: a 500)."""
+    if isinstance(exception, GatewayError):
+        return exception
+    if isinstance(exception, StoreUnavailable):
+        # SECURITY H9: fail closed with a clear 503; the cause stays in our log.
+        return Unavailable(STORE_UNAVAILABLE_TEXT)
+    if isinstance(exception, StoreFull):
+        return Unavailable(STORE_FULL_TEXT)
+    return None
+
+
+def login_outcome(exception: BaseException) -> str:
+    """How a failed login ended, as a metrics label: denied, invalid_state, upstream_error..."""
+    error = public_error(exception)
+    return error.login_outcome() if error is not None else "error"
 
 
 # The exit status of a process that refuses its configuration (the CLI, a worker process).

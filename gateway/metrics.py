@@ -14,18 +14,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from gateway.errors import (
-    AccessDenied,
-    AuthorizationRedirect,
-    GatewayError,
-    LoginFailed,
-    NotPermitted,
-    Unavailable,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from gateway.store import StoreFull, StoreUnavailable
-
 # The classic text format, which every Prometheus version scrapes.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # Seconds; the gateway answers /verify in well under a millisecond and a login in a few
@@ -65,27 +53,6 @@ def refusal_reason(reason: str) -> str:
         if needle in reason:
             return label
     return "other"
-
-
-def login_outcome(error: BaseException) -> str:
-    """How a failed login ended, as a label: denied, invalid_state, upstream_error..."""
-    if isinstance(error, AuthorizationRedirect) and isinstance(error.__cause__, GatewayError):
-        return login_outcome(error.__cause__)  # sent back to the app: counted as its cause
-    if isinstance(error, AccessDenied):
-        return "denied"
-    if isinstance(error, NotPermitted):
-        return "not_permitted"
-    if isinstance(error, UpstreamTimeout):
-        return "upstream_timeout"
-    if isinstance(error, UpstreamError):
-        return "upstream_error"
-    if isinstance(error, LoginFailed):
-        return "invalid_state"
-    if isinstance(error, Unavailable | StoreUnavailable | StoreFull):
-        return "unavailable"
-    if isinstance(error, GatewayError):
-        return "invalid_request" if error.status < 500 else "error"
-    return "error"
 
 
 class GatewayMetrics:

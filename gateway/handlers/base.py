@@ -15,21 +15,18 @@ import tornado.web
 from gateway.errors import (
     AuthorizationRedirect,
     GatewayError,
-    InvalidClient,
     InvalidRequest,
     InvalidToken,
-    MissingToken,
-    RateLimited,
     RequestTooLarge,
-    Unavailable,
-    UpstreamError,
+    StoreError,
+    StoreFull,
+    public_error,
 )
 from gateway.inflight import InFlightRequests
 from gateway.logs import REQUEST_ID_HEADER, LogBudget, request_id_from, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.proxies import IPNetwork, client_address, forwarded_proto
 from gateway.ratelimits import RateLimiter, route_group
-from gateway.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger("gateway.http")
 
@@ -91,11 +88,6 @@ SECURITY_HEADERS = security_headers()
 NO_STORE_HEADERS = constant_headers(("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 JSON_HEADERS = constant_headers(("Content-Type", "application/json; charset=utf-8"))
 HSTS_HEADERS = constant_headers(("Strict-Transport-Security", HSTS))
-INVALID_CLIENT_HEADERS = constant_headers(  # RFC 6749 5.2
-    ("WWW-Authenticate", 'Basic realm="oauth-gateway"'))
-INVALID_TOKEN_HEADERS = constant_headers(  # RFC 6750 3
-    ("WWW-Authenticate", 'Bearer error="invalid_token"'))
-MISSING_TOKEN_HEADERS = constant_headers(("WWW-Authenticate", 'Bearer realm="oauth-gateway"'))
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -238,7 +230,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self._log_gateway_error(value)
         elif isinstance(value, tornado.web.HTTPError):
             log.info("%s %s -> %d", self.request.method, self.route, value.status_code)
-        elif isinstance(value, StoreUnavailable | StoreFull):
+        elif isinstance(value, StoreError):
             # An outage or a flood, not a bug: one line, no stack trace.
             state = "full" if isinstance(value, StoreFull) else "unavailable"
             self._metrics_store_error(state)
@@ -272,26 +264,13 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Location", error.location)
             self.finish()
             return
-        self.put_headers(error_headers(error))
+        self.put_headers(error.response_headers())
         self.set_no_store()
         if self.wants_json():
             self.put_headers(JSON_HEADERS)
             self.finish(json_error_body(error))
         else:
             self.render("error.html", error=error, status=error.status)
-
-
-def error_headers(error: GatewayError) -> tuple[tuple[str, str], ...]:
-    """What an error's answer says beyond its status and body (values of a safe alphabet)."""
-    if isinstance(error, RateLimited):
-        return (("Retry-After", str(int(error.retry_after))),)  # RFC 6585 4
-    if isinstance(error, InvalidClient):
-        return INVALID_CLIENT_HEADERS
-    if isinstance(error, InvalidToken):
-        return INVALID_TOKEN_HEADERS
-    if isinstance(error, MissingToken):
-        return MISSING_TOKEN_HEADERS
-    return ()
 
 
 def json_error_body(error: GatewayError) -> bytes:
@@ -305,7 +284,7 @@ def json_error_body(error: GatewayError) -> bytes:
 def log_refusal(error: GatewayError, method: str, route: str, app_settings: dict[str, Any],
                 metrics: GatewayMetrics | None) -> None:
     """The line of a refused request, with its reason (tokens: also counted by reason)."""
-    provider = error.provider if isinstance(error, UpstreamError) else None
+    provider = error.provider
     reason = None
     not_logged = None
     if isinstance(error, InvalidToken):
@@ -365,13 +344,9 @@ def check_request_size(request: tornado.httputil.HTTPServerRequest) -> None:
 
 def _as_gateway_error(status_code: int, exc_info: Any) -> GatewayError:
     exception = exc_info[1] if exc_info else None
-    if isinstance(exception, GatewayError):
-        return exception
-    if isinstance(exception, StoreUnavailable):
-        # SECURITY H9: fail closed with a clear 503; the cause stays in our log.
-        return Unavailable("The gateway's storage is unavailable. Please try again shortly.")
-    if isinstance(exception, StoreFull):
-        return Unavailable("Too many sign-ins are in progress. Please try again in a minute.")
+    public = public_error(exception) if exception is not None else None
+    if public is not None:
+        return public
     if isinstance(exception, tornado.web.HTTPError) and exception.status_code < 500:
         # Tornado's own refusals (405, a missing argument, XSRF...): never its stack trace.
         reason = HTTP_REASONS.get(exception.status_code, "Bad request")

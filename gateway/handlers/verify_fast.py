@@ -32,7 +32,6 @@ from gateway.handlers.base import (
     SECURITY_HEADERS,
     SECURITY_HEADERS_SETTING,
     TRUSTED_PROXIES_SETTING,
-    error_headers,
     json_error_body,
     log_refusal,
     request_header_bytes,
@@ -179,7 +178,7 @@ class _Refusal(_Answer):
         self.refusal = refusal
 
     def headers(self) -> tuple[tuple[str, str], ...]:
-        return (*error_headers(self.refusal), *NO_STORE_HEADERS, *JSON_HEADERS)
+        return (*self.refusal.response_headers(), *NO_STORE_HEADERS, *JSON_HEADERS)
 
     def answered(self, request_id: str) -> None:
         route = self.route

@@ -5,15 +5,20 @@ location.py, opened by factory.py): `memory.py` (one process, for development an
 `sqlite.py` (a file: survives restarts, no server) and `redis.py` (shared by several replicas).
 Values are JSON-compatible dicts; every entry has a TTL and is invisible once expired.
 
-Backends raise only the two errors below: `StoreFull` when a bounded namespace refuses a new
-entry, and `StoreUnavailable` when the storage cannot be reached or fails (each backend maps its
-driver's exceptions to it in one place). The handlers turn both into a 503 (SECURITY H9: an
-outage of the store never yields a login).
+Backends raise only two errors (defined in gateway/errors.py): `StoreFull` when a bounded
+namespace refuses a new entry, and `StoreUnavailable` when the storage cannot be reached or fails
+(each backend maps its driver's exceptions to it in one place). Clients see both as a 503
+(SECURITY H9: an outage of the store never yields a login).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+# Defined with the other errors (gateway/errors.py); backends import them from here.
+from gateway.errors import StoreFull, StoreUnavailable
+
+__all__ = ["Store", "StoreFull", "StoreUnavailable"]
 
 
 class Store(Protocol):
@@ -37,13 +42,3 @@ class Store(Protocol):
         """True when the store can serve requests (used by /readyz)."""
 
     async def close(self) -> None: ...
-
-
-class StoreFull(Exception):
-    """The store refuses new entries to bound memory (a flood of unfinished logins)."""
-
-
-class StoreUnavailable(Exception):
-    """The storage cannot serve the request now (Redis down, database file unusable).
-
-    Its message is for our logs only; clients get a generic 503."""
