@@ -1,17 +1,14 @@
 """Issue and verify the gateway's access JWTs: plain functions over a `KeySet` and claims.
 
 The whole verification policy lives here (SECURITY J1-J9): one algorithm, `kid` looked up in our
-own key set only, a strict header, `typ` checked by us (PyJWT never checks it), every time claim
-and `iss`/`aud` required, bounded leeway. Every refusal raises `InvalidToken` with the reason for
-our log only; the client always sees the same answer.
+own key set only, a strict header, `typ` checked (PyJWT never checks it), every time claim and
+`iss`/`aud` required, bounded leeway; each by its named check in gateway/jose.py, the signature
+once. Every refusal raises `InvalidToken` with the reason for our log only (this module is
+where JOSE failures become `InvalidToken`); the client always sees the same answer.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import math
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -22,18 +19,16 @@ from typing import Any
 import jwt
 from tornado.escape import json_encode
 
+from gateway import jose
 from gateway.errors import InvalidToken
 from gateway.identity import Identity
+from gateway.jose import COMPACT_JWS, JoseError
 from gateway.keys import KeySet
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 section 2.1
 # OIDC Core 2 and RFC 8725 3.11: ID tokens say "JWT", so one is never taken for an access token.
 ID_TOKEN_TYPE = "JWT"
 MAX_TOKEN_LENGTH = 8192  # SECURITY J7: refuse huge tokens before any parsing
-KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # SECURITY J8
-# SECURITY J7: three base64url segments without padding, as we issue them. Checked with one
-# regex before anything else (PyJWT checks each character in Python: ~35 us a token).
-COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # SECURITY J3: no jku, x5u, jwk, crit
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
 # Verified tokens remembered per process: about 1 KB each, so 10 MB at most.
@@ -178,40 +173,41 @@ class TokenVerifier:
         `typ` and `iss` are checked; the audience is the caller's to check."""
         _, key = self._key_for(token, ID_TOKEN_TYPE)
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=[self._algorithm], issuer=self._policy.issuer,
-                options={"require": ["iss", "sub", "aud"], "verify_aud": False,
-                         "verify_exp": False, "verify_nbf": False, "verify_iat": False},
-            )
-        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
-            raise InvalidToken(f"id_token_hint refused: {type(e).__name__}") from None
+            jose.check_signature(token, key)
+            claims = jose.unverified_payload(token)
+            jose.check_required(claims, ("iss", "sub", "aud"))
+            jose.check_iss(claims, (self._policy.issuer,))
+        except JoseError as e:
+            raise InvalidToken(f"id_token_hint refused: {e}") from None
         return claims
 
     def _verify_uncached(self, token: str) -> tuple[dict[str, Any], str]:
+        """SECURITY J1-J9: the header (checked in `_key_for`), the signature once, then every
+        claim we require, each by its named check (gateway/jose.py)."""
         kid, key = self._key_for(token, ACCESS_TOKEN_TYPE)
-        self._check_signature(token, key)
+        policy = self._policy
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[self._algorithm],
-                audience=list(self._policy.audiences),
-                issuer=self._policy.issuer,
-                # PyJWT reads the wall clock, not ours: the time claims are checked below.
-                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
-                         "verify_nbf": False, "verify_iat": False},
-            )
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("wrong audience") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("wrong issuer") from None
-        except jwt.MissingRequiredClaimError as e:
-            raise InvalidToken(f"missing claim {e.claim}") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("bad signature") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError) as e:
-            raise InvalidToken(f"malformed: {type(e).__name__}") from None
-        self._check_times(claims)
+            # A flood of forged tokens costs one signature check each, nothing more.
+            jose.check_signature(token, key)
+            try:
+                claims = jose.unverified_payload(token)
+            except JoseError as e:
+                raise JoseError(f"malformed: {e}") from None
+            jose.check_required(claims, REQUIRED_CLAIMS)
+            jose.check_iss(claims, (policy.issuer,))
+            jose.check_aud(claims, policy.audiences)
+            jose.check_text(claims, "sub")
+            jose.check_text(claims, "jti")
+            # Against our clock (PyJWT would read the wall clock), with a bounded leeway. A
+            # token living longer than our policy allows was not made by us as configured.
+            now = self._clock()
+            exp = jose.check_exp(claims, now=now, leeway=policy.leeway)
+            jose.check_nbf(claims, now=now, leeway=policy.leeway)
+            iat = jose.check_iat(claims, now=now, leeway=policy.leeway)
+            if exp - iat > policy.lifetime + policy.leeway:
+                raise JoseError("lifetime longer than policy")
+        except JoseError as e:
+            raise InvalidToken(str(e)) from None
         return claims, kid
 
     def _key_for(self, token: str, typ: str) -> tuple[str, jwt.PyJWK]:
@@ -234,127 +230,18 @@ class TokenVerifier:
             self._headers[cache_key] = header
         return kid, key
 
-    @staticmethod
-    def _check_signature(token: str, key: jwt.PyJWK) -> None:
-        """Refuse a bad signature before PyJWT's whole decode: a flood of forged tokens costs
-        one signature check each (~25 us), not a full decode (~110 us)."""
-        try:
-            check_signature(token, key)
-        except ValueError as e:
-            raise InvalidToken(str(e)) from None
-
     def _checked_header(self, segment: str, typ: str) -> dict[str, Any]:
         """The header of a token already matched by COMPACT_JWS, from its first segment."""
         try:
-            header = _parse_header_segment(segment)
-        except ValueError as e:
-            raise InvalidToken(f"malformed header: {type(e).__name__}") from None
-        extra = set(header) - ALLOWED_HEADER_MEMBERS
-        if extra:
-            raise InvalidToken(f"forbidden header members {sorted(extra)}")
-        if header.get("alg") != self._algorithm:
-            raise InvalidToken(f"algorithm {header.get('alg')!r} not accepted")
-        if header.get("typ") != typ:
-            raise InvalidToken(f"typ {header.get('typ')!r} is not {typ}")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
-            raise InvalidToken("missing or malformed kid")
-        return header
-
-    def _check_times(self, claims: dict[str, Any]) -> None:
-        # SECURITY J4, against our clock with a bounded leeway (RFC 7519 4.1.4, 4.1.5). A token
-        # "issued" in the future or living longer than our policy allows was not made by us as
-        # configured.
-        now = self._clock()
-        leeway = self._policy.leeway
-        exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
-        if exp <= now - leeway:
-            raise InvalidToken("expired")
-        if nbf > now + leeway:
-            raise InvalidToken("not yet valid")
-        if iat > now + leeway:
-            raise InvalidToken("issued in the future")
-        if exp - iat > self._policy.lifetime + leeway:
-            raise InvalidToken("lifetime longer than policy")
-        if not isinstance(claims["jti"], str) or not claims["jti"]:
-            raise InvalidToken("bad jti")
-
-
-def unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header of a compact JWS, parsed strictly and nothing verified: three base64url
-    segments without padding, the header a JSON object. ValueError otherwise. (PyJWT's
-    get_unverified_header checks every character of all three segments in Python: ~35 us for
-    a 1 KB token, before its decode does it again.)"""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise ValueError("oversized token")
-    compact = COMPACT_JWS.fullmatch(token)
-    if compact is None:
-        raise ValueError("not a JWS compact serialization")
-    return _parse_header_segment(compact.group(1))
-
-
-def check_signature(token: str, key: jwt.PyJWK) -> None:
-    """ValueError unless a compact JWS (already matched by COMPACT_JWS) is signed by `key`,
-    with the key's own algorithm. A signature not in its one canonical encoding is refused."""
-    signing_input, _, encoded = token.rpartition(".")
-    try:
-        signature = _base64url_decode_canonical(encoded)
-    except ValueError:
-        raise ValueError("malformed signature") from None
-    if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
-        raise ValueError("bad signature")
-
-
-def unverified_payload(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS (already matched by COMPACT_JWS) as a JSON object, nothing
-    verified; ValueError otherwise. For use after `check_signature`."""
-    return _parse_json_object(token.split(".", 2)[1], "payload")
-
-
-def _parse_header_segment(segment: str) -> dict[str, Any]:
-    return _parse_json_object(segment, "header")
-
-
-def _parse_json_object(segment: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(_base64url_decode_canonical(segment))
-    except RecursionError:  # "[[[[...": Python's parser recurses per level
-        raise ValueError(f"the {what} nests too deep") from None
-    except ValueError:  # the parser's message quotes the bytes: not for our log
-        raise ValueError(f"the {what} is not base64url JSON") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"the {what} is not a JSON object")
-    return value
-
-
-def _base64url_decode_canonical(segment: str) -> bytes:
-    """base64url without padding (alphabet checked by COMPACT_JWS); only the one canonical
-    encoding of the bytes, so that a signature cannot be re-spelled (binascii.Error is a
-    ValueError)."""
-    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
-        raise ValueError("not the canonical encoding")
-    return decoded
-
-
-def numeric_date(value: Any) -> float | None:
-    """A JWT NumericDate (RFC 7519 2) as seconds, or None when the value is not one. bool is an
-    int in Python, and Python's JSON parser accepts NaN, Infinity and 400-digit ints."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+            header = jose.parse_header_segment(segment)
+        except JoseError as e:
+            raise InvalidToken(f"malformed header: {e}") from None
         try:
-            seconds = float(value)
-        except OverflowError:
-            return None
-        if math.isfinite(seconds):
-            return seconds
-    return None
-
-
-def _numeric_date(claims: dict[str, Any], name: str) -> float:
-    seconds = numeric_date(claims[name])
-    if seconds is None:
-        raise InvalidToken(f"{name} is not a NumericDate")
-    return seconds
+            jose.check_header(header, algorithms=(self._algorithm,), typ=typ,
+                              allowed_members=ALLOWED_HEADER_MEMBERS)
+        except JoseError as e:
+            raise InvalidToken(str(e)) from None
+        return header
 
 
 def bearer_token_from_header(value: str | None) -> str | None:

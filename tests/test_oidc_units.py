@@ -21,13 +21,14 @@ from gateway.errors import (
     InvalidRequest,
     InvalidScope,
 )
+from gateway.jose import left_half_hash
 from gateway.oidc.authorization import (
     AuthorizationRequest,
     CodeGrant,
     check_code_redemption,
     parse_authorization_request,
 )
-from gateway.oidc.claims import left_half_hash, released_claims
+from gateway.oidc.claims import released_claims
 from gateway.oidc.clients import (
     ClientRegistry,
     client_credentials,

@@ -21,8 +21,9 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from jwt.algorithms import get_default_algorithms
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, get_default_algorithms
 
+from gateway import jose
 from gateway.config import TokenSettings
 from gateway.errors import InvalidToken
 from gateway.identity import Identity
@@ -574,24 +575,31 @@ def test_claims_from_the_cache_are_a_copy(keyset: KeySet) -> None:
 
 
 # Refusals stay cheap: the header is checked once per spelling, a bad signature is refused
-# before PyJWT's whole decode, and neither shortcut lets anything through.
+# before the payload is even parsed, a good one is checked once, and neither shortcut lets
+# anything through.
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_J1_bad_signature_is_refused_without_a_full_decode(
+def test_J1_bad_signature_is_refused_before_the_payload_is_read(
         keysets: dict[str, KeySet], algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
     keyset = keysets[algorithm]
     verifier = _verifier(keyset)
     head, payload, signature = _issue(keyset).split(".")
     other = _issue(keyset, identity=Identity("google", "someone-else")).split(".")[2]
-    decodes: list[str] = []
-    real_decode = jwt.decode
-    monkeypatch.setattr(jwt, "decode", lambda token, *a, **k: (decodes.append(token),
-                                                               real_decode(token, *a, **k))[1])
+    parsed: list[str] = []
+    real_payload = jose.unverified_payload
+    monkeypatch.setattr(jose, "unverified_payload",
+                        lambda token: (parsed.append(token), real_payload(token))[1])
+    checks: list[str] = []
+    for algorithm_class in (RSAAlgorithm, ECAlgorithm, OKPAlgorithm):
+        real_verify = algorithm_class.verify
+        monkeypatch.setattr(algorithm_class, "verify",
+                            lambda self, *args, real=real_verify: (checks.append("verify"),
+                                                                    real(self, *args))[1])
     assert _refusal(verifier, f"{head}.{payload}.{other}").reason == "bad signature"
-    assert decodes == []
+    assert parsed == [] and len(checks) == 1
     assert verifier.verify(f"{head}.{payload}.{signature}")["sub"] == ADA.sub
-    assert len(decodes) == 1  # a good signature still gets PyJWT's whole check
+    assert len(parsed) == 1 and len(checks) == 2  # a good token: one signature check, one parse
 
 
 def test_J7_a_signature_spelled_another_way_is_refused(keyset: KeySet) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from gateway.jose import left_half_hash
 
 # OIDC Core 5.4, limited to the claims our identities carry. `idp` and `sub` always go out.
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
@@ -24,14 +24,6 @@ def released_claims(profile: Mapping[str, Any], scope: Iterable[str]) -> dict[st
         if name in scope:
             released.update({claim: profile[claim] for claim in claims if claim in profile})
     return released
-
-
-def left_half_hash(value: str, algorithm: str) -> str:
-    """`at_hash` (OIDC Core 3.1.3.6): base64url of the left half of the hash that the ID
-    token's algorithm uses: SHA-256 for RS256 and ES256, SHA-512 for EdDSA with Ed25519."""
-    digest = (hashlib.sha512 if algorithm == "EdDSA" else hashlib.sha256)(value.encode()).digest()
-    half = digest[: len(digest) // 2]
-    return base64.urlsafe_b64encode(half).rstrip(b"=").decode("ascii")
 
 
 def id_token_claims(*, issuer: str, client_id: str, sub: str, profile: Mapping[str, Any],

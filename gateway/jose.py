@@ -1,0 +1,199 @@
+"""JWT checks, each named for what it checks, as PyJWT's `api_jwt.py` has them.
+
+The gateway's own tokens (gateway/tokens.py), the providers' ID tokens (providers/google.py)
+and the SDK for apps (gateway/client.py) compose these. Every check raises `JoseError`, whose
+message names what failed in words for our logs (metrics.REFUSAL_REASONS labels them); each
+caller maps it to its own error in one place: `InvalidToken` for ours, `UpstreamError` for a
+provider's, `TokenRejected` in the SDK. Nothing here does I/O or reads the clock: `now` is
+given.
+
+A compact JWS is parsed strictly here (SECURITY J7): three base64url segments without padding,
+each in its one canonical encoding, the header and payload JSON objects. The signature is
+checked with the key's own algorithm, once, before any claim is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import jwt
+
+# Three base64url segments without padding, as we issue them. Checked with one regex before
+# anything else (PyJWT checks each character in Python: ~35 us a token).
+COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class JoseError(ValueError):
+    """A JWT failed one check; the message says which, for our logs only."""
+
+
+# -- the compact serialization --------------------------------------------------------------
+
+
+def unverified_header(token: str, *, max_length: int) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, parsed strictly and nothing verified."""
+    if len(token) > max_length:
+        raise JoseError("oversized token")
+    compact = COMPACT_JWS.fullmatch(token)
+    if compact is None:
+        raise JoseError("not a JWS compact serialization")
+    return parse_header_segment(compact.group(1))
+
+
+def parse_header_segment(segment: str) -> dict[str, Any]:
+    return _parse_json_object(segment, "header")
+
+
+def check_signature(token: str, key: jwt.PyJWK) -> None:
+    """The compact JWS (already matched by COMPACT_JWS) is signed by `key`, with the key's own
+    algorithm. A signature not in its one canonical encoding is refused (SECURITY J10)."""
+    signing_input, _, encoded = token.rpartition(".")
+    try:
+        signature = _base64url_decode_canonical(encoded)
+    except ValueError:
+        raise JoseError("malformed signature") from None
+    if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
+        raise JoseError("bad signature")
+
+
+def unverified_payload(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS (already matched by COMPACT_JWS) as a JSON object, nothing
+    verified. For use after `check_signature`."""
+    return _parse_json_object(token.split(".", 2)[1], "payload")
+
+
+def _parse_json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_base64url_decode_canonical(segment))
+    except RecursionError:  # "[[[[...": Python's parser recurses per level
+        raise JoseError(f"the {what} nests too deep") from None
+    except ValueError:  # the parser's message quotes the bytes: not for our log
+        raise JoseError(f"the {what} is not base64url JSON") from None
+    if not isinstance(value, dict):
+        raise JoseError(f"the {what} is not a JSON object")
+    return value
+
+
+def _base64url_decode_canonical(segment: str) -> bytes:
+    """base64url without padding (alphabet checked by COMPACT_JWS); only the one canonical
+    encoding of the bytes, so that a signature cannot be re-spelled (binascii.Error is a
+    ValueError)."""
+    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
+        raise ValueError("not the canonical encoding")
+    return decoded
+
+
+# -- the header -----------------------------------------------------------------------------
+
+
+def check_header(header: dict[str, Any], *, algorithms: Collection[str], typ: str,
+                 allowed_members: Collection[str]) -> str:
+    """SECURITY J1, J3, J5, J8: only the allowed members (no `jku`, `x5u`, `jwk`, `crit`), an
+    accepted `alg`, the expected `typ`, a well-formed `kid`. Returns the `kid`."""
+    extra = set(header) - set(allowed_members)
+    if extra:
+        raise JoseError(f"forbidden header members {sorted(extra)}")
+    if header.get("alg") not in algorithms:
+        raise JoseError(f"algorithm {header.get('alg')!r} not accepted")
+    if header.get("typ") != typ:
+        raise JoseError(f"typ {header.get('typ')!r} is not {typ}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
+        raise JoseError("missing or malformed kid")
+    return kid
+
+
+# -- the claims ------------------------------------------------------------------------------
+
+
+def numeric_date(value: Any) -> float | None:
+    """A JWT NumericDate (RFC 7519 2) as seconds, or None when the value is not one. bool is an
+    int in Python, and Python's JSON parser accepts NaN, Infinity and 400-digit ints."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            return None
+        if math.isfinite(seconds):
+            return seconds
+    return None
+
+
+def claim_date(claims: dict[str, Any], name: str) -> float:
+    seconds = numeric_date(claims.get(name))
+    if seconds is None:
+        raise JoseError(f"{name} is not a NumericDate")
+    return seconds
+
+
+def check_required(claims: dict[str, Any], names: Iterable[str]) -> None:
+    for name in names:
+        if name not in claims:
+            raise JoseError(f"missing claim {name}")
+
+
+def check_exp(claims: dict[str, Any], *, now: float, leeway: float) -> float:
+    """RFC 7519 4.1.4, with a bounded leeway (SECURITY J4). Returns `exp`."""
+    exp = claim_date(claims, "exp")
+    if exp <= now - leeway:
+        raise JoseError("expired")
+    return exp
+
+
+def check_nbf(claims: dict[str, Any], *, now: float, leeway: float) -> None:
+    """RFC 7519 4.1.5; a token without `nbf` passes (require it with `check_required`)."""
+    if "nbf" in claims and claim_date(claims, "nbf") > now + leeway:
+        raise JoseError("not yet valid")
+
+
+def check_iat(claims: dict[str, Any], *, now: float, leeway: float) -> float:
+    """RFC 7519 4.1.6: a token "issued" in the future was not issued as its issuer says."""
+    iat = claim_date(claims, "iat")
+    if iat > now + leeway:
+        raise JoseError("issued in the future")
+    return iat
+
+
+def check_iss(claims: dict[str, Any], issuers: Collection[str]) -> None:
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or iss not in issuers:
+        raise JoseError("wrong issuer")
+
+
+def check_aud(claims: dict[str, Any], audiences: Collection[str]) -> None:
+    """RFC 7519 4.1.3: `aud` is a string or a list of strings, one of them ours."""
+    aud = claims.get("aud")
+    listed = [aud] if isinstance(aud, str) else aud
+    if not isinstance(listed, list) or not any(
+            isinstance(a, str) and a in audiences for a in listed):
+        raise JoseError("wrong audience")
+
+
+def check_azp(claims: dict[str, Any], client_id: str) -> None:
+    """OIDC Core 3.1.3.7 (3): an `azp` present must name us."""
+    if "azp" in claims and claims["azp"] != client_id:
+        raise JoseError("azp is another client")
+
+
+def check_text(claims: dict[str, Any], name: str) -> str:
+    """A claim that must be a non-empty string (`sub`, `jti`)."""
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise JoseError(f"bad {name}")
+    return value
+
+
+def left_half_hash(value: str, algorithm: str) -> str:
+    """`at_hash` (OIDC Core 3.1.3.6): base64url of the left half of the hash that the token's
+    algorithm uses: SHA-256 for RS256 and ES256, SHA-512 for EdDSA with Ed25519."""
+    digest = (hashlib.sha512 if algorithm == "EdDSA" else hashlib.sha256)(value.encode()).digest()
+    half = digest[: len(digest) // 2]
+    return base64.urlsafe_b64encode(half).rstrip(b"=").decode("ascii")
