@@ -38,9 +38,13 @@ from gateway.handlers.pages import (
     LogoutHandler,
     UnknownProviderHandler,
 )
-from gateway.handlers.token import RevokeHandler, TokenHandler, UserinfoHandler
-from gateway.handlers.verify import IntrospectHandler, VerifyHandler
-from gateway.handlers.verify_fast import VerifyRoute
+from gateway.handlers.token import (
+    IntrospectHandler,
+    RevokeHandler,
+    TokenHandler,
+    UserinfoHandler,
+)
+from gateway.handlers.verify import VerifyHandler, VerifyRoute
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
@@ -96,7 +100,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     verify_route = VerifyRoute(ctx)
     routes: list[Any] = [
         # First (rules are tried in order), and a Router: Bearer tokens are answered below the
-        # RequestHandler (handlers/verify_fast.py).
+        # RequestHandler (handlers/verify.py).
         Rule(PathMatches(r"/verify"), verify_route),
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),

@@ -1,6 +1,6 @@
-"""`GET /verify` with a Bearer token is answered below the RequestHandler
-(gateway/handlers/verify_fast.py): its 200 and its 401 must be the ones VerifyHandler gives (for
-the same token in the access cookie), byte for byte apart from Date and X-Request-ID, and every
+"""`GET /verify` with a Bearer token is answered below the RequestHandler (VerifyRoute in
+gateway/handlers/verify.py): its 200 and its 401 must be the ones VerifyHandler gives (for the
+same token in the access cookie), byte for byte apart from Date and X-Request-ID, and every
 other request must still reach VerifyHandler."""
 
 from __future__ import annotations

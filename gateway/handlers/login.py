@@ -24,9 +24,9 @@ from gateway.errors import (
     UpstreamError,
     login_outcome,
 )
-from gateway.handlers.authorize import refusal_to_app
 from gateway.handlers.base import BaseHandler
 from gateway.identity import Identity
+from gateway.oidc.resume import refusal_to_app
 from gateway.redirects import is_allowed_return_to
 from gateway.store import StoreFull
 from gateway.transactions import LoginTransaction

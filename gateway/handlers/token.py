@@ -189,3 +189,52 @@ class UserinfoHandler(AppApiHandler):
         self.write_json({"sub": claims["sub"], **released_claims(claims, scope)})
 
     post = get
+
+
+class IntrospectHandler(ClientHandler):
+    """POST /introspect (RFC 7662): `{"active": true, ...claims}` or just `{"active": false}`.
+
+    Only confidential clients may ask (SECURITY T2). An access token is active for the caller
+    when it was issued to the caller, or is meant for it: its `aud` is the caller's `audience`
+    (an API registers as a confidential client with the audience of its tokens). Any other
+    client's token is `active: false` (RFC 7662 4: the server decides whether the caller may
+    use the token; SECURITY T5). Tokens of the cookie login, issued to no client, are shared by
+    every app behind the gateway and answered to any authenticated client. A refresh token is
+    active only for its own client. Revoked tokens are inactive; a store that cannot answer
+    gives a 503, never `active: true` (H9).
+    """
+
+    async def post(self) -> None:
+        ctx = self.ctx
+        client = self.authenticate_client(allow_public=False)
+        token = self.form("token", required=True)
+        assert token is not None
+        self.form("token_type_hint")
+        try:
+            claims = ctx.verifier.verify(token)
+        except InvalidToken as e:
+            log.debug("introspection: not an access token (%s)", e.reason)
+            ctx.metrics.token_refused(e.reason)
+            claims = None
+        if claims is not None:
+            owner = claims.get("client_id")
+            if owner is not None and owner != client.client_id \
+                    and claims.get("aud") != client.token_audience:
+                log.info("introspection: token of %s asked by %s", owner, client.client_id)
+            elif await ctx.grants.access_token_revoked(claims):
+                log.info("introspection: revoked access token")
+            else:
+                ctx.metrics.verified_by_introspect.inc()
+                self.write_json({"active": True, "token_type": "Bearer", **claims})
+                return
+        else:
+            info = await ctx.grants.refresh_token_info(token)
+            if info is not None and info.active and info.client_id == client.client_id:
+                family = info.family
+                answer: dict[str, Any] = {
+                    "active": True, "client_id": info.client_id, "scope": " ".join(family.scope),
+                    "sub": family.sub, "aud": family.audience, "iss": ctx.settings.issuer,
+                    "exp": int(info.expires_at)}
+                self.write_json(answer)
+                return
+        self.write_json({"active": False})
