@@ -17,13 +17,8 @@ from gateway.context import GatewayContext
 from gateway.cookies import CookiePolicy, versioned_secrets
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
-    HSTS_SETTING,
-    RATE_LIMITER_SETTING,
     REFUSAL_LINES_PER_SECOND,
-    REFUSAL_LOG_SETTING,
-    ROUTES_SETTING,
-    SECURITY_HEADERS_SETTING,
-    TRUSTED_PROXIES_SETTING,
+    Edge,
     NotFoundHandler,
     security_headers,
 )
@@ -139,8 +134,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
                        log_check_requests=settings.logging.check_requests)
     application = tornado.web.Application(
         routes,
-        **edge_settings(ctx),
-        **route_settings(route_names),
+        gateway_edge=edge(ctx, route_names),  # handlers/base.py EDGE_SETTING
         default_handler_class=NotFoundHandler,
         template_path=str(PACKAGE_DIR / "templates"),
         static_path=str(PACKAGE_DIR / "static"),
@@ -152,7 +146,6 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
         log_function=access,
-        inflight=InFlightRequests(),
         compress_response=False,
         serve_traceback=False,
         debug=False,
@@ -161,10 +154,10 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     return application
 
 
-def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
+def edge(ctx: GatewayContext, routes: dict[type[Any], str]) -> Edge:
     """What every handler needs about the edge: trusted proxies (H3), HSTS (H2), rate limits
-    (H5), the security headers (with the pages' CSP). Application settings, since some
-    handlers have no ctx."""
+    (H5), the security headers (with the pages' CSP), the routes' names, the requests in
+    flight."""
     settings = ctx.settings
     limits = settings.rate_limits
     enforce = not settings.dev_mode or limits.enforce_in_dev_mode
@@ -173,15 +166,17 @@ def edge_settings(ctx: GatewayContext) -> dict[str, Any]:
         "token": Limit(limits.token_requests, limits.token_window),
         "verify": Limit(limits.verify_requests, limits.verify_window),
     }, verify_shared=limits.verify_shared, clock=ctx.clock) if enforce else None
-    return {
-        TRUSTED_PROXIES_SETTING: parse_trusted(settings.proxy.trusted),
+    return Edge(
+        routes=routes,
+        trusted_proxies=parse_trusted(settings.proxy.trusted),
         # The issuer's scheme says whether clients reach us over TLS (usually via a proxy).
-        HSTS_SETTING: settings.issuer.startswith("https://"),
-        RATE_LIMITER_SETTING: limiter,
-        REFUSAL_LOG_SETTING: LogBudget(REFUSAL_LINES_PER_SECOND),
-        SECURITY_HEADERS_SETTING: security_headers(
+        hsts=settings.issuer.startswith("https://"),
+        rate_limiter=limiter,
+        refusal_log=LogBudget(REFUSAL_LINES_PER_SECOND),
+        security_headers=security_headers(
             settings.dev.image_origins if settings.dev_mode else ()),
-    }
+        inflight=InFlightRequests(),
+    )
 
 
 def make_admin_app(ctx: GatewayContext) -> tornado.web.Application:
@@ -194,15 +189,11 @@ def make_admin_app(ctx: GatewayContext) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         template_path=str(PACKAGE_DIR / "templates"),
         log_function=AccessLog(None, route_names),
-        **route_settings(route_names),
+        gateway_edge=Edge(routes=route_names),
         compress_response=False,
         serve_traceback=False,
         debug=False,
     )
-
-
-def route_settings(route_names: dict[type[Any], str]) -> dict[str, Any]:
-    return {ROUTES_SETTING: route_names}
 
 
 def routes_by_handler(routes: list[Any]) -> dict[type[Any], str]:

@@ -24,7 +24,7 @@ import tornado.web
 from gateway.app import build_context, make_admin_app, make_app
 from gateway.config import Settings
 from gateway.context import GatewayContext
-from gateway.inflight import InFlightRequests
+from gateway.handlers.base import edge_of
 from gateway.keys import KeyDirectory
 from gateway.workers import STOP_SIGNALS, stop_when_orphaned
 
@@ -222,8 +222,7 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayCo
     for server in servers:
         server.stop()
     in_flight = [inflight for server in servers
-                 if isinstance(inflight := _application_of(server).settings.get("inflight"),
-                               InFlightRequests)]
+                 if (inflight := edge_of(_application_of(server)).inflight) is not None]
     idle = await asyncio.gather(*(i.wait_until_idle(timeout) for i in in_flight))
     if not all(idle):
         log.warning("drain time of %.0fs exceeded; closing remaining connections", timeout)

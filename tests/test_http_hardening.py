@@ -12,7 +12,7 @@ from test_config import write_config
 
 from gateway.app import build_context, make_app
 from gateway.config import load_settings
-from gateway.handlers.base import SECURITY_HEADERS_SETTING
+from gateway.handlers.base import edge_of
 from gateway.keys import load_keyset
 from gateway.store.memory import MemoryStore
 
@@ -53,7 +53,7 @@ def test_H2_outside_dev_mode_pictures_come_over_https_only(tmp_path: Path) -> No
     assert settings.dev.image_origins == ("http://127.0.0.1:8081",)  # read, and not used
     keyset = load_keyset(tmp_path / "keys", "ES256", generate_if_empty=True)
     app = make_app(build_context(settings, keyset, store=MemoryStore()))
-    csp = dict(app.settings[SECURITY_HEADERS_SETTING])["Content-Security-Policy"]
+    csp = dict(edge_of(app).security_headers)["Content-Security-Policy"]
     assert _directive(csp, "img-src") == ["'self'", "https:"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from http.client import responses as HTTP_REASONS
 from typing import Any
 
@@ -42,16 +43,6 @@ MAX_ARGUMENT_LENGTH = 4096
 # SECURITY H2: two years, subdomains included (RFC 6797 6.1), on every response of an https
 # issuer, unless a trusted proxy says this request came over plain http (RFC 6797 7.2).
 HSTS = "max-age=63072000; includeSubDomains"
-# Application settings (app.py) read here: every handler has them, with or without a ctx.
-TRUSTED_PROXIES_SETTING = "trusted_proxies"
-HSTS_SETTING = "hsts"
-SECURITY_HEADERS_SETTING = "security_headers"
-RATE_LIMITER_SETTING = "rate_limiter"
-# Handler class -> the route pattern it serves: logs and metrics name the route, never the path
-# (request input: a token pasted into a URL must not reach a log line, SECURITY L1).
-ROUTES_SETTING = "routes_by_handler"
-# The LogBudget of "refused" lines for invalid tokens (logs.LogBudget).
-REFUSAL_LOG_SETTING = "refusal_log_budget"
 REFUSAL_LINES_PER_SECOND = 50
 # SECURITY H4/H7: what a login, a verification or a token request can need. The HTTP server's
 # own limits sit higher (server.py), so that these are answered with a clear 413/431 instead of
@@ -90,6 +81,31 @@ JSON_HEADERS = constant_headers(("Content-Type", "application/json; charset=utf-
 HSTS_HEADERS = constant_headers(("Strict-Transport-Security", HSTS))
 
 
+@dataclass
+class Edge:
+    """What every handler needs about the edge, whether or not it has a ctx; built once by
+    app.py and kept as the one entry EDGE_SETTING of the Tornado application's settings."""
+
+    # Handler class -> the route pattern it serves: logs and metrics name the route, never the
+    # path (request input: a token pasted into a URL must not reach a log line, SECURITY L1).
+    routes: dict[type[Any], str] = field(default_factory=dict)
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # SECURITY H3
+    hsts: bool = False  # SECURITY H2: the issuer is https
+    rate_limiter: RateLimiter | None = None  # SECURITY H5
+    refusal_log: LogBudget | None = None  # bounds the "refused" lines of invalid tokens
+    security_headers: tuple[tuple[str, str], ...] = SECURITY_HEADERS  # with the pages' CSP
+    inflight: InFlightRequests | None = None  # what a graceful stop waits for
+
+
+EDGE_SETTING = "gateway_edge"  # app.py passes it by this keyword
+NO_EDGE = Edge()
+
+
+def edge_of(application: tornado.web.Application) -> Edge:
+    edge: Edge = application.settings.get(EDGE_SETTING, NO_EDGE)
+    return edge
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Errors, content negotiation and security headers; subclasses only do their job."""
 
@@ -108,8 +124,7 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def route(self) -> str:
         """The route pattern this handler serves ("unmatched" for the 404 handler)."""
-        routes: dict[type[Any], str] = self.application.settings.get(ROUTES_SETTING, {})
-        return routes.get(type(self), type(self).__name__)
+        return edge_of(self.application).routes.get(type(self), type(self).__name__)
 
     def clear(self) -> None:
         super().clear()
@@ -128,7 +143,7 @@ class BaseHandler(tornado.web.RequestHandler):
                  request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> None:
         # Counted from here until the answer is sent or the client hangs up, so that a
         # graceful stop waits for this request (server.drain).
-        self._inflight: InFlightRequests | None = application.settings.get("inflight")
+        self._inflight: InFlightRequests | None = edge_of(application).inflight
         if self._inflight is not None:
             self._inflight.started()
         super().__init__(application, request, **kwargs)
@@ -146,10 +161,10 @@ class BaseHandler(tornado.web.RequestHandler):
             self._inflight = None
 
     def set_default_headers(self) -> None:
-        self.put_headers(self.application.settings.get(SECURITY_HEADERS_SETTING,
-                                                       SECURITY_HEADERS))
+        edge = edge_of(self.application)
+        self.put_headers(edge.security_headers)
         self.clear_header("Server")
-        if wants_hsts(self.application.settings, self.request):
+        if wants_hsts(edge, self.request):
             self.put_headers(HSTS_HEADERS)
 
     @property
@@ -164,14 +179,12 @@ class BaseHandler(tornado.web.RequestHandler):
         return address
 
     def _trusted_proxies(self) -> tuple[IPNetwork, ...]:
-        trusted: tuple[IPNetwork, ...] = self.application.settings.get(TRUSTED_PROXIES_SETTING,
-                                                                       ())
-        return trusted
+        return edge_of(self.application).trusted_proxies
 
     def rate_limit(self) -> Awaitable[None] | None:
         """SECURITY H5: count this request against its route group's limit, if any. Counted
         in this process, it is decided now; counted in the store, the awaitable decides."""
-        limiter: RateLimiter | None = self.application.settings.get(RATE_LIMITER_SETTING)
+        limiter = edge_of(self.application).rate_limiter
         if limiter is None:
             return None
         group = route_group(self.request.path)
@@ -241,7 +254,7 @@ class BaseHandler(tornado.web.RequestHandler):
                       exc_info=(typ, value, tb))
 
     def _log_gateway_error(self, error: GatewayError) -> None:
-        log_refusal(error, self.request.method or "", self.route, self.application.settings,
+        log_refusal(error, self.request.method or "", self.route, edge_of(self.application),
                     self._metrics())
 
     def _metrics(self) -> GatewayMetrics | None:
@@ -281,7 +294,7 @@ def json_error_body(error: GatewayError) -> bytes:
     return tornado.escape.json_encode(body).encode()
 
 
-def log_refusal(error: GatewayError, method: str, route: str, app_settings: dict[str, Any],
+def log_refusal(error: GatewayError, method: str, route: str, edge: Edge,
                 metrics: GatewayMetrics | None) -> None:
     """The line of a refused request, with its reason (tokens: also counted by reason)."""
     provider = error.provider
@@ -294,7 +307,7 @@ def log_refusal(error: GatewayError, method: str, route: str, app_settings: dict
             metrics.token_refused(reason)
         # Anyone can send forged tokens at will: their lines are bounded (the metrics count
         # every request and every reason).
-        budget: LogBudget | None = app_settings.get(REFUSAL_LOG_SETTING)
+        budget = edge.refusal_log
         if budget is not None:
             if not budget.allow():
                 return
@@ -306,13 +319,11 @@ def log_refusal(error: GatewayError, method: str, route: str, app_settings: dict
                        "provider": provider, "reason": reason, "not_logged": not_logged})
 
 
-def wants_hsts(app_settings: dict[str, Any], request: tornado.httputil.HTTPServerRequest
-               ) -> bool:
+def wants_hsts(edge: Edge, request: tornado.httputil.HTTPServerRequest) -> bool:
     """SECURITY H2: HSTS on an https issuer, unless a trusted proxy says this request came over
     plain http."""
-    return bool(app_settings.get(HSTS_SETTING)) and forwarded_proto(
-        request.remote_ip or "", request.headers, app_settings.get(TRUSTED_PROXIES_SETTING, ())
-    ) != "http"
+    return edge.hsts and forwarded_proto(
+        request.remote_ip or "", request.headers, edge.trusted_proxies) != "http"
 
 
 def one_value(name: str, values: list[str], *, required: bool) -> str | None:

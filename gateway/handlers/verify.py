@@ -30,12 +30,10 @@ from gateway.handlers.base import (
     HSTS_HEADERS,
     JSON_HEADERS,
     MAX_HEADER_BYTES,
+    NO_EDGE,
     NO_STORE_HEADERS,
-    RATE_LIMITER_SETTING,
-    SECURITY_HEADERS,
-    SECURITY_HEADERS_SETTING,
-    TRUSTED_PROXIES_SETTING,
     BaseHandler,
+    edge_of,
     json_error_body,
     log_refusal,
     request_header_bytes,
@@ -43,7 +41,6 @@ from gateway.handlers.base import (
 )
 from gateway.logs import REQUEST_ID_HEADER, AccessLog, request_id_from, request_id_var
 from gateway.proxies import client_address
-from gateway.ratelimits import RateLimiter
 from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.verify")
@@ -99,7 +96,7 @@ class VerifyRoute(tornado.routing.Router):
         self.ctx = ctx
         self.application: tornado.web.Application | None = None
         self.access_log: AccessLog | None = None
-        self.security_headers = SECURITY_HEADERS
+        self.edge = NO_EDGE
         self._date_second = -1
         self._date = ""
 
@@ -107,8 +104,7 @@ class VerifyRoute(tornado.routing.Router):
         """Once the Application exists: where other requests go, and the access log."""
         self.application = application
         self.access_log = access_log
-        self.security_headers = application.settings.get(SECURITY_HEADERS_SETTING,
-                                                         SECURITY_HEADERS)
+        self.edge = edge_of(application)
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
@@ -145,15 +141,13 @@ class VerifyRoute(tornado.routing.Router):
     def _within_rate_limit(self, request: tornado.httputil.HTTPServerRequest) -> bool:
         """Count the request (SECURITY H5) when that is decided in this process; a limit
         counted in the store, or one exceeded, is VerifyHandler's to answer."""
-        assert self.application is not None
-        settings = self.application.settings
-        limiter: RateLimiter | None = settings.get(RATE_LIMITER_SETTING)
+        limiter = self.edge.rate_limiter
         if limiter is None or not limiter.limits(VERIFY_GROUP):
             return True
         if not limiter.counts_locally(VERIFY_GROUP):
             return False
         address = client_address(request.remote_ip or "", request.headers,
-                                 settings.get(TRUSTED_PROXIES_SETTING, ()))
+                                 self.edge.trusted_proxies)
         try:
             limiter.count(VERIFY_GROUP, address)
         except RateLimited:
@@ -187,9 +181,9 @@ class _Answer(tornado.httputil.HTTPMessageDelegate):
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         self.answered(request_id)
         headers = tornado.httputil.HTTPHeaders()
-        for name, value in (*route.security_headers, *self.headers()):
+        for name, value in (*route.edge.security_headers, *self.headers()):
             headers[name] = value
-        if wants_hsts(route.application.settings, request):
+        if wants_hsts(route.edge, request):
             headers.update(HSTS_HEADERS)
         headers["Date"] = route.date()
         headers[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
@@ -230,7 +224,6 @@ class _Refusal(_Answer):
         # task here (no task per request), so it is put back for the next request.
         previous = request_id_var.set(request_id)
         try:
-            log_refusal(self.refusal, "GET", ROUTE, route.application.settings,
-                        route.ctx.metrics)
+            log_refusal(self.refusal, "GET", ROUTE, route.edge, route.ctx.metrics)
         finally:
             request_id_var.reset(previous)
