@@ -119,13 +119,10 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     if settings.dev_mode:
         routes.append((r"/demo/oidc", DemoStartHandler, {"ctx": ctx}))
         routes.append((DEMO_CALLBACK_PATH, DemoCallbackHandler, {"ctx": ctx}))
-    for p in ctx.providers.values():
-        # The provider's login mixin (with its tornado.auth mixin) first in the MRO.
-        login = type(f"{p.name.title()}LoginHandler", (p.login_mixin, LoginHandler), {})
-        callback = type(f"{p.name.title()}CallbackHandler", (p.login_mixin, CallbackHandler), {})
-        kwargs = {"ctx": ctx, "provider": p.provider}
-        routes.append((rf"/login/{p.name}", login, kwargs))
-        routes.append((rf"/callback/{p.name}", callback, kwargs))
+    for connector in ctx.providers.values():
+        kwargs = {"ctx": ctx, "connector": connector}
+        routes.append((rf"/login/{connector.name}", LoginHandler, kwargs))
+        routes.append((rf"/callback/{connector.name}", CallbackHandler, kwargs))
     # After the enabled providers: any other name is a clear 404, not the generic one.
     routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
     cookie_secret, key_version = versioned_secrets(settings.cookies)

@@ -14,7 +14,7 @@ from gateway.keys import KeySet
 from gateway.metrics import GatewayMetrics
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grants import Grants
-from gateway.providers import EnabledProvider
+from gateway.providers import Connector
 from gateway.redirects import AllowedReturn
 from gateway.sessions import Sessions
 from gateway.store import Store
@@ -32,7 +32,7 @@ class GatewayContext:
     cookies: CookiePolicy
     allowed_returns: tuple[AllowedReturn, ...]
     access: AccessPolicy = field(default_factory=AccessPolicy)
-    providers: dict[str, EnabledProvider] = field(default_factory=dict)
+    providers: dict[str, Connector] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 

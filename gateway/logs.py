@@ -167,6 +167,9 @@ class AccessLog:
         self.quiet_routes = frozenset() if log_check_requests else CHECK_ROUTES
 
     def route_of(self, handler: tornado.web.RequestHandler) -> str:
+        named = getattr(handler, "route", None)  # handlers/base.py BaseHandler.route
+        if isinstance(named, str):
+            return named
         route = self.routes.get(type(handler))
         return route if route is not None else type(handler).__name__
 

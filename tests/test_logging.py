@@ -154,7 +154,7 @@ def test_L3_token_refusals_are_logged_with_their_reason(stack: Stack, logs: LogS
 
 
 def test_the_request_id_is_sent_upstream(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    upstream = stack.ctx.providers["google"].provider.upstream
+    upstream = stack.ctx.providers["google"].upstream
     sent: list[str | None] = []
     fetch = upstream.client.fetch
 

@@ -1,16 +1,14 @@
 """Redirect-based login: `/login/<provider>` sends the browser upstream, `/callback/<provider>`
 brings it back, issues our tokens and returns it to the app.
 
-These handlers are generic; app.py mixes each provider's login class (which carries the
-`tornado.auth` mixin) into them, providing `start_upstream_login` and `finish_upstream_login`.
+These handlers know no provider: each route is given its connector (providers/base.py), which
+says where the browser goes, what the callback carries and who signed in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
 from gateway import cookies, transactions
@@ -27,6 +25,7 @@ from gateway.errors import (
 from gateway.handlers.base import BaseHandler
 from gateway.identity import Identity
 from gateway.oidc.resume import refusal_to_app
+from gateway.providers.base import Connector
 from gateway.redirects import is_allowed_return_to
 from gateway.store import StoreFull
 from gateway.transactions import LoginTransaction
@@ -37,52 +36,31 @@ log = logging.getLogger("gateway.login")
 FRONT_CHANNEL_TOKENS = ("access_token", "id_token", "token")
 
 
-@dataclass(frozen=True)
-class CallbackParameters:
-    """What a provider's redirect back carries, in the provider's own parameter names."""
-
-    transaction_key: str  # OAuth 2.0: `state`; OAuth 1.0a: the request token
-    code: str | None  # OAuth 2.0: `code`; OAuth 1.0a: `oauth_verifier`
-    error: str | None  # the provider's error code, e.g. access_denied
-
-
 class ProviderHandler(BaseHandler):
-    """What the login and callback handlers share: the context and the provider.
-
-    The defaults here are OAuth 2.0's (`state`, `code`, `error`); a provider's login mixin
-    overrides what its protocol does differently (OAuth 1.0a keys the login by request token).
-    """
+    """What the login and callback handlers share: the context and the provider's connector."""
 
     ctx: GatewayContext
-    provider: Any  # the provider object the mixin reads (e.g. GoogleProvider)
+    connector: Connector
+    route_prefix = ""
 
-    def initialize(self, ctx: GatewayContext, provider: Any) -> None:
+    def initialize(self, ctx: GatewayContext, connector: Connector) -> None:
         self.ctx = ctx
-        self.provider = provider
+        self.connector = connector
+
+    @property
+    def route(self) -> str:
+        """Each provider's route has its own name in logs and metrics."""
+        return f"{self.route_prefix}/{self.connector.name}"
 
     def login_url(self, return_to: str | None) -> str:
-        path = f"/login/{self.provider.name}"
+        path = f"/login/{self.connector.name}"
         return f"{path}?{urlencode({'return_to': return_to})}" if return_to else path
-
-    async def begin_upstream_login(self, tx: LoginTransaction) -> str:
-        """The key the transaction is stored under (and that comes back on the callback)."""
-        return transactions.new_state()
-
-    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        raise NotImplementedError  # provided by the provider's login mixin: the redirect
-
-    def callback_parameters(self) -> CallbackParameters:
-        state = self.single_argument("state")
-        assert state is not None
-        return CallbackParameters(state, self.single_argument("code", required=False),
-                                  self.single_argument("error", required=False))
-
-    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
-        raise NotImplementedError  # provided by the provider's login mixin
 
 
 class LoginHandler(ProviderHandler):
     """GET /login/<provider>?return_to=URL"""
+
+    route_prefix = "/login"
 
     async def get(self) -> None:
         settings = self.ctx.settings
@@ -96,30 +74,36 @@ class LoginHandler(ProviderHandler):
         lifetime = settings.login.transaction_lifetime
         browser_id = (self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
                       or transactions.new_browser_id())
-        tx = transactions.new_transaction(self.provider.name, browser_id, return_to,
+        tx = transactions.new_transaction(self.connector.name, browser_id, return_to,
                                           self.ctx.clock())
         try:
-            key = await self.begin_upstream_login(tx)
+            start = await self.connector.begin(tx)
         except GatewayError as e:
             e.retry_url = self.login_url(return_to)
             raise
         try:
-            await self.ctx.store.put(transactions.NAMESPACE, _transaction_key(key),
+            await self.ctx.store.put(transactions.NAMESPACE, _transaction_key(start.key),
                                      tx.to_record(), lifetime)
         except StoreFull:
             self.ctx.metrics.store_error("full")
             raise Unavailable("Too many sign-ins are in progress. Please try again in a minute.",
                               retry_url=self.login_url(return_to)) from None
         self.ctx.cookies.set(self, cookies.LOGIN, browser_id, max_age=lifetime, signed=True)
+        binding_cookie = self.connector.binding_cookie
+        if binding_cookie is not None and start.browser_binding is not None:
+            self.ctx.cookies.set(self, binding_cookie, start.browser_binding, max_age=lifetime,
+                                 signed=True)
         self.set_no_store()
-        self.start_upstream_login(tx, key)
+        self.redirect(start.redirect_url)
 
 
 class CallbackHandler(ProviderHandler):
     """GET /callback/<provider>?code=...&state=... (or ?error=...&state=...)"""
 
+    route_prefix = "/callback"
+
     async def get(self) -> None:
-        provider = self.provider.name
+        provider = self.connector.name
         try:
             return_to = await self._finish_login()
         except Exception as e:
@@ -142,16 +126,17 @@ class CallbackHandler(ProviderHandler):
             if self.get_arguments(name):
                 raise InvalidRequest("Tokens are not accepted in the callback URL.",
                                      log_detail=f"front-channel {name} refused")
-        params = self.callback_parameters()
+        browser_binding = self._take_browser_binding()
+        params = self.connector.callback_parameters(self.single_argument)
         tx = await self._take_transaction(params.transaction_key)
         retry_url = self.login_url(tx.return_to)
         not_permitted: NotPermitted | None = None
         try:
             if params.error is not None:
-                raise _provider_error(params.error, self.provider.name)
+                raise _provider_error(params.error, self.connector.name)
             if params.code is None:
                 raise InvalidRequest("The provider sent no authorization code.")
-            identity = await self.finish_upstream_login(params.code, tx)
+            identity = await self.connector.finish(params, tx, browser_binding)
         except NotPermitted as e:  # the provider's own rule (Google's hosted domains)
             not_permitted = e
         except GatewayError as e:
@@ -184,11 +169,23 @@ class CallbackHandler(ProviderHandler):
         tx = LoginTransaction.from_record(record) if record else None
         browser_id = self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
         try:
-            return transactions.check_transaction(tx, provider=self.provider.name,
+            return transactions.check_transaction(tx, provider=self.connector.name,
                                                   browser_id=browser_id)
         except GatewayError as e:
             e.retry_url = self.login_url(None)
             raise
+
+    def _take_browser_binding(self) -> str | None:
+        """What the login left in this browser's signed cookie for its connector (SECURITY
+        S4). Single use: cleared on every callback."""
+        name = self.connector.binding_cookie
+        if name is None:
+            return None
+        policy = self.ctx.cookies
+        value = policy.read_signed(self, name, self.ctx.settings.login.transaction_lifetime)
+        if policy.read(self, name) is not None:
+            policy.clear(self, name)
+        return value
 
     async def _sign_in(self, identity: Identity) -> None:
         ctx = self.ctx

@@ -1,25 +1,41 @@
-"""Upstream identity providers: one module each, and the registry of the enabled ones.
+"""Upstream identity providers: one connector module each (providers/base.py says what a
+connector does), and this, the only registry.
 
 A provider is enabled by its configuration section. Each module's `build` returns its
-`EnabledProvider`, or None when its section is absent.
+connector, or None when its section is absent. Adding a provider: its module, one line in
+BUILDERS, its stand-in in devproviders/, its docs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.config import Settings
 from gateway.providers import facebook, google, twitter
-from gateway.providers.base import EnabledProvider
+from gateway.providers.base import Connector
 from gateway.upstream.client import Upstream
 
-__all__ = ["EnabledProvider", "enabled_providers"]
+__all__ = ["Connector", "enabled_providers"]
 
-BUILDERS = (
+def build_x(settings: Settings, upstream: Upstream) -> Connector | None:
+    """X in the configured mode: OAuth 2.0 (the default) or OAuth 1.0a."""
+    if settings.providers.twitter is None:
+        return None
+    if settings.providers.twitter.mode == "oauth1":
+        # Imported only when configured: the deprecated TwitterMixin stays out of oauth2 mode.
+        from gateway.providers import twitter_oauth1
+
+        return twitter_oauth1.build(settings, upstream)
+    return twitter.build(settings, upstream)
+
+
+BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
     google.build,
     facebook.build,
-    twitter.build,
+    build_x,
 )
 
 
-def enabled_providers(settings: Settings, upstream: Upstream) -> list[EnabledProvider]:
+def enabled_providers(settings: Settings, upstream: Upstream) -> list[Connector]:
     enabled = [build(settings, upstream) for build in BUILDERS]
     return [provider for provider in enabled if provider is not None]

@@ -22,7 +22,7 @@ import tornado.auth
 from gateway.config import FacebookSettings, Settings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity, checked_picture_url
-from gateway.providers.base import EnabledProvider, authorize_redirect
+from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
 
@@ -44,22 +44,22 @@ MAX_SUBJECT_LENGTH = 64
 FACEBOOK_EMAILS_ARE_VERIFIED = True
 
 
-class FacebookProvider:
-    """Facebook's settings and the Graph API calls shared by every request; built once."""
+class FacebookConnector(OAuth2Connector, tornado.auth.FacebookGraphMixin):
+    """Facebook's connector: its settings and Graph API calls, built once in app.py. The mixin
+    builds the Login dialog redirect (OAuth2Connector.begin); the code exchange and the
+    profile read are ours."""
 
     name = NAME
     display_name = DISPLAY_NAME
 
     def __init__(self, settings: FacebookSettings, upstream: Upstream, *, callback_url: str
                  ) -> None:
+        # The dialog's URL is versioned (providers.facebook.graph_version); the scope goes in
+        # `authorization_params`, comma-separated.
+        super().__init__(authorize_url=_dialog_url(settings), callback_url=callback_url,
+                         client_id=settings.client_id, scopes=None)
         self.settings = settings
         self.upstream = upstream
-        self.callback_url = callback_url
-
-    # Versioned endpoints: the version is the first path segment at both hosts.
-    @property
-    def dialog_url(self) -> str:
-        return f"{self.settings.dialog_url}/{self.settings.graph_api_version}/dialog/oauth"
 
     @property
     def token_url(self) -> str:
@@ -75,13 +75,21 @@ class FacebookProvider:
             params.update(code_challenge=tx.code_challenge, code_challenge_method="S256")
         return params
 
-    async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> str:
+    async def finish(self, params: CallbackParameters, tx: LoginTransaction,
+                     browser_binding: str | None) -> Identity:
+        """The code exchange, then `/me` with `appsecret_proof`. The upstream access token goes
+        no further (SECURITY C2)."""
+        assert params.code is not None
+        access_token = await self.exchange_code(params.code, tx.code_verifier)
+        return identity_from_facebook(await self.profile(access_token))
+
+    async def exchange_code(self, code: str, code_verifier: str) -> str:
         """The code for an access token. Never retried: an authorization code is single use."""
         settings = self.settings
         form = {
             "client_id": settings.client_id,
             "client_secret": settings.client_secret.reveal(),
-            "redirect_uri": redirect_uri,
+            "redirect_uri": self.callback_url,
             "code": code,
         }
         if settings.pkce:
@@ -110,51 +118,16 @@ class FacebookProvider:
         return await self.graph_get("/me", access_token, fields=",".join(PROFILE_FIELDS))
 
 
-class FacebookLogin(tornado.auth.FacebookGraphMixin):
-    """Mixed into the generic login and callback handlers (see handlers/login.py)."""
-
-    provider: FacebookProvider
-
-    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        # The dialog's URL is versioned (providers.facebook.graph_version); no scope parameter.
-        authorize_redirect(self, authorize_url=self.provider.dialog_url,
-                           callback_url=self.provider.callback_url,
-                           client_id=self.provider.settings.client_id, scopes=None,
-                           extra_params=self.provider.authorization_params(tx, key))
-
-    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
-        profile = await self.get_authenticated_user(
-            redirect_uri=self.provider.callback_url, code=code, code_verifier=tx.code_verifier)
-        return identity_from_facebook(profile)
-
-    async def get_authenticated_user(  # type: ignore[override]
-        self, redirect_uri: str, code: str, *, code_verifier: str,
-    ) -> dict[str, Any]:
-        """The mixin's flow (code exchange, then `/me` with `appsecret_proof`), with PKCE,
-        our timeouts and errors. Client credentials and fields come from configuration.
-        Returns the profile; the upstream access token goes no further (SECURITY C2)."""
-        access_token = await self.provider.exchange_code(code, redirect_uri, code_verifier)
-        return await self.provider.profile(access_token)
-
-    async def facebook_request(self, path: str, access_token: str | None = None,
-                               post_args: dict[str, Any] | None = None, **args: Any) -> Any:
-        """Graph API reads through our client (timeouts, error mapping, `appsecret_proof`).
-        The gateway never writes to the Graph API."""
-        if access_token is None or post_args is not None:
-            raise TypeError("only reads with a user access token are supported")
-        return await self.provider.graph_get(path, access_token,
-                                             **{k: str(v) for k, v in args.items()})
-
-    def get_auth_http_client(self) -> Any:
-        return self.provider.upstream.client
+def _dialog_url(settings: FacebookSettings) -> str:
+    # Versioned endpoints: the version is the first path segment at both hosts.
+    return f"{settings.dialog_url}/{settings.graph_api_version}/dialog/oauth"
 
 
-def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
+def build(settings: Settings, upstream: Upstream) -> FacebookConnector | None:
     facebook = settings.providers.facebook
     if facebook is None:
         return None
-    provider = FacebookProvider(facebook, upstream, callback_url=settings.callback_url(NAME))
-    return EnabledProvider(NAME, DISPLAY_NAME, provider, FacebookLogin)
+    return FacebookConnector(facebook, upstream, callback_url=settings.callback_url(NAME))
 
 
 # ---------------------------------------------------------------------------------------------

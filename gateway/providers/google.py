@@ -20,7 +20,7 @@ from gateway.config import GoogleSettings, Settings
 from gateway.errors import NotPermitted, UpstreamError
 from gateway.identity import Identity, checked_picture_url
 from gateway.jose import JoseError
-from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
+from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.textcompare import same_text
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
@@ -32,8 +32,9 @@ ID_TOKEN_ALGORITHMS = ["RS256"]  # what Google signs with; anything else is refu
 MAX_ID_TOKEN_LENGTH = 8192
 
 
-class GoogleProvider:
-    """Google's settings and the I/O helpers shared by every request; built once in app.py."""
+class GoogleConnector(OAuth2Connector, tornado.auth.GoogleOAuth2Mixin):
+    """Google's connector: its settings and calls, built once in app.py. The mixin builds the
+    authorization redirect (OAuth2Connector.begin); the code exchange is ours (with PKCE)."""
 
     name = NAME
     display_name = DISPLAY_NAME
@@ -41,10 +42,11 @@ class GoogleProvider:
     def __init__(self, settings: GoogleSettings, upstream: Upstream, keys: UpstreamKeys,
                  *, callback_url: str, leeway: int,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(authorize_url=settings.authorize_url, callback_url=callback_url,
+                         client_id=settings.client_id, scopes=settings.scopes)
         self.settings = settings
         self.upstream = upstream
         self.keys = keys
-        self.callback_url = callback_url
         self.leeway = leeway
         self.clock = clock
 
@@ -63,6 +65,41 @@ class GoogleProvider:
             # token's `hd` claim is what is checked (check_hosted_domain).
             params["hd"] = domains[0] if len(domains) == 1 else "*"
         return params
+
+    async def finish(self, params: CallbackParameters, tx: LoginTransaction,
+                     browser_binding: str | None) -> Identity:
+        assert params.code is not None
+        tokens = await self.exchange_code(params.code, tx.code_verifier)
+        id_token, access_token = tokens.get("id_token"), tokens.get("access_token")
+        if not isinstance(id_token, str) or not isinstance(access_token, str):
+            raise _unverifiable("token response lacks id_token or access_token")
+        id_claims = await self.verified_id_token(id_token, tx.nonce)
+        check_at_hash(id_claims, access_token)
+        check_hosted_domain(id_claims, self.settings.hosted_domains)
+        userinfo: dict[str, Any] = {}
+        if self.needs_userinfo(id_claims):
+            userinfo = await self.userinfo(access_token)
+        return identity_from_google(id_claims, userinfo)
+
+    async def exchange_code(self, code: str, code_verifier: str) -> dict[str, Any]:
+        """The mixin's code exchange, plus the PKCE `code_verifier`, our timeouts and errors.
+
+        Never retried: an authorization code is single use.
+        """
+        settings = self.settings
+        body = urllib.parse.urlencode({
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.callback_url,
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.reveal(),
+            "code_verifier": code_verifier,
+        })
+        request = self.upstream.request(
+            settings.token_url, method="POST", body=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        return await self.upstream.fetch_json(request, provider=NAME, what="token")
 
     async def verified_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         try:
@@ -87,54 +124,7 @@ class GoogleProvider:
             id_claims.get("name") and id_claims.get("picture")))
 
 
-class GoogleLogin(OAuth2CodeLogin, tornado.auth.GoogleOAuth2Mixin):
-    """Mixed into the generic login and callback handlers (see handlers/login.py)."""
-
-    provider: GoogleProvider
-
-    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
-        tokens = await self.get_authenticated_user(
-            redirect_uri=self.provider.callback_url, code=code, code_verifier=tx.code_verifier
-        )
-        id_token, access_token = tokens.get("id_token"), tokens.get("access_token")
-        if not isinstance(id_token, str) or not isinstance(access_token, str):
-            raise _unverifiable("token response lacks id_token or access_token")
-        id_claims = await self.provider.verified_id_token(id_token, tx.nonce)
-        check_at_hash(id_claims, access_token)
-        check_hosted_domain(id_claims, self.provider.settings.hosted_domains)
-        userinfo: dict[str, Any] = {}
-        if self.provider.needs_userinfo(id_claims):
-            userinfo = await self.provider.userinfo(access_token)
-        return identity_from_google(id_claims, userinfo)
-
-    async def get_authenticated_user(  # type: ignore[override]
-        self, redirect_uri: str, code: str, client_id: str | None = None,
-        client_secret: str | None = None, *, code_verifier: str,
-    ) -> dict[str, Any]:
-        """The mixin's code exchange, plus the PKCE `code_verifier`, our timeouts and errors.
-
-        Never retried: an authorization code is single use.
-        """
-        settings = self.provider.settings
-        body = urllib.parse.urlencode({
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": client_id or settings.client_id,
-            "client_secret": client_secret or settings.client_secret.reveal(),
-            "code_verifier": code_verifier,
-        })
-        request = self.provider.upstream.request(
-            settings.token_url, method="POST", body=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        return await self.provider.upstream.fetch_json(request, provider=NAME, what="token")
-
-    def get_auth_http_client(self) -> Any:
-        return self.provider.upstream.client
-
-
-def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
+def build(settings: Settings, upstream: Upstream) -> GoogleConnector | None:
     google = settings.providers.google
     if google is None:
         return None
@@ -143,9 +133,8 @@ def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
         cache_seconds=settings.upstream.jwks_cache_seconds,
         refresh_cooldown=settings.upstream.jwks_refresh_cooldown,
     )
-    provider = GoogleProvider(google, upstream, keys, callback_url=settings.callback_url(NAME),
-                              leeway=settings.tokens.leeway)
-    return EnabledProvider(NAME, DISPLAY_NAME, provider, GoogleLogin)
+    return GoogleConnector(google, upstream, keys, callback_url=settings.callback_url(NAME),
+                           leeway=settings.tokens.leeway)
 
 
 # ---------------------------------------------------------------------------------------------

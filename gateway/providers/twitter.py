@@ -9,8 +9,9 @@ with PKCE": "You don't need client id for confidential clients with a valid Auth
 Header"), with our timeouts, never retried.
 
 Mode "oauth1" (`providers.twitter.mode = "oauth1"`) lives in `twitter_oauth1.py`, the only module
-that touches the deprecated `tornado.auth.TwitterMixin`. Both modes give the same `sub` for the
-same account: `twitter:<X user id>` (v2 `data.id` and v1.1 `id_str` are the same number).
+that touches the deprecated `tornado.auth.TwitterMixin`; providers/__init__.py picks the mode.
+Both modes give the same `sub` for the same account: `twitter:<X user id>` (v2 `data.id` and
+v1.1 `id_str` are the same number).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tornado.httputil import url_concat
 from gateway.config import Settings, TwitterSettings
 from gateway.errors import UpstreamError
 from gateway.identity import Identity, checked_picture_url
-from gateway.providers.base import EnabledProvider, OAuth2CodeLogin
+from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
 
@@ -36,17 +37,19 @@ USER_FIELDS = ("name", "username", "profile_image_url")
 EMAIL_USER_FIELD = "confirmed_email"  # needs the users.email scope
 
 
-class TwitterProvider:
-    """X's OAuth 2.0 settings and the I/O shared by every request; built once in app.py."""
+class TwitterConnector(OAuth2Connector):
+    """X's OAuth 2.0 connector: its settings and calls, built once in app.py. Tornado's
+    OAuth2Mixin builds the authorization redirect (OAuth2Connector.begin)."""
 
     name = NAME
     display_name = DISPLAY_NAME
 
     def __init__(self, settings: TwitterSettings, upstream: Upstream, *,
                  callback_url: str) -> None:
+        super().__init__(authorize_url=settings.authorize_url, callback_url=callback_url,
+                         client_id=settings.client_id, scopes=settings.scopes)
         self.settings = settings
         self.upstream = upstream
-        self.callback_url = callback_url
 
     def authorization_params(self, tx: LoginTransaction, state: str) -> dict[str, str]:
         return {
@@ -54,6 +57,15 @@ class TwitterProvider:
             "code_challenge": tx.code_challenge,
             "code_challenge_method": "S256",  # RFC 7636; X accepts plain too, we never send it
         }
+
+    async def finish(self, params: CallbackParameters, tx: LoginTransaction,
+                     browser_binding: str | None) -> Identity:
+        assert params.code is not None
+        tokens = await self.exchange_code(params.code, tx.code_verifier)
+        access_token = bearer_token_of(tokens)
+        scope = tokens.get("scope")
+        document = await self.me(access_token, scope if isinstance(scope, str) else None)
+        return identity_from_x_v2(user_of_x_v2(document))
 
     async def exchange_code(self, code: str, code_verifier: str) -> dict[str, Any]:
         """POST the token endpoint as a confidential client. Never retried: a code is single
@@ -85,35 +97,11 @@ class TwitterProvider:
         return await self.upstream.fetch_json(request, provider=NAME, what="users/me")
 
 
-class TwitterLogin(OAuth2CodeLogin):
-    """Mixed into the generic login and callback handlers (see handlers/login.py)."""
-
-    provider: TwitterProvider
-
-    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
-        tokens = await self.provider.exchange_code(code, tx.code_verifier)
-        access_token = bearer_token_of(tokens)
-        scope = tokens.get("scope")
-        document = await self.provider.me(access_token, scope if isinstance(scope, str) else None)
-        return identity_from_x_v2(user_of_x_v2(document))
-
-    def get_auth_http_client(self) -> Any:
-        return self.provider.upstream.client
-
-
-def build(settings: Settings, upstream: Upstream) -> EnabledProvider | None:
-    """The enabled provider for `providers.twitter.mode`: the login mixin differs by mode."""
-    twitter = settings.providers.twitter
-    if twitter is None:
-        return None
-    callback_url = settings.callback_url(NAME)
-    if twitter.mode == "oauth1":
-        # Imported only when configured: the deprecated TwitterMixin stays out of oauth2 mode.
-        from gateway.providers import twitter_oauth1
-
-        return twitter_oauth1.build(twitter, upstream, callback_url=callback_url)
-    provider = TwitterProvider(twitter, upstream, callback_url=callback_url)
-    return EnabledProvider(NAME, DISPLAY_NAME, provider, TwitterLogin)
+def build(settings: Settings, upstream: Upstream) -> TwitterConnector:
+    """X in mode "oauth2" (providers/__init__.py picks the mode)."""
+    assert settings.providers.twitter is not None
+    return TwitterConnector(settings.providers.twitter, upstream,
+                            callback_url=settings.callback_url(NAME))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,24 +23,20 @@ import secrets
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import tornado.auth
 from tornado.httputil import url_concat
 
 from gateway import cookies
-from gateway.config import TwitterSettings
+from gateway.config import Settings, TwitterSettings
 from gateway.errors import LoginFailed
-from gateway.handlers.login import CallbackParameters
 from gateway.identity import Identity
-from gateway.providers.base import EnabledProvider
+from gateway.providers.base import ArgumentReader, CallbackParameters, LoginStart
 from gateway.providers.twitter import DISPLAY_NAME, NAME, identity_from_x_v1, unusable
 from gateway.textcompare import same_text
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
-
-if TYPE_CHECKING:
-    from gateway.handlers.login import ProviderHandler
 
 MAX_TOKEN_LENGTH = 256  # X's tokens are ~50 characters; the cookie must stay small (P6)
 # GET account/verify_credentials: the email where X has a verified one, no last post.
@@ -77,11 +73,13 @@ class AccessToken(Token):
     user_id: str = ""  # whom X issued it for; verify_credentials must be the same account
 
 
-class TwitterOAuth1Provider:
-    """X's OAuth 1.0a settings and the HTTP of the flow; built once in app.py."""
+class TwitterOAuth1Connector(tornado.auth.TwitterMixin):
+    """X's OAuth 1.0a connector: its settings, the flow's HTTP and its signing, built once in
+    app.py. The login transaction is keyed by the request token instead of a `state`."""
 
     name = NAME
     display_name = DISPLAY_NAME
+    binding_cookie = cookies.X_REQUEST_TOKEN  # the request token and its secret (S4)
 
     def __init__(self, settings: TwitterSettings, upstream: Upstream, *,
                  callback_url: str) -> None:
@@ -89,9 +87,50 @@ class TwitterOAuth1Provider:
         self.upstream = upstream
         self.callback_url = callback_url
 
-    def consumer_token(self) -> dict[str, str]:
-        return {"key": self.settings.consumer_key,
-                "secret": self.settings.consumer_secret.reveal()}
+    async def begin(self, tx: LoginTransaction) -> LoginStart:
+        """Obtain a request token for our fixed callback (RFC 5849 2.1), to keep in this
+        browser's signed cookie, and key the login transaction by it."""
+        url = self.settings.request_token_url
+        authorization = self._authorization(
+            "POST", url, None, protocol={"oauth_callback": self.callback_url})
+        answer = await self.post_for_token(url, authorization, what="request_token")
+        request_token = request_token_of(answer)
+        return LoginStart(
+            request_token.key,
+            url_concat(self.settings.authenticate_url, {"oauth_token": request_token.key}),
+            browser_binding=request_token.to_cookie())
+
+    def callback_parameters(self, argument: ArgumentReader) -> CallbackParameters:
+        """`?oauth_token=&oauth_verifier=` after consent; `?denied=<request token>` when the
+        user cancels at X (then the same page as a refusal at any provider)."""
+        denied = argument("denied", required=False)
+        if denied is not None:
+            return CallbackParameters(denied, None, "access_denied")
+        oauth_token = argument("oauth_token")
+        assert oauth_token is not None
+        return CallbackParameters(oauth_token, argument("oauth_verifier", required=False), None)
+
+    async def finish(self, params: CallbackParameters, tx: LoginTransaction,
+                     browser_binding: str | None) -> Identity:
+        assert params.code is not None
+        request_token = check_request_token(Token.from_cookie(browser_binding),
+                                            params.transaction_key)
+        access_token = await self._access_token(request_token, oauth_verifier=params.code)
+        authorization = self._authorization("GET", self.settings.verify_credentials_url,
+                                            access_token, query=VERIFY_CREDENTIALS_QUERY)
+        profile = await self.verify_credentials(authorization)
+        identity = identity_from_x_v1(profile)
+        if not same_text(identity.provider_subject, access_token.user_id):
+            raise unusable("verify_credentials answered for another user than the access token")
+        return identity
+
+    async def _access_token(self, request_token: Token, *, oauth_verifier: str) -> AccessToken:
+        """RFC 5849 2.3: the request token and the verifier for token credentials."""
+        url = self.settings.access_token_url
+        authorization = self._authorization("POST", url, request_token,
+                                            protocol={"oauth_verifier": oauth_verifier})
+        return access_token_of(
+            await self.post_for_token(url, authorization, what="access_token"))
 
     async def post_for_token(self, url: str, authorization: str, *, what: str) -> dict[str, str]:
         """POST a token endpoint; its answer is form-encoded (RFC 5849 2.1, 2.3). Never retried:
@@ -109,80 +148,6 @@ class TwitterOAuth1Provider:
             headers={"Authorization": authorization},
         )
         return await self.upstream.fetch_json(request, provider=NAME, what="verify_credentials")
-
-
-class TwitterOAuth1Login(tornado.auth.TwitterMixin):
-    """Mixed into the generic login and callback handlers (see handlers/login.py): the login
-    transaction is keyed by the request token instead of a `state`."""
-
-    provider: TwitterOAuth1Provider
-    # Set by callback_parameters, read by finish_upstream_login (one handler per request).
-    _cookie_token: Token | None = None
-    _callback_token: str = ""
-
-    @property
-    def _handler(self) -> ProviderHandler:
-        return cast("ProviderHandler", self)
-
-    async def begin_upstream_login(self, tx: LoginTransaction) -> str:
-        """Obtain a request token for our fixed callback (RFC 5849 2.1), keep it in this
-        browser's signed cookie, and key the login transaction by it."""
-        url = self.provider.settings.request_token_url
-        authorization = self._authorization(
-            "POST", url, None, protocol={"oauth_callback": self.provider.callback_url})
-        answer = await self.provider.post_for_token(url, authorization, what="request_token")
-        request_token = request_token_of(answer)
-        ctx = self._handler.ctx
-        ctx.cookies.set(self._handler, cookies.X_REQUEST_TOKEN, request_token.to_cookie(),
-                        max_age=ctx.settings.login.transaction_lifetime, signed=True)
-        return request_token.key
-
-    def start_upstream_login(self, tx: LoginTransaction, key: str) -> None:
-        self._handler.redirect(
-            url_concat(self.provider.settings.authenticate_url, {"oauth_token": key}))
-
-    def callback_parameters(self) -> CallbackParameters:
-        """`?oauth_token=&oauth_verifier=` after consent; `?denied=<request token>` when the
-        user cancels at X (then the same page as a refusal at any provider)."""
-        handler = self._handler
-        self._cookie_token = self._take_request_token_cookie()
-        denied = handler.single_argument("denied", required=False)
-        if denied is not None:
-            self._callback_token = denied
-            return CallbackParameters(denied, None, "access_denied")
-        oauth_token = handler.single_argument("oauth_token")
-        assert oauth_token is not None
-        self._callback_token = oauth_token
-        return CallbackParameters(oauth_token,
-                                  handler.single_argument("oauth_verifier", required=False), None)
-
-    async def finish_upstream_login(self, code: str, tx: LoginTransaction) -> Identity:
-        request_token = check_request_token(self._cookie_token, self._callback_token)
-        access_token = await self._access_token(request_token, oauth_verifier=code)
-        authorization = self._authorization("GET", self.provider.settings.verify_credentials_url,
-                                            access_token, query=VERIFY_CREDENTIALS_QUERY)
-        profile = await self.provider.verify_credentials(authorization)
-        identity = identity_from_x_v1(profile)
-        if not same_text(identity.provider_subject, access_token.user_id):
-            raise unusable("verify_credentials answered for another user than the access token")
-        return identity
-
-    async def _access_token(self, request_token: Token, *, oauth_verifier: str) -> AccessToken:
-        """RFC 5849 2.3: the request token and the verifier for token credentials."""
-        url = self.provider.settings.access_token_url
-        authorization = self._authorization("POST", url, request_token,
-                                            protocol={"oauth_verifier": oauth_verifier})
-        return access_token_of(
-            await self.provider.post_for_token(url, authorization, what="access_token"))
-
-    def _take_request_token_cookie(self) -> Token | None:
-        """The request token this browser started with. Single use: cleared on every callback."""
-        handler, policy = self._handler, self._handler.ctx.cookies
-        value = policy.read_signed(handler, cookies.X_REQUEST_TOKEN,
-                                   handler.ctx.settings.login.transaction_lifetime)
-        if policy.read(handler, cookies.X_REQUEST_TOKEN) is not None:
-            policy.clear(handler, cookies.X_REQUEST_TOKEN)
-        return Token.from_cookie(value)
 
     # Signing: the mixin's HMAC-SHA1, our HTTP.
 
@@ -220,16 +185,19 @@ class TwitterOAuth1Login(tornado.auth.TwitterMixin):
 
     def _oauth_consumer_token(self) -> dict[str, Any]:
         # The mixin reads application settings; ours come from configuration.
-        return self.provider.consumer_token()
+        return {"key": self.settings.consumer_key,
+                "secret": self.settings.consumer_secret.reveal()}
 
     def get_auth_http_client(self) -> NoReturn:
         """The mixin's own fetches (untimed, with an unsigned cookie) must never run."""
-        raise NotImplementedError("X is called through gateway.upstream.Upstream only")
+        raise NotImplementedError("X is called through gateway.upstream only")
 
 
-def build(settings: TwitterSettings, upstream: Upstream, *, callback_url: str) -> EnabledProvider:
-    provider = TwitterOAuth1Provider(settings, upstream, callback_url=callback_url)
-    return EnabledProvider(NAME, DISPLAY_NAME, provider, TwitterOAuth1Login)
+def build(settings: Settings, upstream: Upstream) -> TwitterOAuth1Connector:
+    """X in mode "oauth1" (providers/__init__.py picks the mode)."""
+    assert settings.providers.twitter is not None
+    return TwitterOAuth1Connector(settings.providers.twitter, upstream,
+                                  callback_url=settings.callback_url(NAME))
 
 
 # ---------------------------------------------------------------------------------------------
