@@ -56,8 +56,8 @@ def test_an_http_picture_url_is_kept_as_sent(provider: str, picture: str) -> Non
 
 
 def test_no_open_redirect_payload_passes_as_anything_but_an_http_url() -> None:
-    """The peers' 559 open-redirect payloads: each is dropped, or kept as an absolute http(s)
-    URL with a host (never a scheme-relative, javascript: or data: one)."""
+    """oauth2-proxy's 559 open-redirect payloads (tests/data): each is dropped, or kept as an
+    absolute http(s) URL with a host (never a scheme-relative, javascript: or data: one)."""
     if not CORPUS.is_file():
         pytest.fail(f"the open-redirect corpus is missing: {CORPUS} (tests/data/README.md)",
                     pytrace=False)
