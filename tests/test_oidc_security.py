@@ -1,4 +1,4 @@
-"""The OpenID Connect provider against the checklist (SECURITY R1, R3, S2, S3, C1, C4, J5, H1),
+"""The OpenID Connect provider against docs/security.md (SECURITY R1, R3, S2, S3, C1, C4, J5, H1),
 over real HTTP: redirects only to exactly registered URIs, PKCE S256, single-use codes bound to
 their client, client authentication, distinguishable ID tokens, single sign-on."""
 

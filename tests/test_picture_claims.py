@@ -16,7 +16,8 @@ from gateway.providers.facebook import identity_from_facebook
 from gateway.providers.google import identity_from_google
 from gateway.providers.twitter import identity_from_x_v1, identity_from_x_v2
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "openredirects.txt"
+# oauth2-proxy's open-redirect payloads: source and license in tests/data/README.md.
+CORPUS = Path(__file__).parent / "data" / "openredirects.txt"
 BAD_PICTURES = [
     "javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:image/svg+xml,<svg onload=alert(1)>",
     "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)", "//evil.example/p.jpg",
@@ -55,8 +56,11 @@ def test_an_http_picture_url_is_kept_as_sent(provider: str, picture: str) -> Non
 
 
 def test_no_open_redirect_payload_passes_as_anything_but_an_http_url() -> None:
-    """The peers' 559 open-redirect payloads: each is dropped, or kept as an absolute http(s)
-    URL with a host (never a scheme-relative, javascript: or data: one)."""
+    """oauth2-proxy's 559 open-redirect payloads (tests/data): each is dropped, or kept as an
+    absolute http(s) URL with a host (never a scheme-relative, javascript: or data: one)."""
+    if not CORPUS.is_file():
+        pytest.fail(f"the open-redirect corpus is missing: {CORPUS} (tests/data/README.md)",
+                    pytrace=False)
     payloads = CORPUS.read_text(encoding="utf-8").splitlines()
     assert len(payloads) > 500
     kept = 0

@@ -602,7 +602,7 @@ def test_J1_bad_signature_is_refused_before_the_payload_is_read(
     assert len(parsed) == 1 and len(checks) == 2  # a good token: one signature check, one parse
 
 
-def test_J7_a_signature_spelled_another_way_is_refused(keyset: KeySet) -> None:
+def test_J7_J10_a_signature_spelled_another_way_is_refused(keyset: KeySet) -> None:
     """base64url has one canonical spelling of given bytes; the last character's unused bits
     set, or padding, make another token string with the same signature bytes."""
     verifier = _verifier(keyset)
