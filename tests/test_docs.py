@@ -2,8 +2,8 @@
 subcommands and options, every configuration key is documented where the reference says, the
 Compose file and the systemd unit name real settings, and the README stays a front door.
 
-Fast and offline: no server, no socket, no subprocess (the command line's `--help` is read
-in-process).
+Fast and offline: no server, no socket (the command line's `--help` is read in-process; only
+`git ls-files` runs, to know which files the repository holds).
 """
 
 from __future__ import annotations
