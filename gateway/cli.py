@@ -320,6 +320,8 @@ async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None)
     admin = server.start_admin(settings, ctx)
     for name, provider in stack.providers.items():
         log.info("development mode: %s stand-in at %s", name, provider.standin.base_url)
+    log.info("development mode: a login may return to any app on http://localhost, "
+             "http://127.0.0.1 or http://[::1], whatever its port")
     log.info("open %s/ in your browser and sign in", settings.issuer)
     server.settle_heap()
     await stop.wait()

@@ -84,6 +84,8 @@ def gateway_and_example(tmp_path: Path) -> Iterator[tuple[str, str]]:
     processes = [gateway]
     try:
         issuer = gateway.wait_for(re.compile(r"open (http://\S+)/ in your browser")).group(1)
+        # The log says what a person needs to know: loopback apps need no setting.
+        assert "return to any app on http://localhost" in "".join(gateway.seen)
         # The example's own two settings, for the ports this test could get.
         example = Process([sys.executable, str(EXAMPLE)],
                           {**env, "GATEWAY_ISSUER": issuer, "PORT": str(free_port())},
