@@ -71,8 +71,10 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         store = open_store(settings)
     metrics = GatewayMetrics()  # this gateway's own registry: never the module-global one
     upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics)
-    # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page).
-    allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls])
+    # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page);
+    # development mode adds apps on loopback, any port (redirects.DEV_LOOPBACK_RETURNS).
+    allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls],
+                              dev_loopback=settings.dev_mode)
     return GatewayContext(
         settings=settings,
         keyset=keyset,

@@ -1,5 +1,4 @@
-"""Command line: `oauth-gateway serve [--dev] [--config PATH] [--workers N]`, `keys`,
-`config check`, `clients hash-secret`.
+"""The `oauth-gateway` command: `serve [--dev]`, `config check [--dev]`, `keys`, `clients`.
 
 Argument parsing only; the work happens in the package. Configuration problems end the process
 with one line naming the key and exit status 2, never a traceback.
@@ -15,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,10 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args.config, dev=args.dev, workers=args.workers)
         if args.command == "config":
-            settings = _settings(args.config)
-            print(f"configuration OK: issuer {settings.issuer}, "
-                  f"providers: {', '.join(_provider_names(settings)) or 'none'}")
-            return 0
+            return _check_config(args.config, dev=args.dev)
         if args.command == "keys":
             return _keys(args)
         if args.command == "clients":
@@ -55,33 +52,112 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
+DESCRIPTION = "Social-login gateway: sign in with Google, Facebook or X, get a signed JWT."
+EPILOG = """\
+Try it with no setup:
+  oauth-gateway serve --dev        then open http://localhost:8080/
+
+Configuration: a TOML file (--config PATH, or $GATEWAY_CONFIG) and GATEWAY_<SECTION>__<KEY>
+environment variables, which win over the file (lists comma-separated; any secret can come from
+a file with <KEY>_FILE). Every key is described in config/gateway.example.toml.
+
+Run `oauth-gateway COMMAND --help` for a command's options."""
+CONFIG_HELP = "the TOML configuration file (default: $GATEWAY_CONFIG; none: environment only)"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog to the terminal's width but keeps
+    paragraphs with indented lines (examples, tables) as written; lists the commands without
+    argparse's extra `COMMAND` line above them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if "\n  " in paragraph or paragraph.startswith("  "):
+                paragraphs.append(textwrap.indent(paragraph, indent))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(paragraph.split()), width,
+                                                initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = super()._format_action(action)
+        if action.nargs == argparse.PARSER:
+            text = text.split("\n", 1)[1]
+        return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oauth-gateway", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    formatter = _HelpFormatter
+    parser = argparse.ArgumentParser(prog="oauth-gateway", description=DESCRIPTION,
+                                     epilog=EPILOG, formatter_class=formatter)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", formatter_class=formatter,
+        help="Run the gateway; with --dev, a local one that needs no setup.",
+        description="Run the gateway until SIGTERM or Ctrl-C, then drain in-flight requests.",
+        epilog="examples:\n"
+               "  oauth-gateway serve --dev\n"
+               "  oauth-gateway serve --config /etc/oauth-gateway/gateway.toml --workers 4")
+    serve.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     serve.add_argument("--dev", action="store_true",
-                       help="development mode: local provider stand-ins, generated keys")
+                       help="development mode: local stand-ins for Google, Facebook and X, "
+                            "keys and cookie secret generated into dev.state_dir, apps on "
+                            "http://localhost (any port) allowed as return URLs; never in "
+                            "production")
     serve.add_argument("--workers", type=_worker_count, metavar="N",
                        help="worker processes sharing the port (default: listen.workers, 1); "
                             "more than 1 needs a sqlite or redis store")
-    check = commands.add_parser("config", help="configuration tools")
-    check.add_argument("action", choices=["check"])
-    check.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
-    keys = commands.add_parser("keys", help="signing key tools")
+
+    config = commands.add_parser(
+        "config", formatter_class=formatter,
+        help="Check a configuration before you deploy it.",
+        description="Load the configuration as `serve` would (file, then environment) and "
+                    "check every key: prints a summary and exits 0, or prints one line naming "
+                    "the first wrong or missing key and exits 2.",
+        epilog="examples:\n"
+               "  oauth-gateway config check --config config/gateway.minimal.toml\n"
+               "  oauth-gateway config check --dev --config config/dev.toml")
+    config.add_argument("action", choices=["check"], metavar="check",
+                        help="the only action: check the configuration")
+    config.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    config.add_argument("--dev", action="store_true",
+                        help="check it as `serve --dev` runs it: development defaults beneath "
+                             "the file (issuer, keys, secrets, stand-in providers); binds no "
+                             "port and writes nothing")
+
+    keys = commands.add_parser(
+        "keys", formatter_class=formatter,
+        help="Generate, rotate, list or prune the keys that sign tokens.",
+        description="Manage the private keys in tokens.keys_dir; every key there is published "
+                    "in the JWKS, and the newest active one signs.",
+        epilog="actions:\n"
+               "  generate, rotate  write a new key: published at once, signing after\n"
+               "                    tokens.key_activation_delay (at once if it is the only key)\n"
+               "  list              each key's kid, algorithm, creation time and status\n"
+               "  prune             remove keys whose tokens have all expired")
     keys.add_argument("action", choices=["generate", "rotate", "list", "prune"],
-                      help="generate|rotate: write a new key (published at once, signing after "
-                           "tokens.key_activation_delay); list; prune: remove keys whose "
-                           "tokens have all expired")
-    keys.add_argument("--dir", help="keys directory (default: tokens.keys_dir of the config)")
+                      metavar="{generate,rotate,list,prune}", help="what to do (see below)")
+    keys.add_argument("--dir", help="the keys directory (default: tokens.keys_dir of the "
+                                    "configuration)")
     keys.add_argument("--algorithm", choices=ALGORITHMS,
-                      help="key type (default: tokens.algorithm of the config)")
-    keys.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
-    clients = commands.add_parser("clients", help="OpenID Connect client tools")
-    clients.add_argument("action", choices=["hash-secret"],
-                         help="print the client_secret_hash of a secret read from stdin")
+                      help="the key type (default: tokens.algorithm of the configuration)")
+    keys.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+    clients = commands.add_parser(
+        "clients", formatter_class=formatter,
+        help="Generate or hash the client secret of an OpenID Connect app.",
+        description="Print the client_secret_hash of a secret read from stdin, for a "
+                    "[[clients]] entry of the configuration; the secret itself goes to the "
+                    "app only.",
+        epilog="examples:\n"
+               "  oauth-gateway clients hash-secret --generate\n"
+               "  printf '%s\\n' \"$SECRET\" | oauth-gateway clients hash-secret")
+    clients.add_argument("action", choices=["hash-secret"], metavar="hash-secret",
+                         help="the only action: print the hash of the secret")
     clients.add_argument("--generate", action="store_true",
-                         help="generate a new secret and print it with its hash")
+                         help="generate a new random secret and print it with its hash")
     return parser
 
 
@@ -114,6 +190,28 @@ def _hash_client_secret(*, generate: bool) -> int:
               "use --generate for a random one", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     print(hash_client_secret(secret))
+    return 0
+
+
+def _check_config(config: str | None, *, dev: bool) -> int:
+    if dev:
+        from gateway.dev import check_dev_config
+
+        settings = check_dev_config(config, os.environ)
+    else:
+        try:
+            settings = _settings(config)
+        except ConfigError as e:
+            if e.key == "issuer" and str(e).endswith("is required"):
+                # Most likely a development file (they need no issuer): say how to check one.
+                raise ConfigError("issuer", "is required (a development configuration, such "
+                                  "as config/dev.toml? check it with `oauth-gateway config "
+                                  "check --dev`)") from None
+            raise
+    mode = " (development mode)" if dev else ""
+    port = " (its port chosen at start)" if dev and settings.listen.port == 0 else ""
+    print(f"configuration OK{mode}: issuer {settings.issuer}{port}, "
+          f"providers: {', '.join(_provider_names(settings)) or 'none'}")
     return 0
 
 
@@ -223,6 +321,8 @@ async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None)
     admin = server.start_admin(settings, ctx)
     for name, provider in stack.providers.items():
         log.info("development mode: %s stand-in at %s", name, provider.standin.base_url)
+    log.info("development mode: a login may return to any app on http://localhost, "
+             "http://127.0.0.1 or http://[::1], whatever its port")
     log.info("open %s/ in your browser and sign in", settings.issuer)
     server.settle_heap()
     await stop.wait()

@@ -11,13 +11,16 @@ HMAC), with the header `typ: at+jwt` (never an ID token), and valid `iss`, `aud`
 and `iat` (RFC 8725, RFC 9068). Every refusal raises `TokenRejected`.
 
 For Tornado apps, `GatewayAuthMixin` makes `@tornado.web.authenticated` send strangers to the
-gateway's login page and gives handlers the verified claims as `self.current_user`.
+gateway's login page and gives handlers the verified claims as `self.current_user`. API clients
+(a request with an `Authorization` header, or whose `Accept` ranks JSON above HTML) get a 401
+with a `WWW-Authenticate: Bearer` challenge and a JSON body instead of the redirect (RFC 6750 3).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import jwt
+import tornado.escape
 import tornado.web
 
 from gateway import jose
@@ -44,6 +48,10 @@ MAX_DOCUMENT_BYTES = 1_048_576
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat")
 ACCESS_COOKIES = ("__Host-gw_access", "gw_access")  # the gateway's access cookie, either form
 DEFAULT_TIMEOUT = httpx.Timeout(5.0)
+INVALID_TOKEN_DESCRIPTION = "The access token is invalid or has expired."
+MISSING_TOKEN_DESCRIPTION = "Sign-in required: send Authorization: Bearer <access token>."
+# What may appear inside a quoted challenge parameter (RFC 9110 11.2, quoted-string) unescaped.
+_QUOTABLE = re.compile(r"[ !#-\[\]-~]*")
 
 
 class TokenRejected(Exception):
@@ -264,11 +272,73 @@ def _jwks_uri(configuration: dict[str, Any], issuer: str) -> str:
     return uri
 
 
+def is_api_request(authorization: str | None, accept: str | None) -> bool:
+    """True for an API client rather than a browser: it sent an `Authorization` header (any
+    scheme), or its `Accept` header ranks application/json above text/html. A browser's
+    `text/html,...,*/*;q=0.8`, `*/*` alone and no `Accept` at all are browsers."""
+    if authorization:
+        return True
+    accept = accept or ""
+    # On equal q-values, a type named outright beats one matched by a wildcard: axios's
+    # `application/json, text/plain, */*` asks for JSON.
+    json_rank = _quality(accept, "application/json")
+    return json_rank[0] > 0 and json_rank > _quality(accept, "text/html")
+
+
+def _quality(accept: str, media_type: str) -> tuple[float, int]:
+    """The q-value `accept` gives `media_type` (that of its most specific matching range, RFC
+    9110 12.5.1; 0 when none matches), then how specific that range is."""
+    family = media_type.split("/")[0]
+    specificity, quality = -1, 0.0
+    for item in accept.split(","):
+        media_range, *parameters = (part.strip() for part in item.split(";"))
+        rank = {media_type: 2, f"{family}/*": 1, "*/*": 0}.get(media_range.lower(), -1)
+        if rank <= specificity:
+            continue
+        specificity, quality = rank, 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+    return quality, specificity
+
+
+def bearer_challenge(realm: str, *, token_refused: bool) -> str:
+    """The `WWW-Authenticate` value of a 401 (RFC 6750 3): `error="invalid_token"` when a token
+    was sent and refused; none when the request carried no token (RFC 6750 3.1)."""
+    realm = realm if _QUOTABLE.fullmatch(realm) else "gateway"
+    challenge = f'Bearer realm="{realm}"'
+    return challenge + ', error="invalid_token"' if token_refused else challenge
+
+
+class GatewayUnauthorized(tornado.web.HTTPError):
+    """An API client without a valid access token: a 401 with a Bearer challenge and a JSON
+    body (`GatewayAuthMixin.write_error` renders it), where a browser would be redirected."""
+
+    def __init__(self, realm: str, *, token_refused: bool, login_url: str) -> None:
+        super().__init__(401, "gateway: %s",
+                         "access token refused" if token_refused else "no access token")
+        self.challenge = bearer_challenge(realm, token_refused=token_refused)
+        self.body: dict[str, str] = {
+            # The same members as the gateway's own 401s (its /verify and /auth).
+            "error": "invalid_token" if token_refused else "invalid_request",
+            "error_description": INVALID_TOKEN_DESCRIPTION if token_refused
+            else MISSING_TOKEN_DESCRIPTION,
+            "login_url": login_url,
+        }
+
+
 class GatewayAuthMixin(tornado.web.RequestHandler):
     """For Tornado handlers: `self.current_user` is the verified claims of the request's access
     token (`Authorization: Bearer` or the gateway's access cookie), or None; and
     `@tornado.web.authenticated` sends a stranger to the gateway's login page, which brings
-    them back to this URL.
+    them back to this URL. An API client (`is_api_request`) is answered instead with a 401,
+    `WWW-Authenticate: Bearer realm="<issuer>", error="invalid_token"` (no error when it sent
+    no token) and a JSON body `{"error", "error_description", "login_url"}`. Tornado's
+    `@authenticated` redirects only GET and HEAD: other methods get its 403, as before.
 
     The verifier comes from the class attribute `gateway_verifier` or the application setting
     of that name. The token is verified in `prepare()` with `averify` (Tornado awaits an async
@@ -280,12 +350,14 @@ class GatewayAuthMixin(tornado.web.RequestHandler):
     gateway_provider: str | None = None  # e.g. "google": skip the gateway's chooser page
 
     _gateway_claims: dict[str, Any] | None = None
+    _gateway_token_refused = False  # a token came and was refused (set in prepare())
 
     async def prepare(self) -> None:
         result = super().prepare()
         if result is not None:
             await result
         self._gateway_claims = None
+        self._gateway_token_refused = False
         token = self.gateway_token()
         if token:
             try:
@@ -293,6 +365,7 @@ class GatewayAuthMixin(tornado.web.RequestHandler):
             except GatewayUnavailable:
                 raise tornado.web.HTTPError(503, "gateway keys unavailable") from None
             except TokenRejected as e:
+                self._gateway_token_refused = True
                 log.info("access token refused: %s", e.reason)
         self.current_user = self._gateway_claims
 
@@ -316,9 +389,35 @@ class GatewayAuthMixin(tornado.web.RequestHandler):
                 return cookie
         return None
 
-    def get_login_url(self) -> str:
+    def is_api_request(self) -> bool:
+        headers = self.request.headers
+        return is_api_request(headers.get("Authorization"), headers.get("Accept"))
+
+    def gateway_login_url(self) -> str:
         """The gateway's login page with this URL as `return_to` (it must be in the gateway's
-        `login.allowed_return_urls`). It carries a `?`, so `@authenticated` adds no `next=`."""
+        `login.allowed_return_urls`; `serve --dev` allows any loopback port). It carries a `?`,
+        so `@authenticated` adds no `next=`."""
         path = f"/login/{self.gateway_provider}" if self.gateway_provider else "/login"
         query = urlencode({"return_to": self.request.full_url()})
         return f"{self.verifier().issuer}{path}?{query}"
+
+    def get_login_url(self) -> str:
+        """Tornado's hook for `@authenticated`: the login page for a browser; for an API client
+        it raises `GatewayUnauthorized`, answered as a 401 rather than a redirect."""
+        if self.is_api_request():
+            raise GatewayUnauthorized(self.verifier().issuer,
+                                      token_refused=self._gateway_token_refused,
+                                      login_url=self.gateway_login_url())
+        return self.gateway_login_url()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if not isinstance(error, GatewayUnauthorized):
+            super().write_error(status_code, **kwargs)
+            return
+        # send_error has cleared the headers: the challenge goes on here.
+        self.set_header("WWW-Authenticate", error.challenge)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(tornado.escape.json_encode(error.body))

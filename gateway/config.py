@@ -607,7 +607,7 @@ def validate(settings: Settings) -> None:
 
     cookies = settings.cookies
     if not cookies.secret:
-        raise ConfigError("cookies.secret", "is required (at least 32 random bytes)")
+        raise _missing_secret("cookies.secret", "at least 32 random bytes")
     _check_cookie_secret("cookies.secret", cookies.secret, dev)
     for i, previous in enumerate(cookies.previous_secrets):
         _check_cookie_secret(f"cookies.previous_secrets[{i}]", previous, dev)
@@ -866,8 +866,25 @@ def _check_registered_uri(key: str, uri: str, dev: bool) -> None:
 
 def _require(prefix: str, provider: Any, *names: str) -> None:
     for name in names:
-        if not getattr(provider, name):
+        value = getattr(provider, name)
+        if isinstance(value, Secret) and not value:
+            raise _missing_secret(f"{prefix}.{name}")
+        if not value:
             raise ConfigError(f"{prefix}.{name}", "is required")
+
+
+def env_variable(key: str) -> str:
+    """The environment variable that sets a dotted key (`providers.google.client_secret`:
+    GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET)."""
+    return ENV_PREFIX + key.replace(".", "__").upper()
+
+
+def _missing_secret(key: str, what: str = "") -> ConfigError:
+    """Secrets usually come from the environment or a file: the message says how."""
+    name = key.rpartition(".")[2]
+    return ConfigError(key, f"is required{f' ({what})' if what else ''}: set {name} or "
+                       f"{name}{SECRET_FILE_SUFFIX} in the file, or {env_variable(key)} or "
+                       f"{env_variable(key)}{SECRET_FILE_SUFFIX.upper()} in the environment")
 
 
 def _check_public_url(key: str, url: str, dev: bool) -> None:

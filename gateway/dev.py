@@ -24,6 +24,7 @@ from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
 
 DEV_HOST = "localhost"
+DEV_PORT = 8080  # the gateway's; examples/tornado_app.py expects it there by default
 
 
 class StandIn(Protocol):
@@ -88,41 +89,88 @@ def prepare_dev_stack(
 
     `overrides` are defaults beneath the file and the environment; `command_line` goes above
     them (see `load_settings`)."""
-    # A first pass only to learn the ports and the state directory; the issuer is not known yet.
-    placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
-                                 for name, _ in STANDINS}}
-    placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
-    first = load_settings(config_path, environ,
-                          base=_dev_base(f"http://{host}", placeholder, overrides),
-                          overrides=command_line, dev_mode=True)
+    first = _first_pass(config_path, environ, overrides, command_line, host)
     gateway_sockets = bind(host, first.listen.port)
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"
     providers: dict[str, DevProvider] = {}
     sections: dict[str, Any] = {}
     for offset, (name, factory) in enumerate(STANDINS):
-        port = first.dev.provider_port + offset if first.dev.provider_port else 0
-        sockets = bind(host, port)
+        sockets = bind(host, _provider_port(first, offset))
         standin, section = factory(f"http://{host}:{bound_port(sockets)}", issuer)
         providers[name] = DevProvider(name, standin, sockets)
         sections[name] = section
     state_dir = Path(first.dev.state_dir)
-    base = _dev_base(issuer, {
+    settings = _final_pass(config_path, environ, overrides, command_line, issuer, sections,
+                           [p.standin.base_url for p in providers.values()],
+                           _dev_cookie_secret(state_dir), state_dir)
+    return DevStack(settings, gateway_sockets, providers)
+
+
+def check_dev_config(
+    config_path: str | Path | None,
+    environ: Mapping[str, str],
+    *,
+    command_line: Mapping[str, Any] | None = None,
+    host: str = DEV_HOST,
+) -> Settings:
+    """The settings `serve --dev` would start with, checked the same way, for `config check
+    --dev`; but no port is bound and nothing is written, so it also works while a development
+    gateway runs. A port of 0 (chosen at start) is left out of the URLs; the stand-ins'
+    credentials are thrown away."""
+    first = _first_pass(config_path, environ, None, command_line, host)
+    issuer = _origin(host, first.listen.port)
+    sections: dict[str, Any] = {}
+    origins: list[str] = []
+    for offset, (name, factory) in enumerate(STANDINS):
+        standin, section = factory(_origin(host, _provider_port(first, offset)), issuer)
+        sections[name] = section
+        origins.append(standin.base_url)
+    state_dir = Path(first.dev.state_dir)
+    return _final_pass(config_path, environ, None, command_line, issuer, sections, origins,
+                       _dev_cookie_secret(state_dir, create=False), state_dir)
+
+
+def _first_pass(config_path: str | Path | None, environ: Mapping[str, str],
+                overrides: Mapping[str, Any] | None, command_line: Mapping[str, Any] | None,
+                host: str) -> Settings:
+    """Only to learn the ports and the state directory; the issuer is not known yet."""
+    placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
+                                 for name, _ in STANDINS}}
+    placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
+    return load_settings(config_path, environ,
+                         base=_dev_base(f"http://{host}", placeholder, overrides),
+                         overrides=command_line, dev_mode=True)
+
+
+def _final_pass(config_path: str | Path | None, environ: Mapping[str, str],
+                overrides: Mapping[str, Any] | None, command_line: Mapping[str, Any] | None,
+                issuer: str, sections: dict[str, Any], standin_origins: list[str],
+                cookie_secret: str | None, state_dir: Path) -> Settings:
+    extra: dict[str, Any] = {
         "tokens": {"keys_dir": str(state_dir / "keys")},
-        "cookies": {"secret": _dev_cookie_secret(state_dir)},
         "providers": sections,
         # The stand-ins serve the test users' pictures (over http, unlike the real providers).
-        "dev": {"image_origins": [p.standin.base_url for p in providers.values()]},
-    }, overrides)
-    settings = load_settings(config_path, environ, base=base, overrides=command_line,
-                             dev_mode=True)
-    return DevStack(settings, gateway_sockets, providers)
+        "dev": {"image_origins": standin_origins},
+    }
+    if cookie_secret is not None:
+        extra["cookies"] = {"secret": cookie_secret}
+    return load_settings(config_path, environ, base=_dev_base(issuer, extra, overrides),
+                         overrides=command_line, dev_mode=True)
+
+
+def _provider_port(first: Settings, offset: int) -> int:
+    return first.dev.provider_port + offset if first.dev.provider_port else 0
+
+
+def _origin(host: str, port: int) -> str:
+    return f"http://{host}:{port}" if port else f"http://{host}"
 
 
 def _dev_base(issuer: str, extra: Mapping[str, Any],
               overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     base: dict[str, Any] = {
         "issuer": issuer,
-        "listen": {"address": DEV_HOST, "port": 8080},
+        "listen": {"address": DEV_HOST, "port": DEV_PORT},
         "tokens": {"keys_dir": ".gateway-dev/keys"},
         "cookies": {"secret": "x" * 32, "secure": False},
         "login": {"allowed_return_urls": [f"{issuer}/"]},
@@ -136,9 +184,12 @@ def _dev_base(issuer: str, extra: Mapping[str, Any],
     return base
 
 
-def _dev_cookie_secret(state_dir: Path) -> str:
-    """A random secret kept in the state directory, so dev sessions survive a restart."""
+def _dev_cookie_secret(state_dir: Path, *, create: bool = True) -> str | None:
+    """A random secret kept in the state directory, so dev sessions survive a restart (None
+    when there is none yet and `create` is false)."""
     path = state_dir / "cookie-secret"
+    if not path.exists() and not create:
+        return None
     if not path.exists():
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_text(secrets.token_urlsafe(48))

@@ -5,6 +5,13 @@ candidate passes only if it is an absolute http(s) URL whose scheme, host and po
 entry's exactly and whose path lies under the entry's prefix. Anything a browser might read
 differently from us is refused outright rather than normalised: backslashes, control characters
 and whitespace, user info, percent-encoded separators or dots, dot segments, non-ASCII hosts.
+
+Development mode (`serve --dev`) adds `DEV_LOOPBACK_RETURNS`: an app on this machine at
+`http://localhost`, `http://127.0.0.1` or `http://[::1]` on any port, so that an example app
+next to the dev gateway needs no setting. Those hosts are compared as exact strings after the
+same checks, so `localhost.evil.example`, `127.0.0.1.evil.example` and `evil@localhost` never
+pass; nor does the rest of 127.0.0.0/8 (`127.0.0.2`, `127.1`): nothing local listens there by
+default, and a narrow rule is easier to trust. Production settings never get these entries.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ _HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 @dataclass(frozen=True)
 class AllowedReturn:
     scheme: str
-    netloc: str  # lower-case host[:port] exactly as configured
+    netloc: str  # lower-case host[:port] exactly as configured; the host alone when any_port
     path_prefix: str  # always ends with "/"
+    any_port: bool = False  # development mode's loopback entries only
 
     @classmethod
     def parse(cls, url: str) -> AllowedReturn:
@@ -37,14 +45,25 @@ class AllowedReturn:
             path += "/"
         return cls(parts.scheme.lower(), parts.netloc.lower(), path)
 
-    def admits(self, scheme: str, netloc: str, path: str) -> bool:
+    def admits(self, scheme: str, host: str, port: int | None, path: str) -> bool:
+        """`host` as written in a URL (IPv6 in brackets), lower case; `port` only if explicit."""
+        netloc = host if self.any_port or port is None else f"{host}:{port}"
         if scheme != self.scheme or netloc != self.netloc:
             return False
         return path.startswith(self.path_prefix) or path + "/" == self.path_prefix
 
 
-def parse_allowlist(urls: Iterable[str]) -> tuple[AllowedReturn, ...]:
-    return tuple(AllowedReturn.parse(url) for url in urls)
+# Development mode only: apps on this machine, on whatever port they run (see the docstring).
+DEV_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+DEV_LOOPBACK_RETURNS = tuple(AllowedReturn("http", host, "/", any_port=True)
+                             for host in DEV_LOOPBACK_HOSTS)
+
+
+def parse_allowlist(urls: Iterable[str], *, dev_loopback: bool = False
+                    ) -> tuple[AllowedReturn, ...]:
+    """The configured entries; with `dev_loopback` (development mode alone) the loopback ones."""
+    entries = tuple(AllowedReturn.parse(url) for url in urls)
+    return entries + DEV_LOOPBACK_RETURNS if dev_loopback else entries
 
 
 def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> bool:
@@ -53,7 +72,10 @@ def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> 
         return False
     if _UNSAFE_CHARACTERS.search(candidate):
         return False
-    parts = urlsplit(candidate)
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+        return False
     # The scheme must be written exactly in lower case: "HtTp:" or "%68ttp:" are evasion forms.
     if parts.scheme not in ("http", "https") or not candidate.startswith(parts.scheme + "://"):
         return False
@@ -64,6 +86,8 @@ def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> 
     except ValueError:
         return False
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # urllib drops an IPv6 literal's brackets; URLs and entries keep them
     if not _HOST.fullmatch(host) or host.endswith("."):
         return False
     netloc = host if port is None else f"{host}:{port}"
@@ -72,7 +96,7 @@ def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> 
     path = parts.path or "/"
     if _ENCODED_SEPARATORS.search(path) or _has_dot_segment(unquote(path)):
         return False
-    return any(entry.admits(parts.scheme, netloc, path) for entry in allowlist)
+    return any(entry.admits(parts.scheme, host, port, path) for entry in allowlist)
 
 
 def _has_dot_segment(path: str) -> bool:

@@ -7,11 +7,14 @@ import base64
 import hashlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_config import COOKIE_SECRET, write_config
@@ -22,6 +25,8 @@ from gateway.cli import main
 PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
 
 ERROR_PREFIX = "oauth-gateway: configuration error: "
+MINIMAL = REPO_ROOT / "config" / "gateway.minimal.toml"
+DEV_TOML = REPO_ROOT / "config" / "dev.toml"
 SUBPROCESS_TIMEOUT = 60
 
 
@@ -35,9 +40,11 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
 
 
-def run_gateway(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd, env=clean_environ(),
-                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
+def run_gateway(*args: str, cwd: Path, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd,
+                          env={**clean_environ(), **(env or {})}, capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT, check=False)
 
 
 def assert_one_line_config_error(stderr: str, key: str) -> None:
@@ -109,6 +116,132 @@ def test_python_m_gateway_config_check_exits_2_with_one_line(tmp_path: Path) -> 
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "tokens.algorithm")
+
+
+def test_minimal_config_passes_config_check_with_its_secrets_from_the_environment(
+        tmp_path: Path) -> None:
+    secrets = {"GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
+               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": "GOCSPX-canary-check-3kQ9"}
+    result = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path, env=secrets)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("configuration OK: issuer https://login.example.com, "
+                                     "providers: google")
+    assert COOKIE_SECRET not in result.stdout + result.stderr
+
+
+def test_minimal_config_without_its_secrets_fails_naming_the_key_and_the_variable(
+        tmp_path: Path) -> None:
+    result = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "cookies.secret")
+    assert "GATEWAY_COOKIES__SECRET" in result.stderr
+
+    only_cookie = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path,
+                              env={"GATEWAY_COOKIES__SECRET": COOKIE_SECRET})
+    assert only_cookie.returncode == 2
+    assert_one_line_config_error(only_cookie.stderr, "providers.google.client_secret")
+    assert "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET" in only_cookie.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# config check --dev
+
+
+def test_config_check_dev_accepts_the_dev_config_as_serve_dev_runs_it(tmp_path: Path) -> None:
+    result = run_gateway("config", "check", "--dev", "--config", str(DEV_TOML), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("configuration OK (development mode): issuer "
+                                     "http://localhost:8080, providers: google, facebook, "
+                                     "twitter")
+    assert list(tmp_path.iterdir()) == []  # no state directory, keys or cookie secret written
+
+
+def test_config_check_dev_binds_no_port(tmp_path: Path) -> None:
+    # A development gateway may be running on the very ports the file names.
+    with socket.socket() as busy:
+        busy.bind(("localhost", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_gateway("config", "check", "--dev", cwd=tmp_path,
+                             env={"GATEWAY_LISTEN__PORT": str(port),
+                                  "GATEWAY_DEV__PROVIDER_PORT": str(port)})
+    assert result.returncode == 0, result.stderr
+    assert f"issuer http://localhost:{port}," in result.stdout
+
+
+def test_config_check_dev_refuses_a_bad_dev_config_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "dev.toml"
+    config.write_text('[tokens]\nalgorithm = "HS256"\n', encoding="utf-8")
+    result = run_gateway("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "tokens.algorithm")
+
+
+def test_D2_config_check_dev_still_refuses_dev_mode_from_a_file(tmp_path: Path) -> None:
+    config = tmp_path / "dev.toml"
+    config.write_text("dev_mode = true\n", encoding="utf-8")
+    result = run_gateway("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "dev_mode")
+
+
+def test_config_check_of_a_dev_config_without_dev_points_to_the_dev_check(tmp_path: Path
+                                                                          ) -> None:
+    result = run_gateway("config", "check", "--config", str(DEV_TOML), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "issuer")
+    assert "config check --dev" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# --help
+
+
+def _help(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "gateway", *args, "--help"],
+                            env={**clean_environ(), "COLUMNS": "80"}, capture_output=True,
+                            text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def test_help_opens_with_a_whole_sentence_and_lists_each_command_in_one() -> None:
+    text = _help()
+    paragraphs = text.split("\n\n")
+    assert paragraphs[0].startswith("usage: oauth-gateway")
+    description = " ".join(paragraphs[1].split())
+    assert description[0].isupper() and description.endswith(".")
+    assert description.count(".") == 1  # one sentence, whole
+    assert "Command line:" not in text and "`," not in text
+    listed = re.findall(r"^ {4}(\w+) +(.+)$", text, re.MULTILINE)
+    assert [name for name, _ in listed] == ["serve", "config", "keys", "clients"]
+    for name, summary in listed:
+        assert summary[0].isupper() and summary.endswith("."), (name, summary)
+    assert "oauth-gateway serve --dev" in text
+
+
+@pytest.mark.parametrize("command", ["serve", "config", "keys", "clients"])
+def test_each_command_help_describes_it_in_sentences_within_80_columns(command: str) -> None:
+    text = _help(command)
+    paragraphs = text.split("\n\n")
+    assert paragraphs[0].startswith(f"usage: oauth-gateway {command}")
+    description = " ".join(paragraphs[1].split())
+    assert description[0].isupper() and description.endswith("."), description
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "examples:" in text or "actions:" in text
+
+
+def test_config_help_offers_the_dev_check() -> None:
+    text = _help("config")
+    assert "--dev" in text
+    assert "oauth-gateway config check --dev --config config/dev.toml" in text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from conftest import REPO_ROOT, LoopThread, Stack, query_of
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.client import GatewayUnavailable, GatewayVerifier, TokenRejected
+from gateway.client import (
+    GatewayUnavailable,
+    GatewayVerifier,
+    TokenRejected,
+    bearer_challenge,
+    is_api_request,
+)
 
 ISSUER = "https://login.example.test"
 AUDIENCE = "https://login.example.test"
@@ -350,10 +356,95 @@ def test_example_app_shows_the_user_with_the_cookie_or_a_bearer_token(example_ap
     assert bearer.json()["sub"].startswith("google:")
 
 
-def test_example_app_refuses_a_tampered_token(example_app) -> None:
+def test_example_app_answers_a_tampered_bearer_token_with_401_invalid_token(example_app
+                                                                            ) -> None:
     origin, stack = example_app
     browser = stack.browser()
     browser.login()
     forged = _with_claims(browser.access_token(), sub="google:admin")
     answer = httpx.get(f"{origin}/", headers={"Authorization": f"Bearer {forged}"})
+    assert answer.status_code == 401
+    assert "location" not in answer.headers
+    assert answer.headers["www-authenticate"] == \
+        f'Bearer realm="{stack.url}", error="invalid_token"'
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["error"] == "invalid_token"
+    assert body["error_description"]
+    assert query_of(body["login_url"])["return_to"] == [f"{origin}/"]
+
+
+@pytest.mark.parametrize("authorization", ["Bearer not-a-jwt", "Bearer a.b.c",
+                                           "Bearer " + "x" * 9000])
+def test_any_refused_bearer_token_is_a_401_with_invalid_token(example_app,
+                                                              authorization: str) -> None:
+    origin, _ = example_app
+    answer = httpx.get(f"{origin}/", headers={"Authorization": authorization})
+    assert answer.status_code == 401
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    assert answer.json()["error"] == "invalid_token"
+
+
+def test_api_client_without_a_token_gets_a_bare_bearer_challenge(example_app) -> None:
+    # RFC 6750 3.1: a request with no credentials gets no error code in the challenge.
+    origin, stack = example_app
+    answer = httpx.get(f"{origin}/", headers={"Accept": "application/json"})
+    assert answer.status_code == 401
+    assert "location" not in answer.headers
+    assert answer.headers["www-authenticate"] == f'Bearer realm="{stack.url}"'
+    assert answer.json()["error"] == "invalid_request"
+    basic = httpx.get(f"{origin}/", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 401  # an Authorization header: an API client, but no Bearer
+    assert basic.headers["www-authenticate"] == f'Bearer realm="{stack.url}"'
+
+
+@pytest.mark.parametrize("accept", [
+    None, "*/*", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "application/json;q=0.5, text/html",
+])
+def test_a_browser_is_still_sent_to_the_login_page(example_app, accept: str | None) -> None:
+    origin, stack = example_app
+    headers = {"Accept": accept} if accept else {}
+    answer = httpx.get(f"{origin}/", headers=headers)
     assert answer.status_code == 302
+    assert answer.headers["location"].startswith(f"{stack.url}/login?")
+    assert "www-authenticate" not in answer.headers
+
+
+def test_a_browser_with_a_refused_access_cookie_is_sent_to_the_login_page(example_app) -> None:
+    origin, stack = example_app
+    browser = stack.browser()
+    browser.login()
+    forged = _with_claims(browser.access_token(), sub="google:admin")
+    answer = httpx.get(f"{origin}/", headers={"Cookie": f"gw_access={forged}",
+                                               "Accept": "text/html"})
+    assert answer.status_code == 302
+
+
+@pytest.mark.parametrize("authorization, accept, api", [
+    ("Bearer x", None, True),
+    ("Basic eDp5", "text/html", True),
+    (None, "application/json", True),
+    (None, "application/json, text/plain, */*", True),  # axios's default
+    (None, "text/html;q=0.5, application/json", True),
+    (None, "application/*", True),
+    (None, "application/json, text/html", False),  # named alike: a tie goes to the browser
+    (None, "*/*;q=0.5, text/html;q=0.4", True),  # JSON (through */*) ranks above HTML
+    (None, "application/json;q=0", False),  # q=0: not acceptable at all
+    (None, "application/json;q=0, text/html;q=0", False),
+    (None, "application/json;q=oops", False),
+    (None, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+    (None, "*/*", False),
+    (None, "", False),
+    (None, None, False),
+    ("", "text/html", False),
+])
+def test_is_api_request(authorization: str | None, accept: str | None, api: bool) -> None:
+    assert is_api_request(authorization, accept) is api
+
+
+def test_bearer_challenge_never_carries_a_quote_from_the_realm() -> None:
+    assert bearer_challenge('evil", error="x', token_refused=False) == 'Bearer realm="gateway"'
+    assert bearer_challenge("https://login.example", token_refused=True) == \
+        'Bearer realm="https://login.example", error="invalid_token"'

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REPO_ROOT
+from process_support import toml_lines
 
 from gateway.config import Secret, Settings, load_settings
+from gateway.dev import check_dev_config
 from gateway.errors import ConfigError
+from gateway.redirects import is_allowed_return_to, parse_allowlist
 
 EXAMPLE_CONFIG = REPO_ROOT / "config" / "gateway.example.toml"
 # Canary values: random-looking, so that a weak-secret check (SECURITY L2) never trips on them,
@@ -135,6 +140,114 @@ def test_L2_secret_values_from_env_override_the_secret_files_of_the_shipped_exam
     assert settings.cookies.secret.reveal() == COOKIE_SECRET
     assert settings.providers.google is not None
     assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+# ---------------------------------------------------------------------------------------------
+# config/gateway.minimal.toml: one provider, the fewest keys, secrets from the environment
+
+MINIMAL_CONFIG = REPO_ROOT / "config" / "gateway.minimal.toml"
+MINIMAL_SECRETS = {"GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
+                   "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": CLIENT_SECRET}
+
+
+def _keys_of(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in tree.items():
+        keys |= _keys_of(value, f"{prefix}{key}.") if isinstance(value, dict) \
+            else {prefix + key}
+    return keys
+
+
+def test_minimal_config_is_valid_with_its_secrets_from_the_environment() -> None:
+    settings = load_settings(MINIMAL_CONFIG, MINIMAL_SECRETS)
+
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+    assert (settings.providers.facebook, settings.providers.twitter) == (None, None)
+    assert settings.cookies.secure is True and not settings.dev_mode
+
+
+def test_minimal_config_takes_its_secrets_from_files_named_in_the_environment(
+        tmp_path: Path) -> None:
+    environ = {
+        "GATEWAY_COOKIES__SECRET_FILE": str(write_secret(tmp_path, "cookie", COOKIE_SECRET)),
+        "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET_FILE":
+            str(write_secret(tmp_path, "google", CLIENT_SECRET)),
+    }
+    settings = load_settings(MINIMAL_CONFIG, environ)
+    assert settings.cookies.secret.reveal() == COOKIE_SECRET
+    assert settings.providers.google is not None
+    assert settings.providers.google.client_secret.reveal() == CLIENT_SECRET
+
+
+def test_minimal_config_holds_no_secret_and_every_key_it_has_is_needed(tmp_path: Path) -> None:
+    tree = tomllib.loads(MINIMAL_CONFIG.read_text(encoding="utf-8"))
+    keys = _keys_of(tree)
+    assert keys == {"issuer", "tokens.keys_dir", "providers.google.client_id"}
+    for key in keys:  # without any one of them, the check fails naming it
+        section, _, name = key.rpartition(".")
+        pruned = copy.deepcopy(tree)
+        table = pruned
+        for part in filter(None, section.split(".")):
+            table = table[part]
+        del table[name]
+        path = tmp_path / "pruned.toml"
+        path.write_text("\n".join(toml_lines(pruned)) + "\n", encoding="utf-8")
+        assert refusal(path, MINIMAL_SECRETS).key == key
+
+
+@pytest.mark.parametrize("missing, variable", [
+    ("GATEWAY_COOKIES__SECRET", "GATEWAY_COOKIES__SECRET"),
+    ("GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET", "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET"),
+])
+def test_minimal_config_without_a_secret_names_the_key_and_its_variables(
+        missing: str, variable: str) -> None:
+    environ = {k: v for k, v in MINIMAL_SECRETS.items() if k != missing}
+    error = refusal(MINIMAL_CONFIG, environ)
+    assert error.key == variable[len("GATEWAY_"):].lower().replace("__", ".")
+    assert f"{variable} or {variable}_FILE in the environment" in str(error)
+
+
+# ---------------------------------------------------------------------------------------------
+# config/dev.toml: what `serve --dev --config config/dev.toml` runs with
+
+DEV_CONFIG = REPO_ROOT / "config" / "dev.toml"
+
+
+def test_dev_config_passes_the_development_check_and_not_the_production_one(
+        tmp_path: Path) -> None:
+    settings = check_dev_config(DEV_CONFIG, {"GATEWAY_DEV__STATE_DIR": str(tmp_path / "s")})
+    assert settings.dev_mode
+    assert settings.issuer == "http://localhost:8080"
+    assert settings.tokens.algorithm == "EdDSA"
+    assert not (tmp_path / "s").exists()  # a check writes nothing
+    assert refusal(DEV_CONFIG).key == "issuer"
+
+
+def test_dev_config_lets_the_example_app_return_without_listing_it(tmp_path: Path) -> None:
+    settings = check_dev_config(DEV_CONFIG, {"GATEWAY_DEV__STATE_DIR": str(tmp_path)})
+    allowlist = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls],
+                                dev_loopback=settings.dev_mode)
+    assert is_allowed_return_to("http://localhost:8000/", allowlist)
+
+
+def test_allowed_return_urls_from_the_environment_are_comma_separated() -> None:
+    # As config/dev.toml and config/gateway.example.toml document it.
+    environ = {**MINIMAL_SECRETS, "GATEWAY_LOGIN__ALLOWED_RETURN_URLS":
+               "https://app.example.com/, https://admin.example.com/console/,"}
+    settings = load_settings(MINIMAL_CONFIG, environ)
+    assert settings.login.allowed_return_urls == (
+        "https://app.example.com/", "https://admin.example.com/console/")
+
+
+def test_config_comments_show_the_comma_separated_return_url_variable() -> None:
+    for path in (DEV_CONFIG, EXAMPLE_CONFIG):
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+                 if "GATEWAY_LOGIN__ALLOWED_RETURN_URLS=" in line]
+        assert len(lines) == 1 and lines[0].lstrip().startswith("#"), path
+        value = lines[0].split("=", 1)[1].strip()
+        assert value.count(",") >= 1 and " " not in value
 
 
 # ---------------------------------------------------------------------------------------------
