@@ -1,9 +1,13 @@
 """End to end in a real browser: Debian's Chromium (/usr/bin/chromium), driven by Playwright's
 sync API, against the gateway and its provider stand-ins on loopback (conftest's `make_stack`).
 
-A person's flows: each provider's login from the chooser, the cookies' attributes as Chromium
-stored them, single sign-on into the demo OIDC app without a new provider round trip, sign-out
-with the form, and a declined consent. Screenshots go to test-artifacts/ (git-ignored).
+A person's flows: each provider's login from the chooser (its branded button), the cookies'
+attributes as Chromium stored them, single sign-on into the demo OIDC app without a new provider
+round trip and its RP-initiated logout, sign-out with the form, switching accounts, a declined
+consent, and a whole sign-in with JavaScript off. Every page (the gateway's and the stand-ins')
+passes axe-core's accessibility check (no serious or critical violation) in light and dark mode,
+and is photographed at 1280 and 390 px wide, light and dark, into test-artifacts/pages/
+(git-ignored); other screenshots go to test-artifacts/.
 
 Without Chromium or Playwright these tests skip locally, and fail under CI=true (.ci/run
 installs Debian's chromium; Playwright never downloads a browser here).
@@ -14,10 +18,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import jwt
 import pytest
 from conftest import REPO_ROOT, Stack
 
@@ -29,10 +35,23 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 VIEWPORT = {"width": 800, "height": 600}
+DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
-BUTTON_LABELS = {"google": "Sign in with Google", "facebook": "Sign in with Facebook",
-                 "twitter": "Sign in with X"}
+# The provider id (URLs, claims, configuration) and the brand a person reads.
+BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X"}
+BUTTON_LABELS = {name: f"Sign in with {brand}" for name, brand in BRANDS.items()}
+# The button colours of each provider's published branding (background, text), light and dark.
+BRAND_COLOURS = {
+    ("google", "light"): ("rgb(255, 255, 255)", "rgb(31, 31, 31)"),
+    ("google", "dark"): ("rgb(19, 19, 20)", "rgb(227, 227, 227)"),
+    ("facebook", "light"): ("rgb(8, 102, 255)", "rgb(255, 255, 255)"),
+    ("facebook", "dark"): ("rgb(8, 102, 255)", "rgb(255, 255, 255)"),
+    ("twitter", "light"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
+    ("twitter", "dark"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
+}
+# axe-core's impact levels that fail a page.
+BLOCKING_IMPACTS = ("serious", "critical")
 
 
 def _unavailable(reason: str) -> None:
@@ -57,12 +76,23 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def axe() -> Any:
+    """axe-core (the axe.min.js that the axe-playwright-python package bundles), run inside
+    the page by Playwright (DevTools evaluation: the pages' CSP stays as it is)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        _unavailable("axe-playwright-python is not installed (pip install -e '.[test]')")
+    return Axe()
+
+
 @pytest.fixture
 def new_page(chromium: Any) -> Iterator[Callable[..., Any]]:
     contexts: list[Any] = []
 
-    def open_page(viewport: dict[str, int] = VIEWPORT) -> Any:
-        context = chromium.new_context(viewport=viewport)
+    def open_page(viewport: dict[str, int] = VIEWPORT, **options: Any) -> Any:
+        context = chromium.new_context(viewport=viewport, **options)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         return context.new_page()
@@ -72,11 +102,18 @@ def new_page(chromium: Any) -> Iterator[Callable[..., Any]]:
         context.close()
 
 
-def screenshot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
+def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
     path = ARTIFACTS / name
-    page.screenshot(path=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def record_traffic(page: Any) -> list[Any]:
+    """Every response the page's context receives from now on (documents, sheets, icons)."""
+    responses: list[Any] = []
+    page.context.on("response", lambda response: responses.append(response))
+    return responses
 
 
 def chooser_url(stack: Stack) -> str:
@@ -88,17 +125,24 @@ def home(stack: Stack) -> re.Pattern[str]:
     return re.compile(re.escape(f"{stack.url}/") + r"(#.*)?")
 
 
-def sign_in(page: Any, stack: Stack, provider: str, *, shot: str | None = None) -> None:
+def sign_in(page: Any, stack: Stack, provider: str, *, shot: str | None = None,
+            user: str = "Ada Lovelace") -> None:
     """From the chooser, through the stand-in's account chooser, back to the home page."""
     page.goto(chooser_url(stack))
     if shot:
         screenshot(page, shot)
     page.get_by_role("link", name=BUTTON_LABELS[provider]).click()
     page.wait_for_url(re.compile(re.escape(stack.standin(provider).base_url) + ".*"))
-    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.get_by_role("button", name=re.compile(user)).click()
     page.wait_for_url(home(stack))
     heading = page.get_by_role("heading", level=1)
-    assert heading.inner_text() == "Signed in as Ada Lovelace"
+    assert heading.inner_text() == f"Signed in as {user}"
+
+
+def claim_cell(page: Any, claim: str) -> Any:
+    """The value cell of one row of the claims table."""
+    return page.locator(f'xpath=//table[@class="claims"]/tbody/tr/th[normalize-space()="{claim}"]'
+                        '/following-sibling::td')
 
 
 def gateway_cookies(page: Any, stack: Stack) -> dict[str, dict[str, Any]]:
@@ -114,7 +158,9 @@ def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Call
     if provider == "google":
         shots = {"chooser": "chooser.png", "home": "signed-in-home.png"}
     sign_in(page, stack, provider, shot=shots["chooser"])
-    assert f"via {provider}" in page.inner_text("main")
+    # The brand a person knows ("via X"); the internal id stays in the claims ("idp").
+    assert f"via {BRANDS[provider]}" in page.inner_text(".who")
+    assert claim_cell(page, "idp").inner_text() == provider
     # The stand-in's picture (on its own origin) is drawn: allowed by the CSP, and well formed.
     assert page.eval_on_selector("main img", "img => img.complete && img.naturalWidth") > 0
     if shots["home"]:
@@ -128,6 +174,15 @@ def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Call
         assert cookie["secure"] is False, cookie  # cookies.secure = false (dev, loopback)
     # HttpOnly: the page's scripts never see the session or the token.
     assert "gw_" not in page.evaluate("document.cookie")
+    # Times as readable UTC dates, the number itself in the tooltip: those of the token the
+    # browser holds.
+    token = jwt.decode(jar["gw_access"]["value"], options={"verify_signature": False})
+    for claim in ("exp", "iat"):
+        time = claim_cell(page, claim).locator("time")
+        shown = datetime.fromtimestamp(token[claim], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert time.inner_text() == shown
+        assert time.get_attribute("title").startswith(f"{token[claim]} ")
+        assert str(token[claim]) not in page.inner_text("main")
 
 
 def test_secure_cookies_on_loopback(make_stack: Callable[..., Stack],
@@ -163,7 +218,8 @@ def test_single_sign_on_into_the_demo_app(make_stack: Callable[..., Stack],
     page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
     assert page.get_by_role("heading", level=1).inner_text() == "The demo app received tokens"
-    assert '"name": "Ada Lovelace"' in page.inner_text("main")
+    assert claim_cell(page, "name").inner_text() == "Ada Lovelace"
+    assert claim_cell(page, "aud").inner_text() == "demo-app"
     screenshot(page, "demo-app.png")
     upstream_logins = google.calls["authorize"]  # the account chooser's page and the choice
     assert upstream_logins >= 1
@@ -174,6 +230,51 @@ def test_single_sign_on_into_the_demo_app(make_stack: Callable[..., Stack],
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
     assert page.get_by_role("heading", level=1).inner_text() == "The demo app received tokens"
     assert google.calls["authorize"] == upstream_logins, "single sign-on went to the provider"
+
+
+def test_the_demo_app_signs_out_with_rp_initiated_logout(make_stack: Callable[..., Stack],
+                                                          new_page: Callable[..., Any]) -> None:
+    """The demo app's sign-out button posts its ID token and its registered
+    post_logout_redirect_uri to the end_session_endpoint: the hint names this very session,
+    so no confirmation is asked; the browser lands on that URI, signed out everywhere."""
+    stack = make_stack()
+    page = new_page()
+    sign_in(page, stack, "google")
+    page.goto(f"{stack.url}/demo/oidc")
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
+    form = page.locator(f'form[action="{stack.url}/logout/oidc"]')
+    assert form.locator('input[name="id_token_hint"]').get_attribute("value")
+    assert form.locator('input[name="post_logout_redirect_uri"]').get_attribute(
+        "value") == f"{stack.url}/"
+    page.get_by_role("button", name="Sign out of the demo app").click()
+    page.wait_for_url(f"{stack.url}/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign in"
+    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
+    page.goto(f"{stack.url}/demo/oidc")  # the app's next login needs the provider again
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
+
+
+def test_signed_in_page_offers_sign_out_first_and_one_switch_account_link(
+        make_stack: Callable[..., Stack], new_page: Callable[..., Any]) -> None:
+    """Sign-out is the page's one filled button; switching accounts is a single plain link to
+    the chooser (no row of provider buttons), and it works: signed in as another user."""
+    stack = make_stack()
+    page = new_page()
+    sign_in(page, stack, "google")
+    main = page.locator("main")
+    assert main.get_by_role("button").all_inner_texts() == ["Sign out"]
+    assert "primary" in (page.get_by_role("button", name="Sign out").get_attribute("class")
+                         or "")
+    assert main.get_by_role("link", name=re.compile("^Sign in with")).count() == 0
+    switch = main.get_by_role("link", name="Switch account")
+    assert switch.count() == 1 and "button" not in (switch.get_attribute("class") or "")
+    switch.click()
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
+    page.get_by_role("link", name="Sign in with X").click()
+    page.get_by_role("button", name=re.compile("Grace Hopper")).click()
+    page.wait_for_url(home(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Grace Hopper"
+    assert "via X" in page.inner_text(".who")
 
 
 def test_sign_out_with_the_form(make_stack: Callable[..., Stack],
@@ -252,3 +353,159 @@ def test_chooser_on_a_phone_and_by_keyboard(make_stack: Callable[..., Stack],
         assert outline == "solid", "no visible focus ring"
     assert focused == list(BUTTON_LABELS.values())
 
+
+
+def content_width(page: Any, selector: str) -> float:
+    """The width inside an element's padding (what a child of width 100% gets)."""
+    return float(page.eval_on_selector(selector, """e => {
+        const s = getComputedStyle(e);
+        return e.getBoundingClientRect().width - parseFloat(s.paddingLeft)
+            - parseFloat(s.paddingRight) - parseFloat(s.borderLeftWidth)
+            - parseFloat(s.borderRightWidth); }"""))
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_provider_buttons_follow_each_brand(make_stack: Callable[..., Stack],
+                                            new_page: Callable[..., Any], scheme: str) -> None:
+    """Each button: its provider's colours (Google's white or #131314 with the #747775 border,
+    Facebook's blue, X's black), its logo drawn inline on the left, and the card's full
+    width; the page asks for nothing beyond the gateway's own origin."""
+    stack = make_stack()
+    page = new_page(viewport=DESKTOP, color_scheme=scheme)
+    traffic = record_traffic(page)
+    page.goto(chooser_url(stack))
+    card = content_width(page, "main")
+    for name, label in BUTTON_LABELS.items():
+        button = page.get_by_role("link", name=label, exact=True)
+        background, colour = BRAND_COLOURS[(name, scheme)]
+        style = button.evaluate("e => [getComputedStyle(e).backgroundColor, "
+                                "getComputedStyle(e).color]")
+        assert style == [background, colour], (name, scheme, style)
+        box, logo = button.bounding_box(), button.locator("svg.logo").bounding_box()
+        assert box is not None and logo is not None, name
+        assert abs(box["width"] - card) < 1, (name, box["width"], card)
+        assert logo["x"] - box["x"] < 24 and logo["width"] >= 16, (name, box, logo)
+        assert button.get_attribute("href").startswith(f"/login/{name}?return_to=")
+    google = page.get_by_role("link", name=BUTTON_LABELS["google"])
+    border = google.evaluate("e => getComputedStyle(e).borderTopColor + ' ' + "
+                             "getComputedStyle(e).borderTopWidth")
+    assert border == ("rgb(116, 119, 117) 1px" if scheme == "light" else "rgb(142, 145, 143) 1px")
+    assert {urlsplit(r.url).netloc for r in traffic} == {urlsplit(stack.url).netloc}
+    assert all(r.status < 400 for r in traffic), [(r.url, r.status) for r in traffic]
+
+
+def test_favicon_is_served_and_linked_from_every_page(make_stack: Callable[..., Stack],
+                                                      new_page: Callable[..., Any]) -> None:
+    stack = make_stack()
+    page = new_page()
+    for path in ("/", "/login", "/logout/oidc", "/no-such-page"):
+        page.goto(f"{stack.url}{path}")
+        href = page.get_attribute('link[rel="icon"]', "href")
+        assert href and href.startswith("/static/"), (path, href)
+        icon = page.request.get(f"{stack.url}{href}")
+        assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert icon.body().startswith(b"<svg ")
+
+
+def test_sign_in_and_out_with_javascript_off(make_stack: Callable[..., Stack],
+                                             new_page: Callable[..., Any]) -> None:
+    """No page needs JavaScript: the chooser, the stand-in's account chooser, the signed-in
+    page and its sign-out form are plain links and forms."""
+    stack = make_stack()
+    page = new_page(java_script_enabled=False)
+    sign_in(page, stack, "twitter")
+    assert "via X" in page.inner_text(".who")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(home(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign in"
+    assert not {"gw_session", "gw_access"} & set(gateway_cookies(page, stack))
+
+
+class PageAudit:
+    """axe-core on a page in light and dark mode, and its four screenshots (1280 and 390 px
+    wide, light and dark) in test-artifacts/pages/. Failures are gathered, so that one run
+    names every page's violations."""
+
+    def __init__(self, page: Any, axe: Any) -> None:
+        self.page = page
+        self.axe = axe
+        self.failures: list[str] = []
+        self.shots: list[Path] = []
+
+    def __call__(self, name: str) -> None:
+        page = self.page
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.set_viewport_size(DESKTOP)
+            violations = self.axe.run(page).response["violations"]
+            self.failures += [
+                f"{name} ({scheme}): {v['id']} [{v['impact']}] "
+                f"{', '.join(str(n['target']) for n in v['nodes'][:3])}"
+                for v in violations if v["impact"] in BLOCKING_IMPACTS]
+            self.shots.append(screenshot(page, f"pages/{name}-desktop-{scheme}.png",
+                                         full_page=True))
+            page.set_viewport_size(PHONE)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > PHONE["width"]:
+                self.failures.append(f"{name} ({scheme}): {width} px wide on a 390 px phone")
+            self.shots.append(screenshot(page, f"pages/{name}-phone-{scheme}.png",
+                                         full_page=True))
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size(DESKTOP)
+
+
+def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Stack],
+                                                   new_page: Callable[..., Any],
+                                                   axe: Any) -> None:
+    """Each page a person can meet, in the order they meet it: no serious or critical axe-core
+    violation, no sideways scrolling on a phone, no failed request (a favicon 404 included)."""
+    stack = make_stack()
+    google = stack.standin("google")
+    page = new_page(viewport=DESKTOP)
+    # The checker finds what it should: an image without a text alternative is critical.
+    page.set_content("<!doctype html><html lang=en><title>t</title><main><img src='data:,'>")
+    assert "image-alt" in {v["id"] for v in axe.run(page).response["violations"]
+                           if v["impact"] in BLOCKING_IMPACTS}
+    traffic = record_traffic(page)
+    audit = PageAudit(page, axe)
+
+    page.goto(f"{stack.url}/demo/oidc")  # the chooser, naming the app (the README's picture)
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
+    audit("chooser")
+    for provider in ("facebook", "twitter", "google"):  # each stand-in's account chooser
+        page.get_by_role("link", name=BUTTON_LABELS[provider]).click()
+        page.wait_for_url(re.compile(re.escape(stack.standin(provider).base_url) + ".*"))
+        audit(f"standin-{provider}-chooser")
+        if provider != "google":
+            page.go_back()
+            page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
+    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
+    audit("demo-app")
+    page.goto(f"{stack.url}/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    audit("home-signed-in")
+    page.goto(f"{stack.url}/logout/oidc")  # no id_token_hint: the user confirms
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign out?"
+    audit("sign-out-confirm")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{stack.url}/logout/oidc")
+    assert page.get_by_role("heading", level=1).inner_text() == "You are signed out"
+    audit("signed-out")
+    page.get_by_role("link", name="Continue").click()
+    page.wait_for_url(f"{stack.url}/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign in"
+    audit("home-signed-out")
+    page.get_by_role("link", name=BUTTON_LABELS["google"]).click()
+    page.get_by_role("button", name="Cancel").click()  # declined at the provider
+    page.wait_for_url(re.compile(re.escape(f"{stack.url}/callback/google") + ".*"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign-in was cancelled"
+    audit("error")
+    page.goto(f"{google.base_url}/o/oauth2/v2/auth?client_id=unknown")
+    audit("standin-google-error")
+
+    failed = [(r.url, r.status) for r in traffic
+              if r.status >= 400 and r.request.resource_type != "document"]
+    assert not failed, failed
+    assert not audit.failures, "\n".join(["axe-core / layout:", *audit.failures])
+    assert len(audit.shots) == 4 * 11 and all(p.stat().st_size > 0 for p in audit.shots)

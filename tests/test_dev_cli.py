@@ -32,7 +32,8 @@ def test_serve_dev_signs_in_with_each_provider_and_stops_cleanly_on_sigterm(tmp_
         base = output.group(1)
         assert re.fullmatch(r"http://localhost:\d+", base)
         chooser = httpx.get(f"{base}/login")
-        for provider in ("google", "facebook", "twitter"):
+        for provider, brand in (("google", "Google"), ("facebook", "Facebook"),
+                                ("twitter", "X")):
             assert f'href="/login/{provider}' in chooser.text
             client = httpx.Client(timeout=10)
             start = client.get(f"{base}/login/{provider}", follow_redirects=False)
@@ -47,7 +48,7 @@ def test_serve_dev_signs_in_with_each_provider_and_stops_cleanly_on_sigterm(tmp_
             assert done.headers["location"] == f"{base}/"
             home = client.get(f"{base}/")
             assert "Signed in as Ada Lovelace" in home.text
-            assert f"via {provider}" in home.text
+            assert f"via {brand}" in home.text  # the brand a person knows
         keys = list((tmp_path / "state" / "keys").glob("key-*.pem"))
         assert len(keys) == 1 and keys[0].stat().st_mode & 0o077 == 0
     finally:

@@ -295,7 +295,7 @@ def test_home_page_offers_facebook_and_shows_who_signed_in(stack: Stack) -> None
     browser.login(user="grace", provider="facebook")
     page = browser.get(f"{stack.url}/")
     assert "Signed in as Grace Hopper" in page.text
-    assert "via facebook" in page.text
+    assert "via Facebook" in page.text
 
 
 def test_switching_from_google_to_facebook_rotates_the_session(stack: Stack) -> None:

@@ -1,7 +1,9 @@
 """Development mode's demo app: a public OpenID Connect client living on the gateway's own
 origin, so that `serve --dev` shows the code flow end to end: `GET /demo/oidc` starts it
 (state, nonce and PKCE verifier in a signed cookie), `GET /demo/callback` exchanges the code at
-`/token` over HTTP, as any app would, and shows what the app received."""
+`/token` over HTTP, as any app would, and shows what the app received, with the app's sign-out
+button: RP-Initiated Logout, a form posting its ID token (`id_token_hint`) and its registered
+`post_logout_redirect_uri` to the gateway's `end_session_endpoint`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest
 from gateway.handlers.base import BaseHandler
+from gateway.handlers.pages import claim_rows
 from gateway.textcompare import same_text
 from gateway.transactions import pkce_s256_challenge
 
@@ -81,9 +84,16 @@ class DemoCallbackHandler(DemoHandler):
         # The demo shows the claims; a real app validates the ID token (signature, iss, aud,
         # nonce) with its OIDC library before trusting any of them.
         id_claims = jwt.decode(response["id_token"], options={"verify_signature": False})
+        client = self.ctx.clients.get(DEMO_CLIENT_ID)
         self.set_no_store()
-        self.render("demo.html", id_claims=json.dumps(id_claims, indent=2, sort_keys=True),
+        self.render("demo.html", claim_rows=claim_rows(id_claims),
                     nonce_ok=id_claims.get("nonce") == flow["nonce"],
+                    # POSTed, so that the ID token stays out of URLs (and access logs).
+                    end_session_endpoint=f"{self.ctx.settings.issuer}/logout/oidc",
+                    id_token=response["id_token"],
+                    post_logout_redirect_uri=(client.post_logout_redirect_uris[0]
+                                              if client and client.post_logout_redirect_uris
+                                              else None),
                     response=json.dumps({k: v for k, v in response.items()
                                          if k not in ("access_token", "id_token",
                                                       "refresh_token")}, indent=2))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from gateway import cookies
@@ -31,16 +35,23 @@ class HomeHandler(BaseHandler):
                                              ctx.settings.cookies.session_lifetime)
         if claims is None and session_id and await ctx.sessions.lookup(session_id) is None:
             session_id = None
+        home_url = f"{ctx.settings.issuer}/"
+        query = urlencode({"return_to": home_url})
+        idp = claims.get("idp") if claims else None
+        provider = ctx.providers.get(idp) if isinstance(idp, str) else None
         self.set_no_store()
         self.render(
             "home.html",
             dev_mode=ctx.settings.dev_mode,
             claims=claims,
-            claims_json=json.dumps(claims, indent=2, sort_keys=True) if claims else "",
+            claim_rows=claim_rows(claims or {}),
+            # The brand a person knows ("X"), never the internal id ("twitter").
+            provider_name=provider.display_name if provider else idp,
             token=token,
             issuer=ctx.settings.issuer,
-            home_url=f"{ctx.settings.issuer}/",
-            providers=[(name, p.display_name) for name, p in ctx.providers.items()],
+            chooser_url=f"/login?{query}",
+            providers=[(p.display_name, f"/login/{name}?{query}", name)
+                       for name, p in ctx.providers.items()],
         )
 
 
@@ -120,3 +131,44 @@ async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     ctx.cookies.clear(handler, cookies.SESSION)
     ctx.cookies.clear(handler, cookies.ACCESS, shared=True)
     handler.set_no_store()
+
+
+# NumericDate claims (RFC 7519 2, OIDC Core 2 and 5.1): seconds since the epoch, which nobody
+# reads; the pages show a UTC date, the number in its tooltip.
+TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim as the claims table (templates/claims_table.html) shows it."""
+
+    name: str
+    text: str  # what a person reads
+    epoch: int | None = None  # time claims: the value itself, for the tooltip
+    iso: str | None = None  # time claims: the <time datetime> attribute
+
+
+def claim_rows(claims: Mapping[str, Any]) -> list[ClaimRow]:
+    """The claims sorted by name, times as readable UTC dates, other values as text (strings
+    as they are, anything else as JSON)."""
+    rows = []
+    for name in sorted(claims):
+        value = claims[name]
+        when = _utc_date(value) if name in TIME_CLAIMS else None
+        if when is not None:
+            rows.append(ClaimRow(name, when.strftime("%Y-%m-%d %H:%M:%S UTC"), int(value),
+                                 when.isoformat().replace("+00:00", "Z")))
+        elif isinstance(value, str):
+            rows.append(ClaimRow(name, value))
+        else:
+            rows.append(ClaimRow(name, json.dumps(value)))
+    return rows
+
+
+def _utc_date(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):  # out of the platform's range: shown as is
+        return None
