@@ -2,7 +2,7 @@
 # oauth-gateway. Two stages: `build` makes the wheel and a virtualenv holding it and its
 # dependencies; the final image is the base plus that virtualenv, with no pip, no compilers and
 # no caches. The base is an ARG so it can be swapped (a mirror, a pinned digest, or the test's
-# stand-in made from Debian packages: tests/test_container.py). Any Debian-like image with
+# stand-in made from Debian packages: tests/http/test_container.py). Any Debian-like image with
 # python3 (>= 3.11), its venv module and `useradd` will do.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html.parser
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from log_canaries import SCAN
+from log_canaries import SCAN, LogScan
 
 from gateway.context import GatewayContext
 from gateway.dev import DevStack, prepare_dev_stack
@@ -68,6 +69,24 @@ class Stack:
         return Browser(self)
 
 
+UNIT_TESTS = Path(__file__).parent / "unit"
+
+
+@pytest.fixture(autouse=True)
+def no_sockets_in_unit_tests(request: pytest.FixtureRequest,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/unit is the quick loop: protocol logic, parsing, claims, configuration. A test
+    there that connects or listens belongs in tests/http, and fails here to say so."""
+    if UNIT_TESTS not in Path(request.node.path).parents:
+        return
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a test in tests/unit opened a socket: move it to tests/http")
+
+    for method in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method, refused)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def log_scan() -> Iterator[Any]:
     """SECURITY L1: every gateway and Tornado log record of the run, kept as JSON lines
@@ -75,6 +94,15 @@ def log_scan() -> Iterator[Any]:
     SCAN.install()
     yield SCAN
     SCAN.uninstall()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogScan]:
+    """Every record of the gateway's and Tornado's loggers during the test, as JSON lines."""
+    scan = LogScan()
+    scan.install()
+    yield scan
+    scan.uninstall()
 
 
 @pytest.fixture(autouse=True)
@@ -251,3 +279,4 @@ def query_of(url: str) -> dict[str, list[str]]:
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = Path(__file__).parent / "data"  # corpora, each with its source and license

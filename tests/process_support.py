@@ -42,6 +42,8 @@ STOP_TIMEOUT = 15.0  # seconds for a gateway process to drain and exit after SIG
 READER_TIMEOUT = 5.0
 POLL_INTERVAL = 0.02
 HTTP_TIMEOUT = 10.0
+ERROR_PREFIX = "oauth-gateway: configuration error: "
+SUBPROCESS_TIMEOUT = 60
 
 
 def clean_environ() -> dict[str, str]:
@@ -53,7 +55,14 @@ def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd,
                           env={**clean_environ(), **(env or {})}, capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=SUBPROCESS_TIMEOUT, check=False)
+
+
+def assert_one_line_config_error(stderr: str, key: str) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(ERROR_PREFIX + key), stderr
+    assert "Traceback" not in stderr
 
 
 def toml_lines(tree: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -14,44 +13,29 @@ import sys
 from pathlib import Path
 
 import pytest
+from config_support import COOKIE_SECRET, write_config
 from conftest import REPO_ROOT
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_config import COOKIE_SECRET, write_config
+from process_support import (
+    SUBPROCESS_TIMEOUT,
+    assert_one_line_config_error,
+    clean_environ,
+    run_cli,
+)
 
 from gateway.cli import main
 
 # Spelled in two parts so that no file of the repository looks like it holds a key.
 PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
 
-ERROR_PREFIX = "oauth-gateway: configuration error: "
 MINIMAL = REPO_ROOT / "config" / "gateway.minimal.toml"
 DEV_TOML = REPO_ROOT / "config" / "dev.toml"
-SUBPROCESS_TIMEOUT = 60
 
 
 def bad_config(directory: Path) -> Path:
     """A production file whose only fault is an HS256 algorithm (SECURITY J1)."""
     return write_config(directory, {"tokens.algorithm": "HS256"})
-
-
-def clean_environ() -> dict[str, str]:
-    """The test process's environment without any GATEWAY_* variable."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-
-
-def run_gateway(*args: str, cwd: Path, env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd,
-                          env={**clean_environ(), **(env or {})}, capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT, check=False)
-
-
-def assert_one_line_config_error(stderr: str, key: str) -> None:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith(ERROR_PREFIX + key), stderr
-    assert "Traceback" not in stderr
 
 
 def expected_kid(pem_path: Path) -> str:
@@ -112,7 +96,7 @@ def test_L1_config_check_never_prints_the_cookie_secret(
 
 
 def test_python_m_gateway_config_check_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = run_gateway("config", "check", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
+    result = run_cli("config", "check", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "tokens.algorithm")
@@ -122,7 +106,7 @@ def test_minimal_config_passes_config_check_with_its_secrets_from_the_environmen
         tmp_path: Path) -> None:
     secrets = {"GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
                "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": "GOCSPX-canary-check-3kQ9"}
-    result = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path, env=secrets)
+    result = run_cli("config", "check", "--config", str(MINIMAL), cwd=tmp_path, env=secrets)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("configuration OK: issuer https://login.example.com, "
@@ -132,13 +116,13 @@ def test_minimal_config_passes_config_check_with_its_secrets_from_the_environmen
 
 def test_minimal_config_without_its_secrets_fails_naming_the_key_and_the_variable(
         tmp_path: Path) -> None:
-    result = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path)
+    result = run_cli("config", "check", "--config", str(MINIMAL), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "cookies.secret")
     assert "GATEWAY_COOKIES__SECRET" in result.stderr
 
-    only_cookie = run_gateway("config", "check", "--config", str(MINIMAL), cwd=tmp_path,
+    only_cookie = run_cli("config", "check", "--config", str(MINIMAL), cwd=tmp_path,
                               env={"GATEWAY_COOKIES__SECRET": COOKIE_SECRET})
     assert only_cookie.returncode == 2
     assert_one_line_config_error(only_cookie.stderr, "providers.google.client_secret")
@@ -150,7 +134,7 @@ def test_minimal_config_without_its_secrets_fails_naming_the_key_and_the_variabl
 
 
 def test_config_check_dev_accepts_the_dev_config_as_serve_dev_runs_it(tmp_path: Path) -> None:
-    result = run_gateway("config", "check", "--dev", "--config", str(DEV_TOML), cwd=tmp_path)
+    result = run_cli("config", "check", "--dev", "--config", str(DEV_TOML), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("configuration OK (development mode): issuer "
@@ -165,7 +149,7 @@ def test_config_check_dev_binds_no_port(tmp_path: Path) -> None:
         busy.bind(("localhost", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = run_gateway("config", "check", "--dev", cwd=tmp_path,
+        result = run_cli("config", "check", "--dev", cwd=tmp_path,
                              env={"GATEWAY_LISTEN__PORT": str(port),
                                   "GATEWAY_DEV__PROVIDER_PORT": str(port)})
     assert result.returncode == 0, result.stderr
@@ -175,7 +159,7 @@ def test_config_check_dev_binds_no_port(tmp_path: Path) -> None:
 def test_config_check_dev_refuses_a_bad_dev_config_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "dev.toml"
     config.write_text('[tokens]\nalgorithm = "HS256"\n', encoding="utf-8")
-    result = run_gateway("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
+    result = run_cli("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "tokens.algorithm")
@@ -184,7 +168,7 @@ def test_config_check_dev_refuses_a_bad_dev_config_with_one_line(tmp_path: Path)
 def test_D2_config_check_dev_still_refuses_dev_mode_from_a_file(tmp_path: Path) -> None:
     config = tmp_path / "dev.toml"
     config.write_text("dev_mode = true\n", encoding="utf-8")
-    result = run_gateway("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
+    result = run_cli("config", "check", "--dev", "--config", str(config), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "dev_mode")
@@ -192,7 +176,7 @@ def test_D2_config_check_dev_still_refuses_dev_mode_from_a_file(tmp_path: Path) 
 
 def test_config_check_of_a_dev_config_without_dev_points_to_the_dev_check(tmp_path: Path
                                                                           ) -> None:
-    result = run_gateway("config", "check", "--config", str(DEV_TOML), cwd=tmp_path)
+    result = run_cli("config", "check", "--config", str(DEV_TOML), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "issuer")
@@ -249,7 +233,7 @@ def test_config_help_offers_the_dev_check() -> None:
 
 
 def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = run_gateway("serve", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
+    result = run_cli("serve", "--config", str(bad_config(tmp_path)), cwd=tmp_path)
 
     assert result.returncode == 2
     assert_one_line_config_error(result.stderr, "tokens.algorithm")

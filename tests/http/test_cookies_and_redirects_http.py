@@ -3,16 +3,15 @@ them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import unquote, urlencode
 
 import httpx
 import pytest
 import tornado.web
-from conftest import Stack
+from conftest import TEST_DATA, Stack
 
 # oauth2-proxy's open-redirect payloads: source and license in tests/data/README.md.
-CORPUS = Path(__file__).parent / "data" / "openredirects.txt"
+CORPUS = TEST_DATA / "openredirects.txt"
 
 
 def _set_cookies(browser) -> dict[str, str]:

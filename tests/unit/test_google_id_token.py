@@ -50,7 +50,6 @@ def _claims(**changes: Any) -> dict[str, Any]:
     return claims
 
 
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

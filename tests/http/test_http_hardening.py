@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from config_support import write_config
 from conftest import Stack
 from oidc_support import INTROSPECTOR, INTROSPECTOR_AUTH
-from test_config import write_config
 
 from gateway.app import build_context, make_app
 from gateway.config import load_settings

@@ -7,13 +7,14 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from config_support import assert_refused, write_config
 from conftest import Stack
 from log_canaries import LogScan
 from oidc_support import (
@@ -27,7 +28,6 @@ from oidc_support import (
     refresh,
     tokens_for,
 )
-from test_config import assert_refused, write_config
 
 from gateway.config import Settings, load_settings
 from gateway.handlers.base import REFUSAL_LINES_PER_SECOND, edge_of
@@ -40,15 +40,6 @@ from gateway.logs import (
 )
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-
-
-@pytest.fixture
-def logs() -> Iterator[LogScan]:
-    """Every record of the gateway's and Tornado's loggers during the test, as JSON lines."""
-    scan = LogScan()
-    scan.install()
-    yield scan
-    scan.uninstall()
 
 
 def events(scan: LogScan, stack: Stack | None = None) -> list[dict[str, Any]]:

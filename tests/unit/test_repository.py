@@ -159,10 +159,10 @@ def test_the_rule_parser_reads_ids_statuses_and_tests() -> None:
     with pytest.raises(AssertionError, match="anchor"):
         rules('<a id="r3"></a>\n### R2 — return_to\n')
     this_test = "test_the_rule_parser_reads_ids_statuses_and_tests"
-    assert missing_tests([("test_repository.py", this_test),
-                          ("test_repository.py", "test_that_does_not_exist"),
+    assert missing_tests([("unit/test_repository.py", this_test),
+                          ("unit/test_repository.py", "test_that_does_not_exist"),
                           ("no_such_file.py", "test_x")]) == [
-        "tests/test_repository.py::test_that_does_not_exist", "tests/no_such_file.py::test_x"]
+        "tests/unit/test_repository.py::test_that_does_not_exist", "tests/no_such_file.py::test_x"]
 
 
 def test_every_rule_has_its_anchor_heading_and_status() -> None:

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from conftest import Stack
 from log_canaries import LogScan
-from test_logging import logs  # noqa: F401 - the fixture
 
 from gateway.handlers.base import HSTS
 from gateway.handlers.verify import VerifyHandler
@@ -73,7 +72,7 @@ def test_a_bearer_token_is_answered_below_the_handler_with_the_same_answer(
 
 
 def test_J9_a_refusal_below_the_handler_is_the_handlers_refusal(
-        stack: Stack, handled: list[str], logs: LogScan) -> None:  # noqa: F811
+        stack: Stack, handled: list[str], logs: LogScan) -> None:
     token, cookie = _signed_in(stack)
     name = next(iter(cookie))
     forged = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)

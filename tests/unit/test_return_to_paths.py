@@ -4,7 +4,6 @@ no spelling of ".." climbs out of it."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from gateway.redirects import is_allowed_return_to, parse_allowlist
@@ -82,22 +81,3 @@ def test_R2_each_entry_keeps_its_own_prefix() -> None:
     assert not is_allowed_return_to("https://docs.example.test:444/", two)
 
 
-@pytest.mark.parametrize("return_to", [
-    "https://app.example.test/console-evil/",
-    "https://app.example.test/admin/",
-    "https://app.example.test/console/../admin/",
-    "https://app.example.test/console/%2e%2e/admin/",
-])
-def test_R2_login_refuses_a_return_to_outside_the_path_prefix(make_stack, return_to: str) -> None:
-    stack = make_stack(login={"allowed_return_urls": ["https://app.example.test/console/"]})
-    answer = httpx.get(f"{stack.url}/login/google", params={"return_to": return_to})
-    assert answer.status_code == 400
-    assert "location" not in answer.headers
-    assert "not allowed" in answer.text
-
-
-def test_R2_login_accepts_a_return_to_under_the_path_prefix(make_stack) -> None:
-    stack = make_stack(login={"allowed_return_urls": ["https://app.example.test/console/"]})
-    answer = httpx.get(f"{stack.url}/login/google",
-                       params={"return_to": "https://app.example.test/console/users"})
-    assert answer.status_code == 302

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_config import write_config
+from config_support import write_config
 
 from gateway.config import ClientSettings, TokenSettings, load_settings
 from gateway.errors import (
@@ -118,7 +118,7 @@ def test_oidc_lifetimes_are_bounded(tmp_path: Path) -> None:
 
 def test_the_example_client_of_the_shipped_configuration_is_valid(tmp_path: Path) -> None:
     """The commented `[[clients]]` of config/gateway.example.toml, uncommented, loads."""
-    from test_config import EXAMPLE_CONFIG
+    from config_support import EXAMPLE_CONFIG
     lines = EXAMPLE_CONFIG.read_text().splitlines()
     start = lines.index("# [[clients]]")
     block = []

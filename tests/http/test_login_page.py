@@ -1,7 +1,7 @@
 """The sign-in page (GET /login) and the signed-in page (GET /) over HTTP: the app's name when
 the login belongs to a registered client's authorization request, brand-named buttons with
 their logos drawn inline, the provider named as its brand, times as dates. The same pages in a
-real browser: tests/test_browser.py."""
+real browser: tests/http/test_browser.py."""
 
 from __future__ import annotations
 

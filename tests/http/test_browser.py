@@ -354,7 +354,6 @@ def test_chooser_on_a_phone_and_by_keyboard(make_stack: Callable[..., Stack],
     assert focused == list(BUTTON_LABELS.values())
 
 
-
 def content_width(page: Any, selector: str) -> float:
     """The width inside an element's padding (what a child of width 100% gets)."""
     return float(page.eval_on_selector(selector, """e => {

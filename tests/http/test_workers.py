@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from config_support import refusal, write_config
 from conftest import LoopThread
 from oidc_support import (
     authorization_params,
@@ -31,14 +32,13 @@ from process_support import (
     HTTP_TIMEOUT,
     Deployment,
     GatewayProcess,
+    assert_one_line_config_error,
     deployment_factory,
     parent_of,
     process_running,
     run_cli,
     wait_until,
 )
-from test_cli import assert_one_line_config_error
-from test_config import refusal, write_config
 
 from gateway.config import load_settings
 from gateway.workers import RESTART_LIMIT, STOP_SIGNALS, run_workers

@@ -17,10 +17,10 @@ import pytest
 import redis
 import tornado.escape
 import tornado.web
+from config_support import refusal, write_config, write_secret
 from conftest import Stack
+from process_support import assert_one_line_config_error, run_cli
 from store_backends import REDIS_URL, delete_prefix, require_redis, unique_prefix
-from test_cli import assert_one_line_config_error, run_gateway
-from test_config import refusal, write_config, write_secret
 
 from gateway import cookies
 from gateway.app import build_context
@@ -151,12 +151,12 @@ def test_unusable_sqlite_path_is_a_config_error_at_start(tmp_path: Path) -> None
 
 def test_serve_with_an_unusable_sqlite_path_exits_2_with_one_line(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    assert run_gateway("keys", "generate", "--dir", str(keys), "--algorithm", "ES256",
+    assert run_cli("keys", "generate", "--dir", str(keys), "--algorithm", "ES256",
                        cwd=tmp_path).returncode == 0
     config = write_config(tmp_path, {"tokens.keys_dir": str(keys), "tokens.algorithm": "ES256",
                                      "listen.port": 0,
                                      "store.url": f"sqlite://{tmp_path}/missing/gw.db"})
-    result = run_gateway("serve", "--config", str(config), cwd=tmp_path)
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert_one_line_config_error("\n".join(errors), "store.url")

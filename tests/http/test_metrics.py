@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from conftest import Stack
+from metrics_support import sample
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.server import start_admin
@@ -30,15 +31,6 @@ def metrics_of(admin_url: str) -> str:
     answer = httpx.get(f"{admin_url}/metrics")
     assert answer.status_code == 200, answer.text
     return answer.text
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample (0 when the series does not exist yet)."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def label_values(text: str, label: str) -> set[str]:
