@@ -1,0 +1,412 @@
+"""Validation: every rule across fields, in one pass after loading; the first problem is a
+`ConfigError` naming its key, so the CLI can print one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.config.settings import (
+    ALGORITHMS,
+    CLIENT_ID_PATTERN,
+    CLIENT_SECRET_HASH_PATTERN,
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_LEEWAY_SECONDS,
+    MAX_UPSTREAM_TIMEOUT,
+    MAX_WORKERS,
+    MIN_COOKIE_SECRET_BYTES,
+    MIN_DISTINCT_SECRET_CHARACTERS,
+    OIDC_SCOPES,
+    SAMESITE_VALUES,
+    SECRET_FILE_SUFFIX,
+    AccessSettings,
+    ClientSettings,
+    CookieSettings,
+    FacebookSettings,
+    GoogleSettings,
+    ProviderSettings,
+    Secret,
+    Settings,
+    TokenSettings,
+    TwitterSettings,
+    UpstreamSettings,
+)
+from gateway.errors import ConfigError
+from gateway.store.location import parse_store_url, store_url
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
+
+
+def validate(settings: Settings) -> None:
+    """Every rule, section by section in a fixed order: the first problem found is reported."""
+    _check_issuer_and_listen(settings)
+    _check_tokens(settings.tokens)
+    _check_cookies(settings)
+    _check_login(settings)
+    _check_upstream(settings.upstream)
+    _check_store(settings)
+    _check_workers(settings)
+    _check_operations(settings)
+    _check_providers(settings)
+    _check_edge(settings)
+    _check_oidc_lifetimes(settings.tokens)
+    _check_clients(settings)
+    for i, origin in enumerate(settings.dev.image_origins):
+        _check_origin(f"dev.image_origins[{i}]", origin)
+    _check_access(settings.access)
+
+
+def _check_issuer_and_listen(settings: Settings) -> None:
+    _check_public_url("issuer", settings.issuer, settings.dev_mode)
+    if settings.issuer.endswith("/") or urlsplit(settings.issuer)[3:] != ("", ""):
+        raise ConfigError("issuer", "must be a base URL without trailing slash, query or fragment")
+    if not 0 <= settings.listen.port <= 65535:
+        raise ConfigError("listen.port", "must be between 0 and 65535")
+    if not 1 <= settings.listen.workers <= MAX_WORKERS:
+        raise ConfigError("listen.workers", f"must be between 1 and {MAX_WORKERS}")
+
+
+def _check_tokens(tokens: TokenSettings) -> None:
+    if tokens.algorithm not in ALGORITHMS:
+        raise ConfigError(
+            "tokens.algorithm", f"must be one of {', '.join(ALGORITHMS)} (got {tokens.algorithm!r})"
+        )
+    if not 30 <= tokens.access_token_lifetime <= 86400:
+        raise ConfigError("tokens.access_token_lifetime", "must be between 30 and 86400 seconds")
+    if not 0 <= tokens.leeway <= MAX_LEEWAY_SECONDS:
+        raise ConfigError("tokens.leeway", f"must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+    if not tokens.keys_dir:
+        raise ConfigError("tokens.keys_dir", "is required (a directory holding the signing keys)")
+
+
+def _check_cookies(settings: Settings) -> None:
+    cookies, dev = settings.cookies, settings.dev_mode
+    _check_cookie_secrets(cookies, dev)
+    if cookies.samesite not in SAMESITE_VALUES:
+        raise ConfigError("cookies.samesite", f"must be one of {', '.join(SAMESITE_VALUES)}")
+    if cookies.samesite == "None" and not cookies.secure:
+        raise ConfigError("cookies.samesite", "None requires cookies.secure = true")
+    if not cookies.secure and not (dev or _is_loopback_url(settings.issuer)):
+        raise ConfigError("cookies.secure",
+                          "may be false only in development mode or on a loopback issuer")
+    if cookies.domain and not _is_domain_of(cookies.domain, settings.issuer):
+        raise ConfigError("cookies.domain", "must be the issuer's host or a parent domain of it")
+    if cookies.session_lifetime < 60 or cookies.session_idle_timeout < 60:
+        raise ConfigError("cookies.session_lifetime", "session timeouts must be at least 60 s")
+    if cookies.session_idle_timeout > cookies.session_lifetime:
+        raise ConfigError("cookies.session_idle_timeout", "must not exceed session_lifetime")
+
+
+def _check_cookie_secrets(cookies: CookieSettings, dev: bool) -> None:
+    if not cookies.secret:
+        raise _missing_secret("cookies.secret", "at least 32 random bytes")
+    _check_cookie_secret("cookies.secret", cookies.secret, dev)
+    for i, previous in enumerate(cookies.previous_secrets):
+        _check_cookie_secret(f"cookies.previous_secrets[{i}]", previous, dev)
+        if previous == cookies.secret or previous in cookies.previous_secrets[:i]:
+            raise ConfigError(f"cookies.previous_secrets[{i}]",
+                              "repeats cookies.secret or an earlier previous secret")
+
+
+def _check_login(settings: Settings) -> None:
+    login, dev = settings.login, settings.dev_mode
+    for i, url in enumerate(login.allowed_return_urls):
+        _check_public_url(f"login.allowed_return_urls[{i}]", url, dev)
+    if login.default_return_to:
+        _check_public_url("login.default_return_to", login.default_return_to, dev)
+    if not 30 <= login.transaction_lifetime <= 3600:
+        raise ConfigError("login.transaction_lifetime", "must be between 30 and 3600 seconds")
+    if login.max_pending_transactions < 1:
+        raise ConfigError("login.max_pending_transactions", "must be at least 1")
+
+
+def _check_upstream(upstream: UpstreamSettings) -> None:
+    for name in ("connect_timeout", "request_timeout"):
+        timeout = getattr(upstream, name)
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_UPSTREAM_TIMEOUT):
+            raise ConfigError(f"upstream.{name}",
+                              f"must be a number of seconds above 0 and at most "
+                              f"{MAX_UPSTREAM_TIMEOUT:.0f} (got {timeout})")
+    if upstream.max_clients < 1:
+        raise ConfigError("upstream.max_clients", "must be at least 1")
+    if upstream.max_response_bytes < 1024:
+        raise ConfigError("upstream.max_response_bytes", "must be at least 1024")
+    if upstream.ca_file:
+        _check_ca_file(upstream.ca_file)
+    if upstream.jwks_cache_seconds < 0 or upstream.jwks_refresh_cooldown < 0:
+        raise ConfigError("upstream.jwks_cache_seconds", "JWKS timings must not be negative")
+
+
+def _check_providers(settings: Settings) -> None:
+    providers = settings.providers
+    for section in dataclasses.fields(providers):
+        provider = getattr(providers, section.name)
+        if provider is not None:
+            _check_provider(f"providers.{section.name}", provider, settings.dev_mode)
+
+
+def _check_access(access: AccessSettings) -> None:
+    """Entries that could never match are mistakes: say so at start, not by locking users out."""
+    _check_domains("access.email_domains", access.email_domains)
+    for i, email in enumerate(access.emails):
+        local, at, domain = email.rpartition("@")
+        if not (at and local and _DOMAIN.fullmatch(domain)) or any(c.isspace() for c in email):
+            raise ConfigError(f"access.emails[{i}]",
+                              f"must be an email address such as ada@example.com (got {email!r})")
+    providers = [f.name for f in dataclasses.fields(ProviderSettings)]
+    for i, subject in enumerate(access.subjects):
+        provider, colon, account = subject.partition(":")
+        if not (colon and account) or provider not in providers \
+                or not account.isprintable() or " " in account:
+            raise ConfigError(f"access.subjects[{i}]",
+                              f"must be a `sub` such as google:1098... or twitter:1234..., "
+                              f"the provider one of {', '.join(providers)} (got {subject!r})")
+
+
+def _check_domains(key: str, domains: tuple[str, ...]) -> None:
+    for i, domain in enumerate(domains):
+        if not _DOMAIN.fullmatch(domain):
+            raise ConfigError(f"{key}[{i}]",
+                              f"must be a domain such as example.com (got {domain!r})")
+
+
+def _check_origin(key: str, origin: str) -> None:
+    """scheme://host[:port] and nothing else: it goes into a Content-Security-Policy header."""
+    try:
+        parts = urlsplit(origin)
+        port_is_valid = parts.port is None or parts.port > 0
+    except ValueError:  # a malformed IPv6 host or port
+        port_is_valid = False
+    if not (port_is_valid and parts.scheme in ("https", "http") and parts.hostname
+            and origin == f"{parts.scheme}://{parts.netloc}" and "@" not in origin
+            and origin.isascii() and origin.isprintable()
+            and not any(c in origin for c in " ;,'\"\\*")):
+        raise ConfigError(key, f"must be an origin such as http://localhost:8081 (got {origin!r})")
+
+
+def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
+    """Every provider's endpoints, then what each one requires of its own."""
+    for f in dataclasses.fields(provider):
+        if f.name.endswith("_url"):
+            _check_public_url(f"{prefix}.{f.name}", getattr(provider, f.name), dev)
+    if isinstance(provider, GoogleSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        _check_domains(f"{prefix}.hosted_domains", provider.hosted_domains)
+        if not provider.issuers:
+            raise ConfigError(f"{prefix}.issuers", "must list at least one issuer")
+        if "openid" not in provider.scopes:
+            raise ConfigError(f"{prefix}.scopes", "must include openid")
+        if provider.fetch_userinfo not in ("auto", "always", "never"):
+            raise ConfigError(f"{prefix}.fetch_userinfo", "must be auto, always or never")
+    elif isinstance(provider, FacebookSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        if not re.fullmatch(r"v\d+\.\d+", provider.graph_api_version):
+            raise ConfigError(f"{prefix}.graph_api_version", "must look like v26.0")
+    elif isinstance(provider, TwitterSettings):
+        if provider.mode == "oauth2":
+            _require(prefix, provider, "client_id", "client_secret")
+            if not {"users.read", "tweet.read"} <= set(provider.scopes):
+                # X's GET /2/users/me, which tells who signed in, needs both.
+                raise ConfigError(f"{prefix}.scopes", "must include users.read and tweet.read")
+        elif provider.mode == "oauth1":
+            _require(prefix, provider, "consumer_key", "consumer_secret")
+        else:
+            raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+
+
+def _check_store(settings: Settings) -> None:
+    store = settings.store
+    try:
+        location = parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode))
+    except ValueError as e:
+        raise ConfigError("store.url", str(e)) from None
+    if store.password and location.kind != "redis":
+        raise ConfigError("store.password", "is only for a redis:// or rediss:// store.url")
+    if store.password and location.has_password:
+        raise ConfigError("store.password", "store.url holds a password already; set only one")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
+        raise ConfigError("store.key_prefix",
+                          "must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+
+
+def _check_workers(settings: Settings) -> None:
+    """Several worker processes must share one state: never with in-process state."""
+    workers = settings.listen.workers
+    if workers == 1:
+        return
+    if settings.dev_mode:
+        raise ConfigError("listen.workers", f"must be 1 in development mode (got {workers}): "
+                          "the provider stand-ins and the memory:// store live in one process")
+    if parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode)).kind == "memory":
+        raise ConfigError("listen.workers", f"{workers} worker processes cannot use the "
+                          "memory:// store: login transactions and sessions would not be shared "
+                          "between them; use a sqlite:/// or redis:// store.url")
+
+
+def _check_operations(settings: Settings) -> None:
+    if not 0 <= settings.admin.port <= 65535:
+        raise ConfigError("admin.port", "must be between 0 and 65535")
+    if settings.logging.format not in ("", *LOG_FORMATS):
+        raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if settings.logging.level.upper() not in LOG_LEVELS:
+        raise ConfigError("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+
+
+def _check_cookie_secret(key: str, secret: Secret, dev: bool) -> None:
+    if len(secret.reveal().encode()) < MIN_COOKIE_SECRET_BYTES:
+        raise ConfigError(key, f"must be at least {MIN_COOKIE_SECRET_BYTES} bytes")
+    if not dev and len(set(secret.reveal())) < MIN_DISTINCT_SECRET_CHARACTERS:
+        # SECURITY L2: a typed or placeholder secret is refused outside development mode.
+        raise ConfigError(key, "looks weak (too few distinct characters); generate "
+                          "one with: head -c 48 /dev/urandom | base64")
+
+
+def _check_edge(settings: Settings) -> None:
+    """Trusted proxies, rate limits and key rotation timing."""
+    for i, cidr in enumerate(settings.proxy.trusted):
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=True)
+        except ValueError as e:
+            raise ConfigError(f"proxy.trusted[{i}]", f"must be an address or CIDR ({e})") from None
+    limits = settings.rate_limits
+    for group in ("login", "token", "verify"):
+        if getattr(limits, f"{group}_requests") < 0:
+            raise ConfigError(f"rate_limits.{group}_requests", "must be 0 (off) or more")
+        if not 1 <= getattr(limits, f"{group}_window") <= 86400:
+            raise ConfigError(f"rate_limits.{group}_window", "must be between 1 and 86400 seconds")
+    if not 0 <= settings.tokens.key_activation_delay <= 30 * 86400:
+        raise ConfigError("tokens.key_activation_delay", "must be between 0 and 2592000 seconds")
+    if not 0 <= settings.tokens.key_reload_interval <= 3600:
+        raise ConfigError("tokens.key_reload_interval", "must be between 0 and 3600 seconds")
+
+
+def _check_oidc_lifetimes(tokens: TokenSettings) -> None:
+    if not 10 <= tokens.authorization_code_lifetime <= 60:
+        # SECURITY C1: codes expire within 60 s.
+        raise ConfigError("tokens.authorization_code_lifetime", "must be between 10 and 60 seconds")
+    if tokens.refresh_token_idle_lifetime < 60:
+        raise ConfigError("tokens.refresh_token_idle_lifetime", "must be at least 60 seconds")
+    if tokens.refresh_token_absolute_lifetime < tokens.refresh_token_idle_lifetime:
+        raise ConfigError("tokens.refresh_token_absolute_lifetime",
+                          "must be at least refresh_token_idle_lifetime")
+    if not 0 <= tokens.refresh_token_reuse_interval <= 60:
+        raise ConfigError("tokens.refresh_token_reuse_interval", "must be between 0 and 60 seconds")
+
+
+def _check_clients(settings: Settings) -> None:
+    enabled = {f.name for f in dataclasses.fields(settings.providers)
+               if getattr(settings.providers, f.name) is not None}
+    seen: set[str] = set()
+    for i, client in enumerate(settings.clients):
+        prefix = f"clients[{i}]"
+        if not CLIENT_ID_PATTERN.fullmatch(client.client_id):
+            raise ConfigError(f"{prefix}.client_id",
+                              "is required: 1 to 128 letters, digits, '.', '_', '~' or '-'")
+        if client.client_id in seen:
+            raise ConfigError(f"{prefix}.client_id", f"{client.client_id!r} is registered twice")
+        seen.add(client.client_id)
+        _check_client(prefix, client, enabled, settings.dev_mode)
+
+
+def _check_client(prefix: str, client: ClientSettings, enabled: set[str], dev: bool) -> None:
+    if client.client_secret_hash and not CLIENT_SECRET_HASH_PATTERN.fullmatch(
+            client.client_secret_hash):
+        raise ConfigError(f"{prefix}.client_secret_hash",
+                          "must be the output of `oauth-gateway clients hash-secret`")
+    if not client.redirect_uris:
+        raise ConfigError(f"{prefix}.redirect_uris", "must list at least one URL")
+    for name in ("redirect_uris", "post_logout_redirect_uris"):
+        for j, uri in enumerate(getattr(client, name)):
+            _check_registered_uri(f"{prefix}.{name}[{j}]", uri, dev)
+    for j, provider in enumerate(client.providers):
+        if provider not in enabled:
+            raise ConfigError(f"{prefix}.providers[{j}]",
+                              f"{provider!r} is not an enabled provider "
+                              f"({', '.join(sorted(enabled)) or 'none enabled'})")
+    if "openid" not in client.scopes:
+        raise ConfigError(f"{prefix}.scopes", "must include openid")
+    for j, scope in enumerate(client.scopes):
+        if scope not in OIDC_SCOPES:
+            raise ConfigError(f"{prefix}.scopes[{j}]",
+                              f"must be one of {', '.join(OIDC_SCOPES)} (got {scope!r})")
+
+
+def _check_registered_uri(key: str, uri: str, dev: bool) -> None:
+    """A redirect URI a client registers: absolute, https (http on loopback or in development
+    mode), no fragment (RFC 6749 3.1.2), no wildcard: it is compared as an exact string."""
+    _check_public_url(key, uri, dev)
+    if "#" in uri:
+        raise ConfigError(key, "must not contain a fragment (#)")
+    if "*" in uri:
+        raise ConfigError(key, "must not contain a wildcard: redirect URIs match exactly")
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in uri):
+        raise ConfigError(key, "must be plain ASCII without spaces")
+
+
+def _require(prefix: str, provider: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(provider, name)
+        if isinstance(value, Secret) and not value:
+            raise _missing_secret(f"{prefix}.{name}")
+        if not value:
+            raise ConfigError(f"{prefix}.{name}", "is required")
+
+
+def env_variable(key: str) -> str:
+    """The environment variable that sets a dotted key (`providers.google.client_secret`:
+    GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET)."""
+    return ENV_PREFIX + key.replace(".", "__").upper()
+
+
+def _missing_secret(key: str, what: str = "") -> ConfigError:
+    """Secrets usually come from the environment or a file: the message says how."""
+    name = key.rpartition(".")[2]
+    return ConfigError(key, f"is required{f' ({what})' if what else ''}: set {name} or "
+                       f"{name}{SECRET_FILE_SUFFIX} in the file, or {env_variable(key)} or "
+                       f"{env_variable(key)}{SECRET_FILE_SUFFIX.upper()} in the environment")
+
+
+def _check_public_url(key: str, url: str, dev: bool) -> None:
+    if not url:
+        raise ConfigError(key, "is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(key, f"must be an absolute https:// URL (got {url!r})")
+    if parts.username or parts.password:
+        raise ConfigError(key, "must not contain user info")
+    if parts.scheme == "http" and not (_is_loopback_url(url) or dev):
+        raise ConfigError(key, "must use https:// (http:// only for loopback addresses)")
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_domain_of(domain: str, url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    domain = domain.lower().lstrip(".")
+    return host == domain or host.endswith("." + domain)
+
+
+def _check_ca_file(path: str) -> None:
+    """A CA bundle that cannot be used would fail every login at its first provider call."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # an OSError too: first
+        raise ConfigError("upstream.ca_file", f"{path} holds no PEM certificate") from None
+    except OSError as e:
+        raise ConfigError("upstream.ca_file", f"cannot read {path}: {e.strerror or e}") from None
