@@ -68,35 +68,51 @@ def parse_allowlist(urls: Iterable[str], *, dev_loopback: bool = False
 
 def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> bool:
     """True when `candidate` may be used as a redirect target after login."""
+    target = _unambiguous_target(candidate)
+    if target is None:
+        return False
+    scheme, host, port, path = target
+    return any(entry.admits(scheme, host, port, path) for entry in allowlist)
+
+
+def _unambiguous_target(candidate: str) -> tuple[str, str, int | None, str] | None:
+    """(scheme, host, port, path) of an absolute http(s) URL that every browser reads as we do;
+    None for anything else (see the module's docstring)."""
     if not candidate or len(candidate) > MAX_RETURN_TO_LENGTH:
-        return False
+        return None
     if _UNSAFE_CHARACTERS.search(candidate):
-        return False
+        return None
     try:
         parts = urlsplit(candidate)
-    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1"
-        return False
+        port = parts.port
+    except ValueError:  # e.g. an unclosed IPv6 bracket ("http://[::1"), a port out of range
+        return None
     # The scheme must be written exactly in lower case: "HtTp:" or "%68ttp:" are evasion forms.
     if parts.scheme not in ("http", "https") or not candidate.startswith(parts.scheme + "://"):
-        return False
-    if "@" in parts.netloc or "%" in parts.netloc or not parts.netloc:
-        return False
-    try:
-        port = parts.port
-    except ValueError:
-        return False
-    host = parts.hostname or ""
+        return None
+    host = _plain_host(parts.netloc, parts.hostname, port)
+    if host is None:
+        return None
+    path = parts.path or "/"
+    if _ENCODED_SEPARATORS.search(path) or _has_dot_segment(unquote(path)):
+        return None
+    return parts.scheme, host, port, path
+
+
+def _plain_host(netloc: str, hostname: str | None, port: int | None) -> str | None:
+    """The host of `netloc` as written in a URL (IPv6 in brackets), when `netloc` is exactly
+    host[:port]: no user info, no percent-encoding, no trailing dot, no odd spelling."""
+    if "@" in netloc or "%" in netloc or not netloc:
+        return None
+    host = hostname or ""
     if ":" in host:
         host = f"[{host}]"  # urllib drops an IPv6 literal's brackets; URLs and entries keep them
     if not _HOST.fullmatch(host) or host.endswith("."):
-        return False
-    netloc = host if port is None else f"{host}:{port}"
-    if netloc != parts.netloc.lower():
-        return False  # e.g. an empty port "host:" or other odd spellings
-    path = parts.path or "/"
-    if _ENCODED_SEPARATORS.search(path) or _has_dot_segment(unquote(path)):
-        return False
-    return any(entry.admits(parts.scheme, host, port, path) for entry in allowlist)
+        return None
+    spelled = host if port is None else f"{host}:{port}"
+    if spelled != netloc.lower():
+        return None  # e.g. an empty port "host:" or other odd spellings
+    return host
 
 
 def _has_dot_segment(path: str) -> bool:

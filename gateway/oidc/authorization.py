@@ -122,106 +122,135 @@ def parse_authorization_request(
     enabled_providers: Sequence[str],
     now: float,
 ) -> tuple[ClientSettings, AuthorizationRequest]:
-    """Validate the query of `/authorize`; `params` maps each name to all its values, raw."""
+    """Validate the query of `/authorize`; `params` maps each name to all its values, raw.
 
-    def one(name: str) -> str | None:
-        values = params.get(name, [])
-        if len(values) > 1:
-            raise InvalidRequest(f"The parameter {name!r} was given more than once.")
-        if not values or values[0] == "":
-            return None
-        if len(values[0]) > MAX_PARAMETER_LENGTH:
-            raise InvalidRequest(f"The parameter {name!r} is too long.")
-        return values[0]
-
-    # Until client_id and redirect_uri are known good: pages only (SECURITY R1, R3).
-    client = clients.get(one("client_id"))
+    Until client_id and redirect_uri are known good, a refusal is a page (SECURITY R1, R3);
+    after that, every refusal goes back to the client with `error`, `state` and `iss`."""
+    # SECURITY R1: the redirect_uri is compared as an exact string; no prefix, no normalisation.
+    client = clients.get(_one_value(params, "client_id"))
     if client is None:
         raise InvalidRequest("This app is not registered with the gateway.",
                              log_detail="unknown or missing client_id")
-    redirect_uri = one("redirect_uri")
+    redirect_uri = _one_value(params, "redirect_uri")
     if redirect_uri is None or redirect_uri not in client.redirect_uris:
-        # SECURITY R1: an exact string match; no prefix, no normalisation.
         raise InvalidRequest("The app asked to return to an address it has not registered.",
                              log_detail=f"redirect_uri not registered for {client.client_id}")
-
-    state: str | None = None
-
-    def refuse(error: str, description: str, detail: str = "") -> AuthorizationRedirect:
-        location = with_query(redirect_uri, {"error": error, "error_description": description,
-                                             "state": state, "iss": issuer})
-        return AuthorizationRedirect(error, description, location=location,
-                                     log_detail=f"client={client.client_id} {detail}".strip())
-
-    def redirectable(name: str) -> str | None:
-        try:
-            return one(name)
-        except InvalidRequest as e:
-            raise refuse("invalid_request", e.description) from None
-
-    state = redirectable("state")
-    response_type = redirectable("response_type")
-    if response_type is None:
-        raise refuse("invalid_request", "response_type is required.")
-    if response_type != "code":
-        raise refuse("unsupported_response_type", "Only response_type=code is supported.")
-    for name, error in (("request", "request_not_supported"),
-                        ("request_uri", "request_uri_not_supported")):
-        if redirectable(name) is not None:
-            raise refuse(error, f"The {name} parameter is not supported.")
-    response_mode = redirectable("response_mode")
-    if response_mode not in (None, "query"):
-        raise refuse("invalid_request", "Only response_mode=query is supported.")
-
-    scope = tuple(dict.fromkeys((redirectable("scope") or "").split()))
-    if "openid" not in scope:
-        raise refuse("invalid_scope", "The scope must include openid.")
-    refused = [s for s in scope if s not in client.scopes]
-    if refused:
-        raise refuse("invalid_scope", "This app may not ask for: " + " ".join(sorted(refused)))
-
-    code_challenge = redirectable("code_challenge")
-    method = redirectable("code_challenge_method")
-    if code_challenge is None and method is not None:
-        raise refuse("invalid_request", "code_challenge_method without code_challenge.")
-    if code_challenge is not None:
-        # SECURITY S2: only S256. A missing method means plain (RFC 7636 4.3), refused too.
-        if method != "S256":
-            raise refuse("invalid_request", "PKCE code_challenge_method must be S256.",
-                         f"code_challenge_method={(method or 'plain')[:16]!r}")
-        if not S256_CHALLENGE_PATTERN.fullmatch(code_challenge):
-            raise refuse("invalid_request", "The code_challenge is not a valid S256 challenge.")
-    elif client.is_public:
-        raise refuse("invalid_request", "PKCE (code_challenge with S256) is required.",
-                     "public client without PKCE")
-
-    prompt = tuple(dict.fromkeys((redirectable("prompt") or "").split()))
-    if not set(prompt) <= PROMPT_VALUES or ("none" in prompt and len(prompt) > 1):
-        raise refuse("invalid_request", "Unsupported prompt value.")
-    max_age_text = redirectable("max_age")
-    max_age = None
-    if max_age_text is not None:
-        if not max_age_text.isdigit() or len(max_age_text) > 10:
-            raise refuse("invalid_request", "max_age must be a number of seconds.")
-        max_age = int(max_age_text)
-
-    provider = redirectable("provider")
+    query = _ClientQuery(params, client, redirect_uri, issuer)
+    query.state = query.value("state")
+    _check_response_type(query)
+    scope = _checked_scope(query)
+    code_challenge = _checked_code_challenge(query)
+    prompt, max_age = _checked_prompt_and_max_age(query)
+    provider = query.value("provider")
     if provider is not None and provider not in allowed_providers(client, enabled_providers):
-        raise refuse("invalid_request", "This app may not use that sign-in provider.",
-                     f"provider={provider[:32]!r}")
-
+        raise query.refuse("invalid_request", "This app may not use that sign-in provider.",
+                           f"provider={provider[:32]!r}")
     return client, AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
         scope=scope,
-        state=state,
-        nonce=redirectable("nonce"),
+        state=query.state,
+        nonce=query.value("nonce"),
         code_challenge=code_challenge,
         provider=provider,
         prompt=prompt,
         max_age=max_age,
         created=now,
     )
+
+
+def _one_value(params: Mapping[str, list[str]], name: str) -> str | None:
+    """A parameter given at most once (SECURITY S7), bounded; None when absent or empty."""
+    values = params.get(name, [])
+    if len(values) > 1:
+        raise InvalidRequest(f"The parameter {name!r} was given more than once.")
+    if not values or values[0] == "":
+        return None
+    if len(values[0]) > MAX_PARAMETER_LENGTH:
+        raise InvalidRequest(f"The parameter {name!r} is too long.")
+    return values[0]
+
+
+@dataclass
+class _ClientQuery:
+    """The rest of an authorization request, once its client and redirect_uri are known good:
+    every refusal from here on goes back to that redirect_uri."""
+
+    params: Mapping[str, list[str]]
+    client: ClientSettings
+    redirect_uri: str
+    issuer: str
+    state: str | None = None
+
+    def value(self, name: str) -> str | None:
+        try:
+            return _one_value(self.params, name)
+        except InvalidRequest as e:
+            raise self.refuse("invalid_request", e.description) from None
+
+    def refuse(self, error: str, description: str, detail: str = "") -> AuthorizationRedirect:
+        location = with_query(self.redirect_uri, {
+            "error": error, "error_description": description, "state": self.state,
+            "iss": self.issuer})
+        return AuthorizationRedirect(
+            error, description, location=location,
+            log_detail=f"client={self.client.client_id} {detail}".strip())
+
+
+def _check_response_type(query: _ClientQuery) -> None:
+    response_type = query.value("response_type")
+    if response_type is None:
+        raise query.refuse("invalid_request", "response_type is required.")
+    if response_type != "code":
+        raise query.refuse("unsupported_response_type", "Only response_type=code is supported.")
+    for name, error in (("request", "request_not_supported"),
+                        ("request_uri", "request_uri_not_supported")):
+        if query.value(name) is not None:
+            raise query.refuse(error, f"The {name} parameter is not supported.")
+    if query.value("response_mode") not in (None, "query"):
+        raise query.refuse("invalid_request", "Only response_mode=query is supported.")
+
+
+def _checked_scope(query: _ClientQuery) -> tuple[str, ...]:
+    scope = tuple(dict.fromkeys((query.value("scope") or "").split()))
+    if "openid" not in scope:
+        raise query.refuse("invalid_scope", "The scope must include openid.")
+    refused = [s for s in scope if s not in query.client.scopes]
+    if refused:
+        raise query.refuse("invalid_scope",
+                           "This app may not ask for: " + " ".join(sorted(refused)))
+    return scope
+
+
+def _checked_code_challenge(query: _ClientQuery) -> str | None:
+    code_challenge = query.value("code_challenge")
+    method = query.value("code_challenge_method")
+    if code_challenge is None and method is not None:
+        raise query.refuse("invalid_request", "code_challenge_method without code_challenge.")
+    if code_challenge is not None:
+        # SECURITY S2: only S256. A missing method means plain (RFC 7636 4.3), refused too.
+        if method != "S256":
+            raise query.refuse("invalid_request", "PKCE code_challenge_method must be S256.",
+                               f"code_challenge_method={(method or 'plain')[:16]!r}")
+        if not S256_CHALLENGE_PATTERN.fullmatch(code_challenge):
+            raise query.refuse("invalid_request",
+                               "The code_challenge is not a valid S256 challenge.")
+    elif query.client.is_public:
+        raise query.refuse("invalid_request", "PKCE (code_challenge with S256) is required.",
+                           "public client without PKCE")
+    return code_challenge
+
+
+def _checked_prompt_and_max_age(query: _ClientQuery) -> tuple[tuple[str, ...], int | None]:
+    prompt = tuple(dict.fromkeys((query.value("prompt") or "").split()))
+    if not set(prompt) <= PROMPT_VALUES or ("none" in prompt and len(prompt) > 1):
+        raise query.refuse("invalid_request", "Unsupported prompt value.")
+    max_age_text = query.value("max_age")
+    if max_age_text is None:
+        return prompt, None
+    if not max_age_text.isdigit() or len(max_age_text) > 10:
+        raise query.refuse("invalid_request", "max_age must be a number of seconds.")
+    return prompt, int(max_age_text)
 
 
 def refusal(request: AuthorizationRequest, error: str, description: str, *, issuer: str,

@@ -32,13 +32,7 @@ def parse_logout_request(*, hint_claims: dict[str, Any] | None, client_id: str |
                              log_detail="end_session: unknown client_id")
     hint_sid = None
     if hint_claims is not None:
-        audience = hint_claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        hinted = [c for c in (clients.get(a) for a in audiences if isinstance(a, str)) if c]
-        if len(hinted) != 1 or (client is not None and hinted[0] is not client):
-            raise InvalidRequest("The id_token_hint does not belong to this app.",
-                                 log_detail="end_session: id_token_hint aud mismatch")
-        client = hinted[0]
+        client = _hinted_client(hint_claims, client, clients)
         sid = hint_claims.get("sid")
         hint_sid = sid if isinstance(sid, str) and sid else None
     redirect_to = None
@@ -48,3 +42,15 @@ def parse_logout_request(*, hint_claims: dict[str, Any] | None, client_id: str |
                                  log_detail="end_session: post_logout_redirect_uri refused")
         redirect_to = with_query(post_logout_redirect_uri, {"state": state})
     return LogoutRequest(client, redirect_to, hint_sid)
+
+
+def _hinted_client(hint_claims: dict[str, Any], named: ClientSettings | None,
+                   clients: ClientRegistry) -> ClientSettings:
+    """The one registered client in the hint's `aud`; it must be the one `client_id` names."""
+    audience = hint_claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    hinted = [c for c in (clients.get(a) for a in audiences if isinstance(a, str)) if c]
+    if len(hinted) != 1 or (named is not None and hinted[0] is not named):
+        raise InvalidRequest("The id_token_hint does not belong to this app.",
+                             log_detail="end_session: id_token_hint aud mismatch")
+    return hinted[0]
