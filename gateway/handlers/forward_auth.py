@@ -81,22 +81,33 @@ class ForwardAuthHandler(BaseHandler):
                 raise NotPermitted(str(claims["sub"]))
             self._allow(claims, token)
             return
-        original = self._original_url()
-        return_to = original if original and is_allowed_return_to(
-            original, ctx.allowed_returns) else None
-        if original and return_to is None:
-            log.info("forward auth: original URL not in the return_to allowlist")
+        return_to = self._return_to()
         query = f"?{urlencode({'return_to': return_to})}" if return_to else ""
         self.login_url = f"{ctx.settings.issuer}/login{query}"
-        if mode is None:
-            headers = self.request.headers
-            forwarded = "X-Forwarded-Method" in headers and "X-Forwarded-Uri" in headers
-            mode = "redirect" if forwarded else "status"
-        method = self.request.headers.get("X-Forwarded-Method", self.request.method or "GET")
-        if mode == "redirect" and return_to and method.upper() in ("GET", "HEAD"):
+        if return_to and self._redirects(mode):
             self.redirect(self.login_url, status=302)
             return
         raise MissingToken("Sign-in required.", log_detail="forward auth: not signed in")
+
+    def _return_to(self) -> str | None:
+        """The original URL, when it passes the return_to allowlist (SECURITY R2)."""
+        original = self._original_url()
+        if original and is_allowed_return_to(original, self.ctx.allowed_returns):
+            return original
+        if original:
+            log.info("forward auth: original URL not in the return_to allowlist")
+        return None
+
+    def _redirects(self, mode: str | None) -> bool:
+        """Whether a stranger gets a 302 to the login page (Traefik, Caddy) rather than a 401
+        (nginx): `mode`, or the headers those proxies send; GET and HEAD only (a form post
+        cannot be replayed after a login)."""
+        headers = self.request.headers
+        if mode is None:
+            forwarded = "X-Forwarded-Method" in headers and "X-Forwarded-Uri" in headers
+            mode = "redirect" if forwarded else "status"
+        method = headers.get("X-Forwarded-Method", self.request.method or "GET")
+        return mode == "redirect" and method.upper() in ("GET", "HEAD")
 
     head = get
 
