@@ -43,7 +43,7 @@ from urllib.parse import urlencode
 import tornado.web
 from tornado.httputil import url_concat
 
-from gateway.devproviders.common import (
+from gateway.dev.standins.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
     AccountChooserHandler,
@@ -60,7 +60,7 @@ from gateway.devproviders.common import (
     pkce_matches,
     secrets_equal,
 )
-from gateway.devproviders.rfc5849 import (
+from gateway.dev.standins.rfc5849 import (
     OAuthRefusal,
     RequestVerifier,
     SignedRequest,
