@@ -14,7 +14,7 @@ from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature
 
 from gateway.dev.standins.common import Fault
-from gateway.dev.standins.twitter import DEV_USERS, XAccount, XStandIn
+from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.providers.twitter import identity_from_x_v1
 from gateway.providers.twitter_oauth1 import authorization_header
 
