@@ -21,7 +21,7 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --only-binary=:all: /wheels/oauth_gateway-*.whl \
  && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel \
  && find /opt/venv/lib -depth -type d \( -name test -o -name tests \) -exec rm -rf {} + \
- && /opt/venv/bin/python -c "import gateway.server, gateway.dev" \
+ && /opt/venv/bin/python -c "import gateway.server, gateway.dev.mode" \
  && /opt/venv/bin/oauth-gateway --help > /dev/null
 
 FROM ${PYTHON_IMAGE}

@@ -29,8 +29,8 @@ import tornado.httpserver
 import tornado.routing
 import tornado.web
 
-from gateway.devproviders.common import Fault
-from gateway.devproviders.google import (
+from gateway.dev.standins.common import Fault
+from gateway.dev.standins.google import (
     AuthorizeHandler,
     GoogleStandIn,
     TokenHandler,

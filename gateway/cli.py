@@ -195,7 +195,7 @@ def _hash_client_secret(*, generate: bool) -> int:
 
 def _check_config(config: str | None, *, dev: bool) -> int:
     if dev:
-        from gateway.dev import check_dev_config
+        from gateway.dev.mode import check_dev_config
 
         settings = check_dev_config(config, os.environ)
     else:
@@ -310,7 +310,7 @@ def _worker(settings: Settings, sockets: Sequence[socket.socket], parent: int,
 
 async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None) -> int:
     from gateway import server
-    from gateway.dev import prepare_dev_stack
+    from gateway.dev.mode import prepare_dev_stack
 
     stop = server.stop_event()
     stack = prepare_dev_stack(config, os.environ, command_line=command_line)

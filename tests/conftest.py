@@ -19,8 +19,8 @@ import pytest
 from log_canaries import SCAN, LogScan
 
 from gateway.context import GatewayContext
-from gateway.dev import DevStack, prepare_dev_stack
-from gateway.devproviders.google import GoogleStandIn
+from gateway.dev.mode import DevStack, prepare_dev_stack
+from gateway.dev.standins.google import GoogleStandIn
 from gateway.server import start_gateway
 
 

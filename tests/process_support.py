@@ -1,6 +1,6 @@
 """Real gateway processes for the multi-process tests: `python -m gateway serve --config <toml>`
 with a key made by `oauth-gateway keys generate`, a random cookie secret, and the Google stand-in
-served in the test's event-loop thread (as gateway/dev.py serves it), the gateway's
+served in the test's event-loop thread (as gateway/dev/mode.py serves it), the gateway's
 configuration pointing at it.
 
 A `Deployment` is what replicas behind a load balancer share: one public issuer, one keys
@@ -34,7 +34,7 @@ from log_canaries import SCAN
 from oidc_support import INTROSPECTOR, PUBLIC
 from store_backends import free_port
 
-from gateway.devproviders import google
+from gateway.dev.standins import google
 from gateway.server import bind, bound_port
 
 START_TIMEOUT = 30.0  # seconds for a gateway process to answer /readyz

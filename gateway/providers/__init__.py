@@ -3,7 +3,7 @@ connector does), and this, the only registry.
 
 A provider is enabled by its configuration section. Each module's `build` returns its
 connector, or None when its section is absent. Adding a provider: its module, one line in
-BUILDERS, its stand-in in devproviders/, its docs.
+BUILDERS, its stand-in in dev/standins/, its docs.
 """
 
 from __future__ import annotations

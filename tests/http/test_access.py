@@ -27,7 +27,7 @@ from prometheus_client import generate_latest
 
 from gateway.access import AccessPolicy
 from gateway.config import AccessSettings
-from gateway.devproviders.google import DEV_USERS
+from gateway.dev.standins.google import DEV_USERS
 from gateway.errors import NotPermitted
 from gateway.providers.google import check_hosted_domain
 

@@ -9,7 +9,7 @@ import time
 import httpx
 from conftest import Stack
 
-from gateway.devproviders.google import Fault
+from gateway.dev.standins.google import Fault
 
 
 def test_a_stalled_code_exchange_blocks_neither_other_logins_nor_verify(stack: Stack) -> None:

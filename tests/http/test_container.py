@@ -39,7 +39,7 @@ import pytest
 import tornado.httpserver
 from conftest import REPO_ROOT, Browser, LoopThread
 
-from gateway.devproviders.google import dev_provider
+from gateway.dev.standins.google import dev_provider
 from gateway.server import bind, bound_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.container]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 from conftest import Stack
 
-from gateway.devproviders.common import Fault
+from gateway.dev.standins.common import Fault
 from gateway.server import drain
 
 DRAIN_TIMEOUT = 40.0  # far beyond what either test needs: reaching it is the failure

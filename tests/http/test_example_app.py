@@ -23,7 +23,7 @@ from conftest import REPO_ROOT, FormParser
 from process_support import clean_environ
 from store_backends import free_port
 
-from gateway.dev import DEV_HOST, DEV_PORT
+from gateway.dev.mode import DEV_HOST, DEV_PORT
 
 EXAMPLE = REPO_ROOT / "examples" / "tornado_app.py"
 START_TIMEOUT = 30.0

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest import FormParser, Stack, query_of
 
-from gateway.devproviders.facebook import DEV_USERS, FacebookStandIn, appsecret_proof
+from gateway.dev.standins.facebook import DEV_USERS, FacebookStandIn, appsecret_proof
 from gateway.transactions import pkce_s256_challenge
 
 VERSION = "v26.0"

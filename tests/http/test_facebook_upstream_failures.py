@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import Stack
 
-from gateway.devproviders.common import Fault
+from gateway.dev.standins.common import Fault
 
 OAUTH_EXCEPTION = json.dumps({"error": {
     "message": "Error validating access token: Session has expired on Tuesday <b>canary</b>",

@@ -89,7 +89,7 @@ def test_pass_token_hands_the_jwt_or_a_fresh_one_for_the_session(make_stack) -> 
 
 
 def test_unverified_email_is_not_passed_on(app_stack: Stack) -> None:
-    from gateway.devproviders.google import DEV_USERS
+    from gateway.dev.standins.google import DEV_USERS
     unverified = next(u for u in DEV_USERS if not u.email_verified)
     browser = app_stack.browser()
     browser.login(user=unverified.key)

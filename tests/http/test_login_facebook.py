@@ -10,7 +10,7 @@ import jwt
 import pytest
 from conftest import Stack, query_of
 
-from gateway.devproviders.facebook import DEV_USERS, FacebookAccount, appsecret_proof
+from gateway.dev.standins.facebook import DEV_USERS, FacebookAccount, appsecret_proof
 from gateway.transactions import pkce_s256_challenge
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"

@@ -244,7 +244,7 @@ def test_L1_no_code_state_or_token_in_the_logs(stack: Stack, caplog: pytest.LogC
 
 
 def _dev_users():
-    from gateway.devproviders.google import DEV_USERS
+    from gateway.dev.standins.google import DEV_USERS
     return DEV_USERS
 
 

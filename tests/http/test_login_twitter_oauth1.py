@@ -13,8 +13,8 @@ from conftest import Stack, query_of
 from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature
 
-from gateway.devproviders.common import Fault
-from gateway.devproviders.twitter import DEV_USERS, XAccount, XStandIn
+from gateway.dev.standins.common import Fault
+from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.providers.twitter import identity_from_x_v1
 from gateway.providers.twitter_oauth1 import authorization_header
 

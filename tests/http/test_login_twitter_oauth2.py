@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO_ROOT, Stack, query_of
 
 from gateway.config import TwitterSettings, load_settings
-from gateway.devproviders.common import Fault
-from gateway.devproviders.twitter import DEV_USERS, XAccount, XStandIn
+from gateway.dev.standins.common import Fault
+from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.errors import ConfigError
 from gateway.providers.twitter import identity_from_x_v2
 from gateway.transactions import pkce_s256_challenge

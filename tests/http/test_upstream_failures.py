@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import Stack
 
-from gateway.devproviders.google import Fault
+from gateway.dev.standins.google import Fault
 
 
 def _callback_after_consent(stack: Stack, accept: str = "text/html"):

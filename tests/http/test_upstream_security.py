@@ -10,7 +10,7 @@ import logging
 import pytest
 from conftest import Stack
 
-from gateway.devproviders.google import Fault
+from gateway.dev.standins.google import Fault
 from gateway.errors import UpstreamError
 from gateway.upstream.client import Upstream, make_http_client
 from gateway.upstream.provider_keys import UpstreamKeys

@@ -24,7 +24,7 @@ from conftest import REPO_ROOT
 from process_support import toml_lines
 
 from gateway.config import Secret, Settings, load_settings
-from gateway.dev import check_dev_config
+from gateway.dev.mode import check_dev_config
 from gateway.redirects import is_allowed_return_to, parse_allowlist
 
 

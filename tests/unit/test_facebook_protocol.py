@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from gateway.config import FacebookSettings, load_settings
-from gateway.devproviders import facebook as standin
+from gateway.dev.standins import facebook as standin
 from gateway.errors import UpstreamError
 from gateway.providers.facebook import (
     access_token_of,

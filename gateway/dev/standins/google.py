@@ -32,7 +32,7 @@ import tornado.web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gateway.devproviders.common import (
+from gateway.dev.standins.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
     AccountChooserHandler,

@@ -18,8 +18,8 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.devproviders import facebook, google, twitter
-from gateway.devproviders.google import GoogleStandIn
+from gateway.dev.standins import facebook, google, x
+from gateway.dev.standins.google import GoogleStandIn
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
 
@@ -28,7 +28,7 @@ DEV_PORT = 8080  # the gateway's; examples/tornado_app.py expects it there by de
 
 
 class StandIn(Protocol):
-    """What dev mode needs of a provider stand-in (see gateway/devproviders/)."""
+    """What dev mode needs of a provider stand-in (see gateway/dev/standins/)."""
 
     base_url: str
 
@@ -41,7 +41,7 @@ StandInFactory = Callable[[str, str], tuple[StandIn, dict[str, Any]]]
 STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
     ("facebook", facebook.dev_provider),
-    ("twitter", twitter.dev_provider),
+    ("twitter", x.dev_provider),
 )
 
 

@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 
 import tornado.web
 
-from gateway.devproviders.common import (
+from gateway.dev.standins.common import (
     AVATAR_ROUTE,
     DEV_ACCOUNTS,
     AccountChooserHandler,
