@@ -16,10 +16,10 @@ import jwt
 import tornado.httpclient
 
 from gateway import cookies
+from gateway.claims_display import claim_rows
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest
 from gateway.handlers.base import BaseHandler
-from gateway.handlers.pages import claim_rows
 from gateway.textcompare import same_text
 from gateway.transactions import pkce_s256_challenge
 

@@ -17,8 +17,8 @@ from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken
 from gateway.handlers.base import BaseHandler
-from gateway.handlers.pages import sign_out
 from gateway.oidc.logout import parse_logout_request
+from gateway.signout import sign_out
 
 log = logging.getLogger("gateway.oidc")
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from gateway import cookies
+from gateway.claims_display import claim_rows
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken, NotFound
 from gateway.handlers.base import BaseHandler
 from gateway.redirects import is_allowed_return_to
+from gateway.signout import sign_out
 
 
 class HomeHandler(BaseHandler):
@@ -116,59 +113,3 @@ class LogoutHandler(BaseHandler):
             raise InvalidRequest("The address to return to is not allowed by this gateway.")
         await sign_out(self, ctx)
         self.redirect(return_to, status=303)
-
-
-async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
-    """End this browser's gateway session, revoke the refresh-token families started in it
-    (SECURITY P2, P7) and clear every cookie we set, with the attributes they were set with."""
-    session_id = ctx.cookies.read_signed(handler, cookies.SESSION,
-                                         ctx.settings.cookies.session_lifetime)
-    if session_id:
-        session = await ctx.sessions.lookup(session_id)
-        if session is not None:
-            await ctx.grants.end_session(session.sid)
-        await ctx.sessions.end(session_id)
-    ctx.cookies.clear(handler, cookies.SESSION)
-    ctx.cookies.clear(handler, cookies.ACCESS, shared=True)
-    handler.set_no_store()
-
-
-# NumericDate claims (RFC 7519 2, OIDC Core 2 and 5.1): seconds since the epoch, which nobody
-# reads; the pages show a UTC date, the number in its tooltip.
-TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
-
-
-@dataclass(frozen=True)
-class ClaimRow:
-    """One claim as the claims table (templates/claims_table.html) shows it."""
-
-    name: str
-    text: str  # what a person reads
-    epoch: int | None = None  # time claims: the value itself, for the tooltip
-    iso: str | None = None  # time claims: the <time datetime> attribute
-
-
-def claim_rows(claims: Mapping[str, Any]) -> list[ClaimRow]:
-    """The claims sorted by name, times as readable UTC dates, other values as text (strings
-    as they are, anything else as JSON)."""
-    rows = []
-    for name in sorted(claims):
-        value = claims[name]
-        when = _utc_date(value) if name in TIME_CLAIMS else None
-        if when is not None:
-            rows.append(ClaimRow(name, when.strftime("%Y-%m-%d %H:%M:%S UTC"), int(value),
-                                 when.isoformat().replace("+00:00", "Z")))
-        elif isinstance(value, str):
-            rows.append(ClaimRow(name, value))
-        else:
-            rows.append(ClaimRow(name, json.dumps(value)))
-    return rows
-
-
-def _utc_date(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (OverflowError, OSError, ValueError):  # out of the platform's range: shown as is
-        return None

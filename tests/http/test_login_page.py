@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import jwt
 from conftest import Stack
 
-from gateway.handlers.pages import claim_rows
+from gateway.claims_display import claim_rows
 
 
 def chooser_for_demo_app(stack: Stack, browser: Any) -> str:

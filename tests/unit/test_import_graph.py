@@ -87,6 +87,16 @@ def test_the_gateway_package_has_no_import_cycle() -> None:
     assert cycles(graph) == []
 
 
+def test_handlers_import_no_other_handler_than_the_base() -> None:
+    """A handler module is one room: what two handlers share lives below them (handlers/base.py
+    or a module of its own), never in a third handler module."""
+    graph = import_graph(PACKAGE)
+    handlers = {name for name in graph if name.startswith("gateway.handlers.")}
+    crossings = sorted((name, imported) for name in handlers for imported in graph[name]
+                       if imported in handlers and imported != "gateway.handlers.base")
+    assert crossings == []
+
+
 def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import(tmp_path: Path) -> None:
     package = tmp_path / "gateway"
     (package / "sub").mkdir(parents=True)

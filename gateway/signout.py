@@ -1,0 +1,24 @@
+"""Signing a browser out: its gateway session ends, the refresh-token families started in it are
+revoked, and every cookie the gateway set is cleared. Shared by the sign-out form and
+RP-initiated logout (handlers/pages.py, handlers/end_session.py)."""
+
+from __future__ import annotations
+
+from gateway import cookies
+from gateway.context import GatewayContext
+from gateway.handlers.base import BaseHandler
+
+
+async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
+    """End this browser's gateway session, revoke the refresh-token families started in it
+    (SECURITY P2, P7) and clear every cookie we set, with the attributes they were set with."""
+    session_id = ctx.cookies.read_signed(handler, cookies.SESSION,
+                                         ctx.settings.cookies.session_lifetime)
+    if session_id:
+        session = await ctx.sessions.lookup(session_id)
+        if session is not None:
+            await ctx.grants.end_session(session.sid)
+        await ctx.sessions.end(session_id)
+    ctx.cookies.clear(handler, cookies.SESSION)
+    ctx.cookies.clear(handler, cookies.ACCESS, shared=True)
+    handler.set_no_store()
