@@ -14,7 +14,7 @@ from tornado.routing import PathMatches, Rule
 from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
-from gateway.cookies import CookiePolicy, versioned_secrets
+from gateway.cookies import XSRF, CookiePolicy, versioned_secrets
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
     REFUSAL_LINES_PER_SECOND,
@@ -142,6 +142,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         cookie_secret=cookie_secret,
         key_version=key_version,
         xsrf_cookies=True,
+        xsrf_cookie_name=ctx.cookies.name(XSRF),
         xsrf_cookie_kwargs={"httponly": True, "secure": settings.cookies.secure,
                             "samesite": "Strict", "path": "/"},
         log_function=access,

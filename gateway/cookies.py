@@ -26,6 +26,9 @@ ACCESS = "gw_access"  # the access JWT, for apps on the same (parent) domain
 DEMO = "gw_demo"  # development mode's demo OIDC client: its state, nonce and PKCE verifier
 # X's OAuth 1.0a request token and its secret (SECURITY S4): bound to this browser, short-lived.
 X_REQUEST_TOKEN = "gw_x_request"
+# Tornado's XSRF token for our forms (SECURITY S5, P10): host-only, so `__Host-` where secure,
+# which a sibling subdomain cannot plant.
+XSRF = "_xsrf"
 
 
 def versioned_secrets(settings: CookieSettings) -> tuple[dict[int, str], int]:

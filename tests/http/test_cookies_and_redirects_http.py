@@ -110,3 +110,39 @@ def test_R2_open_redirect_forms_are_a_400_page(make_stack, return_to: str) -> No
     assert answer.status_code == 400
     assert "location" not in answer.headers
     assert "not allowed" in answer.text
+
+
+def _xsrf_cookie(answer: httpx.Response, name: str) -> tuple[str, str]:
+    """The value and the whole Set-Cookie header of the XSRF cookie `name`."""
+    for header in answer.headers.get_list("set-cookie"):
+        if header.startswith(f"{name}="):
+            return header.split(";", 1)[0].split("=", 1)[1], header
+    raise AssertionError(f"no {name} cookie in {answer.headers.get_list('set-cookie')}")
+
+
+def test_P10_the_xsrf_cookie_is_host_prefixed_and_a_planted_one_is_ignored(make_stack) -> None:
+    """A sibling subdomain can set a cookie for its parent domain, never a `__Host-` one: with
+    the XSRF cookie host-locked, a token planted from there cannot forge POST /logout."""
+    stack = make_stack(cookies={"secure": True})
+    browser = stack.browser()
+    browser.login()
+    page = browser.get(f"{stack.url}/")  # the signed-in page: its sign-out form
+    token, header = _xsrf_cookie(page, "__Host-_xsrf")
+    attributes = header.lower()
+    assert "secure" in attributes and "path=/" in attributes and "domain=" not in attributes
+    assert not any(h.startswith("_xsrf=") for h in page.headers.get_list("set-cookie"))
+
+    def logout(cookie_name: str) -> httpx.Response:
+        return httpx.post(f"{stack.url}/logout", data={"_xsrf": token},
+                          headers={"Cookie": f"{cookie_name}={token}"})
+
+    assert logout("_xsrf").status_code == 403  # planted by a sibling: refused
+    assert logout("__Host-_xsrf").status_code == 303  # the gateway's own: accepted
+
+
+def test_P10_without_secure_cookies_the_xsrf_cookie_keeps_its_plain_name(make_stack) -> None:
+    stack = make_stack()  # development mode on http: no __Host- cookie is possible
+    browser = stack.browser()
+    browser.login()
+    _, header = _xsrf_cookie(browser.get(f"{stack.url}/"), "_xsrf")
+    assert "path=/" in header.lower()
