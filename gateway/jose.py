@@ -53,14 +53,64 @@ def parse_header_segment(segment: str) -> dict[str, Any]:
 
 def check_signature(token: str, key: jwt.PyJWK) -> None:
     """The compact JWS (already matched by COMPACT_JWS) is signed by `key`, with the key's own
-    algorithm. A signature not in its one canonical encoding is refused (SECURITY J10)."""
+    algorithm. A signature not in its one canonical form is refused (SECURITY J10): the one
+    base64url encoding of its bytes, and for ECDSA the low-S twin of (r, s) and (r, n - s),
+    for EdDSA an S below the group order, so that a token has one spelling only."""
     signing_input, _, encoded = token.rpartition(".")
     try:
         signature = _base64url_decode_canonical(encoded)
     except ValueError:
         raise JoseError("malformed signature") from None
+    if not is_canonical_signature(key.algorithm_name, signature):
+        raise JoseError("signature not in its canonical form")
     if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
         raise JoseError("bad signature")
+
+
+# ECDSA: the order n of each curve's group (FIPS 186-4 D.1.2); RFC 7518 3.4 signatures are
+# r || s, each as long as n. EdDSA: Ed25519's group order L (RFC 8032 5.1.7: S < L).
+_ECDSA_ORDERS = {
+    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "ES384": int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+                 "581A0DB248B0A77AECEC196ACCC52973", 16),
+    "ES512": int("01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                 "FFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+                 16),
+}
+_ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def is_canonical_signature(algorithm: str, signature: bytes) -> bool:
+    """False for the twin spellings of a signature: ECDSA's high S, EdDSA's S >= L."""
+    order = _ECDSA_ORDERS.get(algorithm)
+    if order is not None:
+        return int.from_bytes(signature[len(signature) // 2:], "big") <= order // 2
+    if algorithm == "EdDSA" and len(signature) == 64:
+        return int.from_bytes(signature[32:], "little") < _ED25519_ORDER
+    return True
+
+
+def canonical_signature(algorithm: str, signature: bytes) -> bytes:
+    """The low-S twin of an ECDSA signature (r, s): (r, n - s) when s > n / 2. A signer's
+    ECDSA (OpenSSL's) picks either; verifiers here accept only the low one."""
+    order = _ECDSA_ORDERS.get(algorithm)
+    if order is None:
+        return signature
+    half = len(signature) // 2
+    s = int.from_bytes(signature[half:], "big")
+    if s <= order // 2:
+        return signature
+    return signature[:half] + (order - s).to_bytes(half, "big")
+
+
+def canonical_jws(token: str, algorithm: str) -> str:
+    """`token`, signed by us, with its signature in canonical form (see check_signature)."""
+    head, _, encoded = token.rpartition(".")
+    signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    canonical = canonical_signature(algorithm, signature)
+    if canonical == signature:
+        return token
+    return f"{head}.{base64.urlsafe_b64encode(canonical).rstrip(b'=').decode('ascii')}"
 
 
 def unverified_payload(token: str) -> dict[str, Any]:

@@ -76,14 +76,16 @@ class TokenIssuer:
         return self.sign(claims, ACCESS_TOKEN_TYPE)
 
     def sign(self, claims: dict[str, Any], typ: str) -> str:
-        """Sign `claims` as they are, with header `typ` (ID tokens: ID_TOKEN_TYPE)."""
+        """Sign `claims` as they are, with header `typ` (ID tokens: ID_TOKEN_TYPE), the
+        signature in its one canonical form (SECURITY J10)."""
         signing = self.keyset.signing
-        return jwt.encode(
+        token = jwt.encode(
             claims,
             signing.private_key,
             algorithm=signing.algorithm,
             headers={"kid": signing.kid, "typ": typ},
         )
+        return jose.canonical_jws(token, signing.algorithm)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from gateway.client import (
     bearer_challenge,
     is_api_request,
 )
+from gateway.jose import canonical_jws
 
 ISSUER = "https://login.example.test"
 AUDIENCE = "https://login.example.test"
@@ -99,8 +100,8 @@ class KeyPair:
         now = time.time() if now is None else now
         body = {"iss": ISSUER, "sub": "google:1", "aud": AUDIENCE, "iat": int(now),
                 "nbf": int(now), "exp": int(now) + 600, "jti": "j1", **claims}
-        return jwt.encode(body, self.private, algorithm="ES256",
-                          headers={"kid": self.kid, "typ": typ})
+        return canonical_jws(jwt.encode(body, self.private, algorithm="ES256",
+                                        headers={"kid": self.kid, "typ": typ}), "ES256")
 
 
 class FakeGateway:
@@ -448,3 +449,21 @@ def test_bearer_challenge_never_carries_a_quote_from_the_realm() -> None:
     assert bearer_challenge('evil", error="x', token_refused=False) == 'Bearer realm="gateway"'
     assert bearer_challenge("https://login.example", token_refused=True) == \
         'Bearer realm="https://login.example", error="invalid_token"'
+
+
+def test_J10_the_high_s_twin_of_a_token_is_rejected(gateway: FakeGateway, old_key: KeyPair
+                                                     ) -> None:
+    """ECDSA's (r, s) verifies as (r, n - s) too: the SDK, like the gateway, takes only the
+    low-S spelling, so that one token has one string (apps may cache or deny-list by it)."""
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's n
+    token = old_key.token(now=gateway.now)
+    head, encoded = token.rsplit(".", 1)
+    signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    high_s = order - int.from_bytes(signature[32:], "big")
+    twin_signature = signature[:32] + high_s.to_bytes(32, "big")
+    twin = f"{head}.{base64.urlsafe_b64encode(twin_signature).rstrip(b'=').decode()}"
+    verifier = gateway.verifier()
+    assert verifier.verify(token)["sub"] == "google:1"
+    with pytest.raises(TokenRejected, match="canonical"):
+        verifier.verify(twin)
+

@@ -115,7 +115,10 @@ def _forge(keyset: KeySet, claims: dict[str, Any] | None = None, *,
     if payload is None:
         payload = json.dumps(_claims() if claims is None else claims).encode()
     signer = get_default_algorithms()[algorithm]
-    return _compact(header, payload, lambda data: signer.sign(data, key))
+    # In the canonical form our verifier asks for (J10), so that only the defect under test
+    # is a defect.
+    return _compact(header, payload,
+                    lambda data: jose.canonical_signature(algorithm, signer.sign(data, key)))
 
 
 def _refusal(verifier: TokenVerifier, token: str) -> InvalidToken:
@@ -633,3 +636,51 @@ def test_J3_the_checked_header_cache_is_bounded_and_never_skips_a_check(keyset: 
     # A cached header is one that passed: the same header with an ID token's typ does not.
     assert _refusal(verifier, _forge(keyset, headers={"typ": "JWT"})).reason.startswith("typ")
     assert _refusal(verifier, _forge(keyset, headers={"kid": "other"})).reason == "unknown kid"
+
+
+# J10: one token, one spelling. ECDSA's (r, s) verifies as (r, n - s) too, and Ed25519's S as
+# S + L: the twin would be a second token string for the same token.
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def _signature_of(token: str) -> bytes:
+    encoded = token.rsplit(".", 1)[1]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+
+
+def _with_signature(token: str, signature: bytes) -> str:
+    return f"{token.rsplit('.', 1)[0]}.{_b64(signature)}"
+
+
+def test_J10_every_es256_token_we_issue_has_a_low_s(keysets: dict[str, KeySet]) -> None:
+    # OpenSSL picks s or n - s alike: half of 40 signatures would be high without the rule.
+    for n in range(40):
+        token = _issue(keysets["ES256"], identity=Identity("google", str(n)))
+        assert int.from_bytes(_signature_of(token)[32:], "big") <= P256_ORDER // 2
+
+
+def test_J10_the_high_s_twin_of_an_es256_token_is_refused(keysets: dict[str, KeySet]) -> None:
+    keyset = keysets["ES256"]
+    token = _issue(keyset)
+    signature = _signature_of(token)
+    twin_s = P256_ORDER - int.from_bytes(signature[32:], "big")
+    twin = _with_signature(token, signature[:32] + twin_s.to_bytes(32, "big"))
+    key = jwt.PyJWK(keyset.signing.public_jwk())
+    assert key.Algorithm.verify(twin.rsplit(".", 1)[0].encode(), key.key,
+                                _signature_of(twin))  # a valid ECDSA signature all the same
+    verifier = _verifier(keyset)
+    assert verifier.verify(token)["sub"] == ADA.sub
+    assert _refusal(verifier, twin).reason == "signature not in its canonical form"
+
+
+def test_J10_an_eddsa_signature_with_s_above_the_group_order_is_refused(
+        keysets: dict[str, KeySet]) -> None:
+    keyset = keysets["EdDSA"]
+    token = _issue(keyset)
+    signature = _signature_of(token)
+    s = int.from_bytes(signature[32:], "little") + ED25519_ORDER
+    twin = _with_signature(token, signature[:32] + s.to_bytes(32, "little"))
+    assert _refusal(_verifier(keyset), twin).reason == "signature not in its canonical form"
