@@ -8,33 +8,14 @@ from __future__ import annotations
 import json
 import logging
 
-import httpx
 import pytest
-from conftest import Stack
+from provider_support import assert_clear_error, callback_after_consent
 
 from gateway.devproviders.common import Fault
 
 OAUTH_EXCEPTION = json.dumps({"error": {
     "message": "Error validating access token: Session has expired on Tuesday <b>canary</b>",
     "type": "OAuthException", "code": 190, "error_subcode": 463, "fbtrace_id": "AbCdEfGh123"}})
-
-
-def _callback_after_consent(stack: Stack, accept: str = "text/html",
-                            user: str = "ada") -> httpx.Response:
-    browser = stack.browser()
-    start = browser.start_login(provider="facebook")
-    back = browser.consent(start.headers["location"], user=user)
-    return browser.get(back.headers["location"], headers={"Accept": accept})
-
-
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/facebook' in answer.text
-    assert "Traceback" not in answer.text and "canary" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
 
 
 def _server_log(caplog: pytest.LogCaptureFixture) -> str:
@@ -62,7 +43,7 @@ def test_token_endpoint_failures_end_in_a_clear_page(make_stack, fault: Fault, s
                                                      words: str) -> None:
     stack = make_stack()
     stack.standin("facebook").faults["token"] = fault
-    _assert_clear_error(_callback_after_consent(stack), status, words)
+    assert_clear_error(callback_after_consent(stack, "facebook"), "facebook", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -76,7 +57,7 @@ def test_me_failures_end_in_a_clear_page(make_stack, fault: Fault, status: int,
                                          words: str) -> None:
     stack = make_stack()
     stack.standin("facebook").faults["me"] = fault
-    _assert_clear_error(_callback_after_consent(stack), status, words)
+    assert_clear_error(callback_after_consent(stack, "facebook"), "facebook", status, words)
 
 
 def test_L1_an_oauth_exception_is_logged_by_provider_status_and_code_never_token_or_message(
@@ -85,7 +66,7 @@ def test_L1_an_oauth_exception_is_logged_by_provider_status_and_code_never_token
     stack = make_stack()
     standin = stack.standin("facebook")
     standin.faults["me"] = Fault(status=400, body=OAUTH_EXCEPTION)
-    assert _callback_after_consent(stack).status_code == 502
+    assert callback_after_consent(stack, "facebook").status_code == 502
     logged = _server_log(caplog)
     assert "upstream failure provider=facebook status=400 me: HTTP 400 error=OAuthException " \
            "code=190" in logged
@@ -101,7 +82,7 @@ def test_L1_a_failed_code_exchange_logs_no_code_or_secret(
     stack = make_stack()
     standin = stack.standin("facebook")
     standin.faults["token"] = Fault(status=400, body=OAUTH_EXCEPTION)
-    assert _callback_after_consent(stack).status_code == 502
+    assert callback_after_consent(stack, "facebook").status_code == 502
     logged = _server_log(caplog)
     assert "provider=facebook status=400 token: HTTP 400 error=OAuthException code=190" in logged
     sent = standin.token_requests[-1]

@@ -11,6 +11,7 @@ import pytest
 from conftest import Stack, query_of
 from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature
+from provider_support import assert_clear_error
 
 from gateway.devproviders.common import Fault
 from gateway.devproviders.twitter import DEV_USERS, XAccount, XStandIn
@@ -235,16 +236,6 @@ def test_the_stand_in_refuses_a_timestamp_outside_its_window(oauth1_stack: Stack
 # Every way X can fail ends in a clear page with a way to retry, never a 500.
 
 
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/twitter' in answer.text
-    assert "Traceback" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
-
-
 FORM = "application/x-www-form-urlencoded"
 X_401 = '{"errors": [{"code": 32, "message": "Could not authenticate you."}]}'
 FAULTS = [
@@ -264,7 +255,7 @@ def test_request_token_failures_end_in_a_clear_page(make_stack, fault: Fault, st
                                                     words: str) -> None:
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["request_token"] = fault
-    _assert_clear_error(stack.browser().start_login(provider="twitter"), status, words)
+    assert_clear_error(stack.browser().start_login(provider="twitter"), "twitter", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -277,7 +268,7 @@ def test_access_token_failures_end_in_a_clear_page(make_stack, fault: Fault, sta
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["access_token"] = fault
     browser, callback = _consented(stack)
-    _assert_clear_error(browser.get(callback), status, words)
+    assert_clear_error(browser.get(callback), "twitter", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -291,4 +282,4 @@ def test_verify_credentials_failures_end_in_a_clear_page(make_stack, fault: Faul
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["verify_credentials"] = fault
     browser, callback = _consented(stack)
-    _assert_clear_error(browser.get(callback), status, words)
+    assert_clear_error(browser.get(callback), "twitter", status, words)

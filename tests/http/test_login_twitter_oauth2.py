@@ -9,6 +9,7 @@ import dataclasses
 import httpx
 import pytest
 from conftest import REPO_ROOT, Stack, query_of
+from provider_support import assert_clear_error, callback_after_consent
 
 from gateway.config import TwitterSettings, load_settings
 from gateway.devproviders.common import Fault
@@ -26,13 +27,6 @@ def _x(stack: Stack) -> XStandIn:
 
 def _account(key: str) -> XAccount:
     return next(a for a in DEV_USERS if a.key == key)
-
-
-def _callback_after_consent(stack: Stack, user: str = "ada", accept: str = "text/html"):
-    browser = stack.browser()
-    start = browser.start_login(provider="twitter")
-    back = browser.consent(start.headers["location"], user=user)
-    return browser, browser.get(back.headers["location"], headers={"Accept": accept})
 
 
 def test_S1_S2_R4_login_redirect_carries_state_pkce_and_the_fixed_callback(stack: Stack) -> None:
@@ -130,16 +124,6 @@ def test_C5_identity_from_x_v2_claims_an_email_only_when_x_confirms_one() -> Non
 # Every way X can fail ends in a clear page with a way to retry, never a 500.
 
 
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/twitter' in answer.text
-    assert "Traceback" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
-
-
 X_OAUTH_ERROR = '{"error": "invalid_request", "error_description": "Value passed was invalid."}'
 X_PROBLEM = '{"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "no"}'
 
@@ -158,12 +142,12 @@ def test_x_failures_end_in_a_clear_page(make_stack, endpoint: str, fault: Fault,
                                         words: str) -> None:
     stack = make_stack()
     _x(stack).faults[endpoint] = fault
-    _, answer = _callback_after_consent(stack)
-    _assert_clear_error(answer, status, words)
+    answer = callback_after_consent(stack, "twitter")
+    assert_clear_error(answer, "twitter", status, words)
 
 
 def test_the_stand_in_answers_a_x_problem_for_an_unknown_user_field(stack: Stack) -> None:
-    _, done = _callback_after_consent(stack)
+    done = callback_after_consent(stack, "twitter")
     assert done.status_code == 302
     token = next(iter(_x(stack)._bearer_tokens))
     answer = httpx.get(_x(stack).userinfo_url, params={"user.fields": "name,shoe_size"},

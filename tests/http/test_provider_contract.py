@@ -9,6 +9,7 @@ token cookie per browser), never a silent skip."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import jwt
 import pytest
 from conftest import Browser, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
+from provider_support import assert_clear_error
 
 from gateway.devproviders import facebook, google, twitter
 from gateway.devproviders.common import Fault
@@ -102,6 +104,15 @@ class Provider:
         return make_stack(providers={**self.config, **section}, **overrides)
 
 
+X_OAUTH2 = Provider(
+    id="x-oauth2", name="twitter", display="X", config={},
+    begin_endpoints=(), callback_endpoints=("token", "me"),
+    unreachable={"token_url": f"{UNREACHABLE}/2/oauth2/token"},
+    accounts=twitter.DEV_USERS, subject=lambda a: a.id,
+    verified_email=lambda a: a.email if a.email_confirmed else None,
+    decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda x: list(x._bearer_tokens), upstream_secrets=_x_secrets)
+
 PROVIDERS = [
     Provider(
         id="google", name="google", display="Google", config={},
@@ -125,24 +136,15 @@ PROVIDERS = [
         callback_sent=_oauth2_callback,
         issued_tokens=lambda f: list(f._access_tokens),
         upstream_secrets=lambda f: [*(t[3:20] for t in f._access_tokens), f.client_secret]),
-    Provider(
-        id="x-oauth2", name="twitter", display="X", config={},
-        begin_endpoints=(), callback_endpoints=("token", "me"),
-        unreachable={"token_url": f"{UNREACHABLE}/2/oauth2/token"},
-        accounts=twitter.DEV_USERS, subject=lambda a: a.id,
-        verified_email=lambda a: a.email if a.email_confirmed else None,
-        decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
-        issued_tokens=lambda x: list(x._bearer_tokens), upstream_secrets=_x_secrets),
-    Provider(
-        id="x-oauth1", name="twitter", display="X", config={"twitter": {"mode": "oauth1"}},
+    X_OAUTH2,
+    # The same X, its accounts and ids, over the other protocol.
+    dataclasses.replace(
+        X_OAUTH2, id="x-oauth1", config={"twitter": {"mode": "oauth1"}},
         begin_endpoints=("request_token",),
         callback_endpoints=("access_token", "verify_credentials"),
         unreachable={"access_token_url": f"{UNREACHABLE}/oauth/access_token"},
-        accounts=twitter.DEV_USERS, subject=lambda a: a.id,
-        verified_email=lambda a: a.email if a.email_confirmed else None,
         decline_query=lambda location: {"denied": query_of(location)["oauth_token"]},
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
-        upstream_secrets=_x_secrets,
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
 ]
@@ -497,18 +499,6 @@ def test_declined_login_answers_json_to_a_client_asking_for_json(stack: Stack,
 # The provider fails: a clear page with a way to retry, never a 500
 
 
-def _assert_clear_error(answer: httpx.Response, p: Provider, status: int | tuple[int, ...],
-                        words: str) -> None:
-    statuses = status if isinstance(status, tuple) else (status,)
-    assert answer.status_code in statuses, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and f'href="/login/{p.name}' in answer.text
-    assert "Traceback" not in answer.text and "canary" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
-
-
 def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: str,
                       fault: Fault, accept: str = "text/html", **overrides: Any
                       ) -> httpx.Response:
@@ -531,7 +521,7 @@ def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: s
 def test_a_5xx_from_the_provider_is_a_clear_page(make_stack, provider: Provider, endpoint: str,
                                                  fault: Fault) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, fault)
-    _assert_clear_error(answer, provider, 502, "refused the request")
+    assert_clear_error(answer, provider.name, 502, "refused the request")
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -540,7 +530,7 @@ def test_a_provider_that_does_not_answer_in_time_is_a_504_page(make_stack, provi
     answer = _login_with_fault(make_stack, provider, endpoint,
                                Fault(status=200, body="{}", delay=3),
                                upstream={"request_timeout": 0.5})
-    _assert_clear_error(answer, provider, 504, "did not answer in time")
+    assert_clear_error(answer, provider.name, 504, "did not answer in time")
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -548,7 +538,7 @@ def test_a_provider_that_hangs_up_is_a_clear_page(make_stack, provider: Provider
                                                   endpoint: str) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, Fault(status=0, delay=0.1),
                                upstream={"request_timeout": 2})
-    _assert_clear_error(answer, provider, (502, 504), "")
+    assert_clear_error(answer, provider.name, (502, 504), "")
 
 
 def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) -> None:
@@ -556,7 +546,7 @@ def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) ->
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     back = browser.consent(start.headers["location"])
-    _assert_clear_error(browser.get(back.headers["location"]), provider, 502,
+    assert_clear_error(browser.get(back.headers["location"]), provider.name, 502,
                         "could not be reached")
 
 
@@ -564,7 +554,7 @@ def test_oversized_provider_answer_is_refused(make_stack, provider: Provider) ->
     answer = _login_with_fault(make_stack, provider, provider.exchange,
                                Fault(status=200, body='{"a": "' + "x" * 100_000 + '"}'),
                                upstream={"max_response_bytes": 4096})
-    _assert_clear_error(answer, provider, 502, "")
+    assert_clear_error(answer, provider.name, 502, "")
 
 
 def test_upstream_failure_answers_json_when_asked(make_stack, provider: Provider) -> None:

@@ -5,26 +5,9 @@ for every provider, are in test_provider_contract.py."""
 from __future__ import annotations
 
 import pytest
-from conftest import Stack
+from provider_support import assert_clear_error, callback_after_consent
 
 from gateway.devproviders.google import Fault
-
-
-def _callback_after_consent(stack: Stack, accept: str = "text/html"):
-    browser = stack.browser()
-    start = browser.start_login()
-    back = browser.consent(start.headers["location"])
-    return browser.get(back.headers["location"], headers={"Accept": accept})
-
-
-def _assert_clear_error(answer, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/google' in answer.text
-    assert "Traceback" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -38,13 +21,13 @@ def test_token_endpoint_failures_end_in_a_clear_page(make_stack, fault: Fault, s
                                                      words: str) -> None:
     stack = make_stack()
     stack.google.faults["token"] = fault
-    _assert_clear_error(_callback_after_consent(stack), status, words)
+    assert_clear_error(callback_after_consent(stack), "google", status, words)
 
 
 def test_userinfo_failure_is_a_clear_page(make_stack) -> None:
     stack = make_stack(providers={"google": {"fetch_userinfo": "always"}})
     stack.google.faults["userinfo"] = Fault(status=401, body='{"error": "invalid_token"}')
-    _assert_clear_error(_callback_after_consent(stack), 502, "refused the request")
+    assert_clear_error(callback_after_consent(stack), "google", 502, "refused the request")
 
 
 @pytest.mark.parametrize("overrides", [
@@ -59,10 +42,10 @@ def test_userinfo_failure_is_a_clear_page(make_stack) -> None:
 def test_C3_id_token_claims_are_checked(make_stack, overrides: dict) -> None:
     stack = make_stack()
     stack.google.id_token_overrides.update(overrides)
-    _assert_clear_error(_callback_after_consent(stack), 502, "could not be verified")
+    assert_clear_error(callback_after_consent(stack), "google", 502, "could not be verified")
 
 
 def test_C3_id_token_signature_is_checked(make_stack) -> None:
     stack = make_stack()
     stack.google.sign_id_token_with_foreign_key = True
-    _assert_clear_error(_callback_after_consent(stack), 502, "could not be verified")
+    assert_clear_error(callback_after_consent(stack), "google", 502, "could not be verified")
