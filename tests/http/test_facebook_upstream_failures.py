@@ -1,39 +1,21 @@
 """Every way Facebook can fail (code exchange or /me) ends in a clear error page with a retry
 link, never a 500, and the log names the provider and status but never a token (SECURITY H6,
-H9, L1, C2)."""
+H9, L1, C2). What every provider shares (timeouts, hang-ups, 5xx) is in
+test_provider_contract.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-import httpx
 import pytest
-from conftest import Stack
+from provider_support import assert_clear_error, callback_after_consent
 
 from gateway.dev.standins.common import Fault
 
 OAUTH_EXCEPTION = json.dumps({"error": {
     "message": "Error validating access token: Session has expired on Tuesday <b>canary</b>",
     "type": "OAuthException", "code": 190, "error_subcode": 463, "fbtrace_id": "AbCdEfGh123"}})
-
-
-def _callback_after_consent(stack: Stack, accept: str = "text/html",
-                            user: str = "ada") -> httpx.Response:
-    browser = stack.browser()
-    start = browser.start_login(provider="facebook")
-    back = browser.consent(start.headers["location"], user=user)
-    return browser.get(back.headers["location"], headers={"Accept": accept})
-
-
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/facebook' in answer.text
-    assert "Traceback" not in answer.text and "canary" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
 
 
 def _server_log(caplog: pytest.LogCaptureFixture) -> str:
@@ -44,8 +26,6 @@ def _server_log(caplog: pytest.LogCaptureFixture) -> str:
 FAILURES = [
     (Fault(status=500, body='{"error": {"message": "An unknown error occurred", '
                             '"type": "OAuthException", "code": 1}}'), 502, "refused the request"),
-    (Fault(status=503, body="<html>down</html>", content_type="text/html"), 502,
-     "refused the request"),
     (Fault(status=400, body=OAUTH_EXCEPTION), 502, "refused the request"),
     (Fault(status=200, body="{not json"), 502, "could not read"),
     (Fault(status=200, body='["id"]'), 502, "could not read"),
@@ -63,7 +43,7 @@ def test_token_endpoint_failures_end_in_a_clear_page(make_stack, fault: Fault, s
                                                      words: str) -> None:
     stack = make_stack()
     stack.standin("facebook").faults["token"] = fault
-    _assert_clear_error(_callback_after_consent(stack), status, words)
+    assert_clear_error(callback_after_consent(stack, "facebook"), "facebook", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -77,45 +57,7 @@ def test_me_failures_end_in_a_clear_page(make_stack, fault: Fault, status: int,
                                          words: str) -> None:
     stack = make_stack()
     stack.standin("facebook").faults["me"] = fault
-    _assert_clear_error(_callback_after_consent(stack), status, words)
-
-
-@pytest.mark.parametrize("endpoint", ["token", "me"])
-def test_timeouts_are_a_504_page(make_stack, endpoint: str) -> None:
-    stack = make_stack(upstream={"request_timeout": 0.5})
-    stack.standin("facebook").faults[endpoint] = Fault(status=200, body="{}", delay=3)
-    _assert_clear_error(_callback_after_consent(stack), 504, "did not answer in time")
-
-
-def test_a_facebook_that_hangs_up_is_a_clear_page(make_stack) -> None:
-    stack = make_stack(upstream={"request_timeout": 2})
-    stack.standin("facebook").faults["me"] = Fault(status=0, delay=0.1)
-    answer = _callback_after_consent(stack)
-    assert answer.status_code in (502, 504)
-    assert "Traceback" not in answer.text
-
-
-def test_unreachable_graph_api_is_a_clear_page(make_stack) -> None:
-    stack = make_stack(providers={"facebook": {"graph_url": "http://127.0.0.1:9"}})
-    _assert_clear_error(_callback_after_consent(stack), 502, "could not be reached")
-
-
-def test_the_code_exchange_is_never_retried(make_stack) -> None:
-    stack = make_stack()
-    standin = stack.standin("facebook")
-    standin.faults["token"] = Fault(status=500)
-    assert _callback_after_consent(stack).status_code == 502
-    assert standin.calls["token"] == 1 and standin.calls["me"] == 0
-
-
-def test_upstream_failure_answers_json_when_asked(make_stack) -> None:
-    stack = make_stack()
-    stack.standin("facebook").faults["me"] = Fault(status=400, body=OAUTH_EXCEPTION)
-    answer = _callback_after_consent(stack, accept="application/json")
-    assert answer.status_code == 502
-    assert answer.json()["error"] == "upstream_error"
-    assert answer.json()["retry_url"].startswith("/login/facebook")
-    assert "canary" not in answer.text
+    assert_clear_error(callback_after_consent(stack, "facebook"), "facebook", status, words)
 
 
 def test_L1_an_oauth_exception_is_logged_by_provider_status_and_code_never_token_or_message(
@@ -124,7 +66,7 @@ def test_L1_an_oauth_exception_is_logged_by_provider_status_and_code_never_token
     stack = make_stack()
     standin = stack.standin("facebook")
     standin.faults["me"] = Fault(status=400, body=OAUTH_EXCEPTION)
-    assert _callback_after_consent(stack).status_code == 502
+    assert callback_after_consent(stack, "facebook").status_code == 502
     logged = _server_log(caplog)
     assert "upstream failure provider=facebook status=400 me: HTTP 400 error=OAuthException " \
            "code=190" in logged
@@ -140,18 +82,9 @@ def test_L1_a_failed_code_exchange_logs_no_code_or_secret(
     stack = make_stack()
     standin = stack.standin("facebook")
     standin.faults["token"] = Fault(status=400, body=OAUTH_EXCEPTION)
-    assert _callback_after_consent(stack).status_code == 502
+    assert callback_after_consent(stack, "facebook").status_code == 502
     logged = _server_log(caplog)
     assert "provider=facebook status=400 token: HTTP 400 error=OAuthException code=190" in logged
     sent = standin.token_requests[-1]
     for secret in (sent["code"], sent["client_secret"], sent["code_verifier"]):
         assert secret not in logged
-
-
-def test_a_failed_login_does_not_block_the_next_one(make_stack) -> None:
-    stack = make_stack()
-    standin = stack.standin("facebook")
-    standin.faults["me"] = Fault(status=500)
-    assert _callback_after_consent(stack).status_code == 502
-    del standin.faults["me"]
-    assert _callback_after_consent(stack).status_code == 302

@@ -1,24 +1,23 @@
 """Sign in with X over OAuth 1.0a (mode "oauth1"), end to end over real HTTP against the X
-stand-in, which checks every signature with oauthlib (not the gateway's signing code)."""
+stand-in, which checks every signature with oauthlib (not the gateway's signing code): its own
+protocol. What every provider's login shares is in test_provider_contract.py."""
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import jwt
 import pytest
 from conftest import Stack, query_of
 from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature
+from provider_support import assert_clear_error
 
 from gateway.dev.standins.common import Fault
 from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.providers.twitter import identity_from_x_v1
 from gateway.providers.twitter_oauth1 import authorization_header
 
-RETURN_TO = "https://app.example.test/dashboard?tab=1"
 APP_SETTINGS = {"allowed_return_urls": ["https://app.example.test/"]}
 OAUTH1 = {"twitter": {"mode": "oauth1"}}
 COULD_NOT_AUTHENTICATE = {"errors": [{"code": 32, "message": "Could not authenticate you."}]}
@@ -60,29 +59,6 @@ def _assert_refused_before_any_token_request(stack: Stack, answer: httpx.Respons
     assert "Try again" in answer.text
     assert not any(name.endswith("gw_access") for name in browser.cookies)
     assert _x(stack).calls["access_token"] == 0
-
-
-def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(oauth1_stack: Stack) -> None:
-    browser = oauth1_stack.browser()
-    done = browser.login(RETURN_TO, provider="twitter")
-    assert done.status_code == 302
-    assert done.headers["location"] == RETURN_TO
-    token = browser.access_token()
-    verified = httpx.get(f"{oauth1_stack.url}/verify",
-                         headers={"Authorization": f"Bearer {token}"})
-    assert verified.status_code == 200
-    claims = verified.json()
-    ada = _account("ada")
-    assert claims["sub"] == f"twitter:{ada.id}"
-    assert claims["idp"] == "twitter"
-    assert claims["email"] == ada.email and claims["email_verified"] is True
-    assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(oauth1_stack.standin("twitter").base_url)
-    jwks = httpx.get(f"{oauth1_stack.url}/.well-known/jwks.json").json()
-    key = next(k for k in jwks["keys"] if k["kid"] == jwt.get_unverified_header(token)["kid"])
-    local = jwt.decode(token, jwt.PyJWK(key), algorithms=[key["alg"]],
-                       audience=oauth1_stack.url, issuer=oauth1_stack.url)
-    assert local["sub"] == claims["sub"]
 
 
 def test_sub_is_the_same_x_user_id_in_both_modes(make_stack) -> None:
@@ -158,56 +134,10 @@ def test_S4_forged_request_token_cookie_is_refused(oauth1_stack: Stack, forge: s
     _assert_refused_before_any_token_request(oauth1_stack, browser.get(callback), browser)
 
 
-def test_S4_replayed_callback_is_refused(oauth1_stack: Stack) -> None:
-    browser, callback = _consented(oauth1_stack)
-    assert browser.get(callback).status_code == 302
-    replay = browser.get(callback)
-    assert replay.status_code == 400
-    assert "expired or was already used" in replay.text
-    assert _x(oauth1_stack).calls["access_token"] == 1
-
-
 def test_S4_the_request_token_cookie_is_cleared_by_the_callback(oauth1_stack: Stack) -> None:
     browser, callback = _consented(oauth1_stack)
     assert browser.get(callback).status_code == 302
     assert not any(name.endswith("gw_x_request") for name in browser.cookies)
-
-
-def test_S1_a_callback_from_another_browser_is_refused(oauth1_stack: Stack) -> None:
-    _, callback = _consented(oauth1_stack)
-    victim = oauth1_stack.browser()
-    answer = victim.get(callback)
-    assert answer.status_code == 400
-    assert not any(name.endswith("gw_access") for name in victim.cookies)
-
-
-def test_S7_duplicate_oauth_token_is_refused(oauth1_stack: Stack) -> None:
-    browser, callback = _consented(oauth1_stack)
-    answer = browser.get(callback + "&oauth_token=other")
-    assert answer.status_code == 400 and "more than once" in answer.text
-
-
-def test_denied_at_x_shows_the_same_clear_page_as_a_refusal(oauth1_stack: Stack) -> None:
-    browser = oauth1_stack.browser()
-    start = browser.start_login(RETURN_TO, provider="twitter")
-    back = browser.consent(start.headers["location"], decision="deny")
-    request_token = query_of(start.headers["location"])["oauth_token"][0]
-    assert query_of(back.headers["location"]) == {"denied": [request_token]}
-    page = browser.get(back.headers["location"])
-    assert page.status_code == 403
-    assert "cancelled" in page.text and "Try again" in page.text
-    assert "/login/twitter?return_to=https%3A%2F%2Fapp.example.test%2Fdashboard" in page.text
-    assert not any(name.endswith(("gw_access", "gw_x_request")) for name in browser.cookies)
-    assert _x(oauth1_stack).calls["access_token"] == 0
-
-
-def test_C5_unverified_email_is_not_claimed(oauth1_stack: Stack) -> None:
-    alan = _account("alan")
-    browser = oauth1_stack.browser()
-    browser.login(user="alan", provider="twitter")
-    claims = browser.get(f"{oauth1_stack.url}/verify").json()
-    assert claims["sub"] == f"twitter:{alan.id}"
-    assert "email" not in claims and "email_verified" not in claims
 
 
 def test_C5_identity_from_x_v1_claims_only_an_email_x_returned() -> None:
@@ -236,27 +166,6 @@ def test_verify_credentials_is_asked_for_the_email_without_the_last_post(
     assert request.method == "GET"
     assert dict(parse_qsl(urlsplit(request.url).query)) == {"include_email": "true",
                                                            "skip_status": "true"}
-
-
-def test_C2_x_access_token_and_secret_reach_no_cookie_page_or_log(
-        oauth1_stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    browser = oauth1_stack.browser()
-    start = browser.start_login(provider="twitter")
-    back = browser.consent(start.headers["location"])
-    done = browser.get(back.headers["location"])
-    assert done.status_code == 302
-    pages = [start.text, done.text, browser.get(f"{oauth1_stack.url}/").text,
-             browser.get(f"{oauth1_stack.url}/verify").text]
-    ((access_token, (token_secret, _)),) = _x(oauth1_stack)._access_tokens.items()
-    logged = "\n".join(r.getMessage() for r in caplog.records
-                       if r.name.startswith(("gateway", "tornado")))
-    assert "/callback/twitter" in logged  # the access log did run
-    for secret in (access_token, token_secret, _x(oauth1_stack).consumer_secret):
-        assert secret not in logged
-        assert not any(secret in page for page in pages)
-        assert not any(secret in header for header in browser.set_cookie_headers)
-        assert secret not in browser.access_token()
 
 
 # The stand-in checks every signature, timestamp and nonce (RFC 5849 3.2) independently.
@@ -327,16 +236,6 @@ def test_the_stand_in_refuses_a_timestamp_outside_its_window(oauth1_stack: Stack
 # Every way X can fail ends in a clear page with a way to retry, never a 500.
 
 
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/twitter' in answer.text
-    assert "Traceback" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
-
-
 FORM = "application/x-www-form-urlencoded"
 X_401 = '{"errors": [{"code": 32, "message": "Could not authenticate you."}]}'
 FAULTS = [
@@ -356,7 +255,7 @@ def test_request_token_failures_end_in_a_clear_page(make_stack, fault: Fault, st
                                                     words: str) -> None:
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["request_token"] = fault
-    _assert_clear_error(stack.browser().start_login(provider="twitter"), status, words)
+    assert_clear_error(stack.browser().start_login(provider="twitter"), "twitter", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -369,7 +268,7 @@ def test_access_token_failures_end_in_a_clear_page(make_stack, fault: Fault, sta
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["access_token"] = fault
     browser, callback = _consented(stack)
-    _assert_clear_error(browser.get(callback), status, words)
+    assert_clear_error(browser.get(callback), "twitter", status, words)
 
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
@@ -383,26 +282,4 @@ def test_verify_credentials_failures_end_in_a_clear_page(make_stack, fault: Faul
     stack = make_stack(providers=OAUTH1)
     _x(stack).faults["verify_credentials"] = fault
     browser, callback = _consented(stack)
-    _assert_clear_error(browser.get(callback), status, words)
-
-
-@pytest.mark.parametrize("endpoint", ["request_token", "access_token", "verify_credentials"])
-def test_x_that_does_not_answer_in_time_is_a_504_page(make_stack, endpoint: str) -> None:
-    stack = make_stack(providers=OAUTH1, upstream={"request_timeout": 0.5})
-    _x(stack).faults[endpoint] = Fault(status=200, body="{}", delay=3)
-    if endpoint == "request_token":
-        answer = stack.browser().start_login(provider="twitter")
-    else:
-        browser, callback = _consented(stack)
-        answer = browser.get(callback)
-    _assert_clear_error(answer, 504, "did not answer in time")
-
-
-def test_a_failed_login_does_not_block_the_next_one(make_stack) -> None:
-    stack = make_stack(providers=OAUTH1)
-    _x(stack).faults["access_token"] = Fault(status=500)
-    browser, callback = _consented(stack)
-    assert browser.get(callback).status_code == 502
-    del _x(stack).faults["access_token"]
-    browser, callback = _consented(stack)
-    assert browser.get(callback).status_code == 302
+    assert_clear_error(browser.get(callback), "twitter", status, words)

@@ -1,15 +1,15 @@
 """Sign in with X over OAuth 2.0 with PKCE (mode "oauth2", the default), end to end over real
-HTTP against the X stand-in."""
+HTTP against the X stand-in: its own protocol. What every provider's login shares is in
+test_provider_contract.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import httpx
-import jwt
 import pytest
 from conftest import REPO_ROOT, Stack, query_of
+from provider_support import assert_clear_error, callback_after_consent
 
 from gateway.config import TwitterSettings, load_settings
 from gateway.dev.standins.common import Fault
@@ -17,14 +17,6 @@ from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.errors import ConfigError
 from gateway.providers.twitter import identity_from_x_v2
 from gateway.transactions import pkce_s256_challenge
-
-RETURN_TO = "https://app.example.test/dashboard?tab=1"
-APP_SETTINGS = {"allowed_return_urls": ["https://app.example.test/"]}
-
-
-@pytest.fixture
-def app_stack(make_stack) -> Stack:
-    return make_stack(login=APP_SETTINGS)
 
 
 def _x(stack: Stack) -> XStandIn:
@@ -35,49 +27,6 @@ def _x(stack: Stack) -> XStandIn:
 
 def _account(key: str) -> XAccount:
     return next(a for a in DEV_USERS if a.key == key)
-
-
-def _callback_after_consent(stack: Stack, user: str = "ada", accept: str = "text/html"):
-    browser = stack.browser()
-    start = browser.start_login(provider="twitter")
-    back = browser.consent(start.headers["location"], user=user)
-    return browser, browser.get(back.headers["location"], headers={"Accept": accept})
-
-
-def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(app_stack: Stack) -> None:
-    browser = app_stack.browser()
-    done = browser.login(RETURN_TO, provider="twitter")
-    assert done.status_code == 302
-    assert done.headers["location"] == RETURN_TO
-    token = browser.access_token()
-    verified = httpx.get(f"{app_stack.url}/verify", headers={"Authorization": f"Bearer {token}"})
-    assert verified.status_code == 200
-    claims = verified.json()
-    ada = _account("ada")
-    assert claims["sub"] == f"twitter:{ada.id}"
-    assert claims["idp"] == "twitter"
-    assert claims["email"] == ada.email and claims["email_verified"] is True
-    assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(app_stack.standin("twitter").base_url)
-    assert claims["iss"] == app_stack.url and claims["aud"] == app_stack.url
-
-
-def test_jwt_verifies_independently_with_the_published_jwks(stack: Stack) -> None:
-    browser = stack.browser()
-    browser.login(provider="twitter")
-    token = browser.access_token()
-    jwks = httpx.get(f"{stack.url}/.well-known/jwks.json").json()
-    header = jwt.get_unverified_header(token)
-    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    claims = jwt.decode(token, jwt.PyJWK(key), algorithms=[key["alg"]], audience=stack.url,
-                        issuer=stack.url)
-    assert claims["sub"] == f"twitter:{_account('ada').id}"
-    assert claims["idp"] == "twitter"
-
-
-def test_home_page_offers_sign_in_with_x(stack: Stack) -> None:
-    page = httpx.get(f"{stack.url}/")
-    assert "Sign in with X" in page.text and 'href="/login/twitter?' in page.text
 
 
 def test_S1_S2_R4_login_redirect_carries_state_pkce_and_the_fixed_callback(stack: Stack) -> None:
@@ -155,48 +104,6 @@ def test_S2_R3_the_stand_in_requires_s256_and_never_redirects_to_an_unknown_uri(
         assert "location" not in page.headers
 
 
-def test_S1_state_cannot_be_reused(stack: Stack) -> None:
-    browser = stack.browser()
-    start = browser.start_login(provider="twitter")
-    back = browser.consent(start.headers["location"])
-    assert browser.get(back.headers["location"]).status_code == 302
-    replay = browser.get(back.headers["location"])
-    assert replay.status_code == 400
-    assert "expired or was already used" in replay.text
-
-
-def test_user_who_declines_sees_a_clear_page_with_a_way_to_retry(app_stack: Stack) -> None:
-    browser = app_stack.browser()
-    start = browser.start_login(RETURN_TO, provider="twitter")
-    back = browser.consent(start.headers["location"], decision="deny")
-    assert query_of(back.headers["location"])["error"] == ["access_denied"]
-    page = browser.get(back.headers["location"])
-    assert page.status_code == 403
-    assert "cancelled" in page.text and "Try again" in page.text
-    assert "/login/twitter?return_to=https%3A%2F%2Fapp.example.test%2Fdashboard" in page.text
-    assert not any(name.endswith("gw_access") for name in browser.cookies)
-
-
-def test_S8_upstream_error_description_is_never_reflected(stack: Stack) -> None:
-    browser = stack.browser()
-    start = browser.start_login(provider="twitter")
-    state = query_of(start.headers["location"])["state"][0]
-    answer = browser.get(f"{stack.url}/callback/twitter", params={
-        "state": state, "error": "server_error", "error_description": "<script>owned</script>"})
-    assert answer.status_code == 502
-    assert "owned" not in answer.text
-
-
-def test_C5_unconfirmed_email_is_not_claimed(stack: Stack) -> None:
-    alan = _account("alan")
-    assert alan.email and not alan.email_confirmed
-    browser = stack.browser()
-    browser.login(user="alan", provider="twitter")
-    claims = browser.get(f"{stack.url}/verify").json()
-    assert "email" not in claims and "email_verified" not in claims
-    assert claims["sub"] == f"twitter:{alan.id}"
-
-
 def test_C5_no_email_without_the_users_email_scope(make_stack) -> None:
     stack = make_stack(providers={"twitter": {"scopes": ["users.read", "tweet.read"]}})
     browser = stack.browser()
@@ -214,38 +121,7 @@ def test_C5_identity_from_x_v2_claims_an_email_only_when_x_confirms_one() -> Non
     assert "email" not in unconfirmed.profile_claims()
 
 
-def test_C2_the_x_access_token_reaches_no_cookie_page_or_log(
-        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    browser = stack.browser()
-    start = browser.start_login(provider="twitter")
-    back = browser.consent(start.headers["location"])
-    done = browser.get(back.headers["location"])
-    pages = [start.text, done.text, browser.get(f"{stack.url}/").text,
-             browser.get(f"{stack.url}/verify").text]
-    x_tokens = list(_x(stack)._bearer_tokens)
-    assert len(x_tokens) == 1
-    logged = "\n".join(r.getMessage() for r in caplog.records
-                       if r.name.startswith(("gateway", "tornado")))
-    assert "/callback/twitter" in logged  # the access log did run
-    for secret in (x_tokens[0], _x(stack).client_secret):
-        assert secret not in logged
-        assert not any(secret in page for page in pages)
-        assert not any(secret in header for header in browser.set_cookie_headers)
-        assert secret not in browser.access_token()
-
-
 # Every way X can fail ends in a clear page with a way to retry, never a 500.
-
-
-def _assert_clear_error(answer: httpx.Response, status: int, words: str) -> None:
-    assert answer.status_code == status, answer.text
-    assert "location" not in answer.headers
-    assert answer.headers["content-type"].startswith("text/html")
-    assert words in answer.text
-    assert "Try again" in answer.text and 'href="/login/twitter' in answer.text
-    assert "Traceback" not in answer.text
-    assert not any(n.endswith("gw_access") for n in answer.cookies)
 
 
 X_OAUTH_ERROR = '{"error": "invalid_request", "error_description": "Value passed was invalid."}'
@@ -253,12 +129,9 @@ X_PROBLEM = '{"title": "Unauthorized", "type": "about:blank", "status": 401, "de
 
 
 @pytest.mark.parametrize(("endpoint", "fault", "status", "words"), [
-    ("token", Fault(status=500, body='{"error": "internal"}'), 502, "refused the request"),
     ("token", Fault(status=400, body=X_OAUTH_ERROR), 502, "refused the request"),
     ("token", Fault(status=200, body="{not json"), 502, "could not read"),
     ("token", Fault(status=200, body='{"token_type": "bearer"}'), 502, "could not use"),
-    ("me", Fault(status=500, body="<html>down</html>", content_type="text/html"), 502,
-     "refused the request"),
     ("me", Fault(status=401, body=X_PROBLEM), 502, "refused the request"),
     ("me", Fault(status=200, body='{"errors": [{"type": "about:blank", "title": "x"}]}'), 502,
      "refused the request"),
@@ -269,20 +142,12 @@ def test_x_failures_end_in_a_clear_page(make_stack, endpoint: str, fault: Fault,
                                         words: str) -> None:
     stack = make_stack()
     _x(stack).faults[endpoint] = fault
-    _, answer = _callback_after_consent(stack)
-    _assert_clear_error(answer, status, words)
-
-
-@pytest.mark.parametrize("endpoint", ["token", "me"])
-def test_x_that_does_not_answer_in_time_is_a_504_page(make_stack, endpoint: str) -> None:
-    stack = make_stack(upstream={"request_timeout": 0.5})
-    _x(stack).faults[endpoint] = Fault(status=200, body="{}", delay=3)
-    _, answer = _callback_after_consent(stack)
-    _assert_clear_error(answer, 504, "did not answer in time")
+    answer = callback_after_consent(stack, "twitter")
+    assert_clear_error(answer, "twitter", status, words)
 
 
 def test_the_stand_in_answers_a_x_problem_for_an_unknown_user_field(stack: Stack) -> None:
-    _, done = _callback_after_consent(stack)
+    done = callback_after_consent(stack, "twitter")
     assert done.status_code == 302
     token = next(iter(_x(stack)._bearer_tokens))
     answer = httpx.get(_x(stack).userinfo_url, params={"user.fields": "name,shoe_size"},
