@@ -96,20 +96,53 @@ def test_R2_every_open_redirect_payload_is_refused_with_400_and_no_location(make
     assert ok.status_code == 302
 
 
-@pytest.mark.parametrize("return_to", [
-    "https://evil.example/", "//evil.example", "\\\\evil.example", "/\\evil.example",
-    "https://app.example.test@evil.example/", "HTTPS://app.example.test/",
-    "javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
-    "https://app.example.test.evil.example/",
-    "https://\u0430pp.example.test/",  # a Cyrillic "a": an IDN look-alike
-    "https://app.example.test/" + "a" * 3000, "https://app.example.test/%2e%2e/x",
+ROOT_ENTRY = "https://app.example.test/"
+CONSOLE_ENTRY = "https://app.example.test/console/"  # origin + path prefix
+
+
+@pytest.mark.parametrize(("allowed", "return_to"), [
+    *((ROOT_ENTRY, return_to) for return_to in [
+        "https://evil.example/", "//evil.example", "\\\\evil.example", "/\\evil.example",
+        "https://app.example.test@evil.example/", "HTTPS://app.example.test/",
+        "javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
+        "https://app.example.test.evil.example/",
+        "https://\u0430pp.example.test/",  # a Cyrillic "a": an IDN look-alike
+        "https://app.example.test/" + "a" * 3000, "https://app.example.test/%2e%2e/x",
+    ]),
+    # Outside the path prefix, or climbing out of it.
+    *((CONSOLE_ENTRY, return_to) for return_to in [
+        "https://app.example.test/console-evil/", "https://app.example.test/admin/",
+        "https://app.example.test/console/../admin/",
+        "https://app.example.test/console/%2e%2e/admin/",
+    ]),
 ])
-def test_R2_open_redirect_forms_are_a_400_page(make_stack, return_to: str) -> None:
-    stack = make_stack(login={"allowed_return_urls": ["https://app.example.test/"]})
+def test_R2_open_redirect_forms_are_a_400_page(make_stack, allowed: str, return_to: str) -> None:
+    stack = make_stack(login={"allowed_return_urls": [allowed]})
     answer = httpx.get(f"{stack.url}/login/google", params={"return_to": return_to})
     assert answer.status_code == 400
     assert "location" not in answer.headers
     assert "not allowed" in answer.text
+
+
+def test_R2_login_accepts_a_return_to_under_the_path_prefix(make_stack) -> None:
+    stack = make_stack(login={"allowed_return_urls": [CONSOLE_ENTRY]})
+    answer = httpx.get(f"{stack.url}/login/google",
+                       params={"return_to": "https://app.example.test/console/users"})
+    assert answer.status_code == 302
+
+
+def test_R2_dev_gateway_sends_a_login_back_to_a_loopback_app_on_any_port(make_stack) -> None:
+    stack = make_stack()  # development mode, no login.allowed_return_urls
+    assert stack.dev.settings.login.allowed_return_urls == (f"{stack.url}/",)
+    for return_to in ("http://localhost:8000/", "http://127.0.0.1:5173/app"):
+        browser = stack.browser()
+        done = browser.login(return_to=return_to)
+        assert done.status_code == 302
+        assert done.headers["location"] == return_to
+    refused = httpx.get(f"{stack.url}/login/google",
+                        params={"return_to": "http://localhost.evil.com:8000/"})
+    assert refused.status_code == 400
+    assert "location" not in refused.headers
 
 
 def _xsrf_cookie(answer: httpx.Response, name: str) -> tuple[str, str]:
