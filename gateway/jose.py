@@ -228,7 +228,11 @@ def check_aud(claims: dict[str, Any], audiences: Collection[str]) -> None:
 
 
 def check_azp(claims: dict[str, Any], client_id: str) -> None:
-    """OIDC Core 3.1.3.7 (3): an `azp` present must name us."""
+    """OIDC Core 3.1.3.7 (4, 5): an ID token for several audiences must say which of them it
+    was issued to (`azp`), and an `azp` present must name us."""
+    aud = claims.get("aud")
+    if isinstance(aud, list) and len(aud) > 1 and "azp" not in claims:
+        raise JoseError("several audiences and no azp")
     if "azp" in claims and claims["azp"] != client_id:
         raise JoseError("azp is another client")
 

@@ -150,7 +150,8 @@ class Grants:
         if record is None:
             replayed = await self._store.get(CODE_FAMILIES, hashed(code))
             if replayed is not None:
-                await self.revoke_family(replayed["family_id"], reason="authorization code reuse")
+                await self.revoke_family(replayed["family_id"], reason="authorization code reuse",
+                                         suspected_theft=True)
             raise InvalidGrant("unknown, expired or already used code")
         return CodeGrant.from_record(record)
 
@@ -222,7 +223,8 @@ class Grants:
                      "interval, family kept", age, client.client_id,
                      extra={"event": "refresh_reuse", "client_id": client.client_id})
             return family, scope, await self.issue_refresh_token(family)
-        await self.revoke_family(marker["family_id"], reason="refresh token reuse")
+        await self.revoke_family(marker["family_id"], reason="refresh token reuse",
+                                 suspected_theft=True)
         raise InvalidGrant(f"rotated refresh token reused {age:.0f}s later: family revoked")
 
     async def _refreshable(self, family_id: str) -> Family:
@@ -265,12 +267,16 @@ class Grants:
 
     # -- revocation -----------------------------------------------------------------------------
 
-    async def revoke_family(self, family_id: str, *, reason: str) -> None:
+    async def revoke_family(self, family_id: str, *, reason: str,
+                            suspected_theft: bool = False) -> None:
+        """End a refresh-token family. A WARNING only when a token's reuse suggests it was
+        stolen; a client revoking its own tokens or a narrowed policy is routine (INFO)."""
         await self._put(REVOKED_FAMILIES, family_id, {"revoked_at": self._clock()},
                         self._family_ttl)
         await self._store.delete(FAMILIES, family_id)
-        log.warning("refresh-token family revoked: %s", reason,
-                    extra={"event": "family_revoked", "reason": reason})
+        log.log(logging.WARNING if suspected_theft else logging.INFO,
+                "refresh-token family revoked: %s", reason,
+                extra={"event": "family_revoked", "reason": reason})
 
     async def end_session(self, sid: str) -> None:
         """Sign-out: every family started in this gateway session is revoked (P2, P7)."""

@@ -5,11 +5,13 @@ introspection, /userinfo and (when configured) /verify, and failing closed on a 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
 from conftest import Stack
+from log_canaries import LogScan
 from oidc_support import (
     CLIENTS,
     CONFIDENTIAL_SECRET,
@@ -303,3 +305,27 @@ def test_H9_stateless_verify_keeps_working_without_the_store(stack: Stack) -> No
 def test_T5_an_api_introspects_only_the_tokens_meant_for_it(stack: Stack) -> None:
     assert introspect(stack, tokens_for(stack)["access_token"])["active"] is True  # aud = API
     assert introspect(stack, webapp_tokens(stack)["access_token"]) == {"active": False}
+
+
+def test_L3_a_clients_own_revocation_is_info_and_reuse_detection_a_warning(
+        make_stack: Any, logs: LogScan) -> None:
+    """Issue 15, finding 9: a routine RP logout (the client revokes its refresh token) logged
+    a WARNING, and operators learn to ignore warnings. Only a reuse that suggests a stolen
+    token is one."""
+    stack = oidc_stack(make_stack, clients=ALL_CLIENTS, tokens={"refresh_token_reuse_interval": 0})
+
+    def family_revoked() -> list[dict[str, Any]]:
+        stack.loop.call(lambda: None)  # the server thread has written its lines
+        lines = [json.loads(line) for line in logs.lines]
+        return [line for line in lines if line.get("event") == "family_revoked"]
+
+    assert revoke(stack, tokens_for(stack)["refresh_token"]).status_code == 200
+    routine = family_revoked()
+    assert [line["level"] for line in routine] == ["INFO"]
+
+    stolen = tokens_for(stack)
+    refresh(stack, stolen["refresh_token"])
+    assert refresh(stack, stolen["refresh_token"]).status_code == 400  # the rotated one again
+    reuse = family_revoked()[len(routine):]
+    assert [line["level"] for line in reuse] == ["WARNING"]
+    assert reuse[0]["reason"] == "refresh token reuse"

@@ -168,3 +168,15 @@ def test_C3_a_signed_payload_that_is_not_a_json_object_is_refused(payload: bytes
 def test_C3_at_hash_that_is_not_ascii_is_refused_not_a_type_error() -> None:
     with pytest.raises(UpstreamError):
         check_at_hash({"at_hash": "é" * 22}, "ya29.access-token")
+
+
+def test_C3_an_id_token_for_several_audiences_needs_an_azp() -> None:
+    """Issue 15, finding 10 (OIDC Core 3.1.3.7): a list `aud` without `azp` does not say
+    which client the token was issued to; with our client as `azp` it does."""
+    several = [CLIENT_ID, "other.apps.googleusercontent.com"]
+    with pytest.raises(UpstreamError) as refused:
+        _check(_token(_claims(aud=several, azp=_DROP)))
+    assert "no azp" in refused.value.log_detail
+    assert _check(_token(_claims(aud=several)))["azp"] == CLIENT_ID
+    assert _check(_token(_claims(aud=[CLIENT_ID], azp=_DROP)))["sub"]  # one audience: none needed
+
