@@ -4,14 +4,23 @@ RP-initiated logout (handlers/pages.py, handlers/end_session.py)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from gateway import cookies
 from gateway.context import GatewayContext
+from gateway.errors import InvalidToken
 from gateway.handlers.base import BaseHandler
 
 
 async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     """End this browser's gateway session, revoke the refresh-token families started in it
-    (SECURITY P2, P7) and clear every cookie we set, with the attributes they were set with."""
+    (SECURITY P2, P7) and the access token in its cookie (T6: a copy taken before is refused
+    wherever revocation is checked), and clear every cookie we set, with the attributes they
+    were set with."""
+    access_token = ctx.cookies.read(handler, cookies.ACCESS, shared=True)
+    if access_token:
+        with contextlib.suppress(InvalidToken):  # expired or not ours: nothing to revoke
+            await ctx.grants.revoke_access_token(ctx.verifier.verify(access_token))
     session_id = ctx.cookies.read_signed(handler, cookies.SESSION,
                                          ctx.settings.cookies.session_lifetime)
     if session_id:

@@ -132,9 +132,16 @@ class ForwardAuthHandler(BaseHandler):
             except InvalidToken as e:
                 log.debug("forward auth: token refused (%s)", e.reason)
                 continue
-            if claims.get("aud") in self._audiences():
-                return claims, token  # no store access: the common case stays in memory
-            log.debug("forward auth: token of another audience")
+            if claims.get("aud") not in self._audiences():
+                log.debug("forward auth: token of another audience")
+                continue
+            # SECURITY T6: as /verify, the store is asked only when configured to; otherwise
+            # the common case stays in memory.
+            if ctx.settings.tokens.verify_checks_revocation \
+                    and await ctx.grants.access_token_revoked(claims):
+                log.debug("forward auth: revoked token")
+                continue
+            return claims, token
         session_id = ctx.cookies.read_signed(self, cookies.SESSION,
                                              ctx.settings.cookies.session_lifetime)
         if not session_id:

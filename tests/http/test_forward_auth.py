@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import Stack, query_of
+from oidc_support import bearer, oidc_stack
 
 APP = "https://app.example.test"
 SETTINGS = {"allowed_return_urls": [f"{APP}/"]}
@@ -202,3 +203,29 @@ def test_every_sample_proxy_config_passes_the_user_headers_on(sample: str) -> No
     for header in (USER_HEADER, EMAIL_HEADER, NAME_HEADER):
         assert header.lower() in text or header.lower().replace("-", "_") in text, header
     assert "/auth" in text
+
+
+def test_T6_auth_refuses_a_revoked_token_when_revocation_is_checked(make_stack) -> None:
+    """Issue 15, finding 3: /verify and /introspect refused a revoked token while /auth let
+    it through until its exp, even with tokens.verify_checks_revocation on."""
+    stack = oidc_stack(make_stack, login=SETTINGS, tokens={"verify_checks_revocation": True})
+    browser = stack.browser()
+    browser.login()
+    token = browser.access_token()
+    assert httpx.get(f"{stack.url}/auth", headers=bearer(token)).status_code == 200
+    revoked = httpx.post(f"{stack.url}/revoke", data={"token": token, "client_id": "spa"})
+    assert revoked.status_code == 200
+    assert httpx.get(f"{stack.url}/auth", headers=bearer(token)).status_code == 401
+    assert httpx.get(f"{stack.url}/verify", headers=bearer(token)).status_code == 401
+
+
+def test_T6_without_the_revocation_check_auth_stays_stateless(make_stack) -> None:
+    """The documented trade-off, as for /verify: without verify_checks_revocation a valid JWT
+    costs no store access, and a revoked one is refused only once it expires."""
+    stack = oidc_stack(make_stack, login=SETTINGS)
+    browser = stack.browser()
+    browser.login()
+    token = browser.access_token()
+    assert httpx.post(f"{stack.url}/revoke",
+                      data={"token": token, "client_id": "spa"}).status_code == 200
+    assert httpx.get(f"{stack.url}/auth", headers=bearer(token)).status_code == 200

@@ -14,6 +14,8 @@ from conftest import FormParser, Stack
 from oidc_support import (
     CLIENTS,
     CONFIDENTIAL_SECRET,
+    INTROSPECTOR,
+    INTROSPECTOR_AUTH,
     LOGOUT_URI,
     REDIRECT_URI,
     exchange,
@@ -124,3 +126,27 @@ def test_discovery_of_end_session(make_stack: Any) -> None:
     stack = oidc_stack(make_stack, clients=CLIENTS)
     metadata = httpx.get(f"{stack.url}/.well-known/openid-configuration").json()
     assert httpx.get(metadata["end_session_endpoint"]).status_code == 200
+
+
+def test_T6_sign_out_revokes_the_access_token_it_clears(make_stack: Any) -> None:
+    """Issue 15, finding 4: a copy of the access JWT taken before POST /logout stayed
+    `active: true` at /introspect and valid at /verify and /auth for its whole lifetime."""
+    stack = oidc_stack(make_stack, clients=[*CLIENTS, INTROSPECTOR],
+                       tokens={"verify_checks_revocation": True})
+    browser = stack.browser()
+    browser.login()
+    copy = browser.access_token()
+
+    def introspected() -> dict[str, Any]:
+        return httpx.post(f"{stack.url}/introspect", data={"token": copy},
+                          auth=INTROSPECTOR_AUTH).json()
+
+    assert introspected()["active"] is True
+    home = browser.get(f"{stack.url}/")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', home.text)
+    assert xsrf is not None
+    assert browser.post(f"{stack.url}/logout", data={"_xsrf": xsrf.group(1)}).status_code == 303
+    assert introspected() == {"active": False}
+    for check in ("/verify", "/auth"):
+        answer = httpx.get(f"{stack.url}{check}", headers={"Authorization": f"Bearer {copy}"})
+        assert answer.status_code == 401, check
