@@ -10,7 +10,7 @@ from functools import cached_property
 from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.cookies import CookiePolicy
-from gateway.keys import KeySet
+from gateway.keys import KeySet, purpose_key
 from gateway.metrics import GatewayMetrics
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grants import Grants
@@ -53,7 +53,9 @@ class GatewayContext:
     @cached_property
     def grants(self) -> Grants:
         """Codes, refresh-token families and revocations, in the store."""
-        return Grants(self.store, self.settings.tokens, clock=self.clock)
+        return Grants(self.store, self.settings.tokens, clock=self.clock,
+                      successor_key=purpose_key(self.settings.cookies.secret.reveal(),
+                                                "refresh-token successor"))
 
     @property
     def default_return_to(self) -> str:

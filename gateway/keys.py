@@ -27,8 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.errors import ConfigError
@@ -305,3 +306,11 @@ def _read_private_key(path: Path) -> PrivateKey:
     if path.stat().st_mode & 0o077:
         log.warning("key file %s is readable by others: chmod 600 it", path.name)
     return key
+
+
+def purpose_key(secret: str, purpose: str) -> bytes:
+    """A 256-bit key for one purpose, derived from a configured secret with HKDF-SHA256 (RFC
+    5869) under the purpose's name (SECURITY K4: no two purposes share a key, and no derived
+    key tells anything of the secret or of another purpose's key)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=f"oauth-gateway {purpose}".encode()).derive(secret.encode())

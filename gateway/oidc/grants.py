@@ -11,16 +11,22 @@ the refresh tokens, and each refresh's successors. Revoking a family (code repla
 reuse, RFC 7009 revocation, sign-out) is a marker in the store, written whether or not the
 family exists yet, so a revocation racing the code exchange still wins.
 
-Rotation (T1, T4): a refresh token is used once (`take`). Before taking it, a `rotated` marker is
-written, so a request that loses the race always finds the marker. A rotated token presented
-again within `refresh_token_reuse_interval` seconds (two tabs refreshing at once) gets a new
-refresh token of its own in the same family: the successors are stored hashed only, so the
-very same successor cannot be handed out twice. Later, it revokes the whole family.
+Rotation (T1, T4): a refresh token is used once (`take`), and has exactly one successor: an
+HMAC of the token under a key of the gateway's (`successor_key`), so that the successor can be
+handed out again without being stored in clear. Before the token is taken, a `rotated` marker
+is written and the successor stored (hashed, like every token), so a request that loses the race
+always finds both. A rotated token presented again within `refresh_token_reuse_interval`
+seconds (two tabs refreshing at once, however many) gets that same successor: the family never
+forks into branches, and a stolen token replayed in the window gains nothing its owner does not
+hold too. Later, it revokes the whole family.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -109,10 +115,11 @@ def new_family_id() -> str:
 
 
 class Grants:
-    def __init__(self, store: Store, tokens: TokenSettings,
+    def __init__(self, store: Store, tokens: TokenSettings, *, successor_key: bytes,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._tokens = tokens
+        self._successor_key = successor_key  # the same on every replica (app.py derives it)
         self._clock = clock
         # Families, markers and revocations outlive the family by an access token's lifetime:
         # the access tokens it issued last stay checkable until they expire.
@@ -173,7 +180,17 @@ class Grants:
         return family
 
     async def issue_refresh_token(self, family: Family) -> str:
+        """The family's first refresh token (its later ones are successors)."""
         token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        await self._store_refresh_token(token, family)
+        return token
+
+    def successor(self, refresh_token: str) -> str:
+        """The one refresh token that rotating `refresh_token` gives (T4)."""
+        digest = hmac.new(self._successor_key, refresh_token.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    async def _store_refresh_token(self, token: str, family: Family) -> None:
         now = self._clock()
         ttl = min(self._tokens.refresh_token_idle_lifetime, family.expires_at - now)
         if ttl <= 0:
@@ -181,7 +198,6 @@ class Grants:
         await self._put(REFRESH_TOKENS, hashed(token),
                         {"family_id": family.family_id, "client_id": family.client_id,
                          "issued_at": now}, ttl)
-        return token
 
     async def rotate(self, refresh_token: str, client: ClientSettings, *,
                      requested_scope: str | None) -> tuple[Family, tuple[str, ...], str]:
@@ -190,25 +206,28 @@ class Grants:
         key = hashed(refresh_token)
         record = await self._store.get(REFRESH_TOKENS, key)
         if record is None:
-            return await self._rotated_again(key, client, requested_scope)
+            return await self._rotated_again(refresh_token, client, requested_scope)
         if record["client_id"] != client.client_id:
             raise InvalidGrant(f"refresh token of {record['client_id']} presented by "
                                f"{client.client_id}")
         family = await self._refreshable(record["family_id"])
         scope = narrowed_scope(family.scope, requested_scope)
         now = self._clock()
-        # The marker first: a concurrent request that finds the token gone finds the marker.
+        # The marker and the successor first: a concurrent request that finds the token gone
+        # finds both.
         await self._put(ROTATED, key, {"family_id": family.family_id,
                                        "client_id": family.client_id, "rotated_at": now},
                         max(1.0, family.expires_at - now))
+        successor = self.successor(refresh_token)
+        await self._store_refresh_token(successor, family)
         if await self._store.take(REFRESH_TOKENS, key) is None:
             log.info("refresh token rotated concurrently client=%s (within the reuse interval)",
                      client.client_id)
-        return family, scope, await self.issue_refresh_token(family)
+        return family, scope, successor
 
-    async def _rotated_again(self, key: str, client: ClientSettings, requested_scope: str | None
-                             ) -> tuple[Family, tuple[str, ...], str]:
-        marker = await self._store.get(ROTATED, key)
+    async def _rotated_again(self, refresh_token: str, client: ClientSettings,
+                             requested_scope: str | None) -> tuple[Family, tuple[str, ...], str]:
+        marker = await self._store.get(ROTATED, hashed(refresh_token))
         if marker is None:
             raise InvalidGrant("unknown or expired refresh token")
         if marker["client_id"] != client.client_id:
@@ -222,7 +241,7 @@ class Grants:
             log.info("rotated refresh token reused %.1fs later client=%s: within the reuse "
                      "interval, family kept", age, client.client_id,
                      extra={"event": "refresh_reuse", "client_id": client.client_id})
-            return family, scope, await self.issue_refresh_token(family)
+            return family, scope, self.successor(refresh_token)
         await self.revoke_family(marker["family_id"], reason="refresh token reuse",
                                  suspected_theft=True)
         raise InvalidGrant(f"rotated refresh token reused {age:.0f}s later: family revoked")

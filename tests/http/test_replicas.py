@@ -9,6 +9,7 @@ without it the test fails under CI=true and is skipped elsewhere (tests/store_ba
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -192,3 +193,27 @@ def test_C1_a_code_redeemed_on_one_replica_cannot_be_replayed_on_another(
     other = sso_code(browser, c)
     assert exchange(b, other).status_code == 200
     assert exchange(a, other).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.slow
+def test_T4_refreshes_racing_on_two_replicas_get_one_successor(
+        replicas: tuple[Deployment, list[GatewayProcess]]) -> None:
+    """Twenty refreshes of one token at once, spread over two processes sharing Redis: one
+    successor for all of them (the successor is derived from the token under a key every
+    replica derives alike), and it rotates on, on the third."""
+    deployment, (a, b, c) = replicas
+    browser = deployment.browser()
+    first = tokens_from(exchange(a, login_across_replicas(deployment, browser, a, b, c)))
+
+    async def race() -> list[httpx.Response]:
+        data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+                "client_id": "spa"}
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            return list(await asyncio.gather(
+                *(http.post(f"{replica.url}/token", data=data) for replica in [a, b] * 10)))
+
+    answers = asyncio.run(race())
+    assert [answer.status_code for answer in answers] == [200] * 20, [a.text for a in answers]
+    successors = {answer.json()["refresh_token"] for answer in answers}
+    assert len(successors) == 1
+    assert refresh(c, successors.pop()).status_code == 200

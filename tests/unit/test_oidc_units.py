@@ -295,7 +295,7 @@ def _grants(**tokens: Any) -> tuple[Grants, Clock, MemoryStore]:
     store = MemoryStore(clock=clock)
     settings = TokenSettings(**{"refresh_token_idle_lifetime": 3600,
                                 "refresh_token_absolute_lifetime": 86400, **tokens})
-    return Grants(store, settings, clock=clock), clock, store
+    return Grants(store, settings, clock=clock, successor_key=b"k" * 32), clock, store
 
 
 def run(coro: Any) -> Any:
@@ -357,16 +357,29 @@ def test_T1_rotation_and_reuse_after_the_interval_revokes_the_family() -> None:
     run(scenario())
 
 
-def test_T4_reuse_within_the_interval_keeps_the_family() -> None:
+def test_T4_reuse_within_the_interval_gets_the_same_successor() -> None:
+    """Two tabs refreshing at once keep the family, and it does not fork: the token presented
+    again in the window gets the successor the first rotation gave, no branch of its own."""
     async def scenario() -> None:
         grants, clock, _store = _grants(refresh_token_reuse_interval=5)
         _fam, first = await _family(grants)
         _f, _s, second = await grants.rotate(first, SPA, requested_scope=None)
         clock.now += 2
-        _f, _s, sibling = await grants.rotate(first, SPA, requested_scope=None)
-        assert sibling != second
-        for token in (second, sibling):
-            await grants.rotate(token, SPA, requested_scope=None)
+        _f, _s, again = await grants.rotate(first, SPA, requested_scope=None)
+        assert again == second
+        _f, _s, third = await grants.rotate(second, SPA, requested_scope=None)
+        assert third == grants.successor(second) != second
+    run(scenario())
+
+
+def test_T4_successors_depend_on_the_key_and_the_token() -> None:
+    async def scenario() -> None:
+        grants, _clock, store = _grants()
+        other = Grants(store, grants._tokens, successor_key=b"o" * 32)
+        assert grants.successor("a") == grants.successor("a")
+        assert grants.successor("a") != grants.successor("b")
+        assert grants.successor("a") != other.successor("a")
+        assert len(grants.successor("a")) == 43  # 256 bits, like a first refresh token
     run(scenario())
 
 
