@@ -2,6 +2,12 @@
 
 A new id at every login (no fixation, SECURITY P2); an idle and an absolute timeout (P4). The
 cookie holds only the id: no personal data, no upstream token (P6).
+
+Each session also has a public `sid` (the `sid` of our ID tokens and access tokens), new at
+every login, and is found by it as well (P8): an RP-initiated logout names the session by the
+`sid` of its `id_token_hint`, with or without the browser's cookie, and ends that very session.
+A login that replaces a session of the same user carries the earlier `sid`s along, so that
+ending the session, by either name, ends everything started under any of them.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from gateway.identity import Identity
 from gateway.store import Store
 
 NAMESPACE = "session"
+SID_INDEX = "session-sid"  # sid -> the hash the session is stored under
 TOUCH_INTERVAL = 60.0  # seconds; refreshing last_seen on every request would be a write each
+MAX_EARLIER_SIDS = 8
 
 
 @dataclass(frozen=True)
@@ -27,9 +35,15 @@ class Session:
     claims: dict[str, Any]
     created: float
     last_seen: float
-    # Public id of this browser's sign-in (the `sid` of ID tokens): the key that sign-out uses to
-    # revoke the refresh-token families started in it. Kept when the same user signs in again.
+    # Public id of this sign-in (the `sid` of our tokens): the key that sign-out and logout use
+    # to end it and revoke what was issued in it. New at every login.
     sid: str = ""
+    # The sids of the sessions of the same user this one replaced, in this browser.
+    earlier_sids: tuple[str, ...] = ()
+
+    @property
+    def all_sids(self) -> tuple[str, ...]:
+        return (self.sid, *self.earlier_sids) if self.sid else self.earlier_sids
 
 
 class Sessions:
@@ -40,37 +54,73 @@ class Sessions:
         self._idle_timeout = idle_timeout
         self._clock = clock
 
-    async def start(self, identity: Identity, *, replacing: str | None = None) -> str:
-        sid = ""
+    async def start(self, identity: Identity, *, replacing: str | None = None
+                    ) -> tuple[str, Session]:
+        """A new session (its cookie value, and itself), replacing the browser's old one."""
+        earlier: tuple[str, ...] = ()
         if replacing:
-            old = await self._store.get(NAMESPACE, _key(replacing))
-            if old is not None and old.get("sub") == identity.sub:
-                sid = old.get("sid") or ""
+            old = await self._record(_key(replacing))
+            if old is not None and old.sub == identity.sub:
+                earlier = old.all_sids[:MAX_EARLIER_SIDS]
             await self.end(replacing)
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(identity.sub, identity.idp, identity.profile_claims(), now, now,
-                          sid or secrets.token_urlsafe(16))
-        await self._store.put(NAMESPACE, _key(session_id), asdict(session), self._ttl(session))
-        return session_id
+                          secrets.token_urlsafe(16), earlier)
+        await self._save(_key(session_id), session)
+        return session_id, session
 
     async def lookup(self, session_id: str) -> Session | None:
-        record = await self._store.get(NAMESPACE, _key(session_id))
-        if record is None:
+        key = _key(session_id)
+        session = await self._record(key)
+        if session is None:
             return None
-        session = Session(**record)
         now = self._clock()
         if now - session.created > self._lifetime or now - session.last_seen > self._idle_timeout:
-            await self.end(session_id)
+            await self._end(key, session)
             return None
         if now - session.last_seen > TOUCH_INTERVAL:
             session = replace(session, last_seen=now)
-            await self._store.put(NAMESPACE, _key(session_id), asdict(session),
-                                  self._ttl(session))
+            await self._save(key, session)
         return session
 
-    async def end(self, session_id: str) -> None:
-        await self._store.delete(NAMESPACE, _key(session_id))
+    async def end(self, session_id: str) -> Session | None:
+        """End the session of this cookie value; the session it was, if any."""
+        key = _key(session_id)
+        session = await self._record(key)
+        await self._end(key, session)
+        return session
+
+    async def end_sid(self, sid: str) -> Session | None:
+        """End the session that has (or had, before a new login replaced it) this `sid`,
+        wherever its browser is: the session it was, if any (P8)."""
+        index = await self._store.get(SID_INDEX, sid)
+        if index is None:
+            return None
+        session = await self._record(index["key"])
+        if session is None or sid not in session.all_sids:
+            await self._store.delete(SID_INDEX, sid)
+            return None
+        await self._end(index["key"], session)
+        return session
+
+    async def _record(self, key: str) -> Session | None:
+        record = await self._store.get(NAMESPACE, key)
+        if record is None:
+            return None
+        record["earlier_sids"] = tuple(record.get("earlier_sids", ()))
+        return Session(**record)
+
+    async def _save(self, key: str, session: Session) -> None:
+        ttl = self._ttl(session)
+        await self._store.put(NAMESPACE, key, asdict(session), ttl)
+        for sid in session.all_sids:
+            await self._store.put(SID_INDEX, sid, {"key": key}, ttl)
+
+    async def _end(self, key: str, session: Session | None) -> None:
+        await self._store.delete(NAMESPACE, key)
+        for sid in session.all_sids if session else ():
+            await self._store.delete(SID_INDEX, sid)
 
     def _ttl(self, session: Session) -> float:
         remaining = session.created + self._lifetime - self._clock()

@@ -24,10 +24,9 @@ async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     session_id = ctx.cookies.read_signed(handler, cookies.SESSION,
                                          ctx.settings.cookies.session_lifetime)
     if session_id:
-        session = await ctx.sessions.lookup(session_id)
-        if session is not None:
-            await ctx.grants.end_session(session.sid)
-        await ctx.sessions.end(session_id)
+        session = await ctx.sessions.end(session_id)
+        for sid in session.all_sids if session else ():
+            await ctx.grants.end_session(sid)
     ctx.cookies.clear(handler, cookies.SESSION)
     ctx.cookies.clear(handler, cookies.ACCESS, shared=True)
     handler.set_no_store()

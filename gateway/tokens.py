@@ -54,8 +54,13 @@ class TokenIssuer:
     new_jti: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(16))
 
     def issue_access_token(self, identity: Identity, audience: str,
-                           auth_time: int | None = None) -> str:
-        return self.issue(identity.sub, audience, identity.profile_claims(), auth_time=auth_time)
+                           auth_time: int | None = None, *, sid: str | None = None) -> str:
+        """An access token of the cookie login; `sid` names the session it was issued in, so
+        that ending that session revokes it (SECURITY P8, T6)."""
+        claims = identity.profile_claims()
+        if sid:
+            claims["sid"] = sid
+        return self.issue(identity.sub, audience, claims, auth_time=auth_time)
 
     def issue(self, sub: str, audience: str, extra_claims: dict[str, Any], *,
               auth_time: int | None = None) -> str:

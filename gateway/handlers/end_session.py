@@ -67,7 +67,11 @@ class EndSessionHandler(BaseHandler):
                         app_name=request.client.display_name if request.client else None)
             return
         if request.hint_sid:
-            await ctx.grants.end_session(request.hint_sid)
+            # SECURITY P8: the session the hint names ends, wherever its browser is (this
+            # request may come without our cookie), with all it was issued.
+            hinted = await ctx.sessions.end_sid(request.hint_sid)
+            for sid in hinted.all_sids if hinted else (request.hint_sid,):
+                await ctx.grants.end_session(sid)
         await sign_out(self, ctx)
         log.info("signed out by end_session client=%s",
                  request.client.client_id if request.client else "-")

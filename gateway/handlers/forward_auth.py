@@ -150,7 +150,7 @@ class ForwardAuthHandler(BaseHandler):
         if session is None:
             return None, None
         claims = {**session.claims, "sub": session.sub, "idp": session.idp,
-                  "auth_time": int(session.created)}
+                  "auth_time": int(session.created), "sid": session.sid}
         return claims, None
 
     def _audiences(self) -> tuple[str, ...]:

@@ -191,8 +191,8 @@ class CallbackHandler(ProviderHandler):
         ctx = self.ctx
         session_cookie_age = ctx.settings.cookies.session_lifetime
         old_session = ctx.cookies.read_signed(self, cookies.SESSION, session_cookie_age)
-        session_id = await ctx.sessions.start(identity, replacing=old_session)
-        token = ctx.issuer.issue_access_token(identity, ctx.settings.audience)
+        session_id, session = await ctx.sessions.start(identity, replacing=old_session)
+        token = ctx.issuer.issue_access_token(identity, ctx.settings.audience, sid=session.sid)
         ctx.metrics.issued["access"].inc()
         ctx.cookies.set(self, cookies.SESSION, session_id, max_age=session_cookie_age,
                         signed=True)

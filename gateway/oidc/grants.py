@@ -310,8 +310,13 @@ class Grants:
 
     async def access_token_revoked(self, claims: dict[str, Any]) -> bool:
         """True when the (already verified) access token was revoked itself, or its family
-        was. Store failures propagate: the caller fails closed (SECURITY H9)."""
-        if await self._store.get(REVOKED_ACCESS_TOKENS, str(claims["jti"])) is not None:
+        was, or the session it was issued in has ended (P8). Store failures propagate: the
+        caller fails closed (SECURITY H9)."""
+        markers = [self._store.get(REVOKED_ACCESS_TOKENS, str(claims["jti"]))]
+        sid = claims.get("sid")
+        if isinstance(sid, str) and sid:
+            markers.append(self._store.get(ENDED_SESSIONS, sid))
+        if any(marker is not None for marker in await asyncio.gather(*markers)):
             return True
         family_id = claims.get("fid")
         return isinstance(family_id, str) and await self.live_family(family_id) is None

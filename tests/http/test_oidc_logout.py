@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import jwt
 import pytest
 from conftest import FormParser, Stack
 from oidc_support import (
@@ -18,6 +19,7 @@ from oidc_support import (
     INTROSPECTOR_AUTH,
     LOGOUT_URI,
     REDIRECT_URI,
+    authorization_params,
     exchange,
     get_code,
     oidc_stack,
@@ -150,3 +152,42 @@ def test_T6_sign_out_revokes_the_access_token_it_clears(make_stack: Any) -> None
     for check in ("/verify", "/auth"):
         answer = httpx.get(f"{stack.url}{check}", headers={"Authorization": f"Bearer {copy}"})
         assert answer.status_code == 401, check
+
+
+def test_P8_a_logout_by_id_token_hint_without_the_cookie_ends_the_session_everywhere(
+        make_stack: Any) -> None:
+    """Issue 15, finding 2: a logout with a valid id_token_hint but no cookie (a cross-site
+    form post, or anyone holding one of the user's ID tokens) marked the sid ended while the
+    session lived on: /auth still 200, /authorize still issued single sign-on codes whose every
+    exchange failed, and a new login kept the ended sid. Now the session the hint names ends
+    for every endpoint, and a new login starts cleanly under a new sid."""
+    stack = oidc_stack(make_stack, clients=[*CLIENTS, INTROSPECTOR],
+                       tokens={"verify_checks_revocation": True})
+    browser, tokens = _signed_in_webapp(stack)
+    access_cookie = browser.access_token()
+    assert browser.get(f"{stack.url}/auth").status_code == 200
+
+    # No cookie at all: only the hint names the session.
+    assert httpx.get(f"{stack.url}/logout/oidc",
+                     params={"id_token_hint": tokens["id_token"]}).status_code == 200
+
+    assert browser.get(f"{stack.url}/auth").status_code == 401  # access cookie: its sid ended
+    for name in [n for n in browser.cookies if n.endswith("gw_access")]:
+        del browser.cookies[name]
+    assert browser.get(f"{stack.url}/auth").status_code == 401  # session cookie: gone
+    sso = browser.get(f"{stack.url}/authorize", params=authorization_params(
+        client_id="webapp", redirect_uri=REDIRECT_URI))
+    assert not sso.headers.get("location", "").startswith(REDIRECT_URI)  # no code: a login
+    assert _refresh_webapp(stack, tokens).json()["error"] == "invalid_grant"
+    inactive = httpx.post(f"{stack.url}/introspect", data={"token": access_cookie},
+                          auth=INTROSPECTOR_AUTH).json()
+    assert inactive == {"active": False}
+
+    # Signing in again in the same browser: a new sid, and the code flow works end to end.
+    code = get_code(browser, client_id="webapp", redirect_uri=REDIRECT_URI)
+    fresh = exchange(stack, code, redirect_uri=REDIRECT_URI,
+                     auth=("webapp", CONFIDENTIAL_SECRET)).json()
+    assert _refresh_webapp(stack, fresh).status_code == 200
+    assert browser.get(f"{stack.url}/auth").status_code == 200
+    assert jwt.decode(fresh["id_token"], options={"verify_signature": False})["sid"] != \
+        jwt.decode(tokens["id_token"], options={"verify_signature": False})["sid"]

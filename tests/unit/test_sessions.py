@@ -21,7 +21,7 @@ def test_P4_a_session_unused_past_the_idle_timeout_ends() -> None:
     sessions = _sessions(now)
 
     async def scenario() -> None:
-        session_id = await sessions.start(ADA)
+        session_id, _ = await sessions.start(ADA)
         now[0] += 599
         assert await sessions.lookup(session_id) is not None
         now[0] += 601
@@ -35,7 +35,7 @@ def test_P4_a_session_in_use_still_ends_at_its_absolute_lifetime() -> None:
     sessions = _sessions(now)
 
     async def scenario() -> None:
-        session_id = await sessions.start(ADA)
+        session_id, _ = await sessions.start(ADA)
         for _ in range(11):
             now[0] += 300  # used every five minutes, up to 3300 s: never idle
             assert await sessions.lookup(session_id) is not None
@@ -50,8 +50,8 @@ def test_P2_a_new_login_replaces_the_old_session() -> None:
     sessions = _sessions(now)
 
     async def scenario() -> None:
-        old = await sessions.start(ADA)
-        new = await sessions.start(ADA, replacing=old)
+        old, _ = await sessions.start(ADA)
+        new, _ = await sessions.start(ADA, replacing=old)
         assert new != old
         assert await sessions.lookup(old) is None
         assert await sessions.lookup(new) is not None
@@ -63,6 +63,53 @@ def test_P6_the_stored_session_holds_no_upstream_token() -> None:
     now = [0.0]
     store = MemoryStore(clock=lambda: now[0])
     sessions = Sessions(store, lifetime=3600, idle_timeout=600, clock=lambda: now[0])
-    session_id = asyncio.run(sessions.start(ADA))
+    session_id, _ = asyncio.run(sessions.start(ADA))
     assert session_id not in str(store._entries)  # stored under a hash of the id
     assert "token" not in str(store._entries)
+
+
+def test_P8_every_login_gets_a_new_sid_and_keeps_the_earlier_ones_of_its_user() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+    grace = Identity("google", "2", name="Grace Hopper")
+
+    async def scenario() -> None:
+        old, first = await sessions.start(ADA)
+        new, second = await sessions.start(ADA, replacing=old)
+        assert second.sid != first.sid
+        assert second.all_sids == (second.sid, first.sid)
+        _, other_user = await sessions.start(grace, replacing=new)
+        assert other_user.all_sids == (other_user.sid,)  # another user inherits nothing
+
+    asyncio.run(scenario())
+
+
+def test_P8_a_session_is_ended_by_any_of_its_sids_and_then_is_gone_for_everyone() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        old, first = await sessions.start(ADA)
+        current, second = await sessions.start(ADA, replacing=old)
+        ended = await sessions.end_sid(first.sid)  # the sid of an earlier ID token
+        assert ended is not None and ended.sid == second.sid
+        assert await sessions.lookup(current) is None
+        assert await sessions.end_sid(second.sid) is None  # nothing left to end
+        assert await sessions.end_sid("no-such-sid") is None
+
+    asyncio.run(scenario())
+
+
+def test_P8_ending_a_session_by_its_cookie_removes_its_sid_index_too() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+    sessions = Sessions(store, lifetime=3600, idle_timeout=600, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        session_id, session = await sessions.start(ADA)
+        assert await sessions.end(session_id) == session
+        assert await sessions.end_sid(session.sid) is None
+        assert not store._entries  # nothing of the session is left behind
+
+    asyncio.run(scenario())
+
