@@ -45,6 +45,7 @@ from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
 from gateway.logs import AccessLog, LogBudget
 from gateway.metrics import GatewayMetrics
+from gateway.pending import PendingCaps
 from gateway.providers import enabled_providers
 from gateway.proxies import parse_trusted
 from gateway.ratelimits import Limit, RateLimiter
@@ -89,7 +90,16 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         providers={p.name: p for p in enabled_providers(settings, upstream)},
         clock=clock,
         metrics=metrics,
+        pending_caps=PendingCaps(store, per_client=settings.login.max_pending_per_client,
+                                 lifetime=settings.login.transaction_lifetime, clock=clock)
+        if enforces_limits(settings) else None,
     )
+
+
+def enforces_limits(settings: Settings) -> bool:
+    """Rate limits (H5) and per-client caps (H10) hold, except in development mode unless
+    asked for (the benchmarks run in development mode)."""
+    return not settings.dev_mode or settings.rate_limits.enforce_in_dev_mode
 
 
 def make_app(ctx: GatewayContext) -> tornado.web.Application:
@@ -160,7 +170,7 @@ def edge(ctx: GatewayContext, routes: dict[type[Any], str]) -> Edge:
     flight."""
     settings = ctx.settings
     limits = settings.rate_limits
-    enforce = not settings.dev_mode or limits.enforce_in_dev_mode
+    enforce = enforces_limits(settings)
     limiter = RateLimiter(ctx.store, {
         "login": Limit(limits.login_requests, limits.login_window),
         "token": Limit(limits.token_requests, limits.token_window),

@@ -14,6 +14,7 @@ from gateway.keys import KeySet, purpose_key
 from gateway.metrics import GatewayMetrics
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grants import Grants
+from gateway.pending import PendingCaps
 from gateway.providers import Connector
 from gateway.redirects import AllowedReturn
 from gateway.sessions import Sessions
@@ -35,6 +36,9 @@ class GatewayContext:
     providers: dict[str, Connector] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    # SECURITY H10: per-client caps on started logins and saved /authorize requests; None in
+    # development mode unless rate_limits.enforce_in_dev_mode (the benchmarks log in a lot).
+    pending_caps: PendingCaps | None = None
 
     def use_keyset(self, keyset: KeySet) -> None:
         """Swap in a reloaded key set (SECURITY K3): the JWKS, the signing key and the

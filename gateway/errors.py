@@ -181,9 +181,10 @@ class RateLimited(GatewayError):
     error = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, retry_after: int, *, log_detail: str = "") -> None:
-        super().__init__("Too many requests. Please wait a moment and try again.",
-                         log_detail=log_detail)
+    def __init__(self, retry_after: int, *, log_detail: str = "",
+                 description: str = "Too many requests. Please wait a moment and try again."
+                 ) -> None:
+        super().__init__(description, log_detail=log_detail)
         self.retry_after = retry_after
 
     def response_headers(self) -> Headers:

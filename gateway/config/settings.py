@@ -96,7 +96,12 @@ class LoginSettings:
     allowed_return_urls: tuple[str, ...] = ()
     default_return_to: str = ""  # where a login without return_to lands; "" = the gateway's page
     transaction_lifetime: int = 600
-    max_pending_transactions: int = 100_000
+    # SECURITY H10: logins (and, separately, saved /authorize requests) one client address (an
+    # IPv6 /64) may start per transaction_lifetime; past it, that client gets a 429.
+    max_pending_per_client: int = 20
+    # The total of each, a bound on memory only: far above any one client's cap, so that
+    # filling it takes tens of thousands of addresses (a full store is everyone's 503).
+    max_pending_transactions: int = 500_000
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,9 @@ def _check_login(settings: Settings) -> None:
         raise ConfigError("login.transaction_lifetime", "must be between 30 and 3600 seconds")
     if login.max_pending_transactions < 1:
         raise ConfigError("login.max_pending_transactions", "must be at least 1")
+    if not 1 <= login.max_pending_per_client <= login.max_pending_transactions:
+        raise ConfigError("login.max_pending_per_client",
+                          "must be at least 1 and at most login.max_pending_transactions")
 
 
 def _check_upstream(upstream: UpstreamSettings) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from gateway import cookies
+from gateway import cookies, pending
 from gateway.config import ClientSettings
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, NotPermitted
@@ -109,6 +109,8 @@ class AuthorizeHandler(AuthorizationHandler):
         if "none" in request.prompt:
             raise refusal(request, "login_required", "The user is not signed in.",
                           issuer=settings.issuer, log_detail="prompt=none without session")
+        if ctx.pending_caps is not None:  # SECURITY H10
+            await ctx.pending_caps.admit(pending.AUTHORIZATION_REQUESTS, self.client_address)
         request_id = await ctx.grants.save_request(request, settings.login.transaction_lifetime)
         resume = f"{settings.issuer}{RESUME_PATH}?{urlencode({'request': request_id})}"
         providers = allowed_providers(client, list(ctx.providers))

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from urllib.parse import urlencode
 
-from gateway import cookies, transactions
+from gateway import cookies, pending, transactions
 from gateway.context import GatewayContext
 from gateway.errors import (
     AccessDenied,
@@ -71,6 +71,9 @@ class LoginHandler(ProviderHandler):
                 "The address to return to after sign-in is not allowed by this gateway.",
                 log_detail="return_to not in allowlist",
             )
+        if self.ctx.pending_caps is not None:
+            # SECURITY H10: before any work (a provider call, a stored transaction).
+            await self.ctx.pending_caps.admit(pending.LOGINS, self.client_address)
         lifetime = settings.login.transaction_lifetime
         browser_id = (self.ctx.cookies.read_signed(self, cookies.LOGIN, lifetime)
                       or transactions.new_browser_id())

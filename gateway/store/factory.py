@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from gateway import transactions
 from gateway.errors import ConfigError
+from gateway.oidc import grants
 from gateway.store import Store, StoreUnavailable
 from gateway.store.location import parse_store_url, store_url
 from gateway.store.memory import MemoryStore
@@ -20,9 +21,11 @@ log = logging.getLogger("gateway.store")
 def open_store(settings: Settings) -> Store:
     """The store the settings name (already validated by gateway.config)."""
     location = parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode))
-    # Only unfinished logins are bounded in the persistent stores (a flood of them must not
-    # fill the disk or Redis); sessions are bounded by the login rate and their lifetime.
-    limits = {transactions.NAMESPACE: settings.login.max_pending_transactions}
+    # Only unfinished logins and saved /authorize requests are bounded in the persistent stores
+    # (a flood of them must not fill the disk or Redis; SECURITY H10 keeps each client to its
+    # own share); sessions are bounded by the login rate and their lifetime.
+    limits = {transactions.NAMESPACE: settings.login.max_pending_transactions,
+              grants.REQUESTS: settings.login.max_pending_transactions}
     log.info("store: %s", location.describe())
     if location.kind == "sqlite":
         from gateway.store.sqlite import SqliteStore
