@@ -26,6 +26,7 @@ from process_support import (
 )
 
 from gateway.cli import main
+from gateway.keys import write_new_key
 
 # Spelled in two parts so that no file of the repository looks like it holds a key.
 PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
@@ -328,3 +329,34 @@ def test_keys_list_of_an_empty_directory_is_one_config_error_line(
     _, err = capsys.readouterr()
     assert code == 2
     assert_one_line_config_error(err, "tokens.keys_dir")
+
+
+def test_J11_serve_without_an_rs256_key_exits_2_naming_the_command(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    write_new_key(keys_dir, "ES256")  # a directory from before ID tokens had their own keys
+    config = write_config(tmp_path, {"tokens.algorithm": "ES256",
+                                     "tokens.keys_dir": str(keys_dir), "listen.port": 0})
+
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "tokens.keys_dir")
+    assert "oauth-gateway keys generate --algorithm RS256" in result.stderr
+
+
+def test_J11_keys_generate_rs256_completes_an_older_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = tmp_path / "keys"
+    es256 = write_new_key(keys_dir, "ES256")
+    main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    assert "no RS256 key for ID tokens" in capsys.readouterr().out
+
+    code = main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "RS256"])
+
+    out = capsys.readouterr().out
+    assert code == 0 and "(RS256)" in out and "signs at once" in out
+    (rs256,) = set(keys_dir.glob("*.pem")) - {es256}
+    main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    listed = capsys.readouterr().out.splitlines()
+    assert {line.split()[0]: line.split()[-1] for line in listed} == {
+        expected_kid(es256): "signing", expected_kid(rs256): "signing"}
