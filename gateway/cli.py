@@ -134,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
                     "in the JWKS, and the newest active one signs.",
         epilog="actions:\n"
                "  generate, rotate  write a new key: published at once, signing after\n"
-               "                    tokens.key_activation_delay (at once if it is the only key)\n"
+               "                    tokens.key_activation_delay (at once if it is the only key\n"
+               "                    of its algorithm); with an algorithm other than RS256, an\n"
+               "                    RS256 key for OpenID Connect ID tokens as well\n"
                "  list              each key's kid, algorithm, creation time and status\n"
                "  prune             remove keys whose tokens have all expired")
     keys.add_argument("action", choices=["generate", "rotate", "list", "prune"],
@@ -228,7 +230,15 @@ def _keys(args: argparse.Namespace) -> int:
     """SECURITY K3: keys are rotated in (published first, signing later) and pruned once every
     token they signed has expired (gateway/keys.py)."""
     from gateway.config import TokenSettings
-    from gateway.keys import KEY_FILE_PREFIX, key_path, load_keyset, prunable_keys, write_new_key
+    from gateway.keys import (
+        ID_TOKEN_ALGORITHM,
+        families_present,
+        key_algorithms,
+        key_path,
+        load_keyset,
+        prunable_keys,
+        write_new_key,
+    )
 
     # Pruning needs the real token lifetime: it always reads the configuration.
     if args.dir and args.algorithm and args.action != "prune":
@@ -240,31 +250,40 @@ def _keys(args: argparse.Namespace) -> int:
     delay = tokens.key_activation_delay
     now = time.time()
     if args.action in ("generate", "rotate"):
-        first = not (keys_dir.is_dir() and any(keys_dir.glob(f"{KEY_FILE_PREFIX}*.pem")))
-        path = write_new_key(keys_dir, algorithm, now)
-        when = "at once (the only key)" if first else \
-            f"from {_utc(now + delay)} (tokens.key_activation_delay = {delay} s)"
-        print(f"wrote {path} ({algorithm}): published by running gateways within "
-              f"{tokens.key_reload_interval:.0f} s; it signs {when}")
+        # SECURITY J11: with another algorithm than RS256, an RS256 key for ID tokens as well.
+        present = families_present(keys_dir)
+        for key_algorithm in key_algorithms(algorithm):
+            path = write_new_key(keys_dir, key_algorithm, now)
+            when = "at once (the only key)" if key_algorithm not in present else \
+                f"from {_utc(now + delay)} (tokens.key_activation_delay = {delay} s)"
+            what = "" if key_algorithm == algorithm else ", for ID tokens"
+            print(f"wrote {path} ({key_algorithm}{what}): published by running gateways within "
+                  f"{tokens.key_reload_interval:.0f} s; it signs {when}")
         return 0
     keyset = load_keyset(keys_dir, algorithm, activation_delay=delay, now=now)
     if args.action == "prune":
-        pruned = prunable_keys(keyset, now, tokens.access_token_lifetime, tokens.leeway)
+        pruned = [key for family in keyset.families
+                  for key in prunable_keys(family, now, tokens.access_token_lifetime,
+                                           tokens.leeway)]
         for key in pruned:
             key_path(keys_dir, key).unlink()
             print(f"removed {key_path(keys_dir, key)} ({key.kid}): its tokens have expired")
         if not pruned:
             print("nothing to prune")
         return 0
-    signing_index = keyset.keys.index(keyset.signing)
-    for index, key in enumerate(keyset.keys):
-        if key is keyset.signing:
-            status = "signing"
-        elif index > signing_index:
-            status = f"signs-from {_utc(key.created_at + delay)}  pending"
-        else:
-            status = "verify-only"
-        print(f"{key.kid}  {key.algorithm}  created {key.created}  {status}")
+    for family in keyset.families:
+        signing_index = family.keys.index(family.signing)
+        for index, key in enumerate(family.keys):
+            if key is family.signing:
+                status = "signing"
+            elif index > signing_index:
+                status = f"signs-from {_utc(key.created_at + delay)}  pending"
+            else:
+                status = "verify-only"
+            print(f"{key.kid}  {key.algorithm}  created {key.created}  {status}")
+    if algorithm != ID_TOKEN_ALGORITHM and keyset.rs256 is None:
+        print(f"no {ID_TOKEN_ALGORITHM} key for ID tokens: create one with `oauth-gateway keys "
+              f"generate --algorithm {ID_TOKEN_ALGORITHM}`")
     return 0
 
 
@@ -289,7 +308,7 @@ def _serve(config: str | None, *, dev: bool, workers: int | None) -> int:
         asyncio.run(server.serve(settings, sockets))
         return 0
     # Checked once here, so that a missing key is one line rather than one per worker.
-    load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm)
+    load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm, require_rs256=True)
     log.info("listening on %s:%d with %d worker processes, issuer %s", settings.listen.address,
              server.bound_port(sockets), count, settings.issuer)
     return run_workers(count, functools.partial(_worker, settings, sockets, os.getpid()))

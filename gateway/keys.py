@@ -10,6 +10,11 @@ rotation without logging anyone out:
 - a key that stopped signing stays published until every token it signed has expired;
   `keys prune` then removes it (`prunable_keys`);
 - a running gateway re-reads the directory when it changes (`KeyDirectory.refresh`).
+
+SECURITY J11: OpenID Connect requires ID tokens in RS256 (Core 15.1), so with another
+`tokens.algorithm` the directory holds a second family of keys, RS256, for ID tokens only
+(`KeySet.rs256`): generated, rotated, published and pruned like the first, each family choosing
+its own signing key.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519Public
 KEY_FILE_PREFIX = "key-"
 KEY_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 RSA_KEY_BITS = 2048  # SECURITY K1: RSA >= 2048
+# OIDC Core 15.1 and Discovery 3: every provider can sign ID tokens in RS256 (SECURITY J11).
+ID_TOKEN_ALGORITHM = "RS256"
 # RFC 7638 section 3.2: the required members of each key type.
 THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"),
                       "OKP": ("crv", "kty", "x")}
@@ -72,18 +79,45 @@ class KeySet:
     signing: SigningKey
     keys: tuple[SigningKey, ...]  # oldest first
     activation_delay: float = 0.0
+    # With `algorithm` other than RS256: the RS256 keys that sign ID tokens (SECURITY J11).
+    rs256: KeySet | None = None
 
     def reselect(self, now: float) -> KeySet:
-        """This key set with the key that signs at `now` (itself when unchanged)."""
+        """This key set with the keys that sign at `now` (itself when unchanged)."""
         signing = select_signing_key(self.keys, now, self.activation_delay)
-        return self if signing is self.signing else replace(self, signing=signing)
+        rs256 = self.rs256.reselect(now) if self.rs256 is not None else None
+        if signing is self.signing and rs256 is self.rs256:
+            return self
+        return replace(self, signing=signing, rs256=rs256)
+
+    @property
+    def families(self) -> tuple[KeySet, ...]:
+        """This key set's own family (access tokens), then the RS256 one if any."""
+        return (self,) if self.rs256 is None else (self, self.rs256)
+
+    def family(self, algorithm: str) -> KeySet:
+        """The keys that sign with `algorithm`: ValueError when we hold none."""
+        for family in self.families:
+            if family.algorithm == algorithm:
+                return family
+        raise ValueError(f"no {algorithm} signing key")
+
+    @property
+    def id_token_algorithms(self) -> tuple[str, ...]:
+        """The algorithms ID tokens can be signed with, RS256 first when we can."""
+        return tuple(dict.fromkeys(f.algorithm for f in reversed(self.families)))
 
     def by_kid(self) -> dict[str, SigningKey]:
+        """This family's keys only: those access tokens may be signed with."""
         return {k.kid: k for k in self.keys}
 
+    def all_keys(self) -> tuple[SigningKey, ...]:
+        """Every published key, of every family."""
+        return tuple(k for family in self.families for k in family.keys)
+
     def jwks(self) -> dict[str, Any]:
-        """Public keys only (SECURITY K2)."""
-        return {"keys": [k.public_jwk() for k in self.keys]}
+        """Public keys only (SECURITY K2), each with its `alg`, of every family."""
+        return {"keys": [k.public_jwk() for k in self.all_keys()]}
 
 
 def select_signing_key(keys: Sequence[SigningKey], now: float,
@@ -185,40 +219,83 @@ def write_new_key(keys_dir: Path, algorithm: str, now: float | None = None) -> P
     return path
 
 
+def key_algorithms(algorithm: str) -> tuple[str, ...]:
+    """The key families a gateway signing access tokens with `algorithm` holds: that one, and
+    RS256 for ID tokens (SECURITY J11)."""
+    return tuple(dict.fromkeys((algorithm, ID_TOKEN_ALGORITHM)))
+
+
 def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = False,
-                activation_delay: float = 0.0, now: float | None = None) -> KeySet:
-    """Load every key of `algorithm` from `keys_dir`; the newest active one signs
-    (`select_signing_key`; with no delay, the newest)."""
+                activation_delay: float = 0.0, now: float | None = None,
+                require_rs256: bool = False) -> KeySet:
+    """Load every key of `algorithm` from `keys_dir`, and with another algorithm than RS256
+    the RS256 keys for ID tokens too; in each family the newest active key signs
+    (`select_signing_key`; with no delay, the newest). `require_rs256`: a missing RS256
+    family is an error (or, with `generate_if_empty`, generated), as a serving gateway needs
+    it (SECURITY J11)."""
     if generate_if_empty and not _key_files(keys_dir):
-        try:
-            path = write_new_key(keys_dir, algorithm)
-        except OSError as e:
-            raise ConfigError("tokens.keys_dir",
-                              f"cannot create a key in {keys_dir}: {e.strerror}") from None
-        log.info("generated a new %s signing key in %s", algorithm, path.parent)
+        _generate(keys_dir, algorithm)
     files = _key_files(keys_dir)
     if not files:
         raise ConfigError(
             "tokens.keys_dir",
             f"no signing key in {keys_dir} (create one with: oauth-gateway keys generate)",
         )
-    keys: list[SigningKey] = []
+    wanted = key_algorithms(algorithm)
+    families: dict[str, list[SigningKey]] = {a: [] for a in wanted}
     for path in files:
-        private_key = _read_private_key(path)
-        key_algorithm = algorithm_of(private_key)
-        if key_algorithm != algorithm:
+        key = _load_key(path)
+        if key.algorithm not in families:
             log.warning("ignoring key %s: it is %s, tokens.algorithm is %s",
-                        path.name, key_algorithm, algorithm)
+                        path.name, key.algorithm, algorithm)
             continue
-        created = path.stem[len(KEY_FILE_PREFIX) :]
-        keys.append(SigningKey(thumbprint(private_key.public_key()), algorithm, private_key,
-                               created, _created_at(path, created)))
-    if not keys:
+        families[key.algorithm].append(key)
+    if not families[algorithm]:
         raise ConfigError("tokens.keys_dir", f"no {algorithm} key in {keys_dir}")
-    keys.sort(key=lambda k: _creation_order(k.created))
+    if algorithm != ID_TOKEN_ALGORITHM and not families[ID_TOKEN_ALGORITHM] and require_rs256:
+        if not generate_if_empty:
+            raise ConfigError(
+                "tokens.keys_dir",
+                f"no {ID_TOKEN_ALGORITHM} key in {keys_dir}: OpenID Connect ID tokens need one "
+                f"whatever tokens.algorithm ({algorithm}) is (create it with: oauth-gateway "
+                f"keys generate --algorithm {ID_TOKEN_ALGORITHM})")
+        families[ID_TOKEN_ALGORITHM].append(_load_key(_generate(keys_dir, ID_TOKEN_ALGORITHM)))
     now = time.time() if now is None else now
+    keysets = [_family_keyset(a, keys, activation_delay, now)
+               for a, keys in families.items() if keys]
+    if len(keysets) == 1:
+        return keysets[0]
+    return replace(keysets[0], rs256=keysets[1])
+
+
+def _family_keyset(algorithm: str, keys: list[SigningKey], activation_delay: float,
+                   now: float) -> KeySet:
+    keys = sorted(keys, key=lambda k: _creation_order(k.created))
     return KeySet(algorithm=algorithm, signing=select_signing_key(keys, now, activation_delay),
                   keys=tuple(keys), activation_delay=activation_delay)
+
+
+def _generate(keys_dir: Path, algorithm: str) -> Path:
+    try:
+        path = write_new_key(keys_dir, algorithm)
+    except OSError as e:
+        raise ConfigError("tokens.keys_dir",
+                          f"cannot create a key in {keys_dir}: {e.strerror}") from None
+    log.info("generated a new %s signing key in %s", algorithm, path.parent)
+    return path
+
+
+def _load_key(path: Path) -> SigningKey:
+    private_key = _read_private_key(path)
+    created = path.stem[len(KEY_FILE_PREFIX) :]
+    return SigningKey(thumbprint(private_key.public_key()), algorithm_of(private_key),
+                      private_key, created, _created_at(path, created))
+
+
+def families_present(keys_dir: Path) -> set[str]:
+    """The algorithms of the keys in `keys_dir` (for `keys generate`: is this key the first
+    of its family?)."""
+    return {_load_key(path).algorithm for path in _key_files(keys_dir)}
 
 
 class KeyDirectory:
@@ -227,17 +304,19 @@ class KeyDirectory:
     otherwise only the choice of the signing key is re-made (a new key's time has come)."""
 
     def __init__(self, keys_dir: Path, algorithm: str, activation_delay: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, require_rs256: bool = False) -> None:
         self.keys_dir = keys_dir
         self.algorithm = algorithm
         self.activation_delay = activation_delay
         self.clock = clock
+        self.require_rs256 = require_rs256
         self._mtime_ns: int | None = None
 
     def load(self, *, generate_if_empty: bool = False) -> KeySet:
         mtime_ns = self._dir_mtime_ns()  # before listing: a change during it is seen next time
         keyset = load_keyset(self.keys_dir, self.algorithm, generate_if_empty=generate_if_empty,
-                             activation_delay=self.activation_delay, now=self.clock())
+                             activation_delay=self.activation_delay, now=self.clock(),
+                             require_rs256=self.require_rs256)
         self._mtime_ns = mtime_ns if mtime_ns == self._dir_mtime_ns() else None
         return keyset
 
@@ -252,10 +331,11 @@ class KeyDirectory:
         except ConfigError as e:
             log.warning("keeping the current signing keys: %s", e)
             return current.reselect(self.clock())
-        if _kids(keyset.keys) == _kids(current.keys) and keyset.signing.kid == current.signing.kid:
+        if _kids(keyset.all_keys()) == _kids(current.all_keys()) and \
+                _signing_kids(keyset) == _signing_kids(current):
             return current
-        log.info("signing keys reloaded: %d published, %s signs", len(keyset.keys),
-                 keyset.signing.kid)
+        log.info("signing keys reloaded: %d published, %s sign%s", len(keyset.all_keys()),
+                 ", ".join(_signing_kids(keyset)), "" if keyset.rs256 else "s")
         return keyset
 
     def _dir_mtime_ns(self) -> int | None:
@@ -267,6 +347,10 @@ class KeyDirectory:
 
 def _kids(keys: Sequence[SigningKey]) -> list[str]:
     return [k.kid for k in keys]
+
+
+def _signing_kids(keyset: KeySet) -> list[str]:
+    return [family.signing.kid for family in keyset.families]
 
 
 def _created_at(path: Path, created: str) -> float:

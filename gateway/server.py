@@ -66,7 +66,8 @@ def start_gateway(settings: Settings, sockets: Sequence[socket.socket], *,
                   ) -> tuple[GatewayContext, tornado.httpserver.HTTPServer]:
     """Load keys, build the app and serve it on already bound sockets (call inside the loop)."""
     tokens = settings.tokens
-    keys = KeyDirectory(Path(tokens.keys_dir), tokens.algorithm, tokens.key_activation_delay)
+    keys = KeyDirectory(Path(tokens.keys_dir), tokens.algorithm, tokens.key_activation_delay,
+                        require_rs256=True)
     keyset = keys.load(generate_if_empty=settings.dev_mode)
     ctx = build_context(settings, keyset)
     server = make_http_server(make_app(ctx), shared_socket=shared_socket)

@@ -3,7 +3,8 @@
 The whole verification policy lives here (SECURITY J1-J9): one algorithm, `kid` looked up in our
 own key set only, a strict header, `typ` checked (PyJWT never checks it), every time claim and
 `iss`/`aud` required, bounded leeway; each by its named check in gateway/jose.py, the signature
-once. Every refusal raises `InvalidToken` with the reason for our log only (this module is
+once. ID tokens may also be RS256 (SECURITY J11: the key set's RS256 family); access tokens
+never. Every refusal raises `InvalidToken` with the reason for our log only (this module is
 where JOSE failures become `InvalidToken`); the client always sees the same answer.
 """
 
@@ -80,10 +81,11 @@ class TokenIssuer:
         claims.update({k: v for k, v in extra_claims.items() if k not in claims})
         return self.sign(claims, ACCESS_TOKEN_TYPE)
 
-    def sign(self, claims: dict[str, Any], typ: str) -> str:
+    def sign(self, claims: dict[str, Any], typ: str, algorithm: str | None = None) -> str:
         """Sign `claims` as they are, with header `typ` (ID tokens: ID_TOKEN_TYPE), the
-        signature in its one canonical form (SECURITY J10)."""
-        signing = self.keyset.signing
+        signature in its one canonical form (SECURITY J10). `algorithm`: one of the key set's
+        (ID tokens: RS256 or tokens.algorithm, SECURITY J11); default tokens.algorithm."""
+        signing = self.keyset.family(algorithm or self.keyset.algorithm).signing
         token = jwt.encode(
             claims,
             signing.private_key,
@@ -115,7 +117,10 @@ class TokenVerifier:
                  clock: Callable[[], float] = time.time,
                  cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._algorithm = keyset.algorithm
+        # Access tokens: the keys of tokens.algorithm only (J1). ID tokens: every family (J11).
         self._keys = {kid: jwt.PyJWK(key.public_jwk()) for kid, key in keyset.by_kid().items()}
+        self._id_keys = self._id_token_keys(keyset, self._keys)
+        self._id_algorithms = keyset.id_token_algorithms
         self._policy = policy
         self._clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
@@ -132,10 +137,18 @@ class TokenVerifier:
         known = {kid: self._keys.get(kid) for kid in keyset.by_kid()}
         self._keys = {kid: jwk or jwt.PyJWK(keyset.by_kid()[kid].public_jwk())
                       for kid, jwk in known.items()}
+        self._id_keys = self._id_token_keys(keyset, self._keys)
+        self._id_algorithms = keyset.id_token_algorithms
         self._headers = {}
         for token, entry in list(self._verified.items()):
             if entry.kid not in self._keys:
                 del self._verified[token]
+
+    @staticmethod
+    def _id_token_keys(keyset: KeySet, access_keys: dict[str, jwt.PyJWK]
+                       ) -> dict[str, jwt.PyJWK]:
+        return {**access_keys, **{key.kid: jwt.PyJWK(key.public_jwk())
+                                  for family in keyset.families[1:] for key in family.keys}}
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise `InvalidToken`."""
@@ -219,7 +232,8 @@ class TokenVerifier:
 
     def _key_for(self, token: str, typ: str) -> tuple[str, jwt.PyJWK]:
         """Our public key named by the token's header, after the header's checks (J1-J3, J7,
-        J8); headers naming one of our keys are remembered checked."""
+        J8); headers naming one of our keys are remembered checked. An access token's key is
+        one of tokens.algorithm's; an ID token's may also be an RS256 one (J11)."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("empty or oversized token")
         compact = COMPACT_JWS.fullmatch(token)
@@ -230,9 +244,11 @@ class TokenVerifier:
         if header is None:
             header = self._checked_header(compact.group(1), typ)
         kid: str = header["kid"]
-        key = self._keys.get(kid)
+        key = (self._id_keys if typ == ID_TOKEN_TYPE else self._keys).get(kid)
         if key is None:
             raise InvalidToken("unknown kid")
+        if key.algorithm_name != header["alg"]:
+            raise InvalidToken("alg is not the algorithm of the kid's key")
         if len(self._headers) < HEADER_CACHE_SIZE:  # bounded: a header can be spelled many ways
             self._headers[cache_key] = header
         return kid, key
@@ -244,7 +260,8 @@ class TokenVerifier:
         except JoseError as e:
             raise InvalidToken(f"malformed header: {e}") from None
         try:
-            jose.check_header(header, algorithms=(self._algorithm,), typ=typ,
+            algorithms = self._id_algorithms if typ == ID_TOKEN_TYPE else (self._algorithm,)
+            jose.check_header(header, algorithms=algorithms, typ=typ,
                               allowed_members=ALLOWED_HEADER_MEMBERS)
         except JoseError as e:
             raise InvalidToken(str(e)) from None

@@ -200,6 +200,8 @@ class ClientSettings:
     providers: tuple[str, ...] = ()  # upstream providers this app may use; empty = all enabled
     audience: str = ""  # `aud` of its access tokens; the client_id when empty
     scopes: tuple[str, ...] = OIDC_SCOPES  # what it may ask for
+    # OIDC Registration 2: how its ID tokens are signed, RS256 or tokens.algorithm (J11).
+    id_token_signed_response_alg: str = "RS256"
 
     @property
     def is_public(self) -> bool:

@@ -317,6 +317,12 @@ def _check_clients(settings: Settings) -> None:
             raise ConfigError(f"{prefix}.client_id", f"{client.client_id!r} is registered twice")
         seen.add(client.client_id)
         _check_client(prefix, client, enabled, settings.dev_mode)
+        id_token_algorithms = ("RS256", settings.tokens.algorithm)
+        if client.id_token_signed_response_alg not in id_token_algorithms:
+            # SECURITY J11: ID tokens in RS256 (OIDC Core 15.1) or in tokens.algorithm.
+            raise ConfigError(f"{prefix}.id_token_signed_response_alg",
+                              f"must be {' or '.join(dict.fromkeys(id_token_algorithms))} "
+                              f"(got {client.id_token_signed_response_alg!r})")
 
 
 def _check_client(prefix: str, client: ClientSettings, enabled: set[str], dev: bool) -> None:

@@ -117,7 +117,8 @@ class TokenHandler(ClientHandler):
         log.info("tokens issued client=%s grant=authorization_code refresh=%s",
                  client.client_id, refresh_token is not None)
         return token_response(ctx.issuer, family, grant.scope, refresh_token=refresh_token,
-                              nonce=grant.nonce)
+                              nonce=grant.nonce,
+                              id_token_algorithm=client.id_token_signed_response_alg)
 
     async def _refresh_token(self, client: ClientSettings) -> dict[str, Any]:
         ctx = self.ctx
@@ -132,7 +133,8 @@ class TokenHandler(ClientHandler):
             raise InvalidGrant(f"access policy refused sub={family.sub}")
         log.info("tokens issued client=%s grant=refresh_token", client.client_id)
         # OIDC Core 12.2: a new ID token, without nonce.
-        return token_response(ctx.issuer, family, scope, refresh_token=successor, nonce=None)
+        return token_response(ctx.issuer, family, scope, refresh_token=successor, nonce=None,
+                              id_token_algorithm=client.id_token_signed_response_alg)
 
 
 class RevokeHandler(ClientHandler):

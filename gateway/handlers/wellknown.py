@@ -57,7 +57,8 @@ def openid_configuration(ctx: GatewayContext) -> dict[str, Any]:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [ctx.keyset.algorithm],
+        # SECURITY J11: RS256 (Discovery 3 requires it), then tokens.algorithm.
+        "id_token_signing_alg_values_supported": list(ctx.keyset.id_token_algorithms),
         "access_token_signing_alg_values_supported": [ctx.keyset.algorithm],
         "token_endpoint_auth_methods_supported": client_auth,
         "revocation_endpoint_auth_methods_supported": client_auth,

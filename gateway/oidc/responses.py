@@ -10,10 +10,13 @@ from gateway.tokens import ID_TOKEN_TYPE, TokenIssuer
 
 
 def token_response(tokens: TokenIssuer, family: Family, scope: tuple[str, ...], *,
-                   refresh_token: str | None, nonce: str | None) -> dict[str, Any]:
+                   refresh_token: str | None, nonce: str | None,
+                   id_token_algorithm: str) -> dict[str, Any]:
     """An access token (the same `at+jwt` as the cookie flow, `aud` = the client's audience,
     with `client_id`, `scope`, `sid` and the family id `fid` for revocation), an ID token
-    (`typ: JWT`, never accepted as an access token: SECURITY J5) and the refresh token."""
+    (`typ: JWT`, never accepted as an access token: SECURITY J5) signed with the client's
+    `id_token_signed_response_alg` (RS256 unless it chose tokens.algorithm: SECURITY J11) and
+    the refresh token."""
     access_token = tokens.issue(
         family.sub, family.audience,
         {**released_claims(family.claims, scope), "client_id": family.client_id,
@@ -24,7 +27,7 @@ def token_response(tokens: TokenIssuer, family: Family, scope: tuple[str, ...], 
         issuer=tokens.policy.issuer, client_id=family.client_id, sub=family.sub,
         profile=family.claims, scope=scope, auth_time=family.auth_time, sid=family.sid,
         now=int(tokens.clock()), lifetime=lifetime, access_token=access_token,
-        algorithm=tokens.keyset.signing.algorithm, nonce=nonce), ID_TOKEN_TYPE)
+        algorithm=id_token_algorithm, nonce=nonce), ID_TOKEN_TYPE, id_token_algorithm)
     answer: dict[str, Any] = {
         "access_token": access_token,
         "token_type": "Bearer",

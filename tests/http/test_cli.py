@@ -10,13 +10,14 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from config_support import COOKIE_SECRET, write_config
 from conftest import REPO_ROOT
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from process_support import (
     SUBPROCESS_TIMEOUT,
     assert_one_line_config_error,
@@ -25,6 +26,7 @@ from process_support import (
 )
 
 from gateway.cli import main
+from gateway.keys import write_new_key
 
 # Spelled in two parts so that no file of the repository looks like it holds a key.
 PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
@@ -39,17 +41,35 @@ def bad_config(directory: Path) -> Path:
 
 
 def expected_kid(pem_path: Path) -> str:
-    """RFC 7638 thumbprint of a P-256 key, computed here independently of gateway.keys."""
+    """RFC 7638 thumbprint of a P-256 or RSA key, computed here independently of
+    gateway.keys."""
     key = serialization.load_pem_private_key(pem_path.read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    numbers = key.public_key().public_numbers()
 
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    def b64(n: int, length: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(length, "big")).rstrip(b"=").decode()
 
-    members = {"crv": "P-256", "kty": "EC", "x": b64(numbers.x), "y": b64(numbers.y)}
+    if isinstance(key, rsa.RSAPrivateKey):
+        rsa_numbers = key.public_key().public_numbers()
+        members = {"e": b64(rsa_numbers.e, (rsa_numbers.e.bit_length() + 7) // 8), "kty": "RSA",
+                   "n": b64(rsa_numbers.n, (rsa_numbers.n.bit_length() + 7) // 8)}
+    else:
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        numbers = key.public_key().public_numbers()
+        members = {"crv": "P-256", "kty": "EC", "x": b64(numbers.x, 32),
+                   "y": b64(numbers.y, 32)}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+def pem_by_type(paths: Iterable[Path]) -> dict[str, Path]:
+    """The one EC and the one RSA key among `paths`: {"EC": path, "RSA": path}."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        kind = "RSA" if isinstance(key, rsa.RSAPrivateKey) else "EC"
+        assert kind not in found
+        found[kind] = path
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,46 +271,55 @@ def test_K1_keys_generate_writes_a_private_pem_readable_by_the_owner_only(
 
     assert code == 0
     files = list(keys_dir.glob("*.pem"))
-    assert len(files) == 1
-    assert files[0].stat().st_mode & 0o777 == 0o600
-    assert files[0].read_bytes().startswith(PKCS8_PEM_HEADER)
-    key = serialization.load_pem_private_key(files[0].read_bytes(), password=None)
+    # The ES256 key, and (SECURITY J11) an RS256 one for ID tokens.
+    assert len(files) == 2
+    out = capsys.readouterr().out
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.read_bytes().startswith(PKCS8_PEM_HEADER)
+        assert str(path) in out
+    by_type = pem_by_type(files)
+    key = serialization.load_pem_private_key(by_type["EC"].read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
-    assert str(files[0]) in capsys.readouterr().out
+    rsa_key = serialization.load_pem_private_key(by_type["RSA"].read_bytes(), password=None)
+    assert isinstance(rsa_key, rsa.RSAPrivateKey) and rsa_key.key_size >= 2048
 
 
 def test_K2_keys_list_prints_the_thumbprint_kid_and_marks_it_signing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys_dir = tmp_path / "keys"
     main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
-    (pem,) = keys_dir.glob("*.pem")
+    pems = pem_by_type(keys_dir.glob("*.pem"))
     capsys.readouterr()
 
     code = main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
 
     out = capsys.readouterr().out
     assert code == 0
-    lines = out.splitlines()
-    assert len(lines) == 1
-    assert lines[0].split()[0] == expected_kid(pem)
-    assert lines[0].split()[-1] == "signing"
+    # Both families, each with its own signing key (SECURITY J11).
+    listed = {line.split()[0]: (line.split()[1], line.split()[-1]) for line in out.splitlines()}
+    assert listed == {expected_kid(pems["EC"]): ("ES256", "signing"),
+                      expected_kid(pems["RSA"]): ("RS256", "signing")}
 
 
 def test_K3_keys_list_marks_a_rotated_key_pending_until_its_activation(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys_dir = tmp_path / "keys"
     main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "ES256"])
-    (first,) = keys_dir.glob("*.pem")
+    first = set(keys_dir.glob("*.pem"))
     main(["keys", "rotate", "--dir", str(keys_dir), "--algorithm", "ES256"])
-    (second,) = set(keys_dir.glob("*.pem")) - {first}
+    second = set(keys_dir.glob("*.pem")) - first
     capsys.readouterr()
 
     main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
 
     markers = {line.split()[0]: line.split()[-1]
                for line in capsys.readouterr().out.splitlines()}
-    # SECURITY K3: published at once (listed), signing only after tokens.key_activation_delay.
-    assert markers == {expected_kid(first): "signing", expected_kid(second): "pending"}
+    # SECURITY K3: published at once (listed), signing only after tokens.key_activation_delay;
+    # J11: the RS256 family of ID tokens is rotated with the ES256 one.
+    assert len(first) == len(second) == 2
+    assert markers == {**{expected_kid(p): "signing" for p in first},
+                       **{expected_kid(p): "pending" for p in second}}
 
 
 def test_keys_list_of_an_empty_directory_is_one_config_error_line(
@@ -300,3 +329,34 @@ def test_keys_list_of_an_empty_directory_is_one_config_error_line(
     _, err = capsys.readouterr()
     assert code == 2
     assert_one_line_config_error(err, "tokens.keys_dir")
+
+
+def test_J11_serve_without_an_rs256_key_exits_2_naming_the_command(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    write_new_key(keys_dir, "ES256")  # a directory from before ID tokens had their own keys
+    config = write_config(tmp_path, {"tokens.algorithm": "ES256",
+                                     "tokens.keys_dir": str(keys_dir), "listen.port": 0})
+
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert_one_line_config_error(result.stderr, "tokens.keys_dir")
+    assert "oauth-gateway keys generate --algorithm RS256" in result.stderr
+
+
+def test_J11_keys_generate_rs256_completes_an_older_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = tmp_path / "keys"
+    es256 = write_new_key(keys_dir, "ES256")
+    main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    assert "no RS256 key for ID tokens" in capsys.readouterr().out
+
+    code = main(["keys", "generate", "--dir", str(keys_dir), "--algorithm", "RS256"])
+
+    out = capsys.readouterr().out
+    assert code == 0 and "(RS256)" in out and "signs at once" in out
+    (rs256,) = set(keys_dir.glob("*.pem")) - {es256}
+    main(["keys", "list", "--dir", str(keys_dir), "--algorithm", "ES256"])
+    listed = capsys.readouterr().out.splitlines()
+    assert {line.split()[0]: line.split()[-1] for line in listed} == {
+        expected_kid(es256): "signing", expected_kid(rs256): "signing"}
