@@ -48,6 +48,12 @@ CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
 SCENARIOS = ("verify", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# /verify with tokens.verify_checks_revocation, per store: (name, GATEWAY_... settings).
+REVOCATION_STORES = (
+    ("memory", {}),
+    ("Redis", {"GATEWAY_STORE__URL": "redis://127.0.0.1:6379/0",
+               "GATEWAY_STORE__KEY_PREFIX": f"bench-{secrets.token_hex(4)}"}),
+)
 TARGET_VERIFY, TARGET_VERIFY_P99 = 0.9, 1.5
 TARGET_REFUSALS = 0.5
 TARGET_WORKERS = 1.5
@@ -254,6 +260,15 @@ def _verify_scenario(runs: int, seconds: int) -> list[Row]:
                 loads.append(Load(name, f"{base}/verify", {}, UNIQUE_BAD_SIGNATURE_LUA, forged,
                                   expect_status=401))
                 subjects.append((name, same_forged))
+                # tokens.verify_checks_revocation: every /verify asks the store (the memory
+                # store of development mode, then Redis, as several replicas would share).
+                for store, env in REVOCATION_STORES:
+                    checked_base, checked_token = stack.enter_context(_gateway(
+                        algorithm, {"GATEWAY_TOKENS__VERIFY_CHECKS_REVOCATION": "true", **env}))
+                    name = f"/verify valid token, RS256, revocation checked ({store})"
+                    loads.append(Load(name, f"{checked_base}/verify",
+                                      {"Authorization": f"Bearer {checked_token}"}))
+                    subjects.append((name, same))
         # Tornado reads every header byte in Python: a longer token costs /verify (and the
         # same-request hello-world) throughput, so say what was sent.
         print(f"# access tokens of a Google login (Ada, scopes openid email profile), "
@@ -327,7 +342,9 @@ def _print_table(rows: list[Row]) -> None:
         bare, same = row.ratios(row.baseline), row.ratios(row.same_request)
         p99 = row.ratios(row.baseline, "p99_ms")
         target = ""
-        if row.baseline is not None:
+        if "revocation checked" in row.scenario:
+            target = "measured: the price of asking the store on every request"
+        elif row.baseline is not None:
             refusals = "bad signatures" in row.scenario
             wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
             ok = statistics.median(bare) >= wanted and (
@@ -379,14 +396,16 @@ def _server(command: list[str], env: dict[str, str] | None = None) -> Iterator[i
 
 
 @contextlib.contextmanager
-def _gateway(algorithm: str) -> Iterator[tuple[str, str]]:
-    """`oauth-gateway serve --dev` as a user starts it, and an access token from a real login."""
+def _gateway(algorithm: str, settings: dict[str, str] | None = None
+             ) -> Iterator[tuple[str, str]]:
+    """`oauth-gateway serve --dev` as a user starts it (with `settings` as GATEWAY_...
+    variables), and an access token from a real login."""
     with tempfile.TemporaryDirectory() as state:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT="0",
                    GATEWAY_ADMIN__PORT="0", GATEWAY_DEV__STATE_DIR=state,
-                   GATEWAY_TOKENS__ALGORITHM=algorithm)
+                   GATEWAY_TOKENS__ALGORITHM=algorithm, **(settings or {}))
         process = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
                                     "gateway", "serve", "--dev"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
