@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oidc.core import CodeIDToken
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from conftest import Stack
@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from oidc_support import (
     CONFIDENTIAL_SECRET,
+    LOGOUT_URI,
     REDIRECT_URI,
     SPA_REDIRECT_URI,
     complete_authorization,
@@ -133,3 +134,32 @@ def test_dev_mode_demo_app_runs_the_code_flow_end_to_end(make_stack: Any) -> Non
     assert browser.get(f"{stack.url}/demo/oidc").status_code == 302
     accented = browser.get(f"{stack.url}/demo/callback?code=x&state=%C3%A9t%C3%A9")
     assert accented.status_code == 400
+
+
+def test_P7_P8_authlib_client_logs_in_refreshes_and_logs_the_user_out(stack: Stack) -> None:
+    """A relying party nobody here wrote drives the whole life of a session: Authlib's client
+    signs in, refreshes, then sends the browser to end_session_endpoint with its ID token as
+    the hint (RP-Initiated Logout 1.0); after that its refresh token and the browser's session
+    are dead for every endpoint, and the browser lands on the app's registered URI."""
+    metadata = discovery(stack)
+    app = OAuth2Client("webapp", CONFIDENTIAL_SECRET, scope="openid email offline_access",
+                       redirect_uri=REDIRECT_URI)
+    nonce = generate_token(20)
+    url, state = app.create_authorization_url(metadata["authorization_endpoint"], nonce=nonce)
+    browser = stack.browser()
+    token = app.fetch_token(metadata["token_endpoint"], state=state,
+                            authorization_response=complete_authorization(
+                                browser, url).headers["location"])
+    validated_id_token(stack, token, client_id="webapp", nonce=nonce)
+    refreshed = app.refresh_token(metadata["token_endpoint"])
+    assert refreshed["refresh_token"] != token["refresh_token"]
+
+    hint = refreshed.get("id_token") or token["id_token"]
+    back = browser.get(metadata["end_session_endpoint"], params={
+        "id_token_hint": hint, "post_logout_redirect_uri": LOGOUT_URI, "state": "bye"})
+    assert back.status_code == 302
+    assert back.headers["location"] == f"{LOGOUT_URI}?state=bye"
+    with pytest.raises(OAuthError) as refused:
+        app.refresh_token(metadata["token_endpoint"])
+    assert refused.value.error == "invalid_grant"
+    assert browser.get(f"{stack.url}/auth").status_code == 401
