@@ -157,6 +157,13 @@ class UpstreamError(GatewayError):
         self.upstream_status = upstream_status
 
 
+def unverifiable_answer(provider: str, detail: str) -> UpstreamError:
+    """A provider's answer that failed our checks: the same public message whatever failed
+    (the detail is for our log only)."""
+    return UpstreamError("The sign-in provider's answer could not be verified. Please try again.",
+                         provider=provider, log_detail=detail)
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     error = "upstream_timeout"

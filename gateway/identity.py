@@ -52,3 +52,9 @@ def checked_picture_url(value: Any) -> str | None:
     if parts.scheme.lower() in ("https", "http") and parts.hostname:
         return value
     return None
+
+
+def text_claim(value: Any) -> str | None:
+    """A profile value that is a non-empty string, else None (providers send nulls, numbers,
+    empty strings)."""
+    return value if isinstance(value, str) and value else None

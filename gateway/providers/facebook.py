@@ -20,8 +20,8 @@ from typing import Any
 import tornado.auth
 
 from gateway.config import FacebookSettings, Settings
-from gateway.errors import UpstreamError
-from gateway.identity import Identity, checked_picture_url
+from gateway.errors import UpstreamError, unverifiable_answer
+from gateway.identity import Identity, checked_picture_url, text_claim
 from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
@@ -161,13 +161,13 @@ def identity_from_facebook(profile: dict[str, Any]) -> Identity:
     if not (isinstance(subject, str) and subject.isascii() and subject.isdigit()
             and len(subject) <= MAX_SUBJECT_LENGTH):
         raise _unverifiable("profile id is missing or not an app-scoped user id")
-    email = _text(profile.get("email"))
+    email = text_claim(profile.get("email"))
     return Identity(
         idp=NAME,
         provider_subject=subject,
         email=email,
         email_verified=email is not None and FACEBOOK_EMAILS_ARE_VERIFIED,
-        name=_text(profile.get("name")),
+        name=text_claim(profile.get("name")),
         picture=picture_url(profile.get("picture")),
     )
 
@@ -178,12 +178,5 @@ def picture_url(picture: Any) -> str | None:
     return checked_picture_url(data.get("url") if isinstance(data, dict) else None)
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _unverifiable(detail: str) -> UpstreamError:
-    return UpstreamError(
-        "The sign-in provider's answer could not be verified. Please try again.",
-        provider=NAME, log_detail=detail,
-    )
+    return unverifiable_answer(NAME, detail)

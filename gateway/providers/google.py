@@ -17,8 +17,8 @@ import tornado.auth
 
 from gateway import jose
 from gateway.config import GoogleSettings, Settings
-from gateway.errors import NotPermitted, UpstreamError
-from gateway.identity import Identity, checked_picture_url
+from gateway.errors import NotPermitted, UpstreamError, unverifiable_answer
+from gateway.identity import Identity, checked_picture_url, text_claim
 from gateway.jose import JoseError
 from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.textcompare import same_text
@@ -206,17 +206,10 @@ def identity_from_google(id_claims: dict[str, Any], userinfo: dict[str, Any]) ->
         provider_subject=sub,
         email=email if isinstance(email, str) and email else None,
         email_verified=merged.get("email_verified") in (True, "true"),
-        name=_text(merged.get("name")),
+        name=text_claim(merged.get("name")),
         picture=checked_picture_url(merged.get("picture")),
     )
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _unverifiable(detail: str) -> UpstreamError:
-    return UpstreamError(
-        "The sign-in provider's answer could not be verified. Please try again.",
-        provider=NAME, log_detail=detail,
-    )
+    return unverifiable_answer(NAME, detail)

@@ -24,7 +24,7 @@ from tornado.httputil import url_concat
 
 from gateway.config import Settings, TwitterSettings
 from gateway.errors import UpstreamError
-from gateway.identity import Identity, checked_picture_url
+from gateway.identity import Identity, checked_picture_url, text_claim
 from gateway.providers.base import CallbackParameters, OAuth2Connector
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
@@ -153,15 +153,7 @@ def identity_from_x_v2(user: dict[str, Any]) -> Identity:
     gives it only with the users.email scope (docs.x.com, OAuth 2.0 scopes: "users.email:
     Email from an authenticated user"). No field, no email: never one made up.
     """
-    email = _text(user.get(EMAIL_USER_FIELD))
-    return Identity(
-        idp=NAME,
-        provider_subject=x_user_id(user.get("id")),
-        email=email,
-        email_verified=email is not None,
-        name=_text(user.get("name")),
-        picture=checked_picture_url(user.get("profile_image_url")),
-    )
+    return _x_identity(user, subject="id", email=EMAIL_USER_FIELD, picture="profile_image_url")
 
 
 def identity_from_x_v1(profile: dict[str, Any]) -> Identity:
@@ -173,14 +165,21 @@ def identity_from_x_v1(profile: dict[str, Any]) -> Identity:
     one X vouches for.
     The subject is `id_str`: `id` is the same number, but JSON numbers above 2**53 are not safe.
     """
-    email = _text(profile.get("email"))
+    return _x_identity(profile, subject="id_str", email="email",
+                       picture="profile_image_url_https")
+
+
+def _x_identity(user: dict[str, Any], *, subject: str, email: str, picture: str) -> Identity:
+    """An X user object of either API version, by the names of its members. An email X gives
+    is one it vouches for (see the two callers)."""
+    address = text_claim(user.get(email))
     return Identity(
         idp=NAME,
-        provider_subject=x_user_id(profile.get("id_str")),
-        email=email,
-        email_verified=email is not None,
-        name=_text(profile.get("name")),
-        picture=checked_picture_url(profile.get("profile_image_url_https")),
+        provider_subject=x_user_id(user.get(subject)),
+        email=address,
+        email_verified=address is not None,
+        name=text_claim(user.get("name")),
+        picture=checked_picture_url(user.get(picture)),
     )
 
 
@@ -190,10 +189,6 @@ def x_user_id(value: Any) -> str:
             or len(value) > 20:
         raise unusable("user id is missing or not a decimal string")
     return value
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def unusable(detail: str) -> UpstreamError:
