@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.config import ALGORITHMS, Settings, load_settings
+from gateway.config import ALGORITHMS, Settings, TokenSettings, load_settings
 from gateway.errors import EXIT_CONFIG_ERROR, ConfigError
 from gateway.logs import configure_logging
 
@@ -229,17 +229,6 @@ def _provider_names(settings: Settings) -> list[str]:
 def _keys(args: argparse.Namespace) -> int:
     """SECURITY K3: keys are rotated in (published first, signing later) and pruned once every
     token they signed has expired (gateway/keys.py)."""
-    from gateway.config import TokenSettings
-    from gateway.keys import (
-        ID_TOKEN_ALGORITHM,
-        families_present,
-        key_algorithms,
-        key_path,
-        load_keyset,
-        prunable_keys,
-        write_new_key,
-    )
-
     # Pruning needs the real token lifetime: it always reads the configuration.
     if args.dir and args.algorithm and args.action != "prune":
         keys_dir, algorithm, tokens = Path(args.dir), args.algorithm, TokenSettings()
@@ -247,30 +236,51 @@ def _keys(args: argparse.Namespace) -> int:
         tokens = _settings(args.config).tokens
         keys_dir = Path(args.dir or tokens.keys_dir)
         algorithm = args.algorithm or tokens.algorithm
-    delay = tokens.key_activation_delay
-    now = time.time()
     if args.action in ("generate", "rotate"):
-        # SECURITY J11: with another algorithm than RS256, an RS256 key for ID tokens as well.
-        present = families_present(keys_dir)
-        for key_algorithm in key_algorithms(algorithm):
-            path = write_new_key(keys_dir, key_algorithm, now)
-            when = "at once (the only key)" if key_algorithm not in present else \
-                f"from {_utc(now + delay)} (tokens.key_activation_delay = {delay} s)"
-            what = "" if key_algorithm == algorithm else ", for ID tokens"
-            print(f"wrote {path} ({key_algorithm}{what}): published by running gateways within "
-                  f"{tokens.key_reload_interval:.0f} s; it signs {when}")
-        return 0
-    keyset = load_keyset(keys_dir, algorithm, activation_delay=delay, now=now)
-    if args.action == "prune":
-        pruned = [key for family in keyset.families
-                  for key in prunable_keys(family, now, tokens.access_token_lifetime,
-                                           tokens.leeway)]
-        for key in pruned:
-            key_path(keys_dir, key).unlink()
-            print(f"removed {key_path(keys_dir, key)} ({key.kid}): its tokens have expired")
-        if not pruned:
-            print("nothing to prune")
-        return 0
+        _write_keys(keys_dir, algorithm, tokens)
+    elif args.action == "prune":
+        _prune_keys(keys_dir, algorithm, tokens)
+    else:
+        _list_keys(keys_dir, algorithm, tokens)
+    return 0
+
+
+def _write_keys(keys_dir: Path, algorithm: str, tokens: TokenSettings) -> None:
+    from gateway.keys import families_present, key_algorithms, write_new_key
+
+    delay, now = tokens.key_activation_delay, time.time()
+    # SECURITY J11: with another algorithm than RS256, an RS256 key for ID tokens as well.
+    present = families_present(keys_dir)
+    for key_algorithm in key_algorithms(algorithm):
+        path = write_new_key(keys_dir, key_algorithm, now)
+        when = "at once (the only key)" if key_algorithm not in present else \
+            f"from {_utc(now + delay)} (tokens.key_activation_delay = {delay} s)"
+        what = "" if key_algorithm == algorithm else ", for ID tokens"
+        print(f"wrote {path} ({key_algorithm}{what}): published by running gateways within "
+              f"{tokens.key_reload_interval:.0f} s; it signs {when}")
+
+
+def _prune_keys(keys_dir: Path, algorithm: str, tokens: TokenSettings) -> None:
+    from gateway.keys import key_path, load_keyset, prunable_keys
+
+    now = time.time()
+    keyset = load_keyset(keys_dir, algorithm, activation_delay=tokens.key_activation_delay,
+                         now=now)
+    pruned = [key for family in keyset.families
+              for key in prunable_keys(family, now, tokens.access_token_lifetime,
+                                       tokens.leeway)]
+    for key in pruned:
+        key_path(keys_dir, key).unlink()
+        print(f"removed {key_path(keys_dir, key)} ({key.kid}): its tokens have expired")
+    if not pruned:
+        print("nothing to prune")
+
+
+def _list_keys(keys_dir: Path, algorithm: str, tokens: TokenSettings) -> None:
+    from gateway.keys import ID_TOKEN_ALGORITHM, load_keyset
+
+    delay = tokens.key_activation_delay
+    keyset = load_keyset(keys_dir, algorithm, activation_delay=delay, now=time.time())
     for family in keyset.families:
         signing_index = family.keys.index(family.signing)
         for index, key in enumerate(family.keys):
@@ -284,7 +294,6 @@ def _keys(args: argparse.Namespace) -> int:
     if algorithm != ID_TOKEN_ALGORITHM and keyset.rs256 is None:
         print(f"no {ID_TOKEN_ALGORITHM} key for ID tokens: create one with `oauth-gateway keys "
               f"generate --algorithm {ID_TOKEN_ALGORITHM}`")
-    return 0
 
 
 def _utc(seconds: float) -> str:

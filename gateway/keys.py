@@ -241,15 +241,7 @@ def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = Fal
             "tokens.keys_dir",
             f"no signing key in {keys_dir} (create one with: oauth-gateway keys generate)",
         )
-    wanted = key_algorithms(algorithm)
-    families: dict[str, list[SigningKey]] = {a: [] for a in wanted}
-    for path in files:
-        key = _load_key(path)
-        if key.algorithm not in families:
-            log.warning("ignoring key %s: it is %s, tokens.algorithm is %s",
-                        path.name, key.algorithm, algorithm)
-            continue
-        families[key.algorithm].append(key)
+    families = _families(files, key_algorithms(algorithm), algorithm)
     if not families[algorithm]:
         raise ConfigError("tokens.keys_dir", f"no {algorithm} key in {keys_dir}")
     if algorithm != ID_TOKEN_ALGORITHM and not families[ID_TOKEN_ALGORITHM] and require_rs256:
@@ -266,6 +258,20 @@ def load_keyset(keys_dir: Path, algorithm: str, *, generate_if_empty: bool = Fal
     if len(keysets) == 1:
         return keysets[0]
     return replace(keysets[0], rs256=keysets[1])
+
+
+def _families(files: Sequence[Path], wanted: Sequence[str], algorithm: str
+              ) -> dict[str, list[SigningKey]]:
+    """The keys of `files`, by algorithm, of the `wanted` ones; others are ignored (logged)."""
+    families: dict[str, list[SigningKey]] = {a: [] for a in wanted}
+    for path in files:
+        key = _load_key(path)
+        if key.algorithm not in families:
+            log.warning("ignoring key %s: it is %s, tokens.algorithm is %s",
+                        path.name, key.algorithm, algorithm)
+            continue
+        families[key.algorithm].append(key)
+    return families
 
 
 def _family_keyset(algorithm: str, keys: list[SigningKey], activation_delay: float,
