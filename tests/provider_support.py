@@ -6,6 +6,9 @@ from __future__ import annotations
 import httpx
 from conftest import Stack
 
+from gateway.dev.standins.x import DEV_USERS as X_USERS
+from gateway.dev.standins.x import XAccount, XStandIn
+
 
 def callback_after_consent(stack: Stack, provider: str = "google", user: str = "ada",
                            accept: str = "text/html") -> httpx.Response:
@@ -29,3 +32,15 @@ def assert_clear_error(answer: httpx.Response, provider: str, status: int | tupl
     assert "Try again" in answer.text and f'href="/login/{provider}' in answer.text
     assert "Traceback" not in answer.text and "canary" not in answer.text
     assert not any(n.endswith("gw_access") for n in answer.cookies)
+
+
+def x_standin(stack: Stack) -> XStandIn:
+    """The X stand-in of a stack (either protocol)."""
+    standin = stack.standin("twitter")
+    assert isinstance(standin, XStandIn)
+    return standin
+
+
+def x_account(key: str) -> XAccount:
+    return next(a for a in X_USERS if a.key == key)
+

@@ -11,10 +11,10 @@ import pytest
 from conftest import Stack, query_of
 from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature
-from provider_support import assert_clear_error
+from provider_support import assert_clear_error, x_account, x_standin
 
 from gateway.dev.standins.common import Fault
-from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
+from gateway.dev.standins.x import XStandIn
 from gateway.providers.twitter import identity_from_x_v1
 from gateway.providers.twitter_oauth1 import authorization_header
 
@@ -26,16 +26,6 @@ COULD_NOT_AUTHENTICATE = {"errors": [{"code": 32, "message": "Could not authenti
 @pytest.fixture
 def oauth1_stack(make_stack) -> Stack:
     return make_stack(login=APP_SETTINGS, providers=OAUTH1)
-
-
-def _x(stack: Stack) -> XStandIn:
-    standin = stack.standin("twitter")
-    assert isinstance(standin, XStandIn)
-    return standin
-
-
-def _account(key: str) -> XAccount:
-    return next(a for a in DEV_USERS if a.key == key)
 
 
 def _request_token_cookie(browser) -> str:
@@ -58,7 +48,7 @@ def _assert_refused_before_any_token_request(stack: Stack, answer: httpx.Respons
     assert "location" not in answer.headers
     assert "Try again" in answer.text
     assert not any(name.endswith("gw_access") for name in browser.cookies)
-    assert _x(stack).calls["access_token"] == 0
+    assert x_standin(stack).calls["access_token"] == 0
 
 
 def test_sub_is_the_same_x_user_id_in_both_modes(make_stack) -> None:
@@ -68,7 +58,7 @@ def test_sub_is_the_same_x_user_id_in_both_modes(make_stack) -> None:
         browser = stack.browser()
         browser.login(user="grace", provider="twitter")
         subs.append(browser.get(f"{stack.url}/verify").json()["sub"])
-    assert subs == [f"twitter:{_account('grace').id}"] * 2
+    assert subs == [f"twitter:{x_account('grace').id}"] * 2
 
 
 def test_login_gets_a_request_token_for_the_fixed_callback_and_sends_the_browser_to_x(
@@ -76,7 +66,7 @@ def test_login_gets_a_request_token_for_the_fixed_callback_and_sends_the_browser
     browser = oauth1_stack.browser()
     start = browser.start_login(provider="twitter")
     assert start.status_code == 302
-    x = _x(oauth1_stack)
+    x = x_standin(oauth1_stack)
     location = start.headers["location"]
     assert location.startswith(x.authenticate_url + "?")
     oauth_token = query_of(location)["oauth_token"][0]
@@ -162,7 +152,7 @@ def test_verify_credentials_is_asked_for_the_email_without_the_last_post(
         oauth1_stack: Stack) -> None:
     browser = oauth1_stack.browser()
     browser.login(provider="twitter")
-    request = _x(oauth1_stack).oauth1_requests[-1]
+    request = x_standin(oauth1_stack).oauth1_requests[-1]
     assert request.method == "GET"
     assert dict(parse_qsl(urlsplit(request.url).query)) == {"include_email": "true",
                                                            "skip_status": "true"}
@@ -178,7 +168,7 @@ def _signed_request_token_request(x: XStandIn, callback: str) -> tuple[str, dict
 
 
 def test_the_stand_in_refuses_a_request_altered_in_transit_or_replayed(stack: Stack) -> None:
-    x = _x(stack)
+    x = x_standin(stack)
     callback = f"{stack.url}/callback/twitter"
     uri, headers = _signed_request_token_request(x, callback)
     altered = {"Authorization": headers["Authorization"].replace(
@@ -197,7 +187,7 @@ def test_the_stand_in_refuses_the_gateways_own_requests_altered_or_replayed(
         oauth1_stack: Stack) -> None:
     browser = oauth1_stack.browser()
     browser.login(provider="twitter")
-    x = _x(oauth1_stack)
+    x = x_standin(oauth1_stack)
     request = x.oauth1_requests[-1]  # the gateway's GET verify_credentials
     headers = {"Authorization": request.authorization}
     altered = httpx.get(request.url.replace("include_email=true", "include_email=false"),
@@ -216,7 +206,7 @@ def test_a_wrong_consumer_secret_is_refused_by_the_stand_in(make_stack) -> None:
 
 
 def test_the_stand_in_refuses_a_timestamp_outside_its_window(oauth1_stack: Stack) -> None:
-    x = _x(oauth1_stack)
+    x = x_standin(oauth1_stack)
     real_clock = x.clock
     x.clock = lambda: real_clock() + 3600
     try:
@@ -254,7 +244,7 @@ FAULTS = [
 def test_request_token_failures_end_in_a_clear_page(make_stack, fault: Fault, status: int,
                                                     words: str) -> None:
     stack = make_stack(providers=OAUTH1)
-    _x(stack).faults["request_token"] = fault
+    x_standin(stack).faults["request_token"] = fault
     assert_clear_error(stack.browser().start_login(provider="twitter"), "twitter", status, words)
 
 
@@ -266,7 +256,7 @@ def test_request_token_failures_end_in_a_clear_page(make_stack, fault: Fault, st
 def test_access_token_failures_end_in_a_clear_page(make_stack, fault: Fault, status: int,
                                                    words: str) -> None:
     stack = make_stack(providers=OAUTH1)
-    _x(stack).faults["access_token"] = fault
+    x_standin(stack).faults["access_token"] = fault
     browser, callback = _consented(stack)
     assert_clear_error(browser.get(callback), "twitter", status, words)
 
@@ -280,6 +270,6 @@ def test_access_token_failures_end_in_a_clear_page(make_stack, fault: Fault, sta
 def test_verify_credentials_failures_end_in_a_clear_page(make_stack, fault: Fault, status: int,
                                                          words: str) -> None:
     stack = make_stack(providers=OAUTH1)
-    _x(stack).faults["verify_credentials"] = fault
+    x_standin(stack).faults["verify_credentials"] = fault
     browser, callback = _consented(stack)
     assert_clear_error(browser.get(callback), "twitter", status, words)

@@ -4,39 +4,26 @@ test_provider_contract.py."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import httpx
 import pytest
-from conftest import REPO_ROOT, Stack, query_of
-from provider_support import assert_clear_error, callback_after_consent
+from conftest import Stack, query_of
+from provider_support import assert_clear_error, callback_after_consent, x_account, x_standin
 
-from gateway.config import TwitterSettings, load_settings
+from gateway.config import load_settings
 from gateway.dev.standins.common import Fault
-from gateway.dev.standins.x import DEV_USERS, XAccount, XStandIn
 from gateway.errors import ConfigError
 from gateway.providers.twitter import identity_from_x_v2
 from gateway.transactions import pkce_s256_challenge
-
-
-def _x(stack: Stack) -> XStandIn:
-    standin = stack.standin("twitter")
-    assert isinstance(standin, XStandIn)
-    return standin
-
-
-def _account(key: str) -> XAccount:
-    return next(a for a in DEV_USERS if a.key == key)
 
 
 def test_S1_S2_R4_login_redirect_carries_state_pkce_and_the_fixed_callback(stack: Stack) -> None:
     start = stack.browser().start_login(provider="twitter")
     assert start.status_code == 302
     location = start.headers["location"]
-    assert location.startswith(_x(stack).authorize_url + "?")
+    assert location.startswith(x_standin(stack).authorize_url + "?")
     params = {k: v[0] for k, v in query_of(location).items()}
     assert params["response_type"] == "code"
-    assert params["client_id"] == _x(stack).client_id
+    assert params["client_id"] == x_standin(stack).client_id
     assert params["redirect_uri"] == f"{stack.url}/callback/twitter"
     assert params["scope"] == "users.read tweet.read users.email"
     assert len(params["state"]) >= 22
@@ -51,7 +38,7 @@ def test_S2_code_exchange_is_a_confidential_client_sending_the_pkce_verifier(
     challenge = query_of(start.headers["location"])["code_challenge"][0]
     back = browser.consent(start.headers["location"])
     assert browser.get(back.headers["location"]).status_code == 302
-    form = _x(stack).token_requests[-1]
+    form = x_standin(stack).token_requests[-1]
     assert form["grant_type"] == "authorization_code"
     assert form["redirect_uri"] == f"{stack.url}/callback/twitter"
     assert pkce_s256_challenge(form["code_verifier"]) == challenge
@@ -70,7 +57,7 @@ def _code_from_consent(stack: Stack) -> str:
 @pytest.mark.parametrize("verifier", ["x" * 64, None])
 def test_S2_the_stand_in_refuses_a_code_without_the_right_verifier(stack: Stack,
                                                                    verifier: str | None) -> None:
-    x = _x(stack)
+    x = x_standin(stack)
     code = _code_from_consent(stack)
     form = {"grant_type": "authorization_code", "code": code,
             "redirect_uri": f"{stack.url}/callback/twitter"}
@@ -83,7 +70,7 @@ def test_S2_the_stand_in_refuses_a_code_without_the_right_verifier(stack: Stack,
 
 def test_the_stand_in_refuses_a_token_request_without_basic_client_authentication(
         stack: Stack) -> None:
-    x = _x(stack)
+    x = x_standin(stack)
     code = _code_from_consent(stack)
     refused = httpx.post(x.token_url, data={
         "grant_type": "authorization_code", "code": code, "client_id": x.client_id,
@@ -94,7 +81,7 @@ def test_the_stand_in_refuses_a_token_request_without_basic_client_authenticatio
 
 def test_S2_R3_the_stand_in_requires_s256_and_never_redirects_to_an_unknown_uri(
         stack: Stack) -> None:
-    x = _x(stack)
+    x = x_standin(stack)
     location = stack.browser().start_login(provider="twitter").headers["location"]
     params = {k: v[0] for k, v in query_of(location).items()}
     for change in ({"code_challenge_method": "plain"}, {"redirect_uri": "https://evil.test/cb"},
@@ -109,7 +96,7 @@ def test_C5_no_email_without_the_users_email_scope(make_stack) -> None:
     browser = stack.browser()
     browser.login(provider="twitter")
     claims = browser.get(f"{stack.url}/verify").json()
-    assert claims["sub"] == f"twitter:{_account('ada').id}"
+    assert claims["sub"] == f"twitter:{x_account('ada').id}"
     assert "email" not in claims
 
 
@@ -141,7 +128,7 @@ X_PROBLEM = '{"title": "Unauthorized", "type": "about:blank", "status": 401, "de
 def test_x_failures_end_in_a_clear_page(make_stack, endpoint: str, fault: Fault, status: int,
                                         words: str) -> None:
     stack = make_stack()
-    _x(stack).faults[endpoint] = fault
+    x_standin(stack).faults[endpoint] = fault
     answer = callback_after_consent(stack, "twitter")
     assert_clear_error(answer, "twitter", status, words)
 
@@ -149,8 +136,8 @@ def test_x_failures_end_in_a_clear_page(make_stack, endpoint: str, fault: Fault,
 def test_the_stand_in_answers_a_x_problem_for_an_unknown_user_field(stack: Stack) -> None:
     done = callback_after_consent(stack, "twitter")
     assert done.status_code == 302
-    token = next(iter(_x(stack)._bearer_tokens))
-    answer = httpx.get(_x(stack).userinfo_url, params={"user.fields": "name,shoe_size"},
+    token = next(iter(x_standin(stack)._bearer_tokens))
+    answer = httpx.get(x_standin(stack).userinfo_url, params={"user.fields": "name,shoe_size"},
                        headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 400
     assert answer.json()["errors"][0]["parameters"] == {"user.fields": ["shoe_size"]}
@@ -165,27 +152,3 @@ def test_oauth2_mode_needs_the_scopes_that_read_the_user() -> None:
         load_settings(None, {}, base=base)
 
 
-def test_the_example_configuration_documents_xs_real_defaults(tmp_path) -> None:
-    """The commented `[providers.twitter]` block of the shipped example, once uncommented, is
-    valid and says what the code does by default (the documentation cannot drift)."""
-    example = (REPO_ROOT / "config" / "gateway.example.toml").read_text()
-    start = example.index("# [providers.twitter]")
-    block = example[start:example.index("\n\n", start)]
-    enabled = example.replace(block, "\n".join(line.removeprefix("# ")
-                                               for line in block.splitlines()))
-    path = tmp_path / "gateway.toml"
-    path.write_text(enabled)
-    environ = {"GATEWAY_COOKIES__SECRET": "Zq7rV2mXc9LwT4bN8yHs1KdP6fJg3QeU5aWo0iRtYxCvBnMl",
-               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": "GOCSPX-canary-9fK2mQ7xL4vB8nR1tW6y",
-               "GATEWAY_PROVIDERS__TWITTER__CLIENT_SECRET": "x-client-secret-canary-7Hq2",
-               "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}
-
-    twitter = load_settings(path, environ).providers.twitter
-
-    assert twitter is not None
-    assert twitter.client_secret.reveal() == "x-client-secret-canary-7Hq2"
-    assert twitter.consumer_secret.reveal() == "x-consumer-secret-canary-4Lp9"
-    defaults = TwitterSettings()
-    for f in dataclasses.fields(TwitterSettings):
-        if f.name not in ("client_id", "client_secret", "consumer_key", "consumer_secret"):
-            assert getattr(twitter, f.name) == getattr(defaults, f.name), f.name

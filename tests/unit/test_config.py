@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from config_support import (
 from conftest import REPO_ROOT
 from process_support import toml_lines
 
-from gateway.config import Secret, Settings, load_settings
+from gateway.config import FacebookSettings, Secret, Settings, TwitterSettings, load_settings
 from gateway.dev.mode import check_dev_config
 from gateway.redirects import is_allowed_return_to, parse_allowlist
 
@@ -516,3 +517,39 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
 
     assert error.key == "config"
     assert str(missing) in str(error)
+
+
+CREDENTIALS = ("client_id", "client_secret", "consumer_key", "consumer_secret")
+
+
+@pytest.mark.parametrize(("section", "settings_class", "secrets"), [
+    ("facebook", FacebookSettings,
+     {"GATEWAY_PROVIDERS__FACEBOOK__CLIENT_SECRET": "0f3c9e1a7b2d4c6e8a0b1c2d3e4f5a6b"}),
+    ("twitter", TwitterSettings,
+     {"GATEWAY_PROVIDERS__TWITTER__CLIENT_SECRET": "x-client-secret-canary-7Hq2",
+      "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}),
+])
+def test_a_providers_commented_example_block_is_valid_and_states_the_real_defaults(
+        tmp_path: Path, section: str, settings_class: type, secrets: dict[str, str]) -> None:
+    """The commented `[providers.<name>]` block of the shipped example, once uncommented, is
+    valid and says what the code does by default (the documentation cannot drift)."""
+    example = EXAMPLE_CONFIG.read_text()
+    start = example.index(f"# [providers.{section}]")
+    block = example[start:example.index("\n\n", start)]
+    enabled = example.replace(block, "\n".join(line.removeprefix("# ")
+                                               for line in block.splitlines()))
+    path = tmp_path / "gateway.toml"
+    path.write_text(enabled)
+    environ = {"GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
+               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": CLIENT_SECRET, **secrets}
+
+    provider = getattr(load_settings(path, environ).providers, section)
+
+    assert provider is not None
+    for variable, value in secrets.items():
+        assert getattr(provider, variable.rsplit("__", 1)[1].lower()).reveal() == value
+    defaults = settings_class()
+    for field in dataclasses.fields(settings_class):
+        if field.name not in CREDENTIALS:
+            assert getattr(provider, field.name) == getattr(defaults, field.name), field.name
+

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
-from gateway.config import FacebookSettings, load_settings
 from gateway.dev.standins import facebook as standin
 from gateway.errors import UpstreamError
 from gateway.providers.facebook import (
@@ -134,25 +131,3 @@ def test_nothing_else_of_an_error_body_reaches_the_log(body: Any, logged: str) -
     assert _oauth_error_of(_failed(body)) == logged
 
 
-def test_the_example_configuration_documents_facebooks_real_defaults(tmp_path: Path) -> None:
-    """The commented `[providers.facebook]` block of the shipped example, once uncommented,
-    is valid and says what the code does by default (the documentation cannot drift)."""
-    example = (REPO_ROOT / "config" / "gateway.example.toml").read_text()
-    start = example.index("# [providers.facebook]")
-    block = example[start:example.index("\n\n", start)]
-    enabled = example.replace(block, "\n".join(line.removeprefix("# ")
-                                               for line in block.splitlines()))
-    path = tmp_path / "gateway.toml"
-    path.write_text(enabled)
-    environ = {"GATEWAY_COOKIES__SECRET": "Zq7rV2mXc9LwT4bN8yHs1KdP6fJg3QeU5aWo0iRtYxCvBnMl",
-               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": "GOCSPX-canary-9fK2mQ7xL4vB8nR1tW6y",
-               "GATEWAY_PROVIDERS__FACEBOOK__CLIENT_SECRET": "0f3c9e1a7b2d4c6e8a0b1c2d3e4f5a6b"}
-
-    facebook = load_settings(path, environ).providers.facebook
-
-    assert facebook is not None
-    assert facebook.client_id == "123456789012345"
-    assert facebook.client_secret.reveal() == "0f3c9e1a7b2d4c6e8a0b1c2d3e4f5a6b"
-    defaults = FacebookSettings()
-    for name in ("graph_api_version", "dialog_url", "graph_url", "scopes"):
-        assert getattr(facebook, name) == getattr(defaults, name), name
