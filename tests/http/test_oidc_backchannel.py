@@ -10,7 +10,9 @@ our own code, and counts what it received.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +41,15 @@ from oidc_support import (
     refresh,
     tokens_for,
 )
+from process_support import (
+    HTTP_TIMEOUT,
+    Deployment,
+    GatewayProcess,
+    deployment_factory,
+    toml_lines,
+)
+from store_backends import REDIS_URL, delete_prefix, free_port, require_redis, unique_prefix
+from test_replicas import login_across_replicas
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -277,3 +288,49 @@ def test_P9_discovery_advertises_back_channel_logout(bc_stack: Stack) -> None:
     metadata = discovery(bc_stack)
     assert metadata["backchannel_logout_supported"] is True
     assert metadata["backchannel_logout_session_supported"] is True
+
+
+# -- several replicas ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    require_redis()
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+@pytest.fixture
+def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Deployment]]:
+    yield from deployment_factory(loop_thread, tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_P9_replicas_ending_the_same_session_at_once_notify_each_client_once(
+        deployments: Callable[..., Deployment], receiver: Receiver, redis_prefix: str) -> None:
+    """Two processes sharing Redis each end the same session, at the same time: the app gets
+    one logout token."""
+    deployment = deployments(store={"url": REDIS_URL, "key_prefix": redis_prefix})
+    tree = tomllib.loads(deployment.config.read_text())
+    tree["clients"] = [_with_uri(PUBLIC, receiver), *tree["clients"][1:]]
+    deployment.config.write_text("\n".join(toml_lines(tree)) + "\n")
+    a, b = (deployment.start(free_port()) for _ in range(2))
+    receiver.issuer = deployment.issuer
+    metadata = httpx.get(f"{a.url}/.well-known/openid-configuration").json()
+    receiver.algorithm = metadata["id_token_signing_alg_values_supported"][0]
+    receiver.jwks = httpx.get(f"{a.url}/.well-known/jwks.json").json()
+    tokens = exchange(a, login_across_replicas(deployment, deployment.browser(), a, b, a)).json()
+    hint = urlencode({"id_token_hint": tokens["id_token"]})
+
+    def end_session(replica: GatewayProcess) -> int:
+        return httpx.get(f"{replica.url}/logout/oidc?{hint}", timeout=HTTP_TIMEOUT).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(end_session, (a, b))) == [200, 200]
+    for replica in (a, b):  # SIGTERM: each drains its deliveries before it exits
+        assert replica.stop() == 0
+    assert not receiver.refused, receiver.refused
+    assert receiver.requests == {"spa": 1}
+    assert receiver.accepted["spa"][0]["sid"] == _session_of(receiver, tokens)["sid"]
