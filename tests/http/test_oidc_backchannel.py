@@ -61,6 +61,7 @@ class Receiver:
     url: str
     issuer: str = ""
     algorithm: str = ""  # the one the app accepts (its id_token_signed_response_alg)
+    algorithm_of: dict[str, str] = field(default_factory=dict)  # apps that chose another
     jwks: dict[str, Any] = field(default_factory=dict)
     statuses: list[int] = field(default_factory=list)  # answers to give first, then 200
     requests: dict[str, int] = field(default_factory=dict)  # per client, valid or not
@@ -83,7 +84,7 @@ class Receiver:
     def validate(self, client_id: str, logout_token: str) -> dict[str, Any]:
         """Back-Channel Logout 1.0 section 2.6, each rule by joserfc or spelled out."""
         token = jwt.decode(logout_token, KeySet.import_key_set(self.jwks),  # the signature
-                           algorithms=[self.algorithm])
+                           algorithms=[self.algorithm_of.get(client_id, self.algorithm)])
         if token.header.get("typ") != "logout+jwt":
             raise ValueError(f"typ {token.header.get('typ')!r}")
         jwt.JWTClaimsRegistry(
@@ -284,6 +285,26 @@ def test_P9_ending_the_same_session_twice_notifies_once(
     assert receiver.requests == {"webapp": 1}
 
 
+def test_P9_logout_tokens_are_signed_as_the_apps_id_tokens(
+        make_stack: Any, receiver: Receiver) -> None:
+    """SECURITY J11: ID tokens are RS256 unless the app registered tokens.algorithm; its
+    logout tokens follow, as the app validates only that."""
+    stack = oidc_stack(make_stack, tokens={"algorithm": "ES256"}, clients=[
+        _with_uri(CONFIDENTIAL, receiver),
+        {**_with_uri(OTHER, receiver), "id_token_signed_response_alg": "ES256"}])
+    receiver.trust(stack)
+    receiver.algorithm_of["other"] = "ES256"
+    browser = stack.browser()
+    _webapp_tokens(stack, browser)
+    other_code = get_code(browser, client_id="other", redirect_uri=OTHER["redirect_uris"][0])
+    assert exchange(stack, other_code, redirect_uri=OTHER["redirect_uris"][0],
+                    auth=("other", OTHER_SECRET)).status_code == 200
+    _sign_out(stack, browser)
+    _drain(stack)
+    assert not receiver.refused, receiver.refused
+    assert receiver.count("webapp") == 1 and receiver.count("other") == 1
+
+
 def test_P9_discovery_advertises_back_channel_logout(bc_stack: Stack) -> None:
     metadata = discovery(bc_stack)
     assert metadata["backchannel_logout_supported"] is True
@@ -319,7 +340,8 @@ def test_P9_replicas_ending_the_same_session_at_once_notify_each_client_once(
     a, b = (deployment.start(free_port()) for _ in range(2))
     receiver.issuer = deployment.issuer
     metadata = httpx.get(f"{a.url}/.well-known/openid-configuration").json()
-    receiver.algorithm = metadata["id_token_signing_alg_values_supported"][0]
+    assert "RS256" in metadata["id_token_signing_alg_values_supported"]
+    receiver.algorithm = "RS256"
     receiver.jwks = httpx.get(f"{a.url}/.well-known/jwks.json").json()
     tokens = exchange(a, login_across_replicas(deployment, deployment.browser(), a, b, a)).json()
     hint = urlencode({"id_token_hint": tokens["id_token"]})
