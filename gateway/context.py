@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.cookies import CookiePolicy
 from gateway.keys import KeySet, purpose_key
 from gateway.metrics import GatewayMetrics
+from gateway.oidc.backchannel import BackChannelLogout
 from gateway.oidc.clients import ClientRegistry
 from gateway.oidc.grants import Grants
 from gateway.pending import PendingCaps
@@ -59,7 +60,18 @@ class GatewayContext:
         """Codes, refresh-token families and revocations, in the store."""
         return Grants(self.store, self.settings.tokens, clock=self.clock,
                       successor_key=purpose_key(self.settings.cookies.secret.reveal(),
-                                                "refresh-token successor"))
+                                                "refresh-token successor"),
+                      listener=self.backchannel)
+
+    @cached_property
+    def backchannel(self) -> BackChannelLogout:
+        """Back-channel logout: the clients of each session, told when it ends (P9)."""
+        tokens = self.settings.tokens
+        return BackChannelLogout(
+            self.store, self.clients, self.issuer, issuer=self.settings.issuer,
+            upstream=self.settings.upstream, metrics=self.metrics, clock=self.clock,
+            participation_ttl=float(tokens.refresh_token_absolute_lifetime
+                                    + tokens.access_token_lifetime + tokens.leeway))
 
     @property
     def default_return_to(self) -> str:

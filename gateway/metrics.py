@@ -86,6 +86,9 @@ class GatewayMetrics:
                                       ["reason"], registry=r)
         self.store_errors = Counter("gateway_store_errors", "Requests failed by the store, by "
                                     "kind (unavailable, full).", ["kind"], registry=r)
+        self.backchannel_logouts = Counter("gateway_backchannel_logouts", "Back-channel "
+                                           "logout tokens sent, by outcome (delivered, failed).",
+                                           ["outcome"], registry=r)
         # Bound once: `.labels()` costs a lock and a dict lookup per call.
         self.issued = {kind: self.tokens_issued.labels(kind) for kind in TOKEN_KINDS}
         self.verified_by_verify = self.tokens_verified.labels("verify")
@@ -121,6 +124,9 @@ class GatewayMetrics:
 
     def upstream_error(self, provider: str, call: str) -> None:
         self.upstream_errors.labels(provider, _call_label(call)).inc()
+
+    def backchannel_logout(self, outcome: str) -> None:
+        self.backchannel_logouts.labels(outcome).inc()
 
     def store_error(self, kind: str) -> None:
         self.store_errors.labels(kind).inc()

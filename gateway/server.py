@@ -219,7 +219,8 @@ def settle_heap() -> None:
 async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext,
                 timeout: float = DRAIN_SECONDS) -> None:
     """Stop accepting, let in-flight requests finish (bounded), then close the connections
-    that are left (idle keep-alives) and the store."""
+    that are left (idle keep-alives), let back-channel logouts finish (bounded) and close the
+    store."""
     for server in servers:
         server.stop()
     in_flight = [inflight for server in servers
@@ -232,6 +233,10 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayCo
             asyncio.gather(*(s.close_all_connections() for s in servers)), timeout)
     except TimeoutError:
         log.warning("connections did not close within %.0fs", timeout)
+    try:  # back-channel logouts under way (SECURITY P9) still need the store's keys, not it
+        await asyncio.wait_for(ctx.backchannel.drain(), timeout)
+    except TimeoutError:
+        log.warning("back-channel logouts still under way after %.0fs: dropped", timeout)
     await ctx.store.close()
 
 

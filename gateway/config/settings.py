@@ -202,6 +202,11 @@ class ClientSettings:
     scopes: tuple[str, ...] = OIDC_SCOPES  # what it may ask for
     # OIDC Registration 2: how its ID tokens are signed, RS256 or tokens.algorithm (J11).
     id_token_signed_response_alg: str = "RS256"
+    # Back-Channel Logout 1.0: where the gateway POSTs a logout_token when a session the app
+    # took part in ends (SECURITY P9); empty = none sent.
+    backchannel_logout_uri: str = ""
+    # Logout tokens always carry `sid` (and `sub`), so this only records the app's wish.
+    backchannel_logout_session_required: bool = False
 
     @property
     def is_public(self) -> bool:

@@ -335,6 +335,11 @@ def _check_client(prefix: str, client: ClientSettings, enabled: set[str], dev: b
     for name in ("redirect_uris", "post_logout_redirect_uris"):
         for j, uri in enumerate(getattr(client, name)):
             _check_registered_uri(f"{prefix}.{name}[{j}]", uri, dev)
+    if client.backchannel_logout_uri:
+        # Back-Channel Logout 1.0 section 2.2: absolute, no fragment; a query is allowed.
+        _check_public_url(f"{prefix}.backchannel_logout_uri", client.backchannel_logout_uri, dev)
+        if "#" in client.backchannel_logout_uri:
+            raise ConfigError(f"{prefix}.backchannel_logout_uri", "must not contain a fragment")
     for j, provider in enumerate(client.providers):
         if provider not in enabled:
             raise ConfigError(f"{prefix}.providers[{j}]",

@@ -52,6 +52,9 @@ def openid_configuration(ctx: GatewayContext) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "end_session_endpoint": f"{issuer}/logout/oidc",
+        # Back-Channel Logout 1.0 section 2.1: logout tokens always carry `sid`.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "verification_endpoint": f"{issuer}/verify",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

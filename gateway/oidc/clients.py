@@ -107,6 +107,10 @@ class ClientRegistry:
     def get(self, client_id: str | None) -> ClientSettings | None:
         return self._by_id.get(client_id) if client_id else None
 
+    def backchannel_receivers(self) -> list[ClientSettings]:
+        """The clients that registered a `backchannel_logout_uri` (SECURITY P9)."""
+        return [c for c in self._by_id.values() if c.backchannel_logout_uri]
+
     def authenticate(self, credentials: ClientCredentials, *,
                      allow_public: bool) -> ClientSettings:
         """The client the credentials prove, or `InvalidClient`. A confidential client must

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import ClientSettings, TokenSettings
 from gateway.errors import InvalidGrant, InvalidScope, Unavailable
@@ -110,14 +110,26 @@ def narrowed_scope(granted: tuple[str, ...], requested: str | None) -> tuple[str
     return scope
 
 
+class SessionListener(Protocol):
+    """Told who took part in a session and when it ended (back-channel logout, P9)."""
+
+    async def joined(self, sid: str, client_id: str, sub: str) -> None: ...
+
+    async def session_ended(self, sid: str) -> None: ...
+
+    async def client_logged_out(self, sid: str, client_id: str) -> None: ...
+
+
 def new_family_id() -> str:
     return secrets.token_urlsafe(FAMILY_ID_BYTES)
 
 
 class Grants:
     def __init__(self, store: Store, tokens: TokenSettings, *, successor_key: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 listener: SessionListener | None = None) -> None:
         self._store = store
+        self._listener = listener
         self._tokens = tokens
         self._successor_key = successor_key  # the same on every replica (app.py derives it)
         self._clock = clock
@@ -173,6 +185,10 @@ class Grants:
             expires_at=now + self._tokens.refresh_token_absolute_lifetime,
         )
         await self._put(FAMILIES, family.family_id, family.to_record(), self._family_ttl)
+        if self._listener is not None:
+            # Before the check below: a sign-out racing this exchange either finds the client
+            # among the session's participants, or makes this exchange fail.
+            await self._listener.joined(family.sid, family.client_id, family.sub)
         if await self.live_family(family.family_id) is None:
             # The code was replayed while this exchange ran (the replay wins, C1), or the user
             # signed out between the code and its exchange.
@@ -289,18 +305,27 @@ class Grants:
     async def revoke_family(self, family_id: str, *, reason: str,
                             suspected_theft: bool = False) -> None:
         """End a refresh-token family. A WARNING only when a token's reuse suggests it was
-        stolen; a client revoking its own tokens or a narrowed policy is routine (INFO)."""
+        stolen; a client revoking its own tokens or a narrowed policy is routine (INFO). A
+        suspected theft logs the client out of the family's session too (back-channel, P9)."""
+        family = None
+        if suspected_theft and self._listener is not None:
+            family = await self._store.get(FAMILIES, family_id)
         await self._put(REVOKED_FAMILIES, family_id, {"revoked_at": self._clock()},
                         self._family_ttl)
         await self._store.delete(FAMILIES, family_id)
         log.log(logging.WARNING if suspected_theft else logging.INFO,
                 "refresh-token family revoked: %s", reason,
                 extra={"event": "family_revoked", "reason": reason})
+        if family is not None and self._listener is not None:
+            await self._listener.client_logged_out(family["sid"], family["client_id"])
 
     async def end_session(self, sid: str) -> None:
-        """Sign-out: every family started in this gateway session is revoked (P2, P7)."""
+        """Sign-out: every family started in this gateway session is revoked (P2, P7), and
+        the clients that took part in it are told over the back channel (P9)."""
         if sid:
             await self._put(ENDED_SESSIONS, sid, {"ended_at": self._clock()}, self._family_ttl)
+            if self._listener is not None:
+                await self._listener.session_ended(sid)
 
     async def revoke_access_token(self, claims: dict[str, Any]) -> None:
         """Remember a revoked access token by `jti` until it expires anyway."""
