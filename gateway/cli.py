@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args)
         if args.command == "clients":
             return _hash_client_secret(generate=args.generate)
+        if args.command == "sessions":
+            return asyncio.run(_sessions(args))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR
@@ -146,6 +148,23 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--algorithm", choices=ALGORITHMS,
                       help="the key type (default: tokens.algorithm of the configuration)")
     keys.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+    sessions = commands.add_parser(
+        "sessions", formatter_class=formatter,
+        help="List or end a user's sessions, wherever their browsers are.",
+        description="Read the store the configuration names. `list` prints a user's live "
+                    "sessions; `revoke` ends them (by user, or the one session of a sid): "
+                    "the session, its refresh-token families and access tokens, and a "
+                    "back-channel logout to the apps that took part.",
+        epilog="examples:\n"
+               "  oauth-gateway sessions list --sub google:1098 --config gateway.toml\n"
+               "  oauth-gateway sessions revoke --sid 3q2-7wEAAAAA --config gateway.toml")
+    sessions.add_argument("action", choices=["list", "revoke"], metavar="{list,revoke}",
+                          help="what to do")
+    whom = sessions.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--sub", help="the user: the `sub` claim of their tokens")
+    whom.add_argument("--sid", help="one session: the `sid` claim of its tokens (revoke only)")
+    sessions.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
 
     clients = commands.add_parser(
         "clients", formatter_class=formatter,
@@ -294,6 +313,41 @@ def _list_keys(keys_dir: Path, algorithm: str, tokens: TokenSettings) -> None:
     if algorithm != ID_TOKEN_ALGORITHM and keyset.rs256 is None:
         print(f"no {ID_TOKEN_ALGORITHM} key for ID tokens: create one with `oauth-gateway keys "
               f"generate --algorithm {ID_TOKEN_ALGORITHM}`")
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    """SECURITY P8: sessions found by user or by sid, ended as one (gateway/sessions.py)."""
+    from gateway.app import build_context
+    from gateway.keys import load_keyset
+
+    settings = _settings(args.config)
+    keyset = load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm,
+                         require_rs256=True)
+    ctx = build_context(settings, keyset)
+    try:
+        if args.action == "list":
+            if args.sub is None:
+                raise ConfigError("--sid", "only `sessions revoke` takes a sid; list takes --sub")
+            for _, session in await ctx.sessions.of_sub(args.sub):
+                print(f"{session.sid}  {session.idp}  signed in {_utc(session.created)}  "
+                      f"last seen {_utc(session.last_seen)}")
+            return 0
+        if args.sub is not None:
+            ended = [await ctx.sessions.end_by_handle(handle)
+                     for handle, _ in await ctx.sessions.of_sub(args.sub)]
+        else:
+            ended = [await ctx.sessions.end_sid(args.sid)]
+        sids = [sid for session in ended if session for sid in session.all_sids]
+        if args.sid is not None and not sids:
+            sids = [args.sid]  # its families and tokens end even if the session is gone
+        for sid in sids:
+            await ctx.grants.end_session(sid)
+        print(f"ended {sum(1 for s in ended if s)} session(s); revoked what {len(sids)} sid(s) "
+              "issued")
+        await ctx.backchannel.drain()  # the apps are told before the command returns
+        return 0
+    finally:
+        await ctx.store.close()
 
 
 def _utc(seconds: float) -> str:

@@ -24,6 +24,7 @@ from gateway.store import Store
 
 NAMESPACE = "session"
 SID_INDEX = "session-sid"  # sid -> the hash the session is stored under
+BY_SUB = "sessions-of"  # hash of sub -> the set of the hashes its sessions are stored under
 TOUCH_INTERVAL = 60.0  # seconds; refreshing last_seen on every request would be a write each
 MAX_EARLIER_SIDS = 8
 
@@ -104,6 +105,24 @@ class Sessions:
         await self._end(index["key"], session)
         return session
 
+    async def of_sub(self, sub: str) -> list[tuple[str, Session]]:
+        """The live sessions of a user, each with the hash it is stored under (its handle for
+        `end_by_handle`; never the cookie value), oldest first."""
+        found = []
+        for key in await self._store.members(BY_SUB, _key(sub)):
+            session = await self._record(key)
+            if session is None or session.sub != sub:
+                await self._store.remove_member(BY_SUB, _key(sub), key)
+                continue
+            found.append((key, session))
+        return sorted(found, key=lambda pair: pair[1].created)
+
+    async def end_by_handle(self, handle: str) -> Session | None:
+        """End the session stored under `handle` (from `of_sub`); the session it was."""
+        session = await self._record(handle)
+        await self._end(handle, session)
+        return session
+
     async def _record(self, key: str) -> Session | None:
         record = await self._store.get(NAMESPACE, key)
         if record is None:
@@ -116,11 +135,14 @@ class Sessions:
         await self._store.put(NAMESPACE, key, asdict(session), ttl)
         for sid in session.all_sids:
             await self._store.put(SID_INDEX, sid, {"key": key}, ttl)
+        await self._store.add_member(BY_SUB, _key(session.sub), key, ttl)
 
     async def _end(self, key: str, session: Session | None) -> None:
         await self._store.delete(NAMESPACE, key)
-        for sid in session.all_sids if session else ():
-            await self._store.delete(SID_INDEX, sid)
+        if session is not None:
+            for sid in session.all_sids:
+                await self._store.delete(SID_INDEX, sid)
+            await self._store.remove_member(BY_SUB, _key(session.sub), key)
 
     def _ttl(self, session: Session) -> float:
         remaining = session.created + self._lifetime - self._clock()

@@ -38,6 +38,15 @@ class Store(Protocol):
         (or expired) counter starts at 1 and lives `ttl` seconds from then, later increments
         never extend it (a fixed window). A counter's namespace holds counters only."""
 
+    async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
+        """Add `member` to the set (namespace, key) for `ttl` seconds: each member expires on
+        its own; adding one again replaces its expiry. A set's namespace holds sets only."""
+
+    async def members(self, namespace: str, key: str) -> list[str]:
+        """The set's live members, in no particular order ([] for no set)."""
+
+    async def remove_member(self, namespace: str, key: str, member: str) -> None: ...
+
     async def ping(self) -> bool:
         """True when the store can serve requests (used by /readyz)."""
 

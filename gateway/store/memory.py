@@ -16,6 +16,7 @@ class MemoryStore:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._expiry_heap: list[tuple[float, tuple[str, str]]] = []
+        self._sets: dict[tuple[str, str], dict[str, float]] = {}  # member -> expiry
         self._max_entries = max_entries
         self.clock = clock
 
@@ -51,12 +52,36 @@ class MemoryStore:
         await self.put(namespace, key, {"count": 1}, ttl)
         return 1
 
+    async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
+        members = self._live_members(namespace, key)
+        if not members and len(self._sets) >= self._max_entries:
+            raise StoreFull(namespace)
+        members[member] = self.clock() + ttl
+        self._sets[(namespace, key)] = members
+
+    async def members(self, namespace: str, key: str) -> list[str]:
+        return list(self._live_members(namespace, key))
+
+    async def remove_member(self, namespace: str, key: str, member: str) -> None:
+        members = self._live_members(namespace, key)
+        members.pop(member, None)
+        if members:
+            self._sets[(namespace, key)] = members
+        else:
+            self._sets.pop((namespace, key), None)
+
+    def _live_members(self, namespace: str, key: str) -> dict[str, float]:
+        now = self.clock()
+        members = self._sets.get((namespace, key), {})
+        return {member: expires for member, expires in members.items() if expires > now}
+
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
         self._entries.clear()
         self._expiry_heap.clear()
+        self._sets.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

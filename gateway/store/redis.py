@@ -71,6 +71,24 @@ if redis.call('PTTL', KEYS[1]) < 0 then
 end
 return count
 """
+# A set is a sorted set scored by each member's expiry, in the server's clock (replicas' clocks
+# may differ); the key lives as long as its longest-lived member.
+ADD_MEMBER = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+LIVE_MEMBERS = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
 DELETE_BOUNDED = """
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
@@ -103,6 +121,8 @@ class RedisStore:
         self._take_bounded = self._redis.register_script(TAKE_BOUNDED)
         self._delete_bounded = self._redis.register_script(DELETE_BOUNDED)
         self._incr = self._redis.register_script(INCR_FIXED_WINDOW)
+        self._add_member = self._redis.register_script(ADD_MEMBER)
+        self._live_members = self._redis.register_script(LIVE_MEMBERS)
 
     def entry_key(self, namespace: str, key: str) -> str:
         return f"{self.key_prefix}:{namespace}:{key}"
@@ -151,6 +171,20 @@ class RedisStore:
             count = await self._incr(keys=[self.entry_key(namespace, key)],
                                      args=[max(1, round(ttl * 1000))])
         return int(count)
+
+    async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
+        with _unavailable("add_member"):
+            await self._add_member(keys=[self.entry_key(namespace, key)],
+                                   args=[member, max(1, round(ttl * 1000))])
+
+    async def members(self, namespace: str, key: str) -> list[str]:
+        with _unavailable("members"):
+            raw = await self._live_members(keys=[self.entry_key(namespace, key)])
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+
+    async def remove_member(self, namespace: str, key: str, member: str) -> None:
+        with _unavailable("remove_member"):
+            await self._redis.zrem(self.entry_key(namespace, key), member)
 
     async def ping(self) -> bool:
         try:

@@ -61,6 +61,15 @@ END;
 CREATE TRIGGER IF NOT EXISTS entry_removed AFTER DELETE ON entries BEGIN
     UPDATE namespace_sizes SET entries = entries - 1 WHERE namespace = old.namespace;
 END;
+-- Sets (add_member, members): one row a member, each with its own expiry.
+CREATE TABLE IF NOT EXISTS members (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (namespace, key, member)
+);
+CREATE INDEX IF NOT EXISTS members_by_expiry ON members (expires);
 """
 
 
@@ -106,6 +115,15 @@ class SqliteStore:
 
     async def incr(self, namespace: str, key: str, ttl: float) -> int:
         return await self._call(self._incr, namespace, key, ttl)
+
+    async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
+        await self._call(self._add_member, namespace, key, member, ttl)
+
+    async def members(self, namespace: str, key: str) -> list[str]:
+        return await self._call(self._members, namespace, key)
+
+    async def remove_member(self, namespace: str, key: str, member: str) -> None:
+        await self._call(self._remove_member, namespace, key, member)
 
     async def ping(self) -> bool:
         try:
@@ -272,6 +290,23 @@ class SqliteStore:
             self._sweep(self._connection(), now)
         return int(row[0])
 
+    def _add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
+        self._connection().execute(
+            "INSERT INTO members (namespace, key, member, expires) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (namespace, key, member) DO UPDATE SET expires = excluded.expires",
+            (namespace, key, member, self.clock() + ttl))
+
+    def _members(self, namespace: str, key: str) -> list[str]:
+        rows = self._connection().execute(
+            "SELECT member FROM members WHERE namespace = ? AND key = ? AND expires > ?",
+            (namespace, key, self.clock())).fetchall()
+        return [row[0] for row in rows]
+
+    def _remove_member(self, namespace: str, key: str, member: str) -> None:
+        self._connection().execute(
+            "DELETE FROM members WHERE namespace = ? AND key = ? AND member = ?",
+            (namespace, key, member))
+
     def _ping(self) -> None:
         db = self._connection()
         db.execute("SELECT 1 FROM namespace_sizes LIMIT 1").fetchall()
@@ -285,6 +320,9 @@ class SqliteStore:
             "(SELECT rowid FROM entries WHERE expires <= ? ORDER BY expires LIMIT ?)",
             (now, SWEEP_BATCH),
         ).rowcount
+        db.execute("DELETE FROM members WHERE rowid IN "
+                   "(SELECT rowid FROM members WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                   (now, SWEEP_BATCH))
         self._writes_since_sweep = 0
         self._last_sweep = now
         return deleted

@@ -3,6 +3,7 @@ ends the process with exit status 2 and one line naming the key, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -26,7 +27,10 @@ from process_support import (
 )
 
 from gateway.cli import main
+from gateway.identity import Identity
 from gateway.keys import write_new_key
+from gateway.sessions import Sessions
+from gateway.store.sqlite import SqliteStore
 
 # Spelled in two parts so that no file of the repository looks like it holds a key.
 PKCS8_PEM_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
@@ -360,3 +364,51 @@ def test_J11_keys_generate_rs256_completes_an_older_directory(
     listed = capsys.readouterr().out.splitlines()
     assert {line.split()[0]: line.split()[-1] for line in listed} == {
         expected_kid(es256): "signing", expected_kid(rs256): "signing"}
+
+
+def test_P8_sessions_list_and_revoke_find_a_users_sessions_in_the_store(tmp_path: Path) -> None:
+    """`oauth-gateway sessions`: an operator lists a user's sessions and ends them, by user or
+    by one session's sid, in the store a running gateway shares (here SQLite)."""
+    keys = tmp_path / "keys"
+    assert run_cli("keys", "generate", "--dir", str(keys), "--algorithm", "RS256",
+                   cwd=tmp_path).returncode == 0
+    database = tmp_path / "gateway.db"
+    config = write_config(tmp_path, {"tokens.keys_dir": str(keys),
+                                     "store.url": f"sqlite://{database}"})
+    ada, grace = Identity("google", "1", name="Ada"), Identity("google", "2", name="Grace")
+
+    async def sign_in() -> dict[str, str]:
+        store = SqliteStore(database)
+        sessions = Sessions(store, lifetime=3600, idle_timeout=3600)
+        cookies = {}
+        for name, identity in (("laptop", ada), ("phone", ada), ("grace", grace)):
+            cookies[name], session = await sessions.start(identity)
+            cookies[f"{name}-sid"] = session.sid
+        await store.close()
+        return cookies
+
+    async def alive(cookie: str) -> bool:
+        store = SqliteStore(database)
+        try:
+            sessions = Sessions(store, lifetime=3600, idle_timeout=3600)
+            return await sessions.lookup(cookie) is not None
+        finally:
+            await store.close()
+
+    cookies = asyncio.run(sign_in())
+    listed = run_cli("sessions", "list", "--sub", ada.sub, "--config", str(config), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted(
+        [cookies["laptop-sid"], cookies["phone-sid"]])
+
+    one = run_cli("sessions", "revoke", "--sid", cookies["phone-sid"], "--config", str(config),
+                  cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert [asyncio.run(alive(cookies[n])) for n in ("laptop", "phone", "grace")] == [
+        True, False, True]
+    everything = run_cli("sessions", "revoke", "--sub", ada.sub, "--config", str(config),
+                         cwd=tmp_path)
+    assert everything.returncode == 0, everything.stderr
+    assert [asyncio.run(alive(cookies[n])) for n in ("laptop", "grace")] == [False, True]
+    assert run_cli("sessions", "list", "--sub", ada.sub, "--config", str(config),
+                   cwd=tmp_path).stdout == ""

@@ -196,6 +196,38 @@ def test_stored_value_is_a_copy(backend: Backend) -> None:
     backend.run(scenario)
 
 
+def test_a_set_holds_its_members_once_each_until_removed(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        assert await store.members("session-of", "u1") == []
+        for member in ("a", "b", "a"):
+            await store.add_member("session-of", "u1", member, TTL)
+        assert sorted(await store.members("session-of", "u1")) == ["a", "b"]
+        await store.remove_member("session-of", "u1", "a")
+        await store.remove_member("session-of", "u1", "never-added")
+        assert await store.members("session-of", "u1") == ["b"]
+        assert await store.members("session-of", "u2") == []  # sets are apart
+        assert await store.members("other-sets", "u1") == []  # so are namespaces
+    backend.run(scenario)
+
+
+def test_each_member_of_a_set_expires_on_its_own(backend: Backend) -> None:
+    async def scenario(store: Store) -> None:
+        await store.add_member("session-of", "u1", "short", SHORT_TTL)
+        await store.add_member("session-of", "u1", "long", TTL)
+        deadline = time.monotonic() + EXPIRY_DEADLINE
+        while "short" in await store.members("session-of", "u1"):
+            assert time.monotonic() < deadline, "the member did not expire"
+            await asyncio.sleep(0.02)
+        assert await store.members("session-of", "u1") == ["long"]
+        await store.add_member("session-of", "u1", "long", SHORT_TTL)  # re-added: new expiry
+        await store.add_member("session-of", "u1", "short", TTL)
+        while "long" in await store.members("session-of", "u1"):
+            assert time.monotonic() < deadline, "the re-added member kept its old expiry"
+            await asyncio.sleep(0.02)
+        assert await store.members("session-of", "u1") == ["short"]
+    backend.run(scenario)
+
+
 def test_ping_is_true_when_the_store_serves(backend: Backend) -> None:
     async def scenario(store: Store) -> None:
         assert await store.ping() is True

@@ -109,7 +109,32 @@ def test_P8_ending_a_session_by_its_cookie_removes_its_sid_index_too() -> None:
         session_id, session = await sessions.start(ADA)
         assert await sessions.end(session_id) == session
         assert await sessions.end_sid(session.sid) is None
-        assert not store._entries  # nothing of the session is left behind
+        assert not store._entries and not store._sets  # nothing of it is left behind
+
+    asyncio.run(scenario())
+
+
+def test_P8_a_users_sessions_are_listed_and_ended_one_by_one() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+    grace = Identity("google", "2", name="Grace Hopper")
+
+    async def scenario() -> None:
+        laptop, _ = await sessions.start(ADA)
+        now[0] += 10
+        phone, _ = await sessions.start(ADA)
+        await sessions.start(grace)
+        listed = await sessions.of_sub(ADA.sub)
+        assert [s.created for _, s in listed] == [0.0, 10.0]  # oldest first, Grace's apart
+        handle, _ = listed[0]
+        assert handle != laptop  # a handle is not the cookie value
+        ended = await sessions.end_by_handle(handle)
+        assert ended is not None and ended.created == 0.0
+        assert await sessions.lookup(laptop) is None
+        assert await sessions.lookup(phone) is not None
+        assert [s.created for _, s in await sessions.of_sub(ADA.sub)] == [10.0]
+        now[0] += 601  # idle past the timeout: no longer listed
+        assert await sessions.of_sub(ADA.sub) == []
 
     asyncio.run(scenario())
 
