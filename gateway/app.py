@@ -15,6 +15,7 @@ from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import XSRF, CookiePolicy, versioned_secrets
+from gateway.handlers.admin import AdminSessionsHandler
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
     REFUSAL_LINES_PER_SECOND,
@@ -190,9 +191,10 @@ def edge(ctx: GatewayContext, routes: dict[type[Any], str]) -> Edge:
 
 
 def make_admin_app(ctx: GatewayContext) -> tornado.web.Application:
-    """The admin listener's application: `/metrics` only (server.py serves it on its own
-    address and port, loopback by default)."""
-    routes: list[Any] = [(r"/metrics", MetricsHandler, {"ctx": ctx})]
+    """The admin listener's application: `/metrics` and the sessions API (server.py serves it
+    on its own address and port, loopback by default)."""
+    routes: list[Any] = [(r"/metrics", MetricsHandler, {"ctx": ctx}),
+                         (r"/admin/sessions", AdminSessionsHandler, {"ctx": ctx})]
     route_names = routes_by_handler(routes)
     return tornado.web.Application(
         routes,

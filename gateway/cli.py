@@ -319,6 +319,7 @@ async def _sessions(args: argparse.Namespace) -> int:
     """SECURITY P8: sessions found by user or by sid, ended as one (gateway/sessions.py)."""
     from gateway.app import build_context
     from gateway.keys import load_keyset
+    from gateway.signout import end_sessions
 
     settings = _settings(args.config)
     keyset = load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm,
@@ -332,18 +333,8 @@ async def _sessions(args: argparse.Namespace) -> int:
                 print(f"{session.sid}  {session.idp}  signed in {_utc(session.created)}  "
                       f"last seen {_utc(session.last_seen)}")
             return 0
-        if args.sub is not None:
-            ended = [await ctx.sessions.end_by_handle(handle)
-                     for handle, _ in await ctx.sessions.of_sub(args.sub)]
-        else:
-            ended = [await ctx.sessions.end_sid(args.sid)]
-        sids = [sid for session in ended if session for sid in session.all_sids]
-        if args.sid is not None and not sids:
-            sids = [args.sid]  # its families and tokens end even if the session is gone
-        for sid in sids:
-            await ctx.grants.end_session(sid)
-        print(f"ended {sum(1 for s in ended if s)} session(s); revoked what {len(sids)} sid(s) "
-              "issued")
+        count, sids = await end_sessions(ctx, sub=args.sub, sid=args.sid)
+        print(f"ended {count} session(s); revoked what {len(sids)} sid(s) issued")
         await ctx.backchannel.drain()  # the apps are told before the command returns
         return 0
     finally:

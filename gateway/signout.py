@@ -30,3 +30,24 @@ async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     ctx.cookies.clear(handler, cookies.SESSION)
     ctx.cookies.clear(handler, cookies.ACCESS, shared=True)
     handler.set_no_store()
+
+
+async def end_sessions(ctx: GatewayContext, *, sub: str | None = None, sid: str | None = None
+                       ) -> tuple[int, list[str]]:
+    """End every session of a user, or the one session of a sid, wherever their browsers are
+    (SECURITY P8): the sessions, their refresh-token families, the access tokens issued in them
+    and, through grants, a back-channel logout to the apps that took part. The number of
+    sessions ended and the sids whose tokens were revoked."""
+    if sub is not None:
+        ended = [await ctx.sessions.end_by_handle(handle)
+                 for handle, _ in await ctx.sessions.of_sub(sub)]
+    else:
+        assert sid is not None
+        ended = [await ctx.sessions.end_sid(sid)]
+    sids = [each for session in ended if session for each in session.all_sids]
+    if sid is not None and not sids:
+        sids = [sid]  # its families and tokens end even once the session itself is gone
+    for each in sids:
+        await ctx.grants.end_session(each)
+    return sum(1 for session in ended if session), sids
+

@@ -280,6 +280,8 @@ class AdminSettings:
     address: str = "127.0.0.1"
     port: int = 9090  # 0: a free port, logged at start
     expose_on_public: bool = False  # also serve /metrics on the public listener
+    # The bearer secret of the sessions API (/admin/sessions); none: the API is off.
+    api_token: Secret = NO_SECRET
 
 
 LOG_FORMATS = ("json", "text")

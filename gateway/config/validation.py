@@ -41,6 +41,7 @@ from gateway.config.settings import (
 from gateway.errors import ConfigError
 from gateway.store.location import parse_store_url, store_url
 
+MIN_API_TOKEN_LENGTH = 32
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
 
@@ -257,6 +258,9 @@ def _check_workers(settings: Settings) -> None:
 def _check_operations(settings: Settings) -> None:
     if not 0 <= settings.admin.port <= 65535:
         raise ConfigError("admin.port", "must be between 0 and 65535")
+    if settings.admin.api_token and len(settings.admin.api_token.reveal()) < MIN_API_TOKEN_LENGTH:
+        raise ConfigError("admin.api_token", f"must be at least {MIN_API_TOKEN_LENGTH} "
+                          "characters (e.g. head -c 32 /dev/urandom | base64)")
     if settings.logging.format not in ("", *LOG_FORMATS):
         raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
     if settings.logging.level.upper() not in LOG_LEVELS:

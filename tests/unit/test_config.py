@@ -553,3 +553,9 @@ def test_a_providers_commented_example_block_is_valid_and_states_the_real_defaul
         if field.name not in CREDENTIALS:
             assert getattr(provider, field.name) == getattr(defaults, field.name), field.name
 
+
+
+def test_P8_a_short_admin_api_token_is_refused(tmp_path: Path) -> None:
+    assert_refused(tmp_path, {"admin.api_token": "too-short"}, "admin.api_token")
+    settings = load_settings(write_config(tmp_path, {"admin.api_token": "a" * 32}), {})
+    assert settings.admin.api_token.reveal() == "a" * 32
