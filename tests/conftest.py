@@ -122,6 +122,26 @@ def loop_thread() -> Iterator[LoopThread]:
 
 
 @pytest.fixture
+def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Any]]:
+    """Gateway processes started as a user starts them (process_support.Deployment)."""
+    from process_support import deployment_factory  # it imports this module
+
+    yield from deployment_factory(loop_thread, tmp_path_factory)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of the test's own on the shared Redis, its keys removed afterwards."""
+    from store_backends import delete_prefix, require_redis, unique_prefix
+
+    require_redis()
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+@pytest.fixture
 def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Callable[..., Stack]]:
     """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""

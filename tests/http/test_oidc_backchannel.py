@@ -45,10 +45,9 @@ from process_support import (
     HTTP_TIMEOUT,
     Deployment,
     GatewayProcess,
-    deployment_factory,
     toml_lines,
 )
-from store_backends import REDIS_URL, delete_prefix, free_port, require_redis, unique_prefix
+from store_backends import REDIS_URL, free_port
 from test_replicas import login_across_replicas
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -312,20 +311,6 @@ def test_P9_discovery_advertises_back_channel_logout(bc_stack: Stack) -> None:
 
 
 # -- several replicas ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    require_redis()
-    prefix = unique_prefix()
-    yield prefix
-    delete_prefix(prefix)
-
-
-@pytest.fixture
-def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Callable[..., Deployment]]:
-    yield from deployment_factory(loop_thread, tmp_path_factory)
 
 
 @pytest.mark.slow

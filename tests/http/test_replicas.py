@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Browser, LoopThread
+from conftest import Browser
 from oidc_support import (
     INTROSPECTOR_AUTH,
     SPA_REDIRECT_URI,
@@ -32,25 +32,10 @@ from process_support import (
     POLL_INTERVAL,
     Deployment,
     GatewayProcess,
-    deployment_factory,
 )
-from store_backends import REDIS_URL, delete_prefix, free_port, require_redis, unique_prefix
+from store_backends import REDIS_URL, free_port
 
 REVOCATION_DEADLINE = 1.0  # SECURITY T3: seconds for a revocation to reach every replica
-
-
-@pytest.fixture
-def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Callable[..., Deployment]]:
-    yield from deployment_factory(loop_thread, tmp_path_factory)
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    require_redis()
-    prefix = unique_prefix()
-    yield prefix
-    delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ session (single sign-on) and the revocations made before are all still there."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Browser, LoopThread
+from conftest import Browser
 from oidc_support import (
     INTROSPECTOR_AUTH,
     SPA_REDIRECT_URI,
@@ -21,13 +21,7 @@ from oidc_support import (
     redirect_params,
     refresh,
 )
-from process_support import HTTP_TIMEOUT, Deployment, GatewayProcess, deployment_factory
-
-
-@pytest.fixture
-def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Callable[..., Deployment]]:
-    yield from deployment_factory(loop_thread, tmp_path_factory)
+from process_support import HTTP_TIMEOUT, Deployment, GatewayProcess
 
 
 def code_flow(browser: Browser, gateway: GatewayProcess) -> dict[str, Any]:

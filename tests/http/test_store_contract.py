@@ -517,14 +517,6 @@ def test_sqlite_closed_store_is_unavailable(tmp_path: Path) -> None:
 # Redis
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    require_redis()
-    prefix = unique_prefix()
-    yield prefix
-    delete_prefix(prefix)
-
-
 def test_redis_entries_are_json_under_the_prefix_with_a_ttl(redis_prefix: str) -> None:
     async def scenario() -> None:
         store = RedisStore(REDIS_URL, key_prefix=redis_prefix)

@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from process_support import HTTP_TIMEOUT, Deployment, deployment_factory
+from process_support import HTTP_TIMEOUT, Deployment
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
@@ -233,12 +233,6 @@ def test_C6_another_ca_than_the_configured_one_is_refused(
     provider = serve(other.server_context(tmp_path, names=LOOPBACK))
     refusal(loop_thread, upstream(loop_thread, ca_file=str(trusted.pem(tmp_path))),
             f"{provider.url}/doc")
-
-
-@pytest.fixture
-def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Callable[..., Deployment]]:
-    yield from deployment_factory(loop_thread, tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -12,13 +12,12 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from config_support import refusal, write_config
-from conftest import LoopThread
 from oidc_support import (
     authorization_params,
     authorize_url,
@@ -33,7 +32,6 @@ from process_support import (
     Deployment,
     GatewayProcess,
     assert_one_line_config_error,
-    deployment_factory,
     parent_of,
     process_running,
     run_cli,
@@ -44,12 +42,6 @@ from gateway.config import load_settings
 from gateway.workers import RESTART_LIMIT, STOP_SIGNALS, run_workers
 
 STOP_DEADLINE = 15.0  # seconds for SIGTERM to end every process: "not hung", with room for load
-
-
-@pytest.fixture
-def deployments(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Callable[..., Deployment]]:
-    yield from deployment_factory(loop_thread, tmp_path_factory)
 
 
 def sqlite_deployment(deployments: Callable[..., Deployment]) -> Deployment:
