@@ -13,8 +13,10 @@ package exports what the rest of the gateway uses.
 from gateway.config.loading import deep_merge, load_settings
 from gateway.config.settings import (
     ALGORITHMS,
+    APPLE_MAX_CLIENT_SECRET_LIFETIME,
     OIDC_SCOPES,
     AccessSettings,
+    AppleSettings,
     ClientSettings,
     CookieSettings,
     FacebookSettings,
@@ -28,8 +30,10 @@ from gateway.config.settings import (
 
 __all__ = [
     "ALGORITHMS",
+    "APPLE_MAX_CLIENT_SECRET_LIFETIME",
     "OIDC_SCOPES",
     "AccessSettings",
+    "AppleSettings",
     "ClientSettings",
     "CookieSettings",
     "FacebookSettings",

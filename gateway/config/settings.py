@@ -166,11 +166,33 @@ class TwitterSettings:
     verify_credentials_url: str = "https://api.x.com/1.1/account/verify_credentials.json"
 
 
+APPLE_SCOPES = ("name", "email")
+# Apple's refusal of a client secret that lives longer than 6 months (15777000 seconds).
+APPLE_MAX_CLIENT_SECRET_LIFETIME = 15_777_000
+
+
+@dataclass(frozen=True)
+class AppleSettings:
+    """Sign in with Apple (providers/apple.py). The client secret is no configured string: the
+    gateway signs it (an ES256 JWT) with the team's key."""
+
+    client_id: str = ""  # the Services ID, e.g. com.example.web
+    team_id: str = ""  # the Apple Developer team's 10-character id
+    key_id: str = ""  # the 10-character id of the "Sign in with Apple" key
+    # The key's .p8 file (PKCS#8, EC P-256), usually as private_key_file.
+    private_key: Secret = NO_SECRET
+    # Apple's base URL: /auth/authorize, /auth/token and /auth/keys are under it; it is also
+    # the `iss` of Apple's id_tokens and the `aud` of our client secrets.
+    authority: str = "https://appleid.apple.com"
+    scopes: tuple[str, ...] = APPLE_SCOPES
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     google: GoogleSettings | None = None
     facebook: FacebookSettings | None = None
     twitter: TwitterSettings | None = None
+    apple: AppleSettings | None = None
 
 
 @dataclass(frozen=True)

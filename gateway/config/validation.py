@@ -11,8 +11,13 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from gateway.config.settings import (
     ALGORITHMS,
+    APPLE_SCOPES,
     CLIENT_ID_PATTERN,
     CLIENT_SECRET_HASH_PATTERN,
     ENV_PREFIX,
@@ -27,6 +32,7 @@ from gateway.config.settings import (
     SAMESITE_VALUES,
     SECRET_FILE_SUFFIX,
     AccessSettings,
+    AppleSettings,
     ClientSettings,
     CookieSettings,
     FacebookSettings,
@@ -224,6 +230,52 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             _require(prefix, provider, "consumer_key", "consumer_secret")
         else:
             raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+    elif isinstance(provider, AppleSettings):
+        _check_apple(prefix, provider, dev)
+
+
+# Apple's team and key ids: ten upper-case letters or digits (developer.apple.com, Membership
+# details and Keys).
+_APPLE_ID = re.compile(r"[A-Z0-9]{10}")
+
+
+def _check_apple(prefix: str, apple: AppleSettings, dev: bool) -> None:
+    """Everything the gateway needs to sign Apple's client secret, checked at start: a bad key
+    would otherwise fail every Apple login at its code exchange."""
+    _require(prefix, apple, "client_id", "team_id", "key_id", "private_key")
+    if any(c.isspace() or not c.isprintable() for c in apple.client_id):
+        raise ConfigError(f"{prefix}.client_id", "must be the Services ID, e.g. com.example.web")
+    for name in ("team_id", "key_id"):
+        if not _APPLE_ID.fullmatch(getattr(apple, name)):
+            raise ConfigError(f"{prefix}.{name}", "must be Apple's 10-character id (upper-case "
+                              f"letters and digits; got {getattr(apple, name)!r})")
+    _check_public_url(f"{prefix}.authority", apple.authority, dev)
+    if apple.authority.endswith("/") or urlsplit(apple.authority)[3:] != ("", ""):
+        raise ConfigError(f"{prefix}.authority",
+                          "must be a base URL without trailing slash, query or fragment")
+    for i, scope in enumerate(apple.scopes):
+        if scope not in APPLE_SCOPES:
+            raise ConfigError(f"{prefix}.scopes[{i}]",
+                              f"must be one of {', '.join(APPLE_SCOPES)} (got {scope!r})")
+    problem = apple_key_problem(apple.private_key)
+    if problem:
+        raise ConfigError(f"{prefix}.private_key", problem)
+
+
+def apple_key_problem(private_key: Secret) -> str | None:
+    """What is wrong with a Sign in with Apple key (None: nothing), in one line that never
+    shows the key: Apple's .p8 file is a PEM PKCS#8 EC P-256 private key."""
+    try:
+        key = serialization.load_pem_private_key(private_key.reveal().encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return ("must be the .p8 key Apple gave (a PEM \"BEGIN PRIVATE KEY\" file, not "
+                "encrypted): private_key_file names it")
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        kind = "an RSA" if isinstance(key, rsa.RSAPrivateKey) else "another kind of"
+        return f"must be an EC P-256 key (Apple's .p8); this is {kind} key"
+    if not isinstance(key.curve, ec.SECP256R1):
+        return f"must be an EC P-256 key (Apple's .p8); this one is on {key.curve.name}"
+    return None
 
 
 def _check_store(settings: Settings) -> None:
