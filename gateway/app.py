@@ -26,7 +26,7 @@ from gateway.handlers.base import (
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DemoCallbackHandler, DemoStartHandler
 from gateway.handlers.end_session import EndSessionHandler
 from gateway.handlers.forward_auth import ForwardAuthHandler
-from gateway.handlers.login import CallbackHandler, LoginHandler
+from gateway.handlers.login import CallbackHandler, FormPostCallbackHandler, LoginHandler
 from gateway.handlers.ops import HealthHandler, MetricsHandler, ReadyHandler
 from gateway.handlers.pages import (
     ChooserHandler,
@@ -48,6 +48,7 @@ from gateway.logs import AccessLog, LogBudget
 from gateway.metrics import GatewayMetrics
 from gateway.pending import PendingCaps
 from gateway.providers import enabled_providers
+from gateway.providers.base import FormPostConnector
 from gateway.proxies import parse_trusted
 from gateway.ratelimits import Limit, RateLimiter
 from gateway.redirects import parse_allowlist
@@ -88,7 +89,7 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         cookies=CookiePolicy(settings.cookies),
         allowed_returns=allowed,
         access=AccessPolicy.from_settings(settings.access),
-        providers={p.name: p for p in enabled_providers(settings, upstream)},
+        providers={p.name: p for p in enabled_providers(settings, upstream, store)},
         clock=clock,
         metrics=metrics,
         pending_caps=PendingCaps(store, per_client=settings.login.max_pending_per_client,
@@ -135,7 +136,10 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     for connector in ctx.providers.values():
         kwargs = {"ctx": ctx, "connector": connector}
         routes.append((rf"/login/{connector.name}", LoginHandler, kwargs))
-        routes.append((rf"/callback/{connector.name}", CallbackHandler, kwargs))
+        # SECURITY C8: a POST callback (and its XSRF exemption) only for a form_post provider.
+        callback = (FormPostCallbackHandler if isinstance(connector, FormPostConnector)
+                    else CallbackHandler)
+        routes.append((rf"/callback/{connector.name}", callback, kwargs))
     # After the enabled providers: any other name is a clear 404, not the generic one.
     routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
     cookie_secret, key_version = versioned_secrets(settings.cookies)

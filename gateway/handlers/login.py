@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from urllib.parse import urlencode
 
 from gateway import cookies, pending, transactions
@@ -18,14 +19,15 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     NotPermitted,
+    RequestTooLarge,
     Unavailable,
     UpstreamError,
     login_outcome,
 )
-from gateway.handlers.base import BaseHandler
+from gateway.handlers.base import BaseHandler, constant_headers
 from gateway.identity import Identity
 from gateway.oidc.resume import refusal_to_app
-from gateway.providers.base import Connector
+from gateway.providers.base import Connector, FormPostConnector
 from gateway.redirects import is_allowed_return_to
 from gateway.store import StoreFull
 from gateway.transactions import LoginTransaction
@@ -34,6 +36,11 @@ log = logging.getLogger("gateway.login")
 
 # SECURITY S8: tokens must never arrive on the front channel.
 FRONT_CHANNEL_TOKENS = ("access_token", "id_token", "token")
+# SECURITY C8/H4: a provider's form post holds a code, a state and a little JSON (Apple's
+# `user`, well under 1 KB); each field is bounded by single_argument as well.
+MAX_FORM_POST_BYTES = 8 * 1024
+# The field our relay page adds: its post is the same-site one, to be finished (C8).
+RELAYED_FIELD = "gateway_relayed"
 
 
 class ProviderHandler(BaseHandler):
@@ -104,8 +111,15 @@ class CallbackHandler(ProviderHandler):
     """GET /callback/<provider>?code=...&state=... (or ?error=...&state=...)"""
 
     route_prefix = "/callback"
+    # A provider comes back with a redirect; a POST here is no callback (Apple's form post has
+    # its own handler, FormPostCallbackHandler).
+    SUPPORTED_METHODS = ("GET",)
 
     async def get(self) -> None:
+        await self.complete_login()
+
+    async def complete_login(self) -> None:
+        """Finish the login the callback's parameters name, and return to where it began."""
         provider = self.connector.name
         try:
             return_to = await self._finish_login()
@@ -202,6 +216,77 @@ class CallbackHandler(ProviderHandler):
         ctx.cookies.set(self, cookies.ACCESS, token,
                         max_age=ctx.settings.tokens.access_token_lifetime, shared=True)
         self.set_no_store()
+
+
+class FormPostCallbackHandler(CallbackHandler):
+    """POST /callback/<provider> for a provider that answers with `response_mode=form_post`
+    (Sign in with Apple).
+
+    SECURITY C8: that POST comes from the provider's page, cross-site, so the browser withholds
+    our SameSite=Lax login cookie and the login cannot be tied to this browser yet. We answer
+    it with a page of our own whose form posts the same fields back here, same-site, marked as
+    relayed: that second request carries the login cookie, and only it is finished, with every
+    check of S1, S6, S7 and S8. The first post is only read and relayed (nothing is taken from
+    the store, nothing is sent upstream), so a callback replayed into another browser is still
+    refused there for want of that browser's cookie.
+    """
+
+    SUPPORTED_METHODS = ("POST",)
+
+    def check_xsrf_cookie(self) -> None:
+        """Neither the provider's cross-site post nor our relay of it can carry Tornado's XSRF
+        token; the state and the login cookie bind this login to its browser instead (S1, C8).
+        Only this route is exempt."""
+
+    async def post(self) -> None:
+        _check_form_post(self)
+        if self.single_argument(RELAYED_FIELD, required=False) is not None:
+            await self.complete_login()
+        else:
+            self._relay()
+
+    def _relay(self) -> None:
+        """The page that posts the provider's fields back here from our own origin: by itself
+        (a script allowed by this answer's nonce alone) or with its button."""
+        for name in FRONT_CHANNEL_TOKENS:
+            if self.get_arguments(name):
+                raise InvalidRequest("Tokens are not accepted in the callback.",
+                                     log_detail=f"front-channel {name} refused")
+        self.connector.callback_parameters(self.single_argument)  # S7, and a state is there
+        connector = self.connector
+        names = connector.callback_fields if isinstance(connector, FormPostConnector) else ()
+        fields = [(name, value) for name in names
+                  if (value := self.single_argument(name, required=False)) is not None]
+        nonce = secrets.token_urlsafe(18)
+        self.put_headers(constant_headers(("Content-Security-Policy", relay_page_csp(nonce))))
+        self.set_no_store()
+        self.render("form_post_relay.html", action=f"/callback/{connector.name}",
+                    fields=[*fields, (RELAYED_FIELD, "1")], nonce=nonce)
+
+
+def relay_page_csp(nonce: str) -> str:
+    """The relay page runs one script, its own, by nonce. It has no `form-action`: its form
+    goes to our callback, but the answer to it redirects to the app's `return_to`, another
+    origin, which browsers check against `form-action` too. The page shows nothing a user or
+    provider wrote but escaped attribute values."""
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; "
+            "img-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _check_form_post(handler: BaseHandler) -> None:
+    """A provider's form post (C8): form-encoded fields in the body only, within H4's limits."""
+    request = handler.request
+    if len(request.body) > MAX_FORM_POST_BYTES:
+        raise RequestTooLarge("The sign-in provider's answer is too large.",
+                              log_detail=f"form post of {len(request.body)} bytes")
+    content_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("The sign-in provider's answer must be a form post.",
+                             log_detail=f"form post callback with content type "
+                                        f"{content_type[:64]!r}")
+    if request.query:
+        raise InvalidRequest("The sign-in provider's answer must be in the form's body only.",
+                             log_detail="form post callback with a query string")
 
 
 def _transaction_key(key: str) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import Settings
-from gateway.providers import facebook, google, twitter
+from gateway.providers import apple, facebook, google, twitter
 from gateway.providers.base import Connector
+from gateway.store import Store
 from gateway.upstream.client import Upstream
 
 __all__ = ["Connector", "enabled_providers"]
@@ -36,6 +37,14 @@ BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
 )
 
 
-def enabled_providers(settings: Settings, upstream: Upstream) -> list[Connector]:
+# Connectors that keep something of their own between logins in the gateway's store (Apple:
+# the name it sends once).
+STORE_BUILDERS: tuple[Callable[[Settings, Upstream, Store], Connector | None], ...] = (
+    apple.build,
+)
+
+
+def enabled_providers(settings: Settings, upstream: Upstream, store: Store) -> list[Connector]:
     enabled = [build(settings, upstream) for build in BUILDERS]
+    enabled += [build(settings, upstream, store) for build in STORE_BUILDERS]
     return [provider for provider in enabled if provider is not None]

@@ -17,8 +17,8 @@ fetches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
 from tornado.auth import OAuth2Mixin
@@ -46,6 +46,8 @@ class CallbackParameters:
     transaction_key: str  # OAuth 2.0: `state`; OAuth 1.0a: the request token
     code: str | None  # OAuth 2.0: `code`; OAuth 1.0a: `oauth_verifier`
     error: str | None  # the provider's error code, e.g. access_denied
+    # What else the provider's own protocol puts there (Sign in with Apple: `user`).
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 class ArgumentReader(Protocol):
@@ -77,6 +79,16 @@ class Connector(Protocol):
     async def finish(self, params: CallbackParameters, tx: LoginTransaction,
                      browser_binding: str | None) -> Identity:
         """The identity of who signed in; `params.code` is set and `params.error` is not."""
+
+
+class FormPostConnector:
+    """Mixed into a connector whose provider comes back with a cross-site POST
+    (`response_mode=form_post`, Sign in with Apple) instead of a redirect. Its callback route
+    takes POST only, without an XSRF token, and relays the form once through a same-site page
+    of ours so that the login cookie comes with it (handlers/login.py, SECURITY C8)."""
+
+    # The form fields that are relayed as they came; any other is dropped.
+    callback_fields: tuple[str, ...] = ("state", "code", "error")
 
 
 def oauth2_callback_parameters(argument: ArgumentReader) -> CallbackParameters:
