@@ -7,12 +7,12 @@ import asyncio
 import html.parser
 import socket
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -148,7 +148,10 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
     servers: list[Any] = []
     stacks: list[DevStack] = []
 
-    def start(**overrides: Any) -> Stack:
+    def start(*, host: str = "127.0.0.1", standin_hosts: dict[str, str] | None = None,
+              **overrides: Any) -> Stack:
+        """`host` is the gateway's (and by default every stand-in's); `standin_hosts` puts a
+        stand-in on another host, another site (`{"apple": "127.0.0.1"}` beside `localhost`)."""
         state_dir = tmp_path_factory.mktemp("gateway-state")
         base: dict[str, Any] = {
             "listen": {"port": 0},
@@ -160,11 +163,12 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                 base[section].update(values)
             else:
                 base[section] = values
-        dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
+        dev = prepare_dev_stack(None, {}, overrides=base, host=host,
+                                standin_hosts=standin_hosts)
         SCAN.register(dev.settings.cookies.secret.reveal(), "cookie secret")
-        for name in ("google", "facebook", "twitter"):
+        for name in ("google", "facebook", "twitter", "apple"):
             section = getattr(dev.settings.providers, name)
-            for secret in ("client_secret", "consumer_secret"):
+            for secret in ("client_secret", "consumer_secret", "private_key"):
                 if section is not None and hasattr(section, secret):
                     SCAN.register(getattr(section, secret).reveal(), f"{name} {secret}")
         stacks.append(dev)
@@ -183,7 +187,8 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
         loop_thread.call(server.stop)
     for dev in stacks:  # the upstream access tokens the stand-ins issued (SECURITY C2, L1)
         for provider in dev.providers.values():
-            for attribute in ("_access_tokens", "_bearer_tokens"):
+            # Apple's: the client secrets (JWTs) the gateway signed and sent.
+            for attribute in ("_access_tokens", "_bearer_tokens", "client_secrets"):
                 for token in list(getattr(provider.standin, attribute, {})):
                     SCAN.register(token, f"{provider.name} upstream access token")
 
@@ -201,6 +206,7 @@ class FormParser(html.parser.HTMLParser):
         self.action: str | None = None
         self.method = "get"
         self.inputs: dict[str, str] = {}
+        self.fields: list[tuple[str, str]] = []  # every input in order, repeated names too
         self.buttons: list[tuple[str, str]] = []
         self._done = False
 
@@ -212,6 +218,7 @@ class FormParser(html.parser.HTMLParser):
             self.action, self.method = a.get("action", ""), a.get("method", "get").lower()
         elif tag == "input" and self.action is not None and a.get("name"):
             self.inputs[a["name"]] = a.get("value", "")
+            self.fields.append((a["name"], a.get("value", "")))
         elif tag == "button" and self.action is not None and a.get("name"):
             self.buttons.append((a["name"], a.get("value", "")))
 
@@ -228,12 +235,18 @@ class Browser:
         self.stack = stack
         self.http = httpx.Client(timeout=15)
         self.cookies: dict[str, str] = {}
+        self.samesite: dict[str, str] = {}  # each cookie's SameSite attribute, as it was set
         self.set_cookie_headers: list[str] = []
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: str, *, cross_site: bool = False,
+                **kwargs: Any) -> httpx.Response:
+        """`cross_site`: a POST from another site's page (Sign in with Apple's form post),
+        which carries only the SameSite=None cookies, as browsers send it."""
         headers = dict(kwargs.pop("headers", {}) or {})
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        cookies = {k: v for k, v in self.cookies.items()
+                   if not cross_site or self.samesite.get(k, "").lower() == "none"}
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         response = self.http.request(method, url, headers=headers, follow_redirects=False,
                                      **kwargs)
         SCAN.register_response(response)
@@ -248,6 +261,7 @@ class Browser:
                     self.cookies.pop(name, None)
                 else:
                     self.cookies[name] = morsel.value
+                    self.samesite[name] = morsel["samesite"]
         return response
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
@@ -284,8 +298,33 @@ class Browser:
         start = self.start_login(return_to, provider)
         assert start.status_code == 302, start.text
         back = self.consent(start.headers["location"], user=user)
-        assert back.status_code == 302, back.text
-        return self.get(back.headers["location"])
+        return self.return_from_provider(back)
+
+    def return_from_provider(self, back: httpx.Response, **kwargs: Any) -> httpx.Response:
+        """Back at the gateway's callback after the provider's page: its redirect followed, or
+        its form post (Sign in with Apple) submitted; the gateway's answer."""
+        return self.deliver(Callback.of(back), **kwargs)
+
+    def deliver(self, callback: Callback, **kwargs: Any) -> httpx.Response:
+        """The callback as the provider's page makes the browser send it. A form post is
+        cross-site (no SameSite=Lax cookie); the gateway answers it with its relay page,
+        which the browser submits from the gateway's own origin, as its script does."""
+        if callback.method == "GET":
+            return self.get(callback.url, **kwargs)
+        answer = self.post_form(callback.url, callback.fields, cross_site=True, **kwargs)
+        relay = FormParser()
+        relay.feed(answer.text if answer.status_code == 200 else "")
+        if relay.action is None or relay.method != "post":
+            return answer
+        target = httpx.URL(callback.url).join(relay.action)
+        return self.post_form(str(target), relay.fields, **kwargs)
+
+    def post_form(self, url: str, fields: Iterable[tuple[str, str]], **kwargs: Any
+                  ) -> httpx.Response:
+        """A form post of these fields, in this order, names repeated as given."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   **(kwargs.pop("headers", {}) or {})}
+        return self.post(url, content=urlencode(list(fields)), headers=headers, **kwargs)
 
     def access_token(self) -> str:
         for name, value in self.cookies.items():
@@ -296,6 +335,50 @@ class Browser:
 
 def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """How a provider sends the browser back to the gateway: a redirect to `url` (GET, the
+    parameters in its query), or a page whose form posts `fields` to `url` (`form_post`)."""
+
+    url: str
+    method: str = "GET"
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, back: httpx.Response) -> Callback:
+        """From the provider's answer to the consent page."""
+        if back.status_code in (302, 303):
+            return cls(back.headers["location"])
+        assert back.status_code == 200, back.text
+        form = FormParser()
+        form.feed(back.text)
+        assert form.action and form.method == "post", "neither a redirect nor a form post"
+        return cls(str(back.url.join(form.action)), "POST", tuple(form.fields))
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        if self.method == "GET":
+            return query_of(self.url)
+        params: dict[str, list[str]] = {}
+        for name, value in self.fields:
+            params.setdefault(name, []).append(value)
+        return params
+
+    def adding(self, name: str, value: str) -> Callback:
+        """The same callback with one more parameter (for a redirect, before Facebook's
+        `#_=_` fragment)."""
+        if self.method == "POST":
+            return Callback(self.url, "POST", (*self.fields, (name, value)))
+        url, hash_mark, fragment = self.url.partition("#")
+        return Callback(f"{url}&{urlencode({name: value})}{hash_mark}{fragment}")
+
+    @classmethod
+    def with_params(cls, url: str, method: str, params: dict[str, str]) -> Callback:
+        if method == "POST":
+            return cls(url, "POST", tuple(params.items()))
+        return cls(f"{url}?{urlencode(params)}")
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.dev.standins import facebook, google, x
+from gateway.dev.standins import apple, facebook, google, x
 from gateway.dev.standins.google import GoogleStandIn
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
@@ -42,6 +42,7 @@ STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
     ("facebook", facebook.dev_provider),
     ("twitter", x.dev_provider),
+    ("apple", apple.dev_provider),
 )
 
 
@@ -84,19 +85,22 @@ def prepare_dev_stack(
     overrides: Mapping[str, Any] | None = None,
     command_line: Mapping[str, Any] | None = None,
     host: str = DEV_HOST,
+    standin_hosts: Mapping[str, str] | None = None,
 ) -> DevStack:
     """Bind the gateway's and the stand-ins' ports, then build settings pointing at them.
 
     `overrides` are defaults beneath the file and the environment; `command_line` goes above
-    them (see `load_settings`)."""
+    them (see `load_settings`). `standin_hosts` puts a stand-in on another host than the
+    gateway's (a test's `127.0.0.1` beside `localhost`: another site, as a real provider is)."""
     first = _first_pass(config_path, environ, overrides, command_line, host)
     gateway_sockets = bind(host, first.listen.port)
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"
     providers: dict[str, DevProvider] = {}
     sections: dict[str, Any] = {}
     for offset, (name, factory) in enumerate(STANDINS):
-        sockets = bind(host, _provider_port(first, offset))
-        standin, section = factory(f"http://{host}:{bound_port(sockets)}", issuer)
+        standin_host = (standin_hosts or {}).get(name, host)
+        sockets = bind(standin_host, _provider_port(first, offset))
+        standin, section = factory(f"http://{standin_host}:{bound_port(sockets)}", issuer)
         providers[name] = DevProvider(name, standin, sockets)
         sections[name] = section
     state_dir = Path(first.dev.state_dir)
@@ -135,8 +139,9 @@ def _first_pass(config_path: str | Path | None, environ: Mapping[str, str],
                 host: str) -> Settings:
     """Only to learn the ports and the state directory; the issuer is not known yet."""
     placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
-                                 for name, _ in STANDINS}}
+                                 for name, _ in STANDINS if name != "apple"}}
     placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
+    placeholder["providers"]["apple"] = apple.placeholder_section()  # a key, no secret
     return load_settings(config_path, environ,
                          base=_dev_base(f"http://{host}", placeholder, overrides),
                          overrides=command_line, dev_mode=True)

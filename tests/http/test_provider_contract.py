@@ -1,11 +1,13 @@
-"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a):
-what a login must do whatever the provider, over real HTTP against each stand-in. Each
+"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a,
+Apple): what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
 
 A new connector joins by adding one `Provider` to PROVIDERS; where a provider genuinely
 differs, its description says so (an OAuth 1.0a callback carries no `error`, one request
-token cookie per browser), never a silent skip."""
+token cookie per browser, Apple comes back with a cross-site form post and has no pictures),
+never a silent skip. A callback is a `Callback` (conftest.py): a redirect, or a form post that
+the test browser sends cross-site, without its SameSite=Lax cookies, as browsers do."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 import pytest
-from conftest import Browser, Stack, query_of
+from conftest import Browser, Callback, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import facebook, google, x_common
+from gateway.dev.standins import apple, facebook, google, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -83,6 +85,10 @@ class Provider:
     one_login_at_a_time: bool = False
     binding_cookie: str | None = None
     other: str = "google"  # another provider, for mix-up and switching tests
+    # How the provider sends the browser back: a redirect (GET), or Apple's cross-site form
+    # post (POST, SECURITY C8).
+    callback_method: str = "GET"
+    pictures: bool = True  # Apple shares no profile picture
 
     @property
     def exchange(self) -> str:
@@ -147,6 +153,21 @@ PROVIDERS = [
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
+    Provider(
+        id="apple", name="apple", display="Apple", config={},
+        begin_endpoints=(), callback_endpoints=("token", "jwks"),
+        # One authority for every endpoint: the consent page is still the stand-in's
+        # (_login_page).
+        unreachable={"authority": UNREACHABLE},
+        accounts=apple.DEV_USERS, subject=lambda a: a.sub,
+        # Apple's booleans come as JSON booleans or as strings.
+        verified_email=lambda a: a.email if a.email_verified in (True, "true") else None,
+        decline_query=lambda location: {"error": ["user_cancelled_authorize"],
+                                        "state": query_of(location)["state"]},
+        callback_sent=_oauth2_callback,
+        issued_tokens=lambda a: list(a._access_tokens),
+        upstream_secrets=lambda a: [*a.client_secrets, *a._refresh_tokens],
+        callback_method="POST", pictures=False),
 ]
 
 
@@ -170,26 +191,33 @@ def _callback(stack: Stack, p: Provider) -> str:
 
 
 def _consented(stack: Stack, p: Provider, user: str = "ada",
-               return_to: str | None = None) -> tuple[Browser, httpx.Response, str]:
+               return_to: str | None = None) -> tuple[Browser, httpx.Response, Callback]:
     """A browser back from the provider's consent page: the browser, the login's redirect
-    upstream, and the callback URL the provider sent the browser to."""
+    upstream, and the callback the provider sent the browser to."""
     browser = stack.browser()
     start = browser.start_login(return_to, provider=p.name)
     assert start.status_code == 302, start.text
     back = browser.consent(start.headers["location"], user=user)
-    assert back.status_code == 302, back.text
-    return browser, start, back.headers["location"]
+    callback = Callback.of(back)
+    assert callback.method == p.callback_method, back.text
+    return browser, start, callback
 
 
-def _key_and_code(callback: str, p: Provider) -> tuple[str, str]:
-    params = query_of(callback)
+def _made_up_callback(stack: Stack, p: Provider, params: dict[str, str]) -> Callback:
+    """A callback to the gateway with these parameters, sent the way `p` sends its own."""
+    return Callback.with_params(_callback(stack, p), p.callback_method, params)
+
+
+def _key_and_code(callback: Callback, p: Provider) -> tuple[str, str]:
+    params = callback.params
     return params[p.transaction_param][0], params[p.code_param][0]
 
 
-def _appended(callback: str, extra: str) -> str:
-    """The callback URL with one more query parameter (before Facebook's `#_=_` fragment)."""
-    url, hash_mark, fragment = callback.partition("#")
-    return f"{url}&{extra}{hash_mark}{fragment}"
+def _assert_picture(claims: dict[str, Any], stack: Stack, p: Provider, account: Any) -> None:
+    if p.pictures:
+        assert claims["picture"] == account.avatar.url(stack.standin(p.name).base_url)
+    else:
+        assert "picture" not in claims
 
 
 def _no_access_cookie(browser: Browser) -> bool:
@@ -221,7 +249,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    _assert_picture(claims, stack, provider, ada)
     assert claims["iss"] == stack.url and claims["aud"] == stack.url
     assert claims["exp"] - claims["iat"] == 600
 
@@ -252,7 +280,7 @@ def test_jwt_verifies_independently_with_the_published_jwks(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    _assert_picture(claims, stack, provider, ada)
     assert len(claims["jti"]) >= 16
 
 
@@ -332,7 +360,7 @@ def test_logins_started_in_several_tabs_each_complete_with_one_small_cookie(
     assert len([n for n in browser.cookies if n.endswith("gw_login")]) == 1
     assert sum(len(k) + len(v) for k, v in browser.cookies.items()) < 1024
     backs = [browser.consent(start.headers["location"]) for start in starts]
-    answers = [browser.get(back.headers["location"]).status_code for back in reversed(backs)]
+    answers = [browser.return_from_provider(back).status_code for back in reversed(backs)]
     if provider.one_login_at_a_time:  # the cookie holds the last tab's request token only
         assert answers == [302, 400, 400, 400, 400]
     else:
@@ -345,8 +373,8 @@ def test_logins_started_in_several_tabs_each_complete_with_one_small_cookie(
 
 def test_S1_S4_state_cannot_be_reused(stack: Stack, provider: Provider) -> None:
     browser, _, callback = _consented(stack, provider)
-    assert browser.get(callback).status_code == 302
-    replay = browser.get(callback)
+    assert browser.deliver(callback).status_code == 302
+    replay = browser.deliver(callback)
     assert replay.status_code == 400
     assert "location" not in replay.headers
     assert "expired or was already used" in replay.text
@@ -357,7 +385,7 @@ def test_S1_state_is_bound_to_the_browser_that_started_the_login(stack: Stack,
                                                                   provider: Provider) -> None:
     _, _, callback = _consented(stack, provider)
     victim = stack.browser()
-    forced = victim.get(callback)  # login CSRF: the attacker's callback in the victim's browser
+    forced = victim.deliver(callback)  # login CSRF: the attacker's callback in the victim's browser
     assert forced.status_code == 400
     assert _no_access_cookie(victim)
     assert stack.standin(provider.name).calls[provider.exchange] == 0
@@ -366,10 +394,10 @@ def test_S1_state_is_bound_to_the_browser_that_started_the_login(stack: Stack,
 def test_S1_unknown_or_missing_state_is_refused(stack: Stack, provider: Provider) -> None:
     browser = stack.browser()
     browser.start_login(provider=provider.name)
-    unknown = browser.get(_callback(stack, provider), params={
-        provider.transaction_param: "x" * 43, provider.code_param: "c"})
+    unknown = browser.deliver(_made_up_callback(stack, provider, {
+        provider.transaction_param: "x" * 43, provider.code_param: "c"}))
     assert unknown.status_code == 400
-    missing = browser.get(_callback(stack, provider), params={provider.code_param: "c"})
+    missing = browser.deliver(_made_up_callback(stack, provider, {provider.code_param: "c"}))
     assert missing.status_code == 400
     assert stack.standin(provider.name).calls[provider.exchange] == 0
 
@@ -381,7 +409,7 @@ def test_S1_expired_state_is_refused(stack: Stack, provider: Provider) -> None:
     real_clock = store.clock  # type: ignore[attr-defined]
     store.clock = lambda: real_clock() + lifetime + 1  # type: ignore[attr-defined]
     try:
-        expired = browser.get(callback)
+        expired = browser.deliver(callback)
     finally:
         store.clock = real_clock  # type: ignore[attr-defined]
     assert expired.status_code == 400
@@ -394,8 +422,8 @@ def test_S6_another_providers_state_and_code_are_refused_before_any_token_reques
     other = next(p for p in PROVIDERS if p.name == provider.other)
     browser, _, other_callback = _consented(stack, other)
     state, code = _key_and_code(other_callback, other)
-    mixed_up = browser.get(_callback(stack, provider), params={
-        provider.transaction_param: state, provider.code_param: code})
+    mixed_up = browser.deliver(_made_up_callback(stack, provider, {
+        provider.transaction_param: state, provider.code_param: code}))
     assert mixed_up.status_code == 400
     assert "started with another provider" in mixed_up.text
     assert stack.standin(provider.name).calls[provider.exchange] == 0
@@ -408,7 +436,7 @@ def test_S7_duplicate_callback_parameters_are_refused(stack: Stack, provider: Pr
                                                       repeated: str) -> None:
     browser, _, callback = _consented(stack, provider)
     name = provider.transaction_param if repeated == "transaction" else provider.code_param
-    answer = browser.get(_appended(callback, f"{name}=other"))
+    answer = browser.deliver(callback.adding(name, "other"))
     assert answer.status_code == 400
     assert "more than once" in answer.text
     assert stack.standin(provider.name).calls[provider.exchange] == 0
@@ -417,7 +445,7 @@ def test_S7_duplicate_callback_parameters_are_refused(stack: Stack, provider: Pr
 
 def test_S8_tokens_on_the_front_channel_are_refused(stack: Stack, provider: Provider) -> None:
     browser, _, callback = _consented(stack, provider)
-    answer = browser.get(_appended(callback, "access_token=ya29.stolen"))
+    answer = browser.deliver(callback.adding("access_token", "ya29.stolen"))
     assert answer.status_code == 400
     assert stack.standin(provider.name).calls[provider.exchange] == 0
 
@@ -427,9 +455,9 @@ def test_S8_upstream_error_description_is_never_reflected(stack: Stack,
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     key = query_of(start.headers["location"])[provider.transaction_param][0]
-    answer = browser.get(_callback(stack, provider), params={
+    answer = browser.deliver(_made_up_callback(stack, provider, {
         provider.transaction_param: key, "error": "server_error",
-        "error_description": "<script>alert('owned')</script> call +1-555"})
+        "error_description": "<script>alert('owned')</script> call +1-555"}))
     assert answer.status_code == provider.error_status
     assert "owned" not in answer.text and "555" not in answer.text
 
@@ -439,7 +467,7 @@ def test_L1_C2_no_code_state_secret_or_token_in_the_logs_pages_or_cookies(
     caplog.set_level(logging.DEBUG)
     browser, start, callback = _consented(stack, provider)
     key, code = _key_and_code(callback, provider)
-    done = browser.get(callback)
+    done = browser.deliver(callback)
     assert done.status_code == 302
     token = browser.access_token()
     pages = [start.text, done.text, browser.get(f"{stack.url}/").text,
@@ -469,9 +497,8 @@ def test_user_who_declines_sees_a_clear_page_with_a_way_to_retry(stack: Stack,
     browser = stack.browser()
     start = browser.start_login(RETURN_TO, provider=provider.name)
     back = browser.consent(start.headers["location"], decision="deny")
-    assert query_of(back.headers["location"]) == provider.decline_query(
-        start.headers["location"])
-    page = browser.get(back.headers["location"])
+    assert Callback.of(back).params == provider.decline_query(start.headers["location"])
+    page = browser.return_from_provider(back)
     assert page.status_code == 403
     assert page.headers["content-type"].startswith("text/html")
     assert "cancelled" in page.text and "Try again" in page.text
@@ -489,7 +516,7 @@ def test_declined_login_answers_json_to_a_client_asking_for_json(stack: Stack,
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     back = browser.consent(start.headers["location"], decision="deny")
-    answer = browser.get(back.headers["location"], headers={"Accept": "application/json"})
+    answer = browser.return_from_provider(back, headers={"Accept": "application/json"})
     assert answer.status_code == 403
     assert answer.json()["error"] == "access_denied"
     assert answer.json()["retry_url"].startswith(f"/login/{provider.name}")
@@ -510,7 +537,7 @@ def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: s
     if endpoint in p.begin_endpoints:
         return start
     back = browser.consent(start.headers["location"])
-    return browser.get(back.headers["location"], headers={"Accept": accept})
+    return browser.return_from_provider(back, headers={"Accept": accept})
 
 
 @pytest.mark.parametrize("fault", [
@@ -545,9 +572,12 @@ def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) ->
     stack = provider.stack(make_stack, providers=provider.unreachable)
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
-    back = browser.consent(start.headers["location"])
-    assert_clear_error(browser.get(back.headers["location"]), provider.name, 502,
-                        "could not be reached")
+    # Apple's consent page is under the unreachable authority too: the user still meets the
+    # stand-in's (a no-op for the others, whose consent page is configured apart).
+    page = start.headers["location"].replace(UNREACHABLE, stack.standin(provider.name).base_url)
+    back = browser.consent(page)
+    assert_clear_error(browser.return_from_provider(back), provider.name, 502,
+                       "could not be reached")
 
 
 def test_oversized_provider_answer_is_refused(make_stack, provider: Provider) -> None:
@@ -572,7 +602,7 @@ def test_the_code_exchange_is_never_retried(make_stack, provider: Provider) -> N
     standin = stack.standin(provider.name)
     standin.faults[provider.exchange] = Fault(status=500)
     browser, _, callback = _consented(stack, provider)
-    assert browser.get(callback).status_code == 502
+    assert browser.deliver(callback).status_code == 502
     assert standin.calls[provider.exchange] == 1
     assert all(standin.calls[e] == 0 for e in provider.callback_endpoints[1:])
 
@@ -589,6 +619,6 @@ def test_a_failed_login_does_not_block_the_next_one(make_stack, provider: Provid
         assert start.status_code == 502
     else:
         back = browser.consent(start.headers["location"])
-        assert browser.get(back.headers["location"]).status_code == 502
+        assert browser.return_from_provider(back).status_code == 502
     del standin.faults[endpoint]
     assert stack.browser().login(provider=provider.name).status_code == 302
