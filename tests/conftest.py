@@ -249,6 +249,7 @@ class Browser:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         response = self.http.request(method, url, headers=headers, follow_redirects=False,
                                      **kwargs)
+        self.http.cookies.clear()  # this class keeps the cookies; httpx's jar would add them
         SCAN.register_response(response)
         for header in response.headers.get_list("set-cookie"):
             self.set_cookie_headers.append(header)
