@@ -4,7 +4,9 @@ sync API, against the gateway and its provider stand-ins on loopback (conftest's
 A person's flows: each provider's login from the chooser (its branded button), the cookies'
 attributes as Chromium stored them, single sign-on into the demo OIDC app without a new provider
 round trip and its RP-initiated logout, sign-out with the form, switching accounts, a declined
-consent, and a whole sign-in with JavaScript off. Every page (the gateway's and the stand-ins')
+consent, and a whole sign-in with JavaScript off; Sign in with Apple from another site (its
+form post really without the SameSite=Lax login cookie, then relayed) and its button as
+Apple's guidelines draw it. Every page (the gateway's and the stand-ins')
 passes axe-core's accessibility check (no serious or critical violation) in light and dark mode,
 and is photographed at 1280 and 390 px wide, light and dark, into test-artifacts/pages/
 (git-ignored); other screenshots go to test-artifacts/.
@@ -508,3 +510,152 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
     assert not failed, failed
     assert not audit.failures, "\n".join(["axe-core / layout:", *audit.failures])
     assert len(audit.shots) == 4 * 11 and all(p.stat().st_size > 0 for p in audit.shots)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sign in with Apple: its form post comes from another site
+
+
+# The gateway on `localhost`, Apple's stand-in on `127.0.0.1`: two sites, as the gateway and
+# appleid.apple.com are, so Chromium really withholds SameSite=Lax cookies from the form post.
+APPLE_ON_ANOTHER_SITE = {"host": "localhost", "standin_hosts": {"apple": "127.0.0.1"}}
+APPLE_LABEL = "Sign in with Apple"  # the exact title of Apple's Human Interface Guidelines
+
+
+def callback_posts(page: Any) -> list[Any]:
+    """Every POST to the gateway's /callback/apple from now on, in order."""
+    posts: list[Any] = []
+    page.context.on("request", lambda request: posts.append(request)
+                    if request.method == "POST" and "/callback/apple" in request.url else None)
+    return posts
+
+
+def test_apple_login_across_sites_relays_the_form_post_with_the_login_cookie(
+        make_stack: Callable[..., Stack], new_page: Callable[..., Any]) -> None:
+    """SECURITY C8 in a real browser: Apple's page posts to the gateway from another site, so
+    Chromium sends no SameSite=Lax cookie; the gateway's relay page posts the same fields from
+    the gateway's own origin, with the login cookie, and the user lands signed in on an app of
+    another origin (nothing in the relay page's CSP stops that redirect)."""
+    stack = make_stack(**APPLE_ON_ANOTHER_SITE)
+    apple = stack.standin("apple")
+    assert urlsplit(stack.url).hostname == "localhost"
+    assert urlsplit(apple.base_url).hostname == "127.0.0.1"
+    app = f"{apple.base_url}/auth/keys"  # any page of another origin, allowed in dev mode
+    page = new_page()
+    posts = callback_posts(page)
+    page.goto(f"{stack.url}/login?{urlencode({'return_to': app})}")
+    page.get_by_role("link", name=APPLE_LABEL, exact=True).click()
+    page.wait_for_url(re.compile(re.escape(apple.base_url) + "/auth/authorize.*"))
+    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.wait_for_url(app)
+    assert len(posts) == 2, [p.url for p in posts]
+    cross_site, relayed = (p.all_headers() for p in posts)
+    assert cross_site["origin"] == apple.base_url
+    assert "gw_login" not in cross_site.get("cookie", "")  # withheld: another site's POST
+    # From the gateway's own page (its Origin is "null": Referrer-Policy no-referrer).
+    assert relayed["origin"] in (stack.url, "null")
+    assert "gw_login" in relayed.get("cookie", "")  # same-site: the login cookie is back
+    page.goto(f"{stack.url}/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    assert "via Apple" in page.inner_text(".who")
+    assert claim_cell(page, "idp").inner_text() == "apple"
+    assert claim_cell(page, "email").inner_text() == "ada@example.com"  # "true", a string
+    jar = gateway_cookies(page, stack)
+    assert jar["gw_session"]["sameSite"] == "Lax" and jar["gw_access"]["sameSite"] == "Lax"
+
+
+def test_apple_login_with_javascript_off(make_stack: Callable[..., Stack],
+                                        new_page: Callable[..., Any]) -> None:
+    """Without JavaScript, Apple's form post page and the gateway's relay page each offer a
+    button that does what their script would."""
+    stack = make_stack(**APPLE_ON_ANOTHER_SITE)
+    apple = stack.standin("apple")
+    page = new_page(java_script_enabled=False)
+    page.goto(chooser_url(stack))
+    page.get_by_role("link", name=APPLE_LABEL, exact=True).click()
+    page.wait_for_url(re.compile(re.escape(apple.base_url) + ".*"))
+    page.get_by_role("button", name=re.compile("Grace Hopper")).click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Signing in…"
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{stack.url}/callback/apple")
+    assert page.get_by_role("heading", level=1).inner_text() == "Signing you in…"
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(home(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Grace Hopper"
+    assert claim_cell(page, "email").inner_text() == "x7k2q9v4mt@privaterelay.appleid.com"
+
+
+def test_apple_pages_pass_axe(make_stack: Callable[..., Stack], new_page: Callable[..., Any],
+                              axe: Any) -> None:
+    """The chooser with Apple's button, the stand-in's pages and the gateway's relay page pass
+    axe-core in light and dark mode. The form posts are held back (aborted, the page stays)
+    just long enough to look at the page that sends each."""
+    stack = make_stack(**APPLE_ON_ANOTHER_SITE)
+    apple = stack.standin("apple")
+    page = new_page(viewport=DESKTOP)
+    audit = PageAudit(page, axe)
+    page.goto(chooser_url(stack))
+    audit("apple-chooser")
+    page.get_by_role("link", name=APPLE_LABEL, exact=True).click()
+    page.wait_for_url(re.compile(re.escape(apple.base_url) + ".*"))
+    audit("standin-apple-chooser")
+    callback = f"{stack.url}/callback/apple"
+
+    def hold(relayed: bool) -> Callable[[Any], None]:
+        def handle(route: Any) -> None:
+            is_relay = b"gateway_relayed" in (route.request.post_data_buffer or b"")
+            if is_relay == relayed:
+                route.abort("aborted")
+            else:
+                route.continue_()
+        return handle
+
+    page.route(callback, hold(relayed=False))
+    page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+    page.get_by_role("heading", name="Signing in…").wait_for()
+    audit("standin-apple-form-post")
+    page.unroute(callback)
+    page.route(callback, hold(relayed=True))
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Signing you in…").wait_for()
+    assert page.url == callback
+    audit("apple-relay")
+    page.unroute(callback)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(home(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    assert not audit.failures, "\n".join(["axe-core / layout:", *audit.failures])
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_apple_button_follows_apples_guidelines(make_stack: Callable[..., Stack],
+                                                new_page: Callable[..., Any],
+                                                scheme: str) -> None:
+    """Apple's Human Interface Guidelines for "Sign in with Apple": the exact title, black on a
+    light page and white on a dark one, the Apple logo in the title's colour on the left, at
+    least 140 x 30 px, rounded corners; as wide as its neighbours, reached by Tab."""
+    stack = make_stack()
+    page = new_page(viewport=DESKTOP, color_scheme=scheme)
+    page.goto(chooser_url(stack))
+    button = page.get_by_role("link", name=APPLE_LABEL, exact=True)
+    assert button.inner_text().strip() == APPLE_LABEL
+    style = button.evaluate("""e => { const s = getComputedStyle(e);
+        return [s.backgroundColor, s.color, s.borderTopLeftRadius, s.fontFamily]; }""")
+    colours = {"light": ["rgb(0, 0, 0)", "rgb(255, 255, 255)"],
+               "dark": ["rgb(255, 255, 255)", "rgb(0, 0, 0)"]}[scheme]
+    assert style[:2] == colours, style
+    assert float(style[2].removesuffix("px")) > 0
+    assert "-apple-system" in style[3] or "system-ui" in style[3]
+    logo = button.locator("svg.logo")
+    assert logo.evaluate("e => getComputedStyle(e.querySelector('path')).fill") == colours[1]
+    box, logo_box = button.bounding_box(), logo.bounding_box()
+    assert box is not None and logo_box is not None
+    assert box["width"] >= 140 and box["height"] >= 30, box
+    assert logo_box["x"] - box["x"] < 24 and logo_box["width"] >= 16, (box, logo_box)
+    google = page.get_by_role("link", name=BUTTON_LABELS["google"]).bounding_box()
+    assert google is not None and abs(google["width"] - box["width"]) < 1
+    for _ in range(len(BUTTON_LABELS) + 1):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == APPLE_LABEL
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    screenshot(page, f"apple-button-{scheme}.png")
