@@ -15,6 +15,7 @@ from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import XSRF, CookiePolicy, versioned_secrets
+from gateway.handlers.account import EndOtherSessionsHandler, EndSessionOfUserHandler
 from gateway.handlers.admin import AdminSessionsHandler
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
@@ -113,6 +114,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
+        (r"/account/sessions/end", EndSessionOfUserHandler, {"ctx": ctx}),
+        (r"/account/sessions/end-others", EndOtherSessionsHandler, {"ctx": ctx}),
         (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),

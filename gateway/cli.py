@@ -331,7 +331,8 @@ async def _sessions(args: argparse.Namespace) -> int:
                 raise ConfigError("--sid", "only `sessions revoke` takes a sid; list takes --sub")
             for _, session in await ctx.sessions.of_sub(args.sub):
                 print(f"{session.sid}  {session.idp}  signed in {_utc(session.created)}  "
-                      f"last seen {_utc(session.last_seen)}")
+                      f"last seen {_utc(session.last_seen)}  "
+                      f"{session.device or 'unknown device'} from {session.address or '?'}")
             return 0
         count, sids = await end_sessions(ctx, sub=args.sub, sid=args.sid)
         print(f"ended {count} session(s); revoked what {len(sids)} sid(s) issued")

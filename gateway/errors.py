@@ -101,6 +101,18 @@ class MissingToken(GatewayError):
     headers = MISSING_TOKEN_HEADERS
 
 
+class SignInRequired(GatewayError):
+    """A page of the signed-in user's own (their sessions), asked for without a session."""
+
+    status = 401
+    error = "login_required"
+    title = "Sign-in required"
+    retry_label = "Sign in"
+
+    def __init__(self, description: str = "Sign in to manage your sessions.") -> None:
+        super().__init__(description, retry_url="/login", log_detail="no live session")
+
+
 class LoginFailed(GatewayError):
     """The login transaction cannot be completed (state missing, expired, replayed...)."""
 

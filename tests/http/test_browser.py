@@ -291,6 +291,37 @@ def test_sign_out_with_the_form(make_stack: Callable[..., Stack],
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
 
 
+def test_sign_out_another_device_and_everywhere_else_from_the_list(
+        make_stack: Callable[..., Stack], new_page: Callable[..., Any]) -> None:
+    """SECURITY P8: the signed-in page lists this user's sessions; a click signs one device
+    out, another every device but this one, and this browser stays signed in."""
+    stack = make_stack()
+    page = new_page()
+    sign_in(page, stack, "google")
+    phone, tablet = stack.browser(), stack.browser()
+    phone.http.headers["User-Agent"] = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)"
+    tablet.http.headers["User-Agent"] = "Mozilla/5.0 (Linux; Android 14; SM-X710) Firefox/133.0"
+    for device in (phone, tablet):
+        assert device.login().status_code == 302
+    page.reload()
+    sessions = page.locator(".sessions li")
+    assert sessions.count() == 3
+    assert sessions.first.inner_text().startswith("Chrome on Linux (this device)")
+    page.locator(".sessions li", has_text="iPhone").get_by_role(
+        "button", name=re.compile("^Sign out iPhone")).click()
+    page.wait_for_url(f"{stack.url}/#sessions")
+    assert page.locator(".sessions li").count() == 2
+    assert "iPhone" not in page.inner_text(".sessions")
+    page.get_by_role("button", name="Sign out everywhere else").click()
+    page.wait_for_url(f"{stack.url}/#sessions")
+    assert page.locator(".sessions li").count() == 1
+    assert page.get_by_role("button", name="Sign out everywhere else").count() == 0
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    for device in (phone, tablet):
+        del device.cookies[next(n for n in device.cookies if n.endswith("gw_access"))]
+        assert device.get(f"{stack.url}/auth").status_code == 401
+
+
 def test_declined_consent_shows_the_error_page(make_stack: Callable[..., Stack],
                                                new_page: Callable[..., Any]) -> None:
     stack = make_stack()
@@ -481,8 +512,10 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
     page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
     audit("demo-app")
+    assert stack.browser().login().status_code == 302  # another device: the list has a form
     page.goto(f"{stack.url}/")
     assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    assert page.get_by_role("button", name="Sign out everywhere else").count() == 1
     audit("home-signed-in")
     page.goto(f"{stack.url}/logout/oidc")  # no id_token_hint: the user confirms
     assert page.get_by_role("heading", level=1).inner_text() == "Sign out?"
