@@ -73,7 +73,13 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
     if store is None:  # not `store or ...`: an empty MemoryStore is falsy (it has __len__)
         store = open_store(settings)
     metrics = GatewayMetrics()  # this gateway's own registry: never the module-global one
-    upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics)
+    tracing = None
+    if settings.tracing.otlp_endpoint:
+        from gateway.tracing import open_tracing  # the `tracing` extra (config/validation.py)
+
+        tracing = open_tracing(settings.tracing)
+    upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics,
+                        tracing)
     # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page);
     # development mode adds apps on loopback, any port (redirects.DEV_LOOPBACK_RETURNS).
     allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls],
@@ -95,6 +101,7 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         pending_caps=PendingCaps(store, per_client=settings.login.max_pending_per_client,
                                  lifetime=settings.login.transaction_lifetime, clock=clock)
         if enforces_limits(settings) else None,
+        tracing=tracing,
     )
 
 
@@ -190,6 +197,7 @@ def edge(ctx: GatewayContext, routes: dict[type[Any], str]) -> Edge:
         security_headers=security_headers(
             settings.dev.image_origins if settings.dev_mode else ()),
         inflight=InFlightRequests(),
+        tracing=ctx.tracing,
     )
 
 

@@ -219,8 +219,8 @@ def settle_heap() -> None:
 async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext,
                 timeout: float = DRAIN_SECONDS) -> None:
     """Stop accepting, let in-flight requests finish (bounded), then close the connections
-    that are left (idle keep-alives), let back-channel logouts finish (bounded) and close the
-    store."""
+    that are left (idle keep-alives), let back-channel logouts finish (bounded), close the
+    store and send the last spans."""
     for server in servers:
         server.stop()
     in_flight = [inflight for server in servers
@@ -238,6 +238,8 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayCo
     except TimeoutError:
         log.warning("back-channel logouts still under way after %.0fs: dropped", timeout)
     await ctx.store.close()
+    if ctx.tracing is not None:  # the last spans go out (bounded: the exporter's timeout)
+        await asyncio.get_running_loop().run_in_executor(None, ctx.tracing.shutdown)
 
 
 def _application_of(server: tornado.httpserver.HTTPServer) -> tornado.web.Application:

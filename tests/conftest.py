@@ -147,6 +147,7 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
     """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""
     servers: list[Any] = []
     stacks: list[DevStack] = []
+    contexts: list[GatewayContext] = []
 
     def start(**overrides: Any) -> Stack:
         state_dir = tmp_path_factory.mktemp("gateway-state")
@@ -176,11 +177,15 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
             return ctx, server
 
         ctx, server = loop_thread.call(boot)
+        contexts.append(ctx)
         return Stack(dev, ctx, loop_thread, server)
 
     yield start
     for server in servers:
         loop_thread.call(server.stop)
+    for ctx in contexts:  # [tracing]: its exporter thread ends with the stack
+        if ctx.tracing is not None:
+            ctx.tracing.shutdown()
     for dev in stacks:  # the upstream access tokens the stand-ins issued (SECURITY C2, L1)
         for provider in dev.providers.values():
             for attribute in ("_access_tokens", "_bearer_tokens"):

@@ -22,6 +22,7 @@ from gateway.config.settings import (
     Secret,
     Settings,
     TokenSettings,
+    TracingSettings,
     TwitterSettings,
     UpstreamSettings,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Secret",
     "Settings",
     "TokenSettings",
+    "TracingSettings",
     "TwitterSettings",
     "UpstreamSettings",
     "deep_merge",

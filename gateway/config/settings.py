@@ -300,6 +300,15 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    # OTLP/HTTP traces endpoint of a collector, e.g. "http://127.0.0.1:4318/v1/traces".
+    # Empty: no tracing (the `tracing` extra is not needed).
+    otlp_endpoint: str = ""
+    service_name: str = "oauth-gateway"
+    sample_ratio: float = 1.0  # of new traces; a trusted proxy's traceparent decides its own
+
+
+@dataclass(frozen=True)
 class Settings:
     issuer: str = ""
     dev_mode: bool = False
@@ -315,6 +324,7 @@ class Settings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     forward_auth: ForwardAuthSettings = field(default_factory=ForwardAuthSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     clients: tuple[ClientSettings, ...] = ()

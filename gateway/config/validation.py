@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import math
 import re
@@ -35,6 +36,7 @@ from gateway.config.settings import (
     Secret,
     Settings,
     TokenSettings,
+    TracingSettings,
     TwitterSettings,
     UpstreamSettings,
 )
@@ -265,6 +267,26 @@ def _check_operations(settings: Settings) -> None:
         raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
     if settings.logging.level.upper() not in LOG_LEVELS:
         raise ConfigError("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    _check_tracing(settings.tracing)
+
+
+def _check_tracing(tracing: TracingSettings) -> None:
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise ConfigError("tracing.sample_ratio", "must be between 0.0 and 1.0")
+    if not tracing.service_name.strip():
+        raise ConfigError("tracing.service_name", "must not be empty")
+    if not tracing.otlp_endpoint:
+        return
+    endpoint = urlsplit(tracing.otlp_endpoint)
+    if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+        raise ConfigError("tracing.otlp_endpoint", "must be an http(s) URL of an OTLP/HTTP "
+                          "traces endpoint, e.g. http://127.0.0.1:4318/v1/traces")
+    if endpoint.username or endpoint.password or endpoint.query or endpoint.fragment:
+        raise ConfigError("tracing.otlp_endpoint", "takes no credentials, ?query or #fragment")
+    if importlib.util.find_spec("opentelemetry.sdk") is None or importlib.util.find_spec(
+            "opentelemetry.exporter.otlp.proto.http") is None:
+        raise ConfigError("tracing.otlp_endpoint", "needs the tracing extra: "
+                          "pip install 'oauth-gateway[tracing]'")
 
 
 def _check_cookie_secret(key: str, secret: Secret, dev: bool) -> None:

@@ -12,7 +12,7 @@ import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPInputError
@@ -24,6 +24,9 @@ from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.upstream.pool import KeepAliveHTTPClient
 from gateway.upstream.resolver import CachingResolver
+
+if TYPE_CHECKING:
+    from gateway.tracing import Tracing
 
 log = logging.getLogger("gateway.upstream")
 
@@ -65,6 +68,7 @@ class Upstream:
     client: AsyncHTTPClient
     settings: UpstreamSettings
     metrics: GatewayMetrics | None = None
+    tracing: Tracing | None = None
 
     def request(self, url: str, *, method: str = "GET", body: str | None = None,
                 headers: dict[str, str] | None = None) -> HTTPRequest:
@@ -122,8 +126,13 @@ class Upstream:
         if request_id is not None:  # the provider's support can find our request in its logs
             request.headers[REQUEST_ID_HEADER] = request_id
         started = time.monotonic()
+        tracing = self.tracing
+        span = tracing.start_provider_call(provider, what, request) if tracing else None
+        status: int | None = None
         try:
-            return await self.client.fetch(request, raise_error=True)
+            response = await self.client.fetch(request, raise_error=True)
+            status = response.code
+            return response
         except HTTPTimeoutError as e:
             raise self._logged(what, UpstreamTimeout(
                 "The sign-in provider did not answer in time.",
@@ -136,6 +145,7 @@ class Upstream:
                 log_detail=f"{what}: connection closed, or answer over max_response_bytes",
             )) from None
         except HTTPClientError as e:
+            status = e.code
             raise self._logged(what, UpstreamError(
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,
@@ -147,6 +157,8 @@ class Upstream:
         finally:
             if self.metrics is not None:
                 self.metrics.upstream_call(provider, what, time.monotonic() - started)
+            if tracing is not None and span is not None:
+                tracing.end_provider_call(span, status)
 
     def _logged(self, what: str, error: UpstreamError) -> UpstreamError:
         """Every upstream failure passes here once: its log line and its count."""
