@@ -76,6 +76,8 @@ class TokenSettings:
     refresh_token_absolute_lifetime: int = 2_592_000  # a family dies this long after login (30 d)
     refresh_token_reuse_interval: int = 5  # seconds a rotated refresh token may race (T4)
     verify_checks_revocation: bool = False  # /verify asks the store whether a token was revoked
+    # Memory for tokens already verified, per process (a hit skips the signature check).
+    verified_cache_mb: int = 64
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from gateway.errors import ConfigError
 from gateway.store.location import parse_store_url, store_url
 
 MIN_API_TOKEN_LENGTH = 32
+MAX_VERIFIED_CACHE_MB = 65_536
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
 
@@ -88,6 +89,9 @@ def _check_tokens(tokens: TokenSettings) -> None:
         raise ConfigError("tokens.leeway", f"must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
     if not tokens.keys_dir:
         raise ConfigError("tokens.keys_dir", "is required (a directory holding the signing keys)")
+    if not 0 <= tokens.verified_cache_mb <= MAX_VERIFIED_CACHE_MB:
+        raise ConfigError("tokens.verified_cache_mb",
+                          f"must be between 0 (no cache) and {MAX_VERIFIED_CACHE_MB} MB")
 
 
 def _check_cookies(settings: Settings) -> None:

@@ -559,3 +559,8 @@ def test_P8_a_short_admin_api_token_is_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"admin.api_token": "too-short"}, "admin.api_token")
     settings = load_settings(write_config(tmp_path, {"admin.api_token": "a" * 32}), {})
     assert settings.admin.api_token.reveal() == "a" * 32
+
+
+@pytest.mark.parametrize("megabytes", [-1, 65_537])
+def test_the_verified_cache_budget_is_bounded(tmp_path: Path, megabytes: int) -> None:
+    assert_refused(tmp_path, {"tokens.verified_cache_mb": megabytes}, "tokens.verified_cache_mb")
