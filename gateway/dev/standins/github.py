@@ -414,11 +414,12 @@ class GitHubHandler(AccountChooserHandler):
     brand = BRAND
 
     def account_detail(self, account: GitHubAccount) -> str:
-        address = account.email
-        if address is None:
-            return f"@{account.login}"
-        return f"@{account.login} · {address}" + ("" if account.verified_email
-                                                   else " (unverified)")
+        """The login, the primary address (marked when unverified), other addresses."""
+        parts = [f"@{account.login}"]
+        for entry in sorted(account.emails, key=lambda e: not e.primary):
+            parts.append(("" if entry.primary else "also ") + entry.email
+                         + ("" if entry.verified else " (unverified)"))
+        return " · ".join(parts)
 
     def error_page(self, error: PageError) -> None:
         self.set_status(error.status)
