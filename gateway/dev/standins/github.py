@@ -31,8 +31,8 @@ verified and public; Grace's is verified and private (`/user`'s `email` is null)
 address, at example.org, is primary but unverified; Margaret's primary is verified at
 example.net, and her verified example.org address is neither primary nor anything but public.
 
-Tests steer it through `faults` (keyed "authorize", "token", "user", "emails") and read
-`token_requests`, `api_requests` and `calls`.
+Tests steer it through `faults` (keyed "authorize", "token", "user", "emails") and
+`form_answers`, and read `token_requests`, `api_requests` and `calls`.
 """
 
 from __future__ import annotations
@@ -164,10 +164,11 @@ DEV_USERS: tuple[GitHubAccount, ...] = (
     _account(_ALAN, "#57606a", None,
              GitHubEmail("alan@example.org", primary=True, verified=False,
                          visibility="private")),
+    # Her verified non-primary address listed first: GitHub promises no order.
     _account(MARGARET, "#8250df", "margaret@example.org",
+             GitHubEmail("margaret@example.org", primary=False, verified=True),
              GitHubEmail("margaret@example.net", primary=True, verified=True,
-                         visibility="private"),
-             GitHubEmail("margaret@example.org", primary=False, verified=True)),
+                         visibility="private")),
 )
 
 
@@ -260,6 +261,9 @@ class GitHubStandIn:
     clock: Callable[[], float] = time.time
     # Test controls.
     faults: dict[str, Fault] = field(default_factory=dict)
+    # Answer the token endpoint form-encoded whatever the request's Accept (what GitHub does
+    # when a client's Accept is lost or ignored on the way).
+    form_answers: bool = False
     token_requests: list[TokenRequest] = field(default_factory=list)
     api_requests: list[ApiRequest] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # requests per endpoint
@@ -492,7 +496,7 @@ class AccessTokenHandler(GitHubHandler):
         except OAuthError as e:
             answer = e.document()  # GitHub's refusals are HTTP 200 too
         self.set_status(200)
-        if "application/json" in accept.lower():
+        if "application/json" in accept.lower() and not self.provider.form_answers:
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(tornado.escape.json_encode(answer))
         else:
