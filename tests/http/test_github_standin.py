@@ -137,7 +137,7 @@ def test_the_emails_need_the_scope_and_come_in_pages(make_stack: Callable[..., S
     assert first.json() != second.json()
 
 
-def test_the_authorize_page_never_sends_the_browser_to_an_unregistered_uri(
+def test_R3_the_github_stand_in_never_redirects_to_an_unregistered_uri(
         stack: Stack) -> None:
     g = github(stack)
     _, location = fresh_code(stack)
