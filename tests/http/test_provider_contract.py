@@ -1,4 +1,4 @@
-"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a):
+"""One contract for every connector (Google, Facebook, X over OAuth 2.0 and 1.0a, GitHub):
 what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
