@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-DESCRIPTION = "Social-login gateway: sign in with Google, Facebook or X, get a signed JWT."
+DESCRIPTION = ("Social-login gateway: sign in with Google, Facebook, X or GitHub, get a signed "
+               "JWT.")
 EPILOG = """\
 Try it with no setup:
   oauth-gateway serve --dev        then open http://localhost:8080/
@@ -104,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
                "  oauth-gateway serve --config /etc/oauth-gateway/gateway.toml --workers 4")
     serve.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     serve.add_argument("--dev", action="store_true",
-                       help="development mode: local stand-ins for Google, Facebook and X, "
+                       help="development mode: local stand-ins for Google, Facebook, X and GitHub, "
                             "keys and cookie secret generated into dev.state_dir, apps on "
                             "http://localhost (any port) allowed as return URLs; never in "
                             "production")

@@ -169,10 +169,24 @@ class TwitterSettings:
 
 
 @dataclass(frozen=True)
+class GitHubSettings:
+    client_id: str = ""  # the OAuth app's Client ID
+    client_secret: Secret = NO_SECRET
+    authorize_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"
+    # The REST API root: /user and /user/emails are read under it (GitHub Enterprise Server:
+    # https://HOST/api/v3).
+    api_url: str = "https://api.github.com"
+    # read:user for /user; user:email for /user/emails, where the verified addresses are.
+    scopes: tuple[str, ...] = ("read:user", "user:email")
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     google: GoogleSettings | None = None
     facebook: FacebookSettings | None = None
     twitter: TwitterSettings | None = None
+    github: GitHubSettings | None = None
 
 
 @dataclass(frozen=True)

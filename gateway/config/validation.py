@@ -31,6 +31,7 @@ from gateway.config.settings import (
     ClientSettings,
     CookieSettings,
     FacebookSettings,
+    GitHubSettings,
     GoogleSettings,
     ProviderSettings,
     Secret,
@@ -230,6 +231,23 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             _require(prefix, provider, "consumer_key", "consumer_secret")
         else:
             raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+    elif isinstance(provider, GitHubSettings):
+        _check_github(prefix, provider)
+
+
+_GITHUB_SCOPE = re.compile(r"[a-z_]+(?::[a-z_]+)?")  # GitHub's names: user, read:user, ...
+
+
+def _check_github(prefix: str, github: GitHubSettings) -> None:
+    _require(prefix, github, "client_id", "client_secret")
+    parts = urlsplit(github.api_url)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{prefix}.api_url", "must be the API's root URL, without a query "
+                          "or fragment (https://api.github.com, or https://HOST/api/v3)")
+    for i, scope in enumerate(github.scopes):
+        if not _GITHUB_SCOPE.fullmatch(scope):
+            raise ConfigError(f"{prefix}.scopes[{i}]",
+                              f"must be one GitHub scope such as read:user (got {scope!r})")
 
 
 def _check_store(settings: Settings) -> None:

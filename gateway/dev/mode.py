@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.dev.standins import facebook, google, x
+from gateway.dev.standins import facebook, github, google, x
 from gateway.dev.standins.google import GoogleStandIn
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
@@ -42,6 +42,7 @@ STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
     ("facebook", facebook.dev_provider),
     ("twitter", x.dev_provider),
+    ("github", github.dev_provider),
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import Settings
-from gateway.providers import facebook, google, twitter
+from gateway.providers import facebook, github, google, twitter
 from gateway.providers.base import Connector
 from gateway.upstream.client import Upstream
 
@@ -33,6 +33,7 @@ BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
     google.build,
     facebook.build,
     build_x,
+    github.build,
 )
 
 

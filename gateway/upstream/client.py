@@ -88,18 +88,15 @@ class Upstream:
                          what: str) -> dict[str, Any]:
         """Fetch and decode a JSON object, or raise `UpstreamError` describing what failed."""
         response = await self._fetch(request, provider=provider, what=what)
-        try:
-            document = json.loads(response.body)
-        except (ValueError, UnicodeDecodeError):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: body is not JSON")) from None
-        if not isinstance(document, dict):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: JSON is not an object"))
+        return self._json_object(response, provider=provider, what=what)
+
+    async def fetch_json_array(self, request: HTTPRequest, *, provider: str,
+                               what: str) -> list[Any]:
+        """Fetch and decode a JSON array (GitHub's `/user/emails`), or raise `UpstreamError`."""
+        response = await self._fetch(request, provider=provider, what=what)
+        document = self._json_of(response, provider=provider, what=what)
+        if not isinstance(document, list):
+            raise self._unreadable(response, provider, what, "JSON is not an array")
         return document
 
     async def fetch_form(self, request: HTTPRequest, *, provider: str,
@@ -108,6 +105,32 @@ class Upstream:
         endpoints, RFC 5849 2.1 and 2.3), or raise `UpstreamError`. A name given twice is an
         answer we cannot read."""
         response = await self._fetch(request, provider=provider, what=what)
+        return self._form_of(response, provider=provider, what=what)
+
+    async def fetch_json_or_form(self, request: HTTPRequest, *, provider: str,
+                                 what: str) -> dict[str, Any]:
+        """A JSON object, or a form-encoded answer when its Content-Type says so: GitHub's
+        token endpoint answers form-encoded whenever the request's `Accept` is not heeded."""
+        response = await self._fetch(request, provider=provider, what=what)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type == "application/x-www-form-urlencoded":
+            return self._form_of(response, provider=provider, what=what)
+        return self._json_object(response, provider=provider, what=what)
+
+    def _json_of(self, response: HTTPResponse, *, provider: str, what: str) -> Any:
+        try:
+            return json.loads(response.body)
+        except (ValueError, UnicodeDecodeError):
+            raise self._unreadable(response, provider, what, "body is not JSON") from None
+
+    def _json_object(self, response: HTTPResponse, *, provider: str,
+                     what: str) -> dict[str, Any]:
+        document = self._json_of(response, provider=provider, what=what)
+        if not isinstance(document, dict):
+            raise self._unreadable(response, provider, what, "JSON is not an object")
+        return document
+
+    def _form_of(self, response: HTTPResponse, *, provider: str, what: str) -> dict[str, str]:
         try:
             pairs = urllib.parse.parse_qsl(response.body.decode("utf-8"), keep_blank_values=True,
                                            strict_parsing=True)
@@ -115,11 +138,14 @@ class Upstream:
             pairs = []
         answer = dict(pairs)
         if not pairs or len(answer) != len(pairs):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: body is not a form-encoded answer"))
+            raise self._unreadable(response, provider, what, "body is not a form-encoded answer")
         return answer
+
+    def _unreadable(self, response: HTTPResponse, provider: str, what: str,
+                    problem: str) -> UpstreamError:
+        return self._logged(what, UpstreamError(
+            "The sign-in provider sent an answer we could not read.",
+            provider=provider, upstream_status=response.code, log_detail=f"{what}: {problem}"))
 
     async def _fetch(self, request: HTTPRequest, *, provider: str, what: str) -> HTTPResponse:
         request_id = request_id_var.get()

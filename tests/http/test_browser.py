@@ -39,7 +39,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
 # The provider id (URLs, claims, configuration) and the brand a person reads.
-BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X"}
+BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X", "github": "GitHub"}
 BUTTON_LABELS = {name: f"Sign in with {brand}" for name, brand in BRANDS.items()}
 # The button colours of each provider's published branding (background, text), light and dark.
 BRAND_COLOURS = {
@@ -49,6 +49,8 @@ BRAND_COLOURS = {
     ("facebook", "dark"): ("rgb(8, 102, 255)", "rgb(255, 255, 255)"),
     ("twitter", "light"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
     ("twitter", "dark"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
+    ("github", "light"): ("rgb(36, 41, 47)", "rgb(255, 255, 255)"),
+    ("github", "dark"): ("rgb(36, 41, 47)", "rgb(255, 255, 255)"),
 }
 # axe-core's impact levels that fail a page.
 BLOCKING_IMPACTS = ("serious", "critical")
@@ -149,7 +151,7 @@ def gateway_cookies(page: Any, stack: Stack) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in page.context.cookies(stack.url)}
 
 
-@pytest.mark.parametrize("provider", ["google", "facebook", "twitter"])
+@pytest.mark.parametrize("provider", ["google", "facebook", "twitter", "github"])
 def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Callable[..., Any],
                                 provider: str) -> None:
     stack = make_stack()
@@ -398,8 +400,8 @@ def content_width(page: Any, selector: str) -> float:
 def test_provider_buttons_follow_each_brand(make_stack: Callable[..., Stack],
                                             new_page: Callable[..., Any], scheme: str) -> None:
     """Each button: its provider's colours (Google's white or #131314 with the #747775 border,
-    Facebook's blue, X's black), its logo drawn inline on the left, and the card's full
-    width; the page asks for nothing beyond the gateway's own origin."""
+    Facebook's blue, X's black, GitHub's dark grey), its logo drawn inline on the left, and
+    the card's full width; the page asks for nothing beyond the gateway's own origin."""
     stack = make_stack()
     page = new_page(viewport=DESKTOP, color_scheme=scheme)
     traffic = record_traffic(page)
@@ -502,7 +504,7 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
     page.goto(f"{stack.url}/demo/oidc")  # the chooser, naming the app (the README's picture)
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
     audit("chooser")
-    for provider in ("facebook", "twitter", "google"):  # each stand-in's account chooser
+    for provider in ("facebook", "twitter", "github", "google"):  # each stand-in's chooser
         page.get_by_role("link", name=BUTTON_LABELS[provider]).click()
         page.wait_for_url(re.compile(re.escape(stack.standin(provider).base_url) + ".*"))
         audit(f"standin-{provider}-chooser")
@@ -540,4 +542,4 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
               if r.status >= 400 and r.request.resource_type != "document"]
     assert not failed, failed
     assert not audit.failures, "\n".join(["axe-core / layout:", *audit.failures])
-    assert len(audit.shots) == 4 * 11 and all(p.stat().st_size > 0 for p in audit.shots)
+    assert len(audit.shots) == 4 * 12 and all(p.stat().st_size > 0 for p in audit.shots)

@@ -1,4 +1,4 @@
-"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a):
+"""One contract for every connector (Google, Facebook, X over OAuth 2.0 and 1.0a, GitHub):
 what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
@@ -23,7 +23,7 @@ from conftest import Browser, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import facebook, google, x_common
+from gateway.dev.standins import facebook, github, google, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -147,6 +147,21 @@ PROVIDERS = [
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
+    Provider(
+        id="github", name="github", display="GitHub", config={},
+        begin_endpoints=(), callback_endpoints=("token", "user", "emails"),
+        unreachable={"token_url": f"{UNREACHABLE}/login/oauth/access_token"},
+        accounts=github.DEV_USERS, subject=lambda a: str(a.id),
+        verified_email=lambda a: a.verified_email,
+        decline_query=lambda location: {
+            "error": ["access_denied"],
+            "error_description": ["The user has denied your application access."],
+            "error_uri": [f"{github.DOCS}/apps/managing-oauth-apps/troubleshooting-"
+                          "authorization-request-errors/#access-denied"],
+            "state": query_of(location)["state"]},
+        callback_sent=_oauth2_callback,
+        issued_tokens=lambda g: list(g._access_tokens),
+        upstream_secrets=lambda g: [g.client_secret]),
 ]
 
 
