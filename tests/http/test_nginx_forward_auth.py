@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -127,3 +128,57 @@ def test_nginx_never_lets_a_forged_user_header_through(nginx) -> None:
     assert shown.status_code == 200
     assert "google:admin" not in shown.text
     assert shown_user(shown.text)["user"] == browser.get(f"{stack.url}/verify").json()["sub"]
+
+
+COMPOSE_SITE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf"
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway certificate and key for `name`, for nginx to load."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    pem, private = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    pem.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return pem, private
+
+
+def test_nginx_accepts_the_compose_files_site(tmp_path: Path) -> None:
+    """deploy/nginx/gateway.conf, as the nginx image includes it (inside `http`), passes
+    `nginx -t`. Only what the test machine cannot have changes: the replicas' name (Compose's
+    DNS) becomes a loopback address, the certificate a throwaway one."""
+    nginx = executable("nginx", "nginx")
+    site = COMPOSE_SITE.read_text()
+    assert site.count("server gateway:8080 ") == 1
+    site = site.replace("server gateway:8080 ", "server 127.0.0.1:8080 ")
+    pem, key = self_signed(tmp_path, "login.example.com")
+    site = site.replace("/etc/nginx/certs/login.example.com.pem", str(pem)) \
+        .replace("/etc/nginx/certs/login.example.com.key", str(key))
+    assert "/etc/nginx/certs/" not in site
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"""pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+{site}
+}}
+""")
+    checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "err.log"),
+                              "-c", str(config)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
