@@ -376,7 +376,7 @@ def _worker(settings: Settings, sockets: Sequence[socket.socket], parent: int,
     from gateway import server
 
     try:
-        asyncio.run(server.serve(settings, sockets, parent=parent))
+        asyncio.run(server.serve(settings, sockets, parent=parent, worker=index))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR

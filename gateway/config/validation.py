@@ -282,6 +282,15 @@ def _check_workers(settings: Settings) -> None:
 def _check_operations(settings: Settings) -> None:
     if not 0 <= settings.admin.port <= 65535:
         raise ConfigError("admin.port", "must be between 0 and 65535")
+    # Worker i of `serve --workers N` has its admin listener on admin.port + i.
+    admin_ports = range(settings.admin.port, settings.admin.port + settings.listen.workers)
+    if settings.admin.enabled and settings.admin.port:
+        if admin_ports[-1] > 65535:
+            raise ConfigError("admin.port", f"one port per worker from {admin_ports[0]}: must "
+                              f"be at most {65536 - settings.listen.workers}")
+        if settings.listen.workers > 1 and settings.listen.port in admin_ports:
+            raise ConfigError("admin.port", f"the admin listeners' ports {admin_ports[0]}.."
+                              f"{admin_ports[-1]} include listen.port {settings.listen.port}")
     if settings.admin.api_token and len(settings.admin.api_token.reveal()) < MIN_API_TOKEN_LENGTH:
         raise ConfigError("admin.api_token", f"must be at least {MIN_API_TOKEN_LENGTH} "
                           "characters (e.g. head -c 32 /dev/urandom | base64)")
