@@ -167,6 +167,8 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
             for secret in ("client_secret", "consumer_secret"):
                 if section is not None and hasattr(section, secret):
                     SCAN.register(getattr(section, secret).reveal(), f"{name} {secret}")
+        for name, oidc in dev.settings.providers.oidc.items():
+            SCAN.register(oidc.client_secret.reveal(), f"{name} client_secret")
         stacks.append(dev)
 
         def boot() -> tuple[GatewayContext, Any]:

@@ -63,7 +63,7 @@ def check_id_token(id_token: str, key: jwt.PyJWK, *, provider: str, issuers: Iss
     if key.algorithm_name not in accepted:
         raise unverifiable_answer(provider, "the provider's key is for another alg")
     try:
-        jose.check_signature(id_token, key)
+        jose.check_signature(id_token, key, low_s_only=False)
         claims = jose.unverified_payload(id_token)
         jose.check_required(claims, ("iss", "aud", "exp", "iat", "sub"))
         jose.check_iss(claims, issuers(claims) if callable(issuers) else issuers)

@@ -23,7 +23,7 @@ from conftest import Browser, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import facebook, google, x_common
+from gateway.dev.standins import facebook, google, oidc, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -83,6 +83,15 @@ class Provider:
     one_login_at_a_time: bool = False
     binding_cookie: str | None = None
     other: str = "google"  # another provider, for mix-up and switching tests
+    # Where its section is under [providers] when not at its name (a generic OpenID provider:
+    # ("oidc", "<name>")).
+    section_path: tuple[str, ...] = ()
+    # A generic OpenID provider's failing discovery (its begin endpoint) is a 503 page saying
+    # the provider is unavailable, whatever the failure; None: the failure's own answer.
+    begin_failure: tuple[int, str] | None = None
+    # Points the code exchange nowhere through the stand-in (its discovery document), for a
+    # provider whose endpoints are not in the configuration.
+    make_unreachable: Callable[[Any], None] | None = None
 
     @property
     def exchange(self) -> str:
@@ -100,8 +109,20 @@ class Provider:
 
     def stack(self, make_stack: Callable[..., Stack], providers: dict[str, Any] | None = None,
               **overrides: Any) -> Stack:
-        section = {self.name: {**self.config.get(self.name, {}), **(providers or {})}}
-        return make_stack(providers={**self.config, **section}, **overrides)
+        *parents, name = self.section_path or (self.name,)
+        config: dict[str, Any] = {**self.config}
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = {**node.get(name, {}), **(providers or {})}
+        return make_stack(providers=config, **overrides)
+
+    def failure(self, endpoint: str, status: int | tuple[int, ...], words: str
+                ) -> tuple[int | tuple[int, ...], str]:
+        """What the gateway answers when `endpoint` fails as `status` and `words` say."""
+        if endpoint in self.begin_endpoints and self.begin_failure is not None:
+            return self.begin_failure
+        return status, words
 
 
 X_OAUTH2 = Provider(
@@ -112,6 +133,27 @@ X_OAUTH2 = Provider(
     verified_email=lambda a: a.email if a.email_confirmed else None,
     decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
     issued_tokens=lambda x: list(x._bearer_tokens), upstream_secrets=_x_secrets)
+
+def _oidc_decline(start_location: str) -> dict[str, list[str]]:
+    """A generic provider's "deny": error and state, and its issuer (RFC 9207)."""
+    issuer = urlsplit(start_location)._replace(path="", query="").geturl()
+    return {**_oauth2_decline(start_location), "iss": [issuer]}
+
+
+def _oidc_unreachable(standin: Any) -> None:
+    standin.endpoint_overrides["token_endpoint"] = f"{UNREACHABLE}/token"
+
+
+OIDC = Provider(
+    id="oidc", name=oidc.DEV_NAME, display=oidc.DEV_DISPLAY_NAME, config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=oidc.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.email_verified in (True, "true") else None,
+    decline_query=_oidc_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda o: list(o._access_tokens),
+    upstream_secrets=lambda o: [o.client_secret],
+    section_path=("oidc", oidc.DEV_NAME), begin_failure=(503, "unavailable"),
+    make_unreachable=_oidc_unreachable)
 
 PROVIDERS = [
     Provider(
@@ -147,6 +189,7 @@ PROVIDERS = [
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
+    OIDC,
 ]
 
 
@@ -521,7 +564,8 @@ def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: s
 def test_a_5xx_from_the_provider_is_a_clear_page(make_stack, provider: Provider, endpoint: str,
                                                  fault: Fault) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, fault)
-    assert_clear_error(answer, provider.name, 502, "refused the request")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 502, "refused the request"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -530,7 +574,8 @@ def test_a_provider_that_does_not_answer_in_time_is_a_504_page(make_stack, provi
     answer = _login_with_fault(make_stack, provider, endpoint,
                                Fault(status=200, body="{}", delay=3),
                                upstream={"request_timeout": 0.5})
-    assert_clear_error(answer, provider.name, 504, "did not answer in time")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 504, "did not answer in time"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -538,11 +583,13 @@ def test_a_provider_that_hangs_up_is_a_clear_page(make_stack, provider: Provider
                                                   endpoint: str) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, Fault(status=0, delay=0.1),
                                upstream={"request_timeout": 2})
-    assert_clear_error(answer, provider.name, (502, 504), "")
+    assert_clear_error(answer, provider.name, *provider.failure(endpoint, (502, 504), ""))
 
 
 def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) -> None:
     stack = provider.stack(make_stack, providers=provider.unreachable)
+    if provider.make_unreachable is not None:
+        provider.make_unreachable(stack.standin(provider.name))
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     back = browser.consent(start.headers["location"])
@@ -586,7 +633,7 @@ def test_a_failed_login_does_not_block_the_next_one(make_stack, provider: Provid
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     if endpoint in provider.begin_endpoints:
-        assert start.status_code == 502
+        assert start.status_code == provider.failure(endpoint, 502, "")[0]
     else:
         back = browser.consent(start.headers["location"])
         assert browser.get(back.headers["location"]).status_code == 502
