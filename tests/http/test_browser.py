@@ -39,7 +39,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
 # The provider id (URLs, claims, configuration) and the brand a person reads.
-BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X"}
+BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X", "dev": "Dev SSO"}
 BUTTON_LABELS = {name: f"Sign in with {brand}" for name, brand in BRANDS.items()}
 # The button colours of each provider's published branding (background, text), light and dark.
 BRAND_COLOURS = {
@@ -49,6 +49,9 @@ BRAND_COLOURS = {
     ("facebook", "dark"): ("rgb(8, 102, 255)", "rgb(255, 255, 255)"),
     ("twitter", "light"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
     ("twitter", "dark"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
+    # A generic OpenID provider (development mode's "Dev SSO"): the page's primary colour.
+    ("dev", "light"): ("rgb(29, 78, 216)", "rgb(255, 255, 255)"),
+    ("dev", "dark"): ("rgb(37, 99, 235)", "rgb(255, 255, 255)"),
 }
 # axe-core's impact levels that fail a page.
 BLOCKING_IMPACTS = ("serious", "critical")
@@ -149,7 +152,7 @@ def gateway_cookies(page: Any, stack: Stack) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in page.context.cookies(stack.url)}
 
 
-@pytest.mark.parametrize("provider", ["google", "facebook", "twitter"])
+@pytest.mark.parametrize("provider", ["google", "facebook", "twitter", "dev"])
 def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Callable[..., Any],
                                 provider: str) -> None:
     stack = make_stack()
