@@ -162,7 +162,7 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                 base[section] = values
         dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
         SCAN.register(dev.settings.cookies.secret.reveal(), "cookie secret")
-        for name in ("google", "facebook", "twitter"):
+        for name in ("google", "facebook", "twitter", "microsoft"):
             section = getattr(dev.settings.providers, name)
             for secret in ("client_secret", "consumer_secret"):
                 if section is not None and hasattr(section, secret):

@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.dev.standins import facebook, google, oidc, x
+from gateway.dev.standins import facebook, google, microsoft, oidc, x
 from gateway.dev.standins.google import GoogleStandIn
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
@@ -44,6 +44,7 @@ STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
     ("facebook", facebook.dev_provider),
     ("twitter", x.dev_provider),
+    ("microsoft", microsoft.dev_provider),
     (f"oidc.{oidc.DEV_NAME}", oidc.dev_provider),
 )
 

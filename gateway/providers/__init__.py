@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gateway.config import Settings
-from gateway.providers import facebook, google, oidc, twitter
+from gateway.providers import facebook, google, microsoft, oidc, twitter
 from gateway.providers.base import Connector
 from gateway.upstream.client import Upstream
 
@@ -33,6 +33,7 @@ BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
     google.build,
     facebook.build,
     build_x,
+    microsoft.build,
 )
 
 

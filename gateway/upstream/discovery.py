@@ -53,10 +53,13 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + DISCOVERY_PATH
 
 
-def parse_metadata(document: dict[str, Any], *, expected_issuer: str) -> ProviderMetadata:
-    """The metadata of a discovery document, or DiscoveryError. `expected_issuer` is compared
-    as an exact string (Discovery 4.3: "MUST be identical")."""
-    if document.get("issuer") != expected_issuer:
+def parse_metadata(document: dict[str, Any], *,
+                   expected_issuer: str | tuple[str, ...]) -> ProviderMetadata:
+    """The metadata of a discovery document, or DiscoveryError. `expected_issuer` (or one of
+    them) is compared as an exact string (Discovery 4.3: "MUST be identical")."""
+    expected = expected_issuer if isinstance(expected_issuer, tuple) else (expected_issuer,)
+    issuer = document.get("issuer")
+    if not isinstance(issuer, str) or issuer not in expected:
         raise DiscoveryError("the discovery document names another issuer")
     endpoints = {name: _endpoint(document, name) for name in
                  ("authorization_endpoint", "token_endpoint", "jwks_uri")}
@@ -72,7 +75,7 @@ def parse_metadata(document: dict[str, Any], *, expected_issuer: str) -> Provide
         raise DiscoveryError("the token endpoint takes neither client_secret_basic nor "
                              "client_secret_post")
     return ProviderMetadata(
-        issuer=expected_issuer, authorization_endpoint=endpoints["authorization_endpoint"],
+        issuer=issuer, authorization_endpoint=endpoints["authorization_endpoint"],
         token_endpoint=endpoints["token_endpoint"], jwks_uri=endpoints["jwks_uri"],
         userinfo_endpoint=_endpoint(document, "userinfo_endpoint") if userinfo else None,
         id_token_signing_algs=algs, token_endpoint_auth_method=method)
@@ -120,7 +123,8 @@ class Discovery:
     `retry_seconds`); with none, the failure is a ProviderUnavailable. Concurrent fetches
     share one request."""
 
-    def __init__(self, upstream: Upstream, *, provider: str, url: str, expected_issuer: str,
+    def __init__(self, upstream: Upstream, *, provider: str, url: str,
+                 expected_issuer: str | tuple[str, ...],
                  cache_seconds: float, retry_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._upstream = upstream

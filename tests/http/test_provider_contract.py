@@ -1,4 +1,5 @@
-"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a):
+"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a,
+Microsoft, a generic OpenID provider):
 what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
@@ -23,7 +24,7 @@ from conftest import Browser, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import facebook, google, oidc, x_common
+from gateway.dev.standins import facebook, google, microsoft, oidc, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -92,6 +93,8 @@ class Provider:
     # Points the code exchange nowhere through the stand-in (its discovery document), for a
     # provider whose endpoints are not in the configuration.
     make_unreachable: Callable[[Any], None] | None = None
+    # Microsoft's ID token carries no picture (its photo is a Graph API call we do not make).
+    has_picture: bool = True
 
     @property
     def exchange(self) -> str:
@@ -116,6 +119,13 @@ class Provider:
             node = node.setdefault(parent, {})
         node[name] = {**node.get(name, {}), **(providers or {})}
         return make_stack(providers=config, **overrides)
+
+    def picture(self, stack: Stack, account: Any) -> str | None:
+        """The `picture` claim of `account`'s tokens."""
+        if not self.has_picture:
+            return None
+        url: str = account.avatar.url(stack.standin(self.name).base_url)
+        return url
 
     def failure(self, endpoint: str, status: int | tuple[int, ...], words: str
                 ) -> tuple[int | tuple[int, ...], str]:
@@ -143,6 +153,16 @@ def _oidc_decline(start_location: str) -> dict[str, list[str]]:
 def _oidc_unreachable(standin: Any) -> None:
     standin.endpoint_overrides["token_endpoint"] = f"{UNREACHABLE}/token"
 
+
+MICROSOFT = Provider(
+    id="microsoft", name="microsoft", display="Microsoft", config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=microsoft.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.xms_edov else None,
+    decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda m: list(m._access_tokens),
+    upstream_secrets=lambda m: [m.client_secret],
+    begin_failure=(503, "unavailable"), make_unreachable=_oidc_unreachable, has_picture=False)
 
 OIDC = Provider(
     id="oidc", name=oidc.DEV_NAME, display=oidc.DEV_DISPLAY_NAME, config={},
@@ -189,6 +209,7 @@ PROVIDERS = [
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
+    MICROSOFT,
     OIDC,
 ]
 
@@ -264,7 +285,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    assert claims.get("picture") == provider.picture(stack, ada)
     assert claims["iss"] == stack.url and claims["aud"] == stack.url
     assert claims["exp"] - claims["iat"] == 600
 
@@ -295,7 +316,7 @@ def test_jwt_verifies_independently_with_the_published_jwks(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    assert claims.get("picture") == provider.picture(stack, ada)
     assert len(claims["jti"]) >= 16
 
 

@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 from config_support import CLIENT_SECRET, assert_refused, refusal, write_config
 
-from gateway.config import load_settings
+from gateway.config import MicrosoftSettings, load_settings
 from gateway.errors import ProviderUnavailable, UpstreamError
 from gateway.providers.id_tokens import claimed_true, left_half_hash
+from gateway.providers.microsoft import (
+    CONSUMERS_TENANT,
+    discovery_issuers,
+    identity_from_microsoft,
+    token_issuers,
+)
 from gateway.providers.oidc import basic_authorization, identity_from_claims
 from gateway.upstream.discovery import (
     Discovery,
@@ -277,3 +283,73 @@ def test_at_hash_uses_the_hash_its_algorithm_names() -> None:
     assert left_half_hash("token", "RS256") == left_half_hash("token", "ES256")
     assert len(left_half_hash("token", "RS384")) == 32  # 24 bytes
     assert len(left_half_hash("token", "PS512")) == 43  # 32 bytes
+
+
+# -- Microsoft -----------------------------------------------------------------------------------
+
+CONTOSO = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+MICROSOFT = {"providers.microsoft.client_id": "00001111-aaaa-2222-bbbb-3333cccc4444",
+             "providers.microsoft.client_secret": CLIENT_SECRET}
+
+
+def test_microsoft_loads_with_its_defaults_and_a_tenant(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, MICROSOFT), {})
+    microsoft = settings.providers.microsoft
+    assert microsoft is not None
+    assert (microsoft.tenant, microsoft.authority) == ("common",
+                                                       "https://login.microsoftonline.com")
+    single = load_settings(write_config(tmp_path, {
+        **MICROSOFT, "providers.microsoft.tenant": CONTOSO}), {}).providers.microsoft
+    assert single is not None and single.tenant == CONTOSO
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"providers.microsoft.tenant": "contoso.onmicrosoft.com"}, "providers.microsoft.tenant"),
+    ({"providers.microsoft.tenant": CONTOSO.upper()}, "providers.microsoft.tenant"),
+    ({"providers.microsoft.authority": "https://login.microsoftonline.com/common"},
+     "providers.microsoft.authority"),
+    ({"providers.microsoft.authority": "http://login.microsoftonline.com"},
+     "providers.microsoft.authority"),
+    ({"providers.microsoft.client_secret": None}, "providers.microsoft.client_secret"),
+    ({"providers.microsoft.scopes": ["openid"]}, "providers.microsoft.scopes"),
+])
+def test_microsofts_section_is_checked(tmp_path: Path, change: dict[str, Any], key: str) -> None:
+    assert_refused(tmp_path, {**MICROSOFT, **change}, key)
+
+
+@pytest.mark.parametrize(("tenant", "tid", "admitted"), [
+    ("common", CONTOSO, True),
+    ("common", CONSUMERS_TENANT, True),
+    ("organizations", CONTOSO, True),
+    ("organizations", CONSUMERS_TENANT, False),
+    ("consumers", CONSUMERS_TENANT, True),
+    ("consumers", CONTOSO, False),
+    (CONTOSO, CONTOSO, True),
+    (CONTOSO, "aaaabbbb-0000-cccc-1111-dddd2222eeee", False),
+    ("common", "{tenantid}", False),
+    ("common", None, False),
+])
+def test_C7_microsoft_the_token_issuer_is_its_own_tenants_when_that_tenant_may_sign_in(
+        tenant: str, tid: Any, admitted: bool) -> None:
+    settings = MicrosoftSettings(tenant=tenant)
+    expected = (f"https://login.microsoftonline.com/{tid}/v2.0",) if admitted else ()
+    assert token_issuers(settings, {"tid": tid}) == expected
+
+
+def test_C7_microsoft_discovery_issuers_per_tenant() -> None:
+    template = "https://login.microsoftonline.com/{tenantid}/v2.0"
+    assert discovery_issuers(MicrosoftSettings()) == (template,)
+    assert discovery_issuers(MicrosoftSettings(tenant="organizations")) == (template,)
+    assert discovery_issuers(MicrosoftSettings(tenant=CONTOSO)) == (
+        f"https://login.microsoftonline.com/{CONTOSO}/v2.0",)
+    assert discovery_issuers(MicrosoftSettings(tenant="consumers"))[1] == (
+        f"https://login.microsoftonline.com/{CONSUMERS_TENANT}/v2.0")
+
+
+def test_C7_microsoft_email_is_verified_only_by_xms_edov() -> None:
+    claims = {"tid": CONTOSO, "oid": "00000000-0000-0000-0000-000000000001",
+              "email": "ada@example.com", "email_verified": True}
+    assert identity_from_microsoft(claims).email_verified is False  # no xms_edov
+    assert identity_from_microsoft({**claims, "xms_edov": True}).email_verified is True
+    assert identity_from_microsoft({**claims, "xms_edov": "true"}).email_verified is True
+    assert identity_from_microsoft({**claims, "xms_edov": False}).email_verified is False

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import jwt
@@ -146,6 +146,9 @@ class OidcStandIn:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     token_authorizations: list[str | None] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+
+    brand: ClassVar[str] = DEV_DISPLAY_NAME  # on its pages
+    sends_iss: ClassVar[bool] = True  # RFC 9207's `iss` in the authorization response
 
     def __post_init__(self) -> None:
         self._rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -357,7 +360,10 @@ def dev_provider(base_url: str, gateway_issuer: str) -> tuple[OidcStandIn, dict[
 
 class OidcHandler(AccountChooserHandler):
     provider: OidcStandIn
-    brand = DEV_DISPLAY_NAME
+
+    def initialize(self, provider: Any) -> None:
+        super().initialize(provider)
+        self.brand = provider.brand
 
     def account_detail(self, account: OidcAccount) -> str:
         return account.email or "no email"
@@ -392,7 +398,7 @@ class AuthorizeHandler(OidcHandler):
         except ProtocolError as e:
             self.error_page(e)  # never redirect to an unverified redirect_uri
             return
-        self.show_chooser(request, app=request.client_id, action="/authorize/choose")
+        self.show_chooser(request, app=request.client_id, action=f"{self.request.path}/choose")
 
 
 class ChooseAccountHandler(OidcHandler):
@@ -412,7 +418,8 @@ class ChooseAccountHandler(OidcHandler):
             params["code"] = self.provider.approve(request, account)
         if request.state is not None:
             params["state"] = request.state
-        params["iss"] = self.provider.issuer  # RFC 9207
+        if self.provider.sends_iss:
+            params["iss"] = self.provider.issuer  # RFC 9207
         self.redirect(f"{request.redirect_uri}?{urlencode(params)}")
 
 
