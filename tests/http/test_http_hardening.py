@@ -42,7 +42,8 @@ def test_H2_pages_show_pictures_from_https_and_the_dev_stand_ins_only(stack: Sta
     """The profile picture on the gateway's page: real providers serve https URLs; the dev
     stand-ins serve theirs on their own http origins, allowed in development mode only."""
     csp = httpx.get(f"{stack.url}/").headers["Content-Security-Policy"]
-    standins = [stack.standin(name).base_url for name in ("google", "facebook", "twitter")]
+    standins = [stack.standin(name).base_url
+                for name in ("google", "facebook", "twitter", "microsoft", "dev")]
     assert _directive(csp, "img-src") == ["'self'", "https:", *standins]
     assert "data:" not in csp and "http:" not in csp.split()
 
