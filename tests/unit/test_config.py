@@ -24,7 +24,14 @@ from config_support import (
 from conftest import REPO_ROOT
 from process_support import toml_lines
 
-from gateway.config import FacebookSettings, Secret, Settings, TwitterSettings, load_settings
+from gateway.config import (
+    FacebookSettings,
+    MicrosoftSettings,
+    Secret,
+    Settings,
+    TwitterSettings,
+    load_settings,
+)
 from gateway.dev.mode import check_dev_config
 from gateway.redirects import is_allowed_return_to, parse_allowlist
 
@@ -528,6 +535,8 @@ CREDENTIALS = ("client_id", "client_secret", "consumer_key", "consumer_secret")
     ("twitter", TwitterSettings,
      {"GATEWAY_PROVIDERS__TWITTER__CLIENT_SECRET": "x-client-secret-canary-7Hq2",
       "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}),
+    ("microsoft", MicrosoftSettings,
+     {"GATEWAY_PROVIDERS__MICROSOFT__CLIENT_SECRET": "ms-client-secret-canary-8Wd3"}),
 ])
 def test_a_providers_commented_example_block_is_valid_and_states_the_real_defaults(
         tmp_path: Path, section: str, settings_class: type, secrets: dict[str, str]) -> None:

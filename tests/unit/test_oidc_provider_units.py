@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_support import CLIENT_SECRET, assert_refused, refusal, write_config
+from config_support import (
+    CLIENT_SECRET,
+    COOKIE_SECRET,
+    EXAMPLE_CONFIG,
+    assert_refused,
+    refusal,
+    write_config,
+)
 
-from gateway.config import MicrosoftSettings, load_settings
+from gateway.config import MicrosoftSettings, OidcProviderSettings, load_settings
 from gateway.errors import ProviderUnavailable, UpstreamError
 from gateway.providers.id_tokens import claimed_true, left_half_hash
 from gateway.providers.microsoft import (
@@ -109,6 +116,22 @@ def test_a_generic_providers_name_must_be_url_safe(tmp_path: Path, name: str) ->
 def test_a_generic_providers_section_is_checked(tmp_path: Path, change: dict[str, Any],
                                                key: str) -> None:
     assert_refused(tmp_path, {**ACME, **change}, key)
+
+
+def test_the_commented_generic_provider_of_the_shipped_example_is_valid(tmp_path: Path) -> None:
+    example = EXAMPLE_CONFIG.read_text()
+    start = example.index("# [providers.oidc.acme]")
+    block = example[start:example.index("\n\n", start)]
+    path = tmp_path / "gateway.toml"
+    path.write_text(example.replace(block, "\n".join(line.removeprefix("# ")
+                                                     for line in block.splitlines())))
+    environ = {"GATEWAY_COOKIES__SECRET": COOKIE_SECRET,
+               "GATEWAY_PROVIDERS__GOOGLE__CLIENT_SECRET": CLIENT_SECRET,
+               "GATEWAY_PROVIDERS__OIDC__ACME__CLIENT_SECRET": "acme-secret-canary-5Tq1"}
+    acme = load_settings(path, environ).providers.oidc["acme"]
+    assert (acme.display_name, acme.issuer) == ("Acme SSO", ISSUER)
+    assert acme.client_secret.reveal() == "acme-secret-canary-5Tq1"
+    assert acme.scopes == OidcProviderSettings().scopes
 
 
 def test_an_http_issuer_is_allowed_on_loopback_only(tmp_path: Path) -> None:
