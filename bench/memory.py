@@ -12,7 +12,8 @@ a picture URL of about 100 characters):
   Redis' `used_memory` (INFO memory). What a gateway process holds for them: nothing.
 - verified tokens: `TokenVerifier.verify_as_json` on distinct RS256 access tokens of such
   logins (each with its `sid`), as /verify does; the cache (tokens.py, bounded by
-  tokens.verified_cache_mb; unbounded here) keeps the token string, its claims and their JSON: tracemalloc again.
+  tokens.verified_cache_mb; unbounded here) keeps the token string, its claims and their
+  JSON: tracemalloc again.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import logging
 import os
@@ -242,8 +241,7 @@ def _settings(config: str | None, command_line: Mapping[str, Any] | None = None)
 
 
 def _provider_names(settings: Settings) -> list[str]:
-    return [f.name for f in dataclasses.fields(settings.providers)
-            if getattr(settings.providers, f.name) is not None]
+    return settings.providers.enabled_names()
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -183,6 +183,16 @@ class UpstreamTimeout(UpstreamError):
     outcome = "upstream_timeout"
 
 
+class ProviderUnavailable(UpstreamError):
+    """A provider's OpenID Connect discovery failed (unreachable, or a document we refuse): no
+    login can start or finish through it until it is back; the user may retry later."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    title = "The sign-in provider is unavailable"
+    outcome = "upstream_error"
+
+
 class Unavailable(GatewayError):
     """The gateway cannot serve this now (its store is full or down); the client may retry."""
 

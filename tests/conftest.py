@@ -163,11 +163,13 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                 base[section] = values
         dev = prepare_dev_stack(None, {}, overrides=base, host="127.0.0.1")
         SCAN.register(dev.settings.cookies.secret.reveal(), "cookie secret")
-        for name in ("google", "facebook", "twitter", "github"):
+        for name in ("google", "facebook", "twitter", "github", "microsoft"):
             section = getattr(dev.settings.providers, name)
             for secret in ("client_secret", "consumer_secret"):
                 if section is not None and hasattr(section, secret):
                     SCAN.register(getattr(section, secret).reveal(), f"{name} {secret}")
+        for name, oidc in dev.settings.providers.oidc.items():
+            SCAN.register(oidc.client_secret.reveal(), f"{name} client_secret")
         stacks.append(dev)
 
         def boot() -> tuple[GatewayContext, Any]:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ENV_PREFIX = "GATEWAY_"
@@ -168,6 +170,42 @@ class TwitterSettings:
     verify_credentials_url: str = "https://api.x.com/1.1/account/verify_credentials.json"
 
 
+# The providers the gateway has a connector of its own for, by the name of their routes (and
+# "x", X's brand): a generic OpenID Connect provider may not take one of these names.
+BUILT_IN_PROVIDER_NAMES = ("google", "facebook", "twitter", "x", "github", "microsoft", "apple")
+# A generic provider's name is a path segment (/login/<name>), the `idp` claim and the prefix of
+# its `sub`: lower-case letters, digits, '-' and '_', starting with a letter.
+OIDC_PROVIDER_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# How the gateway authenticates at a generic provider's token endpoint (OIDC Core 9), in order
+# of preference: client_secret_basic is the default when discovery lists none.
+TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+@dataclass(frozen=True)
+class OidcProviderSettings:
+    """A generic OpenID Connect provider (`[providers.oidc.<name>]`): everything else comes
+    from its discovery document, `<issuer>/.well-known/openid-configuration`."""
+
+    display_name: str = ""  # the brand on its button ("Acme SSO"); required
+    issuer: str = ""  # compared exactly with the discovery document's and the id_token's (C9)
+    client_id: str = ""
+    client_secret: Secret = NO_SECRET
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+
+
+@dataclass(frozen=True)
+class MicrosoftSettings:
+    """Microsoft identity platform v2.0 (Entra ID work or school accounts, personal Microsoft
+    accounts), an OpenID Connect provider with a tenant in its URLs and issuer."""
+
+    client_id: str = ""  # the app registration's Application (client) ID
+    client_secret: Secret = NO_SECRET
+    # common: any Entra tenant and personal accounts; organizations: any Entra tenant;
+    # consumers: personal accounts only; or one tenant's GUID: that tenant only.
+    tenant: str = "common"
+    authority: str = "https://login.microsoftonline.com"
+
+
 @dataclass(frozen=True)
 class GitHubSettings:
     client_id: str = ""  # the OAuth app's Client ID
@@ -187,6 +225,15 @@ class ProviderSettings:
     facebook: FacebookSettings | None = None
     twitter: TwitterSettings | None = None
     github: GitHubSettings | None = None
+    microsoft: MicrosoftSettings | None = None
+    # Generic OpenID Connect providers by name (`[providers.oidc.<name>]`), any number.
+    oidc: Mapping[str, OidcProviderSettings] = field(default_factory=dict)
+
+    def enabled_names(self) -> list[str]:
+        """Every enabled provider's name (its routes, its `idp` claim, its `sub` prefix)."""
+        built_in = [f.name for f in dataclasses.fields(self)
+                    if f.name != "oidc" and getattr(self, f.name) is not None]
+        return [*built_in, *self.oidc]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ import ipaddress
 import math
 import re
 import ssl
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config.settings import (
     ALGORITHMS,
+    BUILT_IN_PROVIDER_NAMES,
     CLIENT_ID_PATTERN,
     CLIENT_SECRET_HASH_PATTERN,
     ENV_PREFIX,
@@ -24,6 +26,7 @@ from gateway.config.settings import (
     MAX_WORKERS,
     MIN_COOKIE_SECRET_BYTES,
     MIN_DISTINCT_SECRET_CHARACTERS,
+    OIDC_PROVIDER_NAME_PATTERN,
     OIDC_SCOPES,
     SAMESITE_VALUES,
     SECRET_FILE_SUFFIX,
@@ -33,6 +36,8 @@ from gateway.config.settings import (
     FacebookSettings,
     GitHubSettings,
     GoogleSettings,
+    MicrosoftSettings,
+    OidcProviderSettings,
     ProviderSettings,
     Secret,
     Settings,
@@ -48,6 +53,7 @@ MIN_API_TOKEN_LENGTH = 32
 MAX_VERIFIED_CACHE_MB = 65_536
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def validate(settings: Settings) -> None:
@@ -66,7 +72,7 @@ def validate(settings: Settings) -> None:
     _check_clients(settings)
     for i, origin in enumerate(settings.dev.image_origins):
         _check_origin(f"dev.image_origins[{i}]", origin)
-    _check_access(settings.access)
+    _check_access(settings.access, list(settings.providers.oidc))
 
 
 def _check_issuer_and_listen(settings: Settings) -> None:
@@ -160,11 +166,33 @@ def _check_providers(settings: Settings) -> None:
     providers = settings.providers
     for section in dataclasses.fields(providers):
         provider = getattr(providers, section.name)
-        if provider is not None:
+        if provider is not None and section.name != "oidc":
             _check_provider(f"providers.{section.name}", provider, settings.dev_mode)
+    for name, oidc in providers.oidc.items():
+        _check_oidc_provider(name, oidc, settings.dev_mode)
 
 
-def _check_access(access: AccessSettings) -> None:
+def _check_oidc_provider(name: str, provider: OidcProviderSettings, dev: bool) -> None:
+    """A generic OpenID Connect provider: its name becomes routes, an `idp` claim and a `sub`
+    prefix, so it must be URL-safe and must not pass for a built-in provider."""
+    prefix = f"providers.oidc.{name}"
+    if not OIDC_PROVIDER_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(prefix, f"the name {name!r} must be 1 to 32 lower-case letters, "
+                          "digits, '-' or '_', starting with a letter (it is a URL path segment)")
+    if name in BUILT_IN_PROVIDER_NAMES:
+        raise ConfigError(prefix, f"the name {name!r} is a built-in provider's; choose another")
+    _require(prefix, provider, "display_name", "issuer", "client_id", "client_secret")
+    _check_public_url(f"{prefix}.issuer", provider.issuer, dev)
+    if urlsplit(provider.issuer)[3:] != ("", ""):
+        # OIDC Discovery 2: the issuer is a URL without query or fragment.
+        raise ConfigError(f"{prefix}.issuer", "must not have a query or fragment")
+    if "openid" not in provider.scopes:
+        raise ConfigError(f"{prefix}.scopes", "must include openid")
+    if not provider.display_name.isprintable() or len(provider.display_name) > 64:
+        raise ConfigError(f"{prefix}.display_name", "must be at most 64 printable characters")
+
+
+def _check_access(access: AccessSettings, enabled_oidc: Collection[str] = ()) -> None:
     """Entries that could never match are mistakes: say so at start, not by locking users out."""
     _check_domains("access.email_domains", access.email_domains)
     for i, email in enumerate(access.emails):
@@ -172,7 +200,8 @@ def _check_access(access: AccessSettings) -> None:
         if not (at and local and _DOMAIN.fullmatch(domain)) or any(c.isspace() for c in email):
             raise ConfigError(f"access.emails[{i}]",
                               f"must be an email address such as ada@example.com (got {email!r})")
-    providers = [f.name for f in dataclasses.fields(ProviderSettings)]
+    providers = [f.name for f in dataclasses.fields(ProviderSettings) if f.name != "oidc"]
+    providers += list(enabled_oidc)
     for i, subject in enumerate(access.subjects):
         provider, colon, account = subject.partition(":")
         if not (colon and account) or provider not in providers \
@@ -217,6 +246,16 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             raise ConfigError(f"{prefix}.scopes", "must include openid")
         if provider.fetch_userinfo not in ("auto", "always", "never"):
             raise ConfigError(f"{prefix}.fetch_userinfo", "must be auto, always or never")
+    elif isinstance(provider, MicrosoftSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        _check_public_url(f"{prefix}.authority", provider.authority, dev)
+        if provider.authority.endswith("/") or urlsplit(provider.authority)[2:] != ("", "", ""):
+            raise ConfigError(f"{prefix}.authority", "must be a base URL such as "
+                              "https://login.microsoftonline.com (no path, no trailing slash)")
+        if provider.tenant not in ("common", "organizations", "consumers") \
+                and not _GUID.fullmatch(provider.tenant):
+            raise ConfigError(f"{prefix}.tenant", "must be common, organizations, consumers or "
+                              f"a tenant ID (a GUID) (got {provider.tenant!r})")
     elif isinstance(provider, FacebookSettings):
         _require(prefix, provider, "client_id", "client_secret")
         if not re.fullmatch(r"v\d+\.\d+", provider.graph_api_version):
@@ -362,8 +401,7 @@ def _check_oidc_lifetimes(tokens: TokenSettings) -> None:
 
 
 def _check_clients(settings: Settings) -> None:
-    enabled = {f.name for f in dataclasses.fields(settings.providers)
-               if getattr(settings.providers, f.name) is not None}
+    enabled = set(settings.providers.enabled_names())
     seen: set[str] = set()
     for i, client in enumerate(settings.clients):
         prefix = f"clients[{i}]"

@@ -8,10 +8,10 @@ BUILDERS, its stand-in in dev/standins/, its docs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.config import Settings
-from gateway.providers import facebook, github, google, twitter
+from gateway.providers import facebook, github, google, microsoft, oidc, twitter
 from gateway.providers.base import Connector
 from gateway.upstream.client import Upstream
 
@@ -34,9 +34,19 @@ BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
     facebook.build,
     build_x,
     github.build,
+    microsoft.build,
+)
+
+
+# Builders of any number of connectors: the generic OpenID Connect providers, one per section.
+MULTI_BUILDERS: tuple[Callable[[Settings, Upstream], Sequence[Connector]], ...] = (
+    oidc.build_all,
 )
 
 
 def enabled_providers(settings: Settings, upstream: Upstream) -> list[Connector]:
     enabled = [build(settings, upstream) for build in BUILDERS]
-    return [provider for provider in enabled if provider is not None]
+    providers = [provider for provider in enabled if provider is not None]
+    for build_all in MULTI_BUILDERS:
+        providers.extend(build_all(settings, upstream))
+    return providers

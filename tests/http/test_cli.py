@@ -163,7 +163,7 @@ def test_config_check_dev_accepts_the_dev_config_as_serve_dev_runs_it(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("configuration OK (development mode): issuer "
                                      "http://localhost:8080, providers: google, facebook, "
-                                     "twitter, github")
+                                     "twitter, github, microsoft, dev")
     assert list(tmp_path.iterdir()) == []  # no state directory, keys or cookie secret written
 
 

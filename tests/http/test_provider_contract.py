@@ -1,4 +1,5 @@
-"""One contract for every connector (Google, Facebook, X over OAuth 2.0 and 1.0a, GitHub):
+"""One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a,
+GitHub, Microsoft, a generic OpenID provider):
 what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
@@ -23,7 +24,7 @@ from conftest import Browser, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import facebook, github, google, x_common
+from gateway.dev.standins import facebook, github, google, microsoft, oidc, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -83,6 +84,17 @@ class Provider:
     one_login_at_a_time: bool = False
     binding_cookie: str | None = None
     other: str = "google"  # another provider, for mix-up and switching tests
+    # Where its section is under [providers] when not at its name (a generic OpenID provider:
+    # ("oidc", "<name>")).
+    section_path: tuple[str, ...] = ()
+    # A generic OpenID provider's failing discovery (its begin endpoint) is a 503 page saying
+    # the provider is unavailable, whatever the failure; None: the failure's own answer.
+    begin_failure: tuple[int, str] | None = None
+    # Points the code exchange nowhere through the stand-in (its discovery document), for a
+    # provider whose endpoints are not in the configuration.
+    make_unreachable: Callable[[Any], None] | None = None
+    # Microsoft's ID token carries no picture (its photo is a Graph API call we do not make).
+    has_picture: bool = True
 
     @property
     def exchange(self) -> str:
@@ -100,8 +112,27 @@ class Provider:
 
     def stack(self, make_stack: Callable[..., Stack], providers: dict[str, Any] | None = None,
               **overrides: Any) -> Stack:
-        section = {self.name: {**self.config.get(self.name, {}), **(providers or {})}}
-        return make_stack(providers={**self.config, **section}, **overrides)
+        *parents, name = self.section_path or (self.name,)
+        config: dict[str, Any] = {**self.config}
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = {**node.get(name, {}), **(providers or {})}
+        return make_stack(providers=config, **overrides)
+
+    def picture(self, stack: Stack, account: Any) -> str | None:
+        """The `picture` claim of `account`'s tokens."""
+        if not self.has_picture:
+            return None
+        url: str = account.avatar.url(stack.standin(self.name).base_url)
+        return url
+
+    def failure(self, endpoint: str, status: int | tuple[int, ...], words: str
+                ) -> tuple[int | tuple[int, ...], str]:
+        """What the gateway answers when `endpoint` fails as `status` and `words` say."""
+        if endpoint in self.begin_endpoints and self.begin_failure is not None:
+            return self.begin_failure
+        return status, words
 
 
 X_OAUTH2 = Provider(
@@ -112,6 +143,37 @@ X_OAUTH2 = Provider(
     verified_email=lambda a: a.email if a.email_confirmed else None,
     decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
     issued_tokens=lambda x: list(x._bearer_tokens), upstream_secrets=_x_secrets)
+
+def _oidc_decline(start_location: str) -> dict[str, list[str]]:
+    """A generic provider's "deny": error and state, and its issuer (RFC 9207)."""
+    issuer = urlsplit(start_location)._replace(path="", query="").geturl()
+    return {**_oauth2_decline(start_location), "iss": [issuer]}
+
+
+def _oidc_unreachable(standin: Any) -> None:
+    standin.endpoint_overrides["token_endpoint"] = f"{UNREACHABLE}/token"
+
+
+MICROSOFT = Provider(
+    id="microsoft", name="microsoft", display="Microsoft", config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=microsoft.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.xms_edov else None,
+    decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda m: list(m._access_tokens),
+    upstream_secrets=lambda m: [m.client_secret],
+    begin_failure=(503, "unavailable"), make_unreachable=_oidc_unreachable, has_picture=False)
+
+OIDC = Provider(
+    id="oidc", name=oidc.DEV_NAME, display=oidc.DEV_DISPLAY_NAME, config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=oidc.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.email_verified in (True, "true") else None,
+    decline_query=_oidc_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda o: list(o._access_tokens),
+    upstream_secrets=lambda o: [o.client_secret],
+    section_path=("oidc", oidc.DEV_NAME), begin_failure=(503, "unavailable"),
+    make_unreachable=_oidc_unreachable)
 
 PROVIDERS = [
     Provider(
@@ -162,6 +224,8 @@ PROVIDERS = [
         callback_sent=_oauth2_callback,
         issued_tokens=lambda g: list(g._access_tokens),
         upstream_secrets=lambda g: [g.client_secret]),
+    MICROSOFT,
+    OIDC,
 ]
 
 
@@ -236,7 +300,7 @@ def test_full_login_flow_ends_at_return_to_with_a_verifiable_jwt(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    assert claims.get("picture") == provider.picture(stack, ada)
     assert claims["iss"] == stack.url and claims["aud"] == stack.url
     assert claims["exp"] - claims["iat"] == 600
 
@@ -267,7 +331,7 @@ def test_jwt_verifies_independently_with_the_published_jwks(stack: Stack,
     assert claims["idp"] == provider.name
     assert claims["email"] == ada.email and claims["email_verified"] is True
     assert claims["name"] == ada.name
-    assert claims["picture"] == ada.avatar.url(stack.standin(provider.name).base_url)
+    assert claims.get("picture") == provider.picture(stack, ada)
     assert len(claims["jti"]) >= 16
 
 
@@ -536,7 +600,8 @@ def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: s
 def test_a_5xx_from_the_provider_is_a_clear_page(make_stack, provider: Provider, endpoint: str,
                                                  fault: Fault) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, fault)
-    assert_clear_error(answer, provider.name, 502, "refused the request")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 502, "refused the request"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -545,7 +610,8 @@ def test_a_provider_that_does_not_answer_in_time_is_a_504_page(make_stack, provi
     answer = _login_with_fault(make_stack, provider, endpoint,
                                Fault(status=200, body="{}", delay=3),
                                upstream={"request_timeout": 0.5})
-    assert_clear_error(answer, provider.name, 504, "did not answer in time")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 504, "did not answer in time"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -553,11 +619,13 @@ def test_a_provider_that_hangs_up_is_a_clear_page(make_stack, provider: Provider
                                                   endpoint: str) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, Fault(status=0, delay=0.1),
                                upstream={"request_timeout": 2})
-    assert_clear_error(answer, provider.name, (502, 504), "")
+    assert_clear_error(answer, provider.name, *provider.failure(endpoint, (502, 504), ""))
 
 
 def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) -> None:
     stack = provider.stack(make_stack, providers=provider.unreachable)
+    if provider.make_unreachable is not None:
+        provider.make_unreachable(stack.standin(provider.name))
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     back = browser.consent(start.headers["location"])
@@ -601,7 +669,7 @@ def test_a_failed_login_does_not_block_the_next_one(make_stack, provider: Provid
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     if endpoint in provider.begin_endpoints:
-        assert start.status_code == 502
+        assert start.status_code == provider.failure(endpoint, 502, "")[0]
     else:
         back = browser.consent(start.headers["location"])
         assert browser.get(back.headers["location"]).status_code == 502

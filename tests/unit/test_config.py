@@ -27,6 +27,7 @@ from process_support import toml_lines
 from gateway.config import (
     FacebookSettings,
     GitHubSettings,
+    MicrosoftSettings,
     Secret,
     Settings,
     TwitterSettings,
@@ -537,6 +538,8 @@ CREDENTIALS = ("client_id", "client_secret", "consumer_key", "consumer_secret")
       "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}),
     ("github", GitHubSettings,
      {"GATEWAY_PROVIDERS__GITHUB__CLIENT_SECRET": "github-client-secret-canary-2Vn8"}),
+    ("microsoft", MicrosoftSettings,
+     {"GATEWAY_PROVIDERS__MICROSOFT__CLIENT_SECRET": "ms-client-secret-canary-8Wd3"}),
 ])
 def test_a_providers_commented_example_block_is_valid_and_states_the_real_defaults(
         tmp_path: Path, section: str, settings_class: type, secrets: dict[str, str]) -> None:

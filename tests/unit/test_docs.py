@@ -18,7 +18,7 @@ import secrets
 import shlex
 import subprocess
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -442,6 +442,8 @@ def _schema(cls: type[Any], prefix: str = "") -> dict[str, Any]:
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(inner[0]):
             keys.update(_schema(inner[0], f"{prefix}{f.name}."))  # [[clients]]
+        elif typing.get_origin(hint) is Mapping and dataclasses.is_dataclass(inner[1]):
+            keys.update(_schema(inner[1], f"{prefix}{f.name}.<name>."))  # [x.<name>]
         elif dataclasses.is_dataclass(hint) or (len(inner) == 1 and
                                                 dataclasses.is_dataclass(inner[0])):
             keys.update(_schema(hint if dataclasses.is_dataclass(hint) else inner[0],
@@ -482,7 +484,9 @@ def example_keys() -> dict[str, int]:
         header = re.match(r"^(?:# ?)?\[\[?([a-z_.]+)\]\]?\s*(?:#.*)?$", line)
         key = re.match(r"^(?:# ?)?([a-z_]+) = ", line)
         if header:
-            section = header.group(1) + "."
+            # Tables by name ([providers.oidc.acme]) stand for their schema's <name>.
+            section = re.sub(r"^providers\.oidc\.[a-z_]+$", "providers.oidc.<name>",
+                             header.group(1)) + "."
         elif key:
             keys.setdefault(section + key.group(1), number)
     return keys
@@ -498,7 +502,8 @@ def documented_keys() -> dict[str, int]:
     for offset, line in enumerate(text[start:end if end > 0 else None].splitlines()):
         if line.startswith("|"):
             first_cell = line.split("|")[1]
-            for name in re.findall(r"`([a-z_]+(?:\[\])?(?:\.[a-z_]+)*)`", first_cell):
+            for name in re.findall(r"`([a-z_]+(?:\[\])?(?:\.(?:[a-z_]+|<name>))*)`",
+                                   first_cell):
                 keys.setdefault(name, first_line + offset)
     return keys
 
