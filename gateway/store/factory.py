@@ -39,4 +39,9 @@ def open_store(settings: Settings) -> Store:
 
         return RedisStore(location.url, password=settings.store.password.reveal() or None,
                           key_prefix=settings.store.key_prefix, namespace_limits=limits)
+    if location.kind == "postgres":
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(location.url, password=settings.store.password.reveal() or None,
+                             namespace_limits=limits)
     return MemoryStore(max_entries=settings.login.max_pending_transactions)
