@@ -55,7 +55,12 @@ CLOSE_TIMEOUT = 5.0
 # harmlessly: an idempotent operation is retried once, at once, on a fresh connection (a pooled
 # connection goes stale when PostgreSQL restarts or an administrator ends it).
 CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError,
-                   asyncpg.CannotConnectNowError, ConnectionError)
+                   asyncpg.CannotConnectNowError, asyncpg.InternalClientError, ConnectionError)
+# Errors after which a connection is in no known state: it is closed, never pooled again.
+# (Seen: a backend ended by pg_terminate_backend whose notice arrived before its end of file
+# left asyncpg's connection "in another operation"; a statement timed out on a dead link
+# would have its release wait on a cancel request that cannot get through either.)
+CONNECTION_BROKEN = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 
 
 class SchemaTooNew(Exception):
@@ -236,6 +241,9 @@ class PostgresStore:
         try:
             return await self._run_on(pool, operation, statement, lost=True)
         except _Lost as lost:
+            # The server went away (a restart, a failover, an administrator): the other idle
+            # connections are as dead as this one, and are replaced when next acquired.
+            await pool.expire_connections()
             if not retry:
                 raise lost.unavailable from lost.__cause__
             log.info("store: %s retried on a new connection (%s)", operation, lost.unavailable)
@@ -248,7 +256,11 @@ class PostgresStore:
         try:
             with _unavailable(operation):
                 async with pool.acquire(timeout=POOL_WAIT + self.connect_timeout) as connection:
-                    return await statement(connection)
+                    try:
+                        return await statement(connection)
+                    except CONNECTION_BROKEN:
+                        connection.terminate()
+                        raise
         except StoreUnavailable as e:
             if lost and isinstance(e.__cause__, CONNECTION_LOST):
                 raise _Lost(e) from e.__cause__
@@ -331,8 +343,8 @@ def _unavailable(operation: str) -> Iterator[None]:
     StoreUnavailable. Their messages name the host, user and database, never the password."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError,
-            SchemaTooNew) as e:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
+            TimeoutError, SchemaTooNew) as e:
         reason = str(e) or "timed out"
         raise StoreUnavailable(f"postgresql {operation}: {type(e).__name__}: {reason}"[:300]
                                ) from e

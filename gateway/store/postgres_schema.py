@@ -71,21 +71,35 @@ CREATE TABLE {SCHEMA}.namespace_sizes (
     entries bigint NOT NULL,
     PRIMARY KEY (namespace, shard)
 );
-CREATE FUNCTION {SCHEMA}.count_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One statement adds one row (a put), so a row trigger counts it.
+CREATE FUNCTION {SCHEMA}.count_entry() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO {SCHEMA}.namespace_sizes AS sizes (namespace, shard, entries)
-        VALUES (NEW.namespace, hashtext(NEW.key) & {SIZE_SHARDS - 1}, 1)
-        ON CONFLICT (namespace, shard) DO UPDATE SET entries = sizes.entries + 1;
-    ELSE
-        UPDATE {SCHEMA}.namespace_sizes SET entries = entries - 1
-        WHERE namespace = OLD.namespace AND shard = hashtext(OLD.key) & {SIZE_SHARDS - 1};
-    END IF;
+    INSERT INTO {SCHEMA}.namespace_sizes AS sizes (namespace, shard, entries)
+    VALUES (NEW.namespace, hashtext(NEW.key) & {SIZE_SHARDS - 1}, 1)
+    ON CONFLICT (namespace, shard) DO UPDATE SET entries = sizes.entries + 1;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER entry_counted AFTER INSERT OR DELETE ON {SCHEMA}.entries
-    FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.count_entries();
+CREATE TRIGGER entry_added AFTER INSERT ON {SCHEMA}.entries
+    FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.count_entry();
+-- A sweep deletes many rows at once: counted once per statement, its size rows locked in one
+-- order first, so that two replicas sweeping at once never deadlock (a take or a put changes
+-- one size row, and waits on nothing once it holds it).
+CREATE FUNCTION {SCHEMA}.uncount_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM {SCHEMA}.namespace_sizes AS sizes
+    WHERE (sizes.namespace, sizes.shard) IN
+        (SELECT namespace, hashtext(key) & {SIZE_SHARDS - 1} FROM gone)
+    ORDER BY sizes.namespace, sizes.shard FOR UPDATE;
+    UPDATE {SCHEMA}.namespace_sizes AS sizes SET entries = sizes.entries - removed.entries
+    FROM (SELECT namespace, hashtext(key) & {SIZE_SHARDS - 1} AS shard, count(*) AS entries
+          FROM gone GROUP BY 1, 2) AS removed
+    WHERE sizes.namespace = removed.namespace AND sizes.shard = removed.shard;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER entries_removed AFTER DELETE ON {SCHEMA}.entries
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.uncount_entries();
 """),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
