@@ -107,6 +107,30 @@ def test_T3_two_processes_on_one_database_act_as_one_service(
 
 
 @pytest.mark.slow
+def test_T4_refreshes_racing_on_two_processes_sharing_postgresql_get_one_successor(
+        deployments: Callable[..., Deployment], pg_database: str) -> None:
+    """Twenty refreshes of one token at once, spread over two processes: one successor for all
+    of them, and it rotates on."""
+    deployment = deployments(store={"url": postgres_url(pg_database)})
+    a = deployment.start()
+    b = deployment.start(port=free_port())
+    first = code_flow(deployment.browser(), a)
+
+    async def race() -> list[httpx.Response]:
+        data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+                "client_id": "spa"}
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            return list(await asyncio.gather(
+                *(http.post(f"{gateway.url}/token", data=data) for gateway in [a, b] * 10)))
+
+    answers = asyncio.run(race())
+    assert [answer.status_code for answer in answers] == [200] * 20, [a.text for a in answers]
+    successors = {answer.json()["refresh_token"] for answer in answers}
+    assert len(successors) == 1
+    assert refresh(b, successors.pop()).status_code == 200
+
+
+@pytest.mark.slow
 def test_sessions_and_refresh_tokens_survive_a_gateway_restart(
         deployments: Callable[..., Deployment], pg_database: str) -> None:
     deployment = deployments(store={"url": postgres_url(pg_database)})
