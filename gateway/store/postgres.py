@@ -50,6 +50,9 @@ SWEEP_INTERVAL = 30.0  # seconds between two sweeps of a replica (jittered by 20
 SWEEP_BATCH = 1000  # rows one statement deletes at most, so that no sweep holds locks long
 SWEEP_BATCHES = 10  # batches per table and sweep at most; the next sweep does the rest
 CLOSE_TIMEOUT = 5.0
+# A migration may wait for another replica's (the advisory lock) and run DDL: longer than a
+# statement, bounded all the same. Only a start, or `store migrate`, waits on it.
+MIGRATION_TIMEOUT = 30.0
 
 # Errors after which the connection is gone but the statement never ran or can run again
 # harmlessly: an idempotent operation is retried once, at once, on a fresh connection (a pooled
@@ -95,7 +98,7 @@ class PostgresStore:
     # -- the Store interface -----------------------------------------------------------------
 
     async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = _encode(value)
         limit = self._limits.get(namespace)
         if limit is None:
             await self._run("put", lambda c: c.execute(sql.PUT, namespace, key, text, ttl),
@@ -289,14 +292,17 @@ async def migrate(connection: asyncpg.Connection) -> list[sql.Migration]:
     """Apply the migrations this database lacks, each once, each in its own transaction under
     the advisory lock (replicas starting together wait for each other); the ones applied."""
     applied: list[sql.Migration] = []
+    timeout = MIGRATION_TIMEOUT
     while True:
         async with connection.transaction():
-            await connection.execute(sql.LOCK, sql.MIGRATION_LOCK)
+            await connection.execute(f"SET LOCAL statement_timeout = {round(timeout * 1000)}",
+                                     timeout=timeout)
+            await connection.execute(sql.LOCK, sql.MIGRATION_LOCK, timeout=timeout)
             # Created only when missing: a database prepared by an administrator needs no
             # CREATE privilege on the database afterwards.
-            if not await connection.fetchval(sql.HAS_SCHEMA):
-                await connection.execute(sql.CREATE_SCHEMA)
-            version = int(await connection.fetchval(sql.APPLIED_VERSION))
+            if not await connection.fetchval(sql.HAS_SCHEMA, timeout=timeout):
+                await connection.execute(sql.CREATE_SCHEMA, timeout=timeout)
+            version = int(await connection.fetchval(sql.APPLIED_VERSION, timeout=timeout))
             if version > sql.LATEST_VERSION:
                 raise SchemaTooNew(f"the database's schema is version {version}, newer than "
                                    f"this gateway's ({sql.LATEST_VERSION}): upgrade the gateway")
@@ -304,9 +310,9 @@ async def migrate(connection: asyncpg.Connection) -> list[sql.Migration]:
             if not pending:
                 return applied
             migration = pending[0]
-            await connection.execute(migration.sql)
+            await connection.execute(migration.sql, timeout=timeout)
             await connection.execute(sql.RECORD_VERSION, migration.version,
-                                     migration.description)
+                                     migration.description, timeout=timeout)
         log.info("store: schema migrated to version %d (%s)", migration.version,
                  migration.description)
         applied.append(migration)
@@ -348,6 +354,19 @@ def _unavailable(operation: str) -> Iterator[None]:
         reason = str(e) or "timed out"
         raise StoreUnavailable(f"postgresql {operation}: {type(e).__name__}: {reason}"[:300]
                                ) from e
+
+
+def _encode(value: dict[str, Any]) -> str:
+    """JSON text for the database, UTF-8 where it can be: a lone surrogate (a provider's claim
+    may hold one) cannot be encoded, so such a value is written with ASCII escapes, which
+    decode back to the very same string."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def _decode(text: Any) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from store_backends import (
     TcpProxy,
@@ -116,6 +117,28 @@ def test_replicas_starting_together_migrate_once(fresh_database: str) -> None:
     assert applied_versions(fresh_database) == [m.version for m in schema.MIGRATIONS]
 
 
+def test_a_replica_waits_for_another_ones_migration_past_its_statement_timeout(
+        fresh_database: str) -> None:
+    """While another replica holds the migration lock (here: the test, for longer than the
+    store's 0.3 s statement timeout), a starting store waits for it instead of failing, then
+    finds the schema as the other left it."""
+    async def scenario() -> None:
+        holder = await asyncpg.connect(postgres_url(fresh_database))
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(schema.LOCK, schema.MIGRATION_LOCK)
+        store = PostgresStore(postgres_url(fresh_database, command_timeout=0.3))
+        ping = asyncio.ensure_future(store.ping())
+        await asyncio.sleep(1.0)  # three statement timeouts
+        assert not ping.done()  # waiting on the lock: it cannot have finished
+        await transaction.rollback()
+        await holder.close()
+        assert await ping is True
+        await store.close()
+    asyncio.run(scenario())
+    assert applied_versions(fresh_database) == [m.version for m in schema.MIGRATIONS]
+
+
 def test_a_schema_newer_than_the_gateway_is_refused(fresh_database: str) -> None:
     asyncio.run(migrate_database(postgres_url(fresh_database)))
     pg_query(fresh_database, "INSERT INTO oauth_gateway.schema_version (version, description) "
@@ -150,6 +173,21 @@ def test_entries_are_json_rows_that_expire_by_the_database_clock(
         assert 80 < rows[0]["left"] <= 90
         await store.close()
     asyncio.run(scenario())
+
+
+def test_a_value_with_a_lone_surrogate_round_trips(pg_database: str) -> None:
+    """A claim may hold what UTF-8 cannot: stored escaped, read back the same, never a 500."""
+    value = {"name": "Ada \ud800 Lovelace", "city": "Zürich"}
+
+    async def scenario() -> None:
+        store = PostgresStore(postgres_url(pg_database))
+        await store.put("session", "k", value, TTL)
+        assert await store.get("session", "k") == value
+        await store.put("session", "plain", {"city": "Zürich"}, TTL)
+        await store.close()
+    asyncio.run(scenario())
+    stored = pg_query(pg_database, "SELECT value FROM oauth_gateway.entries WHERE key = 'plain'")
+    assert stored[0]["value"] == '{"city":"Zürich"}'  # UTF-8 where it can be
 
 
 def test_expired_rows_are_swept_in_the_background(pg_database: str) -> None:
