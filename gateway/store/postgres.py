@@ -215,7 +215,15 @@ class PostgresStore:
             raise StoreUnavailable("postgresql: the store is closed")
         if self._lock is None:
             self._lock = asyncio.Lock()
-        async with self._lock:
+        # Requests arriving while another one connects and migrates wait for it, but no longer
+        # than one operation may take: queued behind a dead server, each would otherwise wait
+        # for every connection attempt before its own.
+        try:
+            async with asyncio.timeout(self.connect_timeout + self.command_timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("postgresql: still connecting to the database") from None
+        try:
             if self._pool is None:
                 with _unavailable("connect"):
                     self._pool = await asyncpg.create_pool(
@@ -236,6 +244,8 @@ class PostgresStore:
                 self._ready = True
                 if not self._closed:
                     self._spawn(self._sweep_forever())
+        finally:
+            self._lock.release()
         return self._pool
 
     async def _run(self, operation: str, statement: Callable[[asyncpg.Connection], Awaitable[T]],

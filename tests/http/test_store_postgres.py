@@ -400,6 +400,33 @@ def test_a_stalled_database_times_out_instead_of_hanging(
     asyncio.run(scenario())
 
 
+def test_requests_queued_behind_a_dead_server_at_start_each_wait_one_timeout(
+        pg_database: str, proxy: TcpProxy) -> None:
+    """A gateway starting while the database link is dead, forty requests at once: each gets
+    its StoreUnavailable within about one operation's timeouts (1 s here), not after every
+    connection attempt queued before its own (40 x 0.5 s)."""
+    proxy.stall()
+
+    async def scenario() -> list[float]:
+        store = PostgresStore(postgres_url(pg_database, port=proxy.port, connect_timeout=0.5,
+                                           command_timeout=0.5))
+        started = time.monotonic()
+
+        async def one() -> float:
+            with pytest.raises(StoreUnavailable):
+                await store.get("session", "k")
+            return time.monotonic() - started
+
+        waited = await asyncio.gather(*(one() for _ in range(40)))
+        await store.close()
+        return waited
+
+    waited = asyncio.run(scenario())
+    proxy.restore()
+    # Against the 20 s of queued attempts: a bound only a regression reaches.
+    assert max(waited) < 10.0, sorted(waited)
+
+
 def test_backends_terminated_by_an_administrator_are_replaced(pg_database: str) -> None:
     """pg_terminate_backend on every connection of the store (as a failover or an
     administrator does): the next operations get new connections and succeed."""
