@@ -48,7 +48,8 @@ POOL_WAIT = 5.0
 IDLE_CONNECTION_LIFETIME = 300.0  # seconds before an unused pooled connection is closed
 SWEEP_INTERVAL = 30.0  # seconds between two sweeps of a replica (jittered by 20%)
 SWEEP_BATCH = 1000  # rows one statement deletes at most, so that no sweep holds locks long
-SWEEP_BATCHES = 10  # batches per table and sweep at most; the next sweep does the rest
+SWEEP_BATCHES = 10  # batches per table and sweep at most; the next sweep does the rest,
+SWEEP_AGAIN = 1.0  # this many seconds later when a sweep left expired rows behind
 CLOSE_TIMEOUT = 5.0
 # A migration may wait for another replica's (the advisory lock) and run DDL: longer than a
 # statement, bounded all the same. Only a start, or `store migrate`, waits on it.
@@ -171,26 +172,32 @@ class PostgresStore:
 
     # -- expiry ----------------------------------------------------------------------------
 
-    async def sweep(self) -> int:
-        """Delete expired rows, a bounded number of batches per table; the rows deleted."""
-        deleted = 0
+    async def sweep(self) -> tuple[int, bool]:
+        """Delete expired rows, a bounded number of batches per table: the rows deleted, and
+        whether some may be left (a table gave full batches up to the bound)."""
+        deleted, unfinished = 0, False
         for statement in sql.SWEEPS.values():
-            for _ in range(SWEEP_BATCHES):
+            for batch in range(SWEEP_BATCHES):
                 status = await self._run("sweep", functools.partial(_sweep_batch, statement))
                 count = int(str(status).rsplit(" ", 1)[-1])
                 deleted += count
                 if count < SWEEP_BATCH:
                     break
-        return deleted
+                unfinished = unfinished or batch == SWEEP_BATCHES - 1
+        return deleted, unfinished
 
     async def _sweep_forever(self) -> None:
+        pause = self._sweep_interval
         while True:
-            await asyncio.sleep(self._sweep_interval * random.uniform(0.8, 1.2))
+            await asyncio.sleep(pause * random.uniform(0.8, 1.2))
+            pause = self._sweep_interval
             try:
-                deleted = await self.sweep()
+                deleted, unfinished = await self.sweep()
             except StoreUnavailable as e:
                 log.debug("store: sweep skipped: %s", e)
                 continue
+            if unfinished:  # rows expire faster than a sweep a period deletes: keep up
+                pause = min(SWEEP_AGAIN, self._sweep_interval)
             if deleted:
                 log.debug("store: swept %d expired rows", deleted)
 

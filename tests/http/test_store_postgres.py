@@ -30,7 +30,7 @@ from store_backends import (
     require_postgres,
 )
 
-from gateway.store import StoreFull, StoreUnavailable
+from gateway.store import StoreFull, StoreUnavailable, postgres
 from gateway.store import postgres_schema as schema
 from gateway.store.postgres import PostgresStore, migrate_database
 
@@ -226,7 +226,7 @@ def test_replicas_sweeping_at_once_share_the_work(pg_database: str) -> None:
                                     "SELECT 'session', 'k' || i, '{}', now() - interval '1 s' "
                                     "FROM generate_series(1, 3000) AS i")
         swept = await asyncio.gather(*(store.sweep() for store in stores))
-        assert sum(swept) == 3000, swept
+        assert sum(deleted for deleted, _ in swept) == 3000, swept
         for store in stores:
             await store.close()
     asyncio.run(scenario())
@@ -235,6 +235,26 @@ def test_replicas_sweeping_at_once_share_the_work(pg_database: str) -> None:
     sizes = pg_query(pg_database, "SELECT sum(entries) AS n FROM oauth_gateway.namespace_sizes "
                                   "WHERE namespace = 'session'")
     assert sizes[0]["n"] == 0
+
+
+def test_a_sweep_is_bounded_and_says_when_it_left_rows_behind(
+        pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 10, at most 3 a table: 75 expired rows take three sweeps, the first two
+    saying that some are left (the background sweeper then comes back in a second)."""
+    monkeypatch.setattr(postgres, "SWEEP_BATCH", 10)
+    monkeypatch.setattr(postgres, "SWEEP_BATCHES", 3)
+
+    async def scenario() -> list[tuple[int, bool]]:
+        store = PostgresStore(postgres_url(pg_database), sweep_interval=3600)
+        await store.ping()
+        await pg_fetch(pg_database, "INSERT INTO oauth_gateway.entries "
+                                    "SELECT 'session', 'k' || i, '{}', now() - interval '1 s' "
+                                    "FROM generate_series(1, 75) AS i")
+        results = [await store.sweep() for _ in range(3)]
+        await store.close()
+        return results
+
+    assert asyncio.run(scenario()) == [(30, True), (30, True), (15, False)]
 
 
 def test_namespace_sizes_follow_puts_takes_deletes_and_replacements(pg_database: str) -> None:
