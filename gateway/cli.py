@@ -1,4 +1,5 @@
-"""The `oauth-gateway` command: `serve [--dev]`, `config check [--dev]`, `keys`, `clients`.
+"""The `oauth-gateway` command: `serve [--dev]`, `config check [--dev]`, `keys`, `sessions`,
+`store migrate`, `clients`.
 
 Argument parsing only; the work happens in the package. Configuration problems end the process
 with one line naming the key and exit status 2, never a traceback.
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _hash_client_secret(generate=args.generate)
         if args.command == "sessions":
             return asyncio.run(_sessions(args))
+        if args.command == "store":
+            return asyncio.run(_migrate_store(args.config))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR
@@ -165,6 +168,20 @@ def _parser() -> argparse.ArgumentParser:
     whom.add_argument("--sub", help="the user: the `sub` claim of their tokens")
     whom.add_argument("--sid", help="one session: the `sid` claim of its tokens (revoke only)")
     sessions.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+    store = commands.add_parser(
+        "store", formatter_class=formatter,
+        help="Create or migrate the store's schema before the gateways start.",
+        description="Apply the schema migrations the store of the configuration lacks (a "
+                    "PostgreSQL database or a SQLite file; Redis and memory have none), each "
+                    "once, then exit 0; exit 1 if the store cannot be reached. Every gateway "
+                    "does the same when it starts: run it first to migrate with an account the "
+                    "gateways do not use, or to see that a deployment can reach its store.",
+        epilog="examples:\n"
+               "  oauth-gateway store migrate --config /etc/oauth-gateway/gateway.toml")
+    store.add_argument("action", choices=["migrate"], metavar="migrate",
+                       help="the only action: migrate the schema")
+    store.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
 
     clients = commands.add_parser(
         "clients", formatter_class=formatter,
@@ -339,6 +356,18 @@ async def _sessions(args: argparse.Namespace) -> int:
         return 0
     finally:
         await ctx.store.close()
+
+
+async def _migrate_store(config: str | None) -> int:
+    from gateway.store import StoreUnavailable
+    from gateway.store.factory import migrate_store
+
+    try:
+        print(await migrate_store(_settings(config)))
+    except StoreUnavailable as e:
+        print(f"oauth-gateway: store migrate: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _utc(seconds: float) -> str:

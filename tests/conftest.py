@@ -141,6 +141,26 @@ def redis_prefix() -> Iterator[str]:
     delete_prefix(prefix)
 
 
+@pytest.fixture(scope="session")
+def pg_run_database() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own (a unique name), dropped at its end."""
+    from store_backends import create_database, drop_database, require_postgres
+
+    require_postgres()
+    name = create_database()
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture
+def pg_database(pg_run_database: str) -> str:
+    """The run's PostgreSQL database, emptied of what earlier tests stored."""
+    from store_backends import empty_store_tables
+
+    empty_store_tables(pg_run_database)
+    return pg_run_database
+
+
 @pytest.fixture
 def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Callable[..., Stack]]:

@@ -238,10 +238,11 @@ class ProviderSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    # memory://, sqlite:///absolute/path.db, sqlite:relative.db or redis://host:port/db;
-    # empty: memory:// in development mode, gateway.store.location.PRODUCTION_URL otherwise.
+    # memory://, sqlite:///absolute/path.db, sqlite:relative.db, redis://host:port/db or
+    # postgresql://user@host:5432/dbname; empty: memory:// in development mode,
+    # gateway.store.location.PRODUCTION_URL otherwise.
     url: str = ""
-    password: Secret = NO_SECRET  # the Redis password, when it is not in the URL
+    password: Secret = NO_SECRET  # the Redis or PostgreSQL password, when not in the URL
     key_prefix: str = "oauth-gateway"  # Redis keys start with it: gateways may share a Redis
 
 

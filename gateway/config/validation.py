@@ -295,8 +295,9 @@ def _check_store(settings: Settings) -> None:
         location = parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode))
     except ValueError as e:
         raise ConfigError("store.url", str(e)) from None
-    if store.password and location.kind != "redis":
-        raise ConfigError("store.password", "is only for a redis:// or rediss:// store.url")
+    if store.password and location.kind not in ("redis", "postgres"):
+        raise ConfigError("store.password",
+                          "is only for a redis://, rediss:// or postgresql:// store.url")
     if store.password and location.has_password:
         raise ConfigError("store.password", "store.url holds a password already; set only one")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
@@ -315,7 +316,7 @@ def _check_workers(settings: Settings) -> None:
     if parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode)).kind == "memory":
         raise ConfigError("listen.workers", f"{workers} worker processes cannot use the "
                           "memory:// store: login transactions and sessions would not be shared "
-                          "between them; use a sqlite:/// or redis:// store.url")
+                          "between them; use a sqlite:///, redis:// or postgresql:// store.url")
 
 
 def _check_operations(settings: Settings) -> None:
