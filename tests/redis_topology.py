@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 from log_canaries import SCAN
+from redis.crc import key_slot
 from store_backends import free_port, unavailable
 
 PASSWORD = "Rq7-data-nodes-Vx2mK9pL4sT8wZ3"  # the Redis servers' (store.password_file)
@@ -206,30 +207,42 @@ class SentinelTopology:
     def current_master(self) -> Node:
         return self.node_at(self.master_port(self.sentinels[0]))
 
-    def wait_healthy(self, *, for_failover: bool = True) -> None:
-        """Every sentinel agrees on one master and sees two replicas that answer, and the
-        master has both replicas online; `for_failover`: each sentinel sees the two others
-        too (after a failover the sentinels find each other again, which takes seconds)."""
-        def healthy() -> bool:
+    def wait_replicating(self) -> Node:
+        """Until every sentinel names one master, and both replicas acknowledge a write on it
+        (what the store needs: the master found, writes acknowledged). Returns the master."""
+        def replicating() -> bool:
             ports = {self.master_port(sentinel) for sentinel in self.sentinels}
             if len(ports) != 1:
                 return False
-            master = self.node_at(ports.pop())
-            replication = master.info("replication")
-            if replication.get("role") != "master" or replication.get("connected_slaves") != 2:
-                return False
+            with self.node_at(ports.pop()).client() as client:
+                if client.info("replication").get("role") != "master":
+                    return False
+                probe = client.pipeline(transaction=False)  # WAIT counts this connection's write
+                probe.set("redis-topology:probe", "1")
+                probe.wait(len(self.replicas), 500)
+                _, acknowledged = probe.execute()
+            return bool(acknowledged == len(self.replicas))
+        until(replicating, "one master, named by every sentinel, both replicas acknowledging")
+        return self.current_master()
+
+    def wait_healthy(self) -> None:
+        """Replicating, and every sentinel sees the master, its two replicas and the two other
+        sentinels without a fault: ready for a failover. (After one, the sentinels take up to
+        their 10 s INFO period to settle again.)"""
+        self.wait_replicating()
+
+        def ready() -> bool:
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     state = client.execute_command("SENTINEL", "MASTER", MASTER_NAME)
                     replicas = client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
-                if state[b"flags"] != b"master" or state[b"num-slaves"] != b"2":
-                    return False
-                if for_failover and state[b"num-other-sentinels"] != b"2":
+                if (state[b"flags"] != b"master" or state[b"num-slaves"] != b"2"
+                        or state[b"num-other-sentinels"] != b"2"):
                     return False
                 if any(replica[b"flags"] != b"slave" for replica in replicas):
                     return False
             return True
-        until(healthy, "the Sentinel topology healthy (one master, 2 replicas, 3 sentinels)")
+        until(ready, "the sentinels ready for a failover (3 sentinels, 1 master, 2 replicas)")
 
     def wait_failover(self, old: Node) -> Node:
         """Until every sentinel names a new master that says it is one."""
@@ -243,7 +256,7 @@ class SentinelTopology:
 
     def heal(self) -> None:
         """Restart what a test killed (a former master comes back as a replica) and resume
-        what it froze, then wait until the topology is whole again."""
+        what it froze, then wait until the master has both replicas again."""
         master = self.current_master()
         for node in self.data_nodes:
             if node.running:
@@ -255,7 +268,7 @@ class SentinelTopology:
                     config.write(f"replicaof 127.0.0.1 {master.port}\n")
                 node.process = None
                 node.start()
-        self.wait_healthy(for_failover=False)
+        self.wait_replicating()
 
     def delete_prefix(self, prefix: str) -> None:
         delete_keys(self.current_master(), prefix)
@@ -309,13 +322,24 @@ class ClusterTopology:
             return True
         until(healthy, "the Cluster's three masters agreeing it is ok")
 
-    def keys_by_node(self, pattern: str) -> dict[str, int]:
-        """How many keys matching `pattern` each master holds."""
+    def keys_by_node(self, prefix: str) -> dict[str, int]:
+        """How many keys under `prefix` (hash-tagged ones too) each master holds."""
         counts = {}
         for node in self.masters:
             with node.client() as client:
-                counts[node.name] = sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+                counts[node.name] = sum(1 for pattern in (f"{prefix}:*", f"{{{prefix}:*")
+                                        for _ in client.scan_iter(match=pattern, count=1000))
         return counts
+
+    def node_for(self, key: str) -> Node:
+        """The master serving `key`'s hash slot."""
+        slot = key_slot(key.encode())
+        with self.masters[0].client() as client:
+            ranges = client.execute_command("CLUSTER", "SLOTS")
+        for start, end, (_host, port, *_), *_replicas in ranges:
+            if start <= slot <= end:
+                return next(node for node in self.masters if node.port == int(port))
+        raise AssertionError(f"no master serves slot {slot}")
 
     def restart(self, node: Node) -> None:
         """SIGTERM (Redis writes its append-only file and exits), then the same node again:
