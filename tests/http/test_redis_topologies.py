@@ -36,6 +36,7 @@ from oidc_support import (
     refresh,
     tokens_for,
 )
+from redis.crc import key_slot
 from redis_topology import (
     PASSWORD,
     SENTINEL_PASSWORD,
@@ -247,11 +248,36 @@ def test_T7_without_min_replicas_ack_the_sentinel_store_never_waits(
 # Cluster
 
 
+def record_commands(stack: Stack) -> list[tuple[Any, ...]]:
+    """Every command the gateway's Cluster client sends from now on, with its arguments."""
+    client = stack.ctx.store._redis  # the store's RedisCluster
+    sent: list[tuple[Any, ...]] = []
+    send = client.execute_command
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        sent.append(args)
+        return await send(*args, **kwargs)
+
+    client.execute_command = recorded
+    return sent
+
+
+def keys_of(command: tuple[Any, ...]) -> list[str]:
+    """The keys a store command touches: a script's KEYS, else the one after the name."""
+    name = str(command[0]).upper()
+    if name in ("EVALSHA", "EVAL"):
+        return [str(key) for key in command[3:3 + int(command[2])]]
+    if name in ("PING", "SCRIPT LOAD", "SCRIPT EXISTS"):
+        return []
+    return [str(command[1])]
+
+
 def test_a_cluster_spreads_logins_refreshes_revocations_and_sign_outs_over_its_masters(
         cluster_topology: ClusterTopology,
         topology_stack: Callable[..., tuple[Stack, str]]) -> None:
     topology = cluster_topology
     stack, prefix = topology_stack(topology, tokens={"verify_checks_revocation": True})
+    sent = record_commands(stack)
     browsers = [stack.browser() for _ in range(4)]
     issued = [tokens_for(stack, browser) for browser in browsers]
     rotated = []
@@ -282,6 +308,14 @@ def test_a_cluster_spreads_logins_refreshes_revocations_and_sign_outs_over_its_m
     # The others are untouched.
     assert signed_in(browsers[2])
     assert refresh(stack, rotated[2]["refresh_token"]).status_code == 200
+
+    # No command touched keys of two slots (a Cluster would refuse it): every one names one
+    # key but the bounded namespaces' scripts, whose entry and index share a hash tag.
+    touched = [keys_of(command) for command in sent]
+    assert len(touched) > 100
+    assert all(len({key_slot(key.encode()) for key in keys}) <= 1 for keys in touched)
+    several = {key.split("}")[0] + "}" for keys in touched if len(keys) > 1 for key in keys}
+    assert several == {f"{{{prefix}:login-tx}}", f"{{{prefix}:oidc-request}}"}, several
 
 
 def test_a_cluster_master_restarted_and_the_service_recovers(
@@ -319,3 +353,25 @@ def test_a_cluster_master_restarted_and_the_service_recovers(
     assert onward.status_code == 200, onward.text
     assert refresh(stack, onward.json()["refresh_token"]).status_code == 200
     assert tokens_for(stack, stack.browser())["access_token"]  # a new login
+
+
+def test_a_burst_beyond_the_cluster_pools_waits_instead_of_failing(
+        cluster_topology: ClusterTopology) -> None:
+    """redis-py's Cluster pools refuse a connection beyond their size instead of waiting: the
+    store keeps its operations in flight below it, so 1000 logins at once are all served."""
+    prefix = unique_prefix()
+
+    async def burst() -> None:
+        store = RedisStore(cluster_topology.url(), password=PASSWORD, key_prefix=prefix,
+                           namespace_limits={"login-tx": 5000})
+        try:
+            await asyncio.gather(*(store.put("login-tx", f"s-{i}", {"i": i}, 60)
+                                   for i in range(1000)))
+            taken = await asyncio.gather(*(store.take("login-tx", f"s-{i}") for i in range(1000)))
+            assert taken == [{"i": i} for i in range(1000)]
+        finally:
+            await store.close()
+    try:
+        asyncio.run(burst())
+    finally:
+        cluster_topology.delete_prefix(prefix)
