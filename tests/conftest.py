@@ -161,6 +161,25 @@ def pg_database(pg_run_database: str) -> str:
     return pg_run_database
 
 
+@pytest.fixture(scope="session")
+def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis master, two replicas and three sentinels of the tests' own
+    (tests/redis_topology.py), started once: a test that breaks it heals it before it ends."""
+    from redis_topology import SentinelTopology, running
+
+    with running(SentinelTopology(tmp_path_factory.mktemp("redis-sentinel"))) as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def cluster_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster of three masters of the tests' own (tests/redis_topology.py)."""
+    from redis_topology import ClusterTopology, running
+
+    with running(ClusterTopology(tmp_path_factory.mktemp("redis-cluster"))) as topology:
+        yield topology
+
+
 @pytest.fixture
 def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Callable[..., Stack]]:

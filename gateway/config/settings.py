@@ -244,6 +244,10 @@ class StoreSettings:
     url: str = ""
     password: Secret = NO_SECRET  # the Redis or PostgreSQL password, when not in the URL
     key_prefix: str = "oauth-gateway"  # Redis keys start with it: gateways may share a Redis
+    sentinel_password: Secret = NO_SECRET  # redis+sentinel://: the sentinels' own password
+    # Replicas that must acknowledge a write before the gateway answers (WAIT; SECURITY T7);
+    # 0: none. Redis and Sentinel only.
+    min_replicas_ack: int = 0
 
 
 OIDC_SCOPES = ("openid", "email", "profile", "offline_access")

@@ -41,16 +41,18 @@ from gateway.config.settings import (
     ProviderSettings,
     Secret,
     Settings,
+    StoreSettings,
     TokenSettings,
     TracingSettings,
     TwitterSettings,
     UpstreamSettings,
 )
 from gateway.errors import ConfigError
-from gateway.store.location import parse_store_url, store_url
+from gateway.store.location import StoreLocation, parse_store_url, store_url
 
 MIN_API_TOKEN_LENGTH = 32
 MAX_VERIFIED_CACHE_MB = 65_536
+MAX_REPLICAS_ACK = 16  # store.min_replicas_ack
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -303,6 +305,24 @@ def _check_store(settings: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
         raise ConfigError("store.key_prefix",
                           "must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+    _check_redis_topology(store, location)
+
+
+def _check_redis_topology(store: StoreSettings, location: StoreLocation) -> None:
+    """Settings only some Redis topologies can honour."""
+    topology = location.topology.kind if location.topology is not None else location.kind
+    if store.sentinel_password and topology != "sentinel":
+        raise ConfigError("store.sentinel_password", "is only for a redis+sentinel:// or "
+                          "rediss+sentinel:// store.url")
+    acks = store.min_replicas_ack
+    if not 0 <= acks <= MAX_REPLICAS_ACK:
+        raise ConfigError("store.min_replicas_ack",
+                          f"must be between 0 and {MAX_REPLICAS_ACK} (got {acks})")
+    if acks and topology not in ("redis", "sentinel"):
+        # A Cluster's WAIT would have to follow each key to its node: not done (docs/deploy.md).
+        what = "a Redis Cluster" if topology == "cluster" else f"the {topology} store"
+        raise ConfigError("store.min_replicas_ack", f"{what} cannot wait for replicas: only a "
+                          "redis://, rediss:// or redis+sentinel:// store.url can")
 
 
 def _check_workers(settings: Settings) -> None:

@@ -38,7 +38,9 @@ def open_store(settings: Settings) -> Store:
         from gateway.store.redis import RedisStore
 
         return RedisStore(location.url, password=settings.store.password.reveal() or None,
-                          key_prefix=settings.store.key_prefix, namespace_limits=limits)
+                          key_prefix=settings.store.key_prefix, namespace_limits=limits,
+                          sentinel_password=settings.store.sentinel_password.reveal() or None,
+                          min_replicas_ack=settings.store.min_replicas_ack)
     if location.kind == "postgres":
         from gateway.store.postgres import PostgresStore
 

@@ -5,6 +5,8 @@
     sqlite:gateway.db                a file, relative to the working directory
     redis://[user:password@]host:port/db, rediss://...   shared by several replicas
     postgresql://user[:password]@host:5432/dbname, postgres://...   shared by several replicas
+    redis+sentinel://host:26379,.../<master name>[/db], redis+cluster://host:7000,...
+                                     Redis with failover: redis_urls.py parses them
 
 Paths follow SQLite's own URI filenames (`file:///abs/path`, `file:relative`): what comes after
 `sqlite:` is the path, so three slashes start an absolute one.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from gateway.store import redis_urls
 
 DEVELOPMENT_URL = "memory://"
 # The container image creates /var/lib/oauth-gateway, owned by the gateway's user, for its keys;
@@ -45,11 +49,15 @@ class StoreLocation:
     path: str = ""  # sqlite: the database file
     url: str = ""  # redis: the URL as redis-py takes it; postgres: as configured
     has_password: bool = False
+    # redis+sentinel:// and redis+cluster://: the servers, the master's name, the options.
+    topology: redis_urls.RedisTopology | None = None
 
     def describe(self) -> str:
         """For logs: never the password."""
         if self.kind == "sqlite":
             return f"sqlite {self.path}"
+        if self.topology is not None:
+            return self.topology.describe()
         if self.kind == "redis":
             parts = urlsplit(self.url)
             return f"{parts.scheme} {parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
@@ -66,6 +74,10 @@ def store_url(configured: str, *, dev_mode: bool) -> str:
 
 def parse_store_url(url: str) -> StoreLocation:
     """Parse and check a store URL; a ValueError's message says what is wrong, in one line."""
+    if url.partition("://")[0].lower() in redis_urls.SCHEMES:
+        topology = redis_urls.parse(url)
+        return StoreLocation("redis", url=url, has_password=bool(topology.password),
+                             topology=topology)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES or ("://" not in url and scheme != "sqlite"):

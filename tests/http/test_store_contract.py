@@ -1,8 +1,9 @@
-"""One contract for the four store backends (memory, SQLite in a temporary file, the real
-Redis on 127.0.0.1:6379, the real PostgreSQL on 127.0.0.1:5432 in a database of the test run's
-own), then what only SQLite (a file that outlives the process, never blocking the event loop)
-and Redis (shared by replicas, failing fast and recovering) promise; PostgreSQL's own promises
-are in test_store_postgres.py."""
+"""One contract for the store backends (memory, SQLite in a temporary file, the real Redis on
+127.0.0.1:6379, Redis with failover: a Sentinel-watched master and a Cluster of the tests' own,
+and the real PostgreSQL on 127.0.0.1:5432 in a database of the test run's own), then what only
+SQLite (a file that outlives the process, never blocking the event loop) and Redis (shared by
+replicas, failing fast and recovering) promise; PostgreSQL's own promises are in
+test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis_topology import PASSWORD, SENTINEL_PASSWORD
 from store_backends import (
     REDIS_URL,
     PrivateRedis,
@@ -60,7 +62,7 @@ class Backend:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "sentinel", "cluster", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "postgres":
         url = postgres_url(request.getfixturevalue("pg_database"))
@@ -71,12 +73,23 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     elif request.param == "sqlite":
         path = tmp_path / "gateway.db"
         yield Backend("sqlite", lambda limit: SqliteStore(path, namespace_limits=_limits(limit)))
-    else:
+    elif request.param == "redis":
         require_redis()
         prefix = unique_prefix()
         yield Backend("redis", lambda limit: RedisStore(REDIS_URL, key_prefix=prefix,
                                                         namespace_limits=_limits(limit)))
         delete_prefix(prefix)
+    else:
+        # Redis with failover (tests/redis_topology.py, started once for the session): the
+        # master the sentinels name, every write acknowledged by a replica (SECURITY T7); and
+        # a Cluster of three masters, the bounded namespace's keys in one hash slot.
+        topology = request.getfixturevalue(f"{request.param}_topology")
+        prefix = unique_prefix()
+        acks = 1 if request.param == "sentinel" else 0
+        yield Backend(request.param, lambda limit: RedisStore(
+            topology.url(), password=PASSWORD, sentinel_password=SENTINEL_PASSWORD,
+            key_prefix=prefix, namespace_limits=_limits(limit), min_replicas_ack=acks))
+        topology.delete_prefix(prefix)
 
 
 def _limits(limit: int | None) -> dict[str, int] | None:
