@@ -50,9 +50,6 @@ OVERLAYS = sorted(p.parent for p in (KUBERNETES / "overlays").glob("*/kustomizat
 VARIANTS = [BASE, *OVERLAYS]
 # The oldest Kubernetes the manifests are for: the preStop `sleep` action is on from 1.30.
 KUBERNETES_VERSION = "1.30"
-# Store URL forms other work is adding to the gateway (issue 17); the overlays that use them
-# are checked with the base's store until the gateway accepts them.
-PENDING_STORE_SCHEMES = {"redis+sentinel", "postgresql"}
 IMAGE_UID = 10001  # the Dockerfile's USER
 
 
@@ -269,12 +266,7 @@ def lay_out_pod(resources: list[Resource], root: Path) -> Pod:
     config = Path(moved_environ[ENV_CONFIG_PATH])
     config.write_text(move_toml(config.read_text(), move))
     store_url = environ["GATEWAY_STORE__URL"]
-    scheme = urlsplit(store_url).scheme
-    try:
-        parse_store_url(store_url)
-    except ValueError:
-        assert scheme in PENDING_STORE_SCHEMES, f"the gateway refuses store.url {store_url}"
-        moved_environ["GATEWAY_STORE__URL"] = environment(render(BASE))["GATEWAY_STORE__URL"]
+    parse_store_url(store_url)  # a ValueError: the gateway would refuse to start with it
     settings = load_settings(None, moved_environ)
     return Pod(root, mounts, environ, settings, store_url)
 
