@@ -48,12 +48,14 @@ CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
 SCENARIOS = ("verify", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
-# /verify with tokens.verify_checks_revocation, per store: (name, GATEWAY_... settings).
+# /verify with tokens.verify_checks_revocation, per store: (name, GATEWAY_... settings); and
+# PostgreSQL, in a database of the benchmark's own on the local server (_postgres_database).
 REVOCATION_STORES = (
     ("memory", {}),
     ("Redis", {"GATEWAY_STORE__URL": "redis://127.0.0.1:6379/0",
                "GATEWAY_STORE__KEY_PREFIX": f"bench-{secrets.token_hex(4)}"}),
 )
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_VERIFY, TARGET_VERIFY_P99 = 0.9, 1.5
 TARGET_REFUSALS = 0.5
 TARGET_WORKERS = 1.5
@@ -261,8 +263,10 @@ def _verify_scenario(runs: int, seconds: int) -> list[Row]:
                                   expect_status=401))
                 subjects.append((name, same_forged))
                 # tokens.verify_checks_revocation: every /verify asks the store (the memory
-                # store of development mode, then Redis, as several replicas would share).
-                for store, env in REVOCATION_STORES:
+                # store of development mode, then Redis and PostgreSQL, as several replicas
+                # would share).
+                postgres = {"GATEWAY_STORE__URL": stack.enter_context(_postgres_database())}
+                for store, env in (*REVOCATION_STORES, ("PostgreSQL", postgres)):
                     checked_base, checked_token = stack.enter_context(_gateway(
                         algorithm, {"GATEWAY_TOKENS__VERIFY_CHECKS_REVOCATION": "true", **env}))
                     name = f"/verify valid token, RS256, revocation checked ({store})"
@@ -416,6 +420,28 @@ def _gateway(algorithm: str, settings: dict[str, str] | None = None
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(20)
+
+
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A new database on the local PostgreSQL, dropped at the end: its store.url."""
+    import asyncio
+
+    import asyncpg
+
+    async def run(statement: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    name = f"bench_{secrets.token_hex(4)}"
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _login(base: str) -> str:

@@ -15,6 +15,7 @@ from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import XSRF, CookiePolicy, versioned_secrets
+from gateway.handlers.account import EndOtherSessionsHandler, EndSessionOfUserHandler
 from gateway.handlers.admin import AdminSessionsHandler
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
 from gateway.handlers.base import (
@@ -73,7 +74,13 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
     if store is None:  # not `store or ...`: an empty MemoryStore is falsy (it has __len__)
         store = open_store(settings)
     metrics = GatewayMetrics()  # this gateway's own registry: never the module-global one
-    upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics)
+    tracing = None
+    if settings.tracing.otlp_endpoint:
+        from gateway.tracing import open_tracing  # the `tracing` extra (config/validation.py)
+
+        tracing = open_tracing(settings.tracing)
+    upstream = Upstream(make_http_client(settings.upstream), settings.upstream, metrics,
+                        tracing)
     # The gateway's own origin is always a safe place to land (its pages, e.g. the demo page);
     # development mode adds apps on loopback, any port (redirects.DEV_LOOPBACK_RETURNS).
     allowed = parse_allowlist([f"{settings.issuer}/", *settings.login.allowed_return_urls],
@@ -83,7 +90,8 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         keyset=keyset,
         store=store,
         issuer=TokenIssuer(keyset, policy, clock=clock),
-        verifier=TokenVerifier(keyset, policy, clock=clock),
+        verifier=TokenVerifier(keyset, policy, clock=clock,
+                               cache_bytes=settings.tokens.verified_cache_mb * 2**20),
         sessions=Sessions(store, lifetime=settings.cookies.session_lifetime,
                           idle_timeout=settings.cookies.session_idle_timeout, clock=clock),
         cookies=CookiePolicy(settings.cookies),
@@ -95,6 +103,7 @@ def build_context(settings: Settings, keyset: KeySet, *, store: Store | None = N
         pending_caps=PendingCaps(store, per_client=settings.login.max_pending_per_client,
                                  lifetime=settings.login.transaction_lifetime, clock=clock)
         if enforces_limits(settings) else None,
+        tracing=tracing,
     )
 
 
@@ -114,6 +123,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
+        (r"/account/sessions/end", EndSessionOfUserHandler, {"ctx": ctx}),
+        (r"/account/sessions/end-others", EndOtherSessionsHandler, {"ctx": ctx}),
         (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
@@ -191,6 +202,7 @@ def edge(ctx: GatewayContext, routes: dict[type[Any], str]) -> Edge:
         security_headers=security_headers(
             settings.dev.image_origins if settings.dev_mode else ()),
         inflight=InFlightRequests(),
+        tracing=ctx.tracing,
     )
 
 

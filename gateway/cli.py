@@ -1,4 +1,5 @@
-"""The `oauth-gateway` command: `serve [--dev]`, `config check [--dev]`, `keys`, `clients`.
+"""The `oauth-gateway` command: `serve [--dev]`, `config check [--dev]`, `keys`, `sessions`,
+`store migrate`, `clients`.
 
 Argument parsing only; the work happens in the package. Configuration problems end the process
 with one line naming the key and exit status 2, never a traceback.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import logging
 import os
@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _hash_client_secret(generate=args.generate)
         if args.command == "sessions":
             return asyncio.run(_sessions(args))
+        if args.command == "store":
+            return asyncio.run(_migrate_store(args.config))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-DESCRIPTION = "Social-login gateway: sign in with Google, Facebook or X, get a signed JWT."
+DESCRIPTION = ("Social-login gateway: sign in with Google, Facebook, X or GitHub, get a signed "
+               "JWT.")
 EPILOG = """\
 Try it with no setup:
   oauth-gateway serve --dev        then open http://localhost:8080/
@@ -104,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                "  oauth-gateway serve --config /etc/oauth-gateway/gateway.toml --workers 4")
     serve.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     serve.add_argument("--dev", action="store_true",
-                       help="development mode: local stand-ins for Google, Facebook and X, "
+                       help="development mode: local stand-ins for Google, Facebook, X and GitHub, "
                             "keys and cookie secret generated into dev.state_dir, apps on "
                             "http://localhost (any port) allowed as return URLs; never in "
                             "production")
@@ -165,6 +168,20 @@ def _parser() -> argparse.ArgumentParser:
     whom.add_argument("--sub", help="the user: the `sub` claim of their tokens")
     whom.add_argument("--sid", help="one session: the `sid` claim of its tokens (revoke only)")
     sessions.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+    store = commands.add_parser(
+        "store", formatter_class=formatter,
+        help="Create or migrate the store's schema before the gateways start.",
+        description="Apply the schema migrations the store of the configuration lacks (a "
+                    "PostgreSQL database or a SQLite file; Redis and memory have none), each "
+                    "once, then exit 0; exit 1 if the store cannot be reached. Every gateway "
+                    "does the same when it starts: run it first to migrate with an account the "
+                    "gateways do not use, or to see that a deployment can reach its store.",
+        epilog="examples:\n"
+               "  oauth-gateway store migrate --config /etc/oauth-gateway/gateway.toml")
+    store.add_argument("action", choices=["migrate"], metavar="migrate",
+                       help="the only action: migrate the schema")
+    store.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
 
     clients = commands.add_parser(
         "clients", formatter_class=formatter,
@@ -241,8 +258,7 @@ def _settings(config: str | None, command_line: Mapping[str, Any] | None = None)
 
 
 def _provider_names(settings: Settings) -> list[str]:
-    return [f.name for f in dataclasses.fields(settings.providers)
-            if getattr(settings.providers, f.name) is not None]
+    return settings.providers.enabled_names()
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -331,7 +347,8 @@ async def _sessions(args: argparse.Namespace) -> int:
                 raise ConfigError("--sid", "only `sessions revoke` takes a sid; list takes --sub")
             for _, session in await ctx.sessions.of_sub(args.sub):
                 print(f"{session.sid}  {session.idp}  signed in {_utc(session.created)}  "
-                      f"last seen {_utc(session.last_seen)}")
+                      f"last seen {_utc(session.last_seen)}  "
+                      f"{session.device or 'unknown device'} from {session.address or '?'}")
             return 0
         count, sids = await end_sessions(ctx, sub=args.sub, sid=args.sid)
         print(f"ended {count} session(s); revoked what {len(sids)} sid(s) issued")
@@ -339,6 +356,18 @@ async def _sessions(args: argparse.Namespace) -> int:
         return 0
     finally:
         await ctx.store.close()
+
+
+async def _migrate_store(config: str | None) -> int:
+    from gateway.store import StoreUnavailable
+    from gateway.store.factory import migrate_store
+
+    try:
+        print(await migrate_store(_settings(config)))
+    except StoreUnavailable as e:
+        print(f"oauth-gateway: store migrate: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _utc(seconds: float) -> str:
@@ -374,7 +403,7 @@ def _worker(settings: Settings, sockets: Sequence[socket.socket], parent: int,
     from gateway import server
 
     try:
-        asyncio.run(server.serve(settings, sockets, parent=parent))
+        asyncio.run(server.serve(settings, sockets, parent=parent, worker=index))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR

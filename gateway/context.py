@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from gateway.access import AccessPolicy
 from gateway.config import Settings
@@ -21,6 +22,9 @@ from gateway.redirects import AllowedReturn
 from gateway.sessions import Sessions
 from gateway.store import Store
 from gateway.tokens import TokenIssuer, TokenVerifier
+
+if TYPE_CHECKING:  # the `tracing` extra: imported only when tracing is configured
+    from gateway.tracing import Tracing
 
 
 @dataclass
@@ -40,6 +44,7 @@ class GatewayContext:
     # SECURITY H10: per-client caps on started logins and saved /authorize requests; None in
     # development mode unless rate_limits.enforce_in_dev_mode (the benchmarks log in a lot).
     pending_caps: PendingCaps | None = None
+    tracing: Tracing | None = None  # [tracing] otlp_endpoint set
 
     def use_keyset(self, keyset: KeySet) -> None:
         """Swap in a reloaded key set (SECURITY K3): the JWKS, the signing key and the

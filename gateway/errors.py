@@ -101,6 +101,18 @@ class MissingToken(GatewayError):
     headers = MISSING_TOKEN_HEADERS
 
 
+class SignInRequired(GatewayError):
+    """A page of the signed-in user's own (their sessions), asked for without a session."""
+
+    status = 401
+    error = "login_required"
+    title = "Sign-in required"
+    retry_label = "Sign in"
+
+    def __init__(self, description: str = "Sign in to manage your sessions.") -> None:
+        super().__init__(description, retry_url="/login", log_detail="no live session")
+
+
 class LoginFailed(GatewayError):
     """The login transaction cannot be completed (state missing, expired, replayed...)."""
 
@@ -169,6 +181,16 @@ class UpstreamTimeout(UpstreamError):
     error = "upstream_timeout"
     title = "The sign-in provider took too long to answer"
     outcome = "upstream_timeout"
+
+
+class ProviderUnavailable(UpstreamError):
+    """A provider's OpenID Connect discovery failed (unreachable, or a document we refuse): no
+    login can start or finish through it until it is back; the user may retry later."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    title = "The sign-in provider is unavailable"
+    outcome = "upstream_error"
 
 
 class Unavailable(GatewayError):

@@ -51,17 +51,20 @@ def parse_header_segment(segment: str) -> dict[str, Any]:
     return _parse_json_object(segment, "header")
 
 
-def check_signature(token: str, key: jwt.PyJWK) -> None:
+def check_signature(token: str, key: jwt.PyJWK, *, low_s_only: bool = True) -> None:
     """The compact JWS (already matched by COMPACT_JWS) is signed by `key`, with the key's own
     algorithm. A signature not in its one canonical form is refused (SECURITY J10): the one
     base64url encoding of its bytes, and for ECDSA the low-S twin of (r, s) and (r, n - s),
-    for EdDSA an S below the group order, so that a token has one spelling only."""
+    for EdDSA an S below the group order, so that a token has one spelling only.
+
+    `low_s_only=False` for a provider's ID token: its signer (OpenSSL's ECDSA) picks either
+    twin, and nothing of ours is keyed by its spelling; it is checked once, at the callback."""
     signing_input, _, encoded = token.rpartition(".")
     try:
         signature = _base64url_decode_canonical(encoded)
     except ValueError:
         raise JoseError("malformed signature") from None
-    if not is_canonical_signature(key.algorithm_name, signature):
+    if low_s_only and not is_canonical_signature(key.algorithm_name, signature):
         raise JoseError("signature not in its canonical form")
     if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
         raise JoseError("bad signature")

@@ -393,9 +393,17 @@ def _read_private_key(path: Path) -> PrivateKey:
         # RFC 7518 3.3: RS256 keys MUST be 2048 bits or larger (SECURITY K1).
         raise ConfigError("tokens.keys_dir",
                           f"{path.name} is a {key.key_size}-bit RSA key (at least {RSA_KEY_BITS})")
-    if path.stat().st_mode & 0o077:
+    if _readable_by_others(path.stat()):
         log.warning("key file %s is readable by others: chmod 600 it", path.name)
     return key
+
+
+def _readable_by_others(stat: os.stat_result) -> bool:
+    """World-readable, or group-readable by a group that is not the process's own. A Secret
+    volume in Kubernetes gives a non-root pod its files as root:<fsGroup> 0440 (the only way
+    it can read them): the pod's own group, in a container where it alone runs."""
+    return bool(stat.st_mode & 0o007) or bool(stat.st_mode & 0o070
+                                               and stat.st_gid != os.getegid())
 
 
 def purpose_key(secret: str, purpose: str) -> bytes:

@@ -96,17 +96,21 @@ def watch_keys(ctx: GatewayContext, keys: KeyDirectory,
     return watch
 
 
-def start_admin(settings: Settings, ctx: GatewayContext
+def start_admin(settings: Settings, ctx: GatewayContext, *, worker: int | None = None
                 ) -> tuple[tornado.httpserver.HTTPServer, int] | None:
     """The admin listener (`/metrics`) beside the public one, with its port; None when
-    `admin.enabled` is false (call inside the loop)."""
+    `admin.enabled` is false (call inside the loop). Worker `i` of `serve --workers N` has its
+    own, on `admin.port + i` (a free port each when admin.port is 0): each process counts its
+    own requests, and Prometheus scrapes each as a target of its own."""
     if not settings.admin.enabled:
         return None
-    sockets = bind(settings.admin.address, settings.admin.port)
+    port = settings.admin.port + (worker or 0) if settings.admin.port else 0
+    sockets = bind(settings.admin.address, port)
     server = make_http_server(make_admin_app(ctx))
     server.add_sockets(sockets)
     port = bound_port(sockets)
-    log.info("admin listener (/metrics) on %s:%d", settings.admin.address, port)
+    whose = "" if worker is None else f" of worker {worker}"
+    log.info("admin listener (/metrics)%s on %s:%d", whose, settings.admin.address, port)
     return server, port
 
 
@@ -122,11 +126,12 @@ def stop_event() -> asyncio.Event:
 
 
 async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
-                parent: int | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, or in a worker until its `parent` is gone; then drain."""
+                parent: int | None = None, worker: int = 0) -> None:
+    """Serve until SIGTERM or SIGINT, or in a worker (number `worker`) until its `parent` is
+    gone; then drain."""
     stop = stop_event()
     try:
-        await _serve_until_stopped(settings, sockets, stop, parent)
+        await _serve_until_stopped(settings, sockets, stop, parent, worker)
     finally:
         release_stop_signals()
 
@@ -143,16 +148,12 @@ def release_stop_signals() -> None:
 
 
 async def _serve_until_stopped(settings: Settings, sockets: Sequence[socket.socket],
-                               stop: asyncio.Event, parent: int | None) -> None:
+                               stop: asyncio.Event, parent: int | None, worker: int) -> None:
     # Workers share one listening socket (forked after the bind).
     ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
     servers = [http_server]
-    if parent is None:
-        admin = start_admin(settings, ctx)
-        servers.extend([admin[0]] if admin else [])
-    elif settings.admin.enabled:
-        # Each worker counts its own requests: one scrape would see one worker's share.
-        log.warning("admin listener off with several worker processes: /metrics is per process")
+    admin = start_admin(settings, ctx, worker=worker if parent is not None else None)
+    servers.extend([admin[0]] if admin else [])
     orphan_watch = asyncio.create_task(stop_when_orphaned(parent, stop)) if parent else None
     settle_heap()
     if parent:
@@ -219,8 +220,8 @@ def settle_heap() -> None:
 async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext,
                 timeout: float = DRAIN_SECONDS) -> None:
     """Stop accepting, let in-flight requests finish (bounded), then close the connections
-    that are left (idle keep-alives), let back-channel logouts finish (bounded) and close the
-    store."""
+    that are left (idle keep-alives), let back-channel logouts finish (bounded), close the
+    store and send the last spans."""
     for server in servers:
         server.stop()
     in_flight = [inflight for server in servers
@@ -238,6 +239,8 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayCo
     except TimeoutError:
         log.warning("back-channel logouts still under way after %.0fs: dropped", timeout)
     await ctx.store.close()
+    if ctx.tracing is not None:  # the last spans go out (bounded: the exporter's timeout)
+        await asyncio.get_running_loop().run_in_executor(None, ctx.tracing.shutdown)
 
 
 def _application_of(server: tornado.httpserver.HTTPServer) -> tornado.web.Application:

@@ -41,6 +41,10 @@ class Session:
     sid: str = ""
     # The sids of the sessions of the same user this one replaced, in this browser.
     earlier_sids: tuple[str, ...] = ()
+    # What its user sees in the list of their sessions: the device as named by
+    # devices.describe_device (never the raw User-Agent) and the address it signed in from.
+    device: str = ""
+    address: str = ""
 
     @property
     def all_sids(self) -> tuple[str, ...]:
@@ -55,8 +59,8 @@ class Sessions:
         self._idle_timeout = idle_timeout
         self._clock = clock
 
-    async def start(self, identity: Identity, *, replacing: str | None = None
-                    ) -> tuple[str, Session]:
+    async def start(self, identity: Identity, *, replacing: str | None = None,
+                    device: str = "", address: str = "") -> tuple[str, Session]:
         """A new session (its cookie value, and itself), replacing the browser's old one."""
         earlier: tuple[str, ...] = ()
         if replacing:
@@ -67,7 +71,7 @@ class Sessions:
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(identity.sub, identity.idp, identity.profile_claims(), now, now,
-                          secrets.token_urlsafe(16), earlier)
+                          secrets.token_urlsafe(16), earlier, device=device, address=address)
         await self._save(_key(session_id), session)
         return session_id, session
 
@@ -105,6 +109,16 @@ class Sessions:
         await self._end(index["key"], session)
         return session
 
+    async def by_sid(self, sid: str) -> tuple[str, Session] | None:
+        """The live session that has (or had) this `sid`, with its handle; nothing is ended."""
+        index = await self._store.get(SID_INDEX, sid)
+        if index is None:
+            return None
+        session = await self._record(index["key"])
+        if session is None or sid not in session.all_sids:
+            return None
+        return index["key"], session
+
     async def of_sub(self, sub: str) -> list[tuple[str, Session]]:
         """The live sessions of a user, each with the hash it is stored under (its handle for
         `end_by_handle`; never the cookie value), oldest first."""
@@ -122,6 +136,11 @@ class Sessions:
         session = await self._record(handle)
         await self._end(handle, session)
         return session
+
+    @staticmethod
+    def handle(session_id: str) -> str:
+        """The handle (as `of_sub` gives it) of the session behind this cookie value."""
+        return _key(session_id)
 
     async def _record(self, key: str) -> Session | None:
         record = await self._store.get(NAMESPACE, key)

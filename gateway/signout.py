@@ -32,15 +32,16 @@ async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     handler.set_no_store()
 
 
-async def end_sessions(ctx: GatewayContext, *, sub: str | None = None, sid: str | None = None
-                       ) -> tuple[int, list[str]]:
-    """End every session of a user, or the one session of a sid, wherever their browsers are
-    (SECURITY P8): the sessions, their refresh-token families, the access tokens issued in them
-    and, through grants, a back-channel logout to the apps that took part. The number of
-    sessions ended and the sids whose tokens were revoked."""
+async def end_sessions(ctx: GatewayContext, *, sub: str | None = None, sid: str | None = None,
+                       keep: str | None = None) -> tuple[int, list[str]]:
+    """End every session of a user (but the one whose handle is `keep`), or the one session of
+    a sid, wherever their browsers are (SECURITY P8): the sessions, their refresh-token
+    families, the access tokens issued in them and, through grants, a back-channel logout to
+    the apps that took part. The number of sessions ended and the sids whose tokens were
+    revoked."""
     if sub is not None:
         ended = [await ctx.sessions.end_by_handle(handle)
-                 for handle, _ in await ctx.sessions.of_sub(sub)]
+                 for handle, _ in await ctx.sessions.of_sub(sub) if handle != keep]
     else:
         assert sid is not None
         ended = [await ctx.sessions.end_sid(sid)]

@@ -32,8 +32,13 @@ ID_TOKEN_TYPE = "JWT"
 MAX_TOKEN_LENGTH = 8192  # SECURITY J7: refuse huge tokens before any parsing
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})  # SECURITY J3: no jku, x5u, jwk, crit
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
-# Verified tokens remembered per process: about 1 KB each, so 10 MB at most.
-VERIFIED_CACHE_SIZE = 10_000
+# Verified tokens remembered per process, bounded by their estimated memory
+# (`tokens.verified_cache_mb`): the token string, its claims (a dict), their JSON and the
+# entry. tracemalloc puts the claims, JSON and entry at about ENTRY_BYTES plus 1.5 bytes per
+# character of the payload segment (bench/verified_cache.py prints both; docs/benchmarks.md).
+VERIFIED_CACHE_BYTES = 64 * 2**20
+ENTRY_BYTES = 1800
+STR_BYTES = 49  # a str object's own header
 HEADER_CACHE_SIZE = 64
 
 
@@ -102,20 +107,23 @@ class _Verified:
     expires: float
     claims: dict[str, Any]
     kid: str
+    size: int  # estimated bytes held by this entry and its key
     json: bytes | None = None
 
 
 class TokenVerifier:
     """Verifies access tokens against our own key set and the configured policy.
 
-    Tokens that verified are remembered (bounded, least recently used first out), keyed by the
-    whole token string: a token differing in any byte, a tampered one included, is a miss and
-    gets the full check. A hit is still refused once past `exp` (plus leeway).
+    Tokens that verified are remembered (bounded by memory, and by count when `cache_size` is
+    given; least recently used first out), keyed by the whole token string: a token differing
+    in any byte, a tampered one included, is a miss and gets the full check. A hit is still
+    refused once past `exp` (plus leeway).
     """
 
     def __init__(self, keyset: KeySet, policy: TokenPolicy,
                  clock: Callable[[], float] = time.time,
-                 cache_size: int = VERIFIED_CACHE_SIZE) -> None:
+                 cache_bytes: int = VERIFIED_CACHE_BYTES,
+                 cache_size: int | None = None) -> None:
         self._algorithm = keyset.algorithm
         # Access tokens: the keys of tokens.algorithm only (J1). ID tokens: every family (J11).
         self._keys = {kid: jwt.PyJWK(key.public_jwk()) for kid, key in keyset.by_kid().items()}
@@ -124,7 +132,9 @@ class TokenVerifier:
         self._policy = policy
         self._clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._cache_bytes = cache_bytes
         self._cache_size = cache_size
+        self.cached_bytes = 0  # the estimated memory of what is cached now
         # (header segment, typ) -> the checked header, for headers naming one of our keys: a
         # handful of distinct segments, since every token of a key has the same header.
         self._headers: dict[tuple[str, str], dict[str, Any]] = {}
@@ -142,7 +152,7 @@ class TokenVerifier:
         self._headers = {}
         for token, entry in list(self._verified.items()):
             if entry.kid not in self._keys:
-                del self._verified[token]
+                self._forget(token)
 
     @staticmethod
     def _id_token_keys(keyset: KeySet, access_keys: dict[str, jwt.PyJWK]
@@ -177,15 +187,20 @@ class TokenVerifier:
             if self._clock() < entry.expires:
                 self._verified.move_to_end(token)
                 return entry
-            del self._verified[token]
+            self._forget(token)
             raise InvalidToken("expired")
         claims, kid = self._verify_uncached(token)
-        entry = _Verified(claims["exp"] + self._policy.leeway, claims, kid)
-        if self._cache_size:
+        entry = _Verified(claims["exp"] + self._policy.leeway, claims, kid, entry_size(token))
+        if entry.size <= self._cache_bytes and self._cache_size != 0:
             self._verified[token] = entry
-            if len(self._verified) > self._cache_size:
-                self._verified.popitem(last=False)
+            self.cached_bytes += entry.size
+            while self.cached_bytes > self._cache_bytes or (
+                    self._cache_size is not None and len(self._verified) > self._cache_size):
+                self.cached_bytes -= self._verified.popitem(last=False)[1].size
         return entry
+
+    def _forget(self, token: str) -> None:
+        self.cached_bytes -= self._verified.pop(token).size
 
     def verify_id_token_hint(self, token: str) -> dict[str, Any]:
         """The claims of an ID token we issued, expired or not (OIDC RP-Initiated Logout 1.0
@@ -266,6 +281,14 @@ class TokenVerifier:
         except JoseError as e:
             raise InvalidToken(str(e)) from None
         return header
+
+
+def entry_size(token: str) -> int:
+    """The estimated memory of a verified token's cache entry: the token string itself, and
+    the claims, their JSON and the entry, which grow with the payload segment."""
+    first_dot = token.find(".")
+    payload = token.find(".", first_dot + 1) - first_dot - 1
+    return STR_BYTES + len(token) + ENTRY_BYTES + (3 * payload) // 2
 
 
 def bearer_token_from_header(value: str | None) -> str | None:

@@ -141,12 +141,52 @@ def redis_prefix() -> Iterator[str]:
     delete_prefix(prefix)
 
 
+@pytest.fixture(scope="session")
+def pg_run_database() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own (a unique name), dropped at its end."""
+    from store_backends import create_database, drop_database, require_postgres
+
+    require_postgres()
+    name = create_database()
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture
+def pg_database(pg_run_database: str) -> str:
+    """The run's PostgreSQL database, emptied of what earlier tests stored."""
+    from store_backends import empty_store_tables
+
+    empty_store_tables(pg_run_database)
+    return pg_run_database
+
+
+@pytest.fixture(scope="session")
+def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis master, two replicas and three sentinels of the tests' own
+    (tests/redis_topology.py), started once: a test that breaks it heals it before it ends."""
+    from redis_topology import SentinelTopology, running
+
+    with running(SentinelTopology(tmp_path_factory.mktemp("redis-sentinel"))) as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def cluster_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster of three masters of the tests' own (tests/redis_topology.py)."""
+    from redis_topology import ClusterTopology, running
+
+    with running(ClusterTopology(tmp_path_factory.mktemp("redis-cluster"))) as topology:
+        yield topology
+
+
 @pytest.fixture
 def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Callable[..., Stack]]:
     """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""
     servers: list[Any] = []
     stacks: list[DevStack] = []
+    contexts: list[GatewayContext] = []
 
     def start(*, host: str = "127.0.0.1", standin_hosts: dict[str, str] | None = None,
               **overrides: Any) -> Stack:
@@ -166,13 +206,15 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
         dev = prepare_dev_stack(None, {}, overrides=base, host=host,
                                 standin_hosts=standin_hosts)
         SCAN.register(dev.settings.cookies.secret.reveal(), "cookie secret")
-        for name in ("google", "facebook", "twitter", "apple"):
+        for name in ("google", "facebook", "twitter", "github", "microsoft", "apple"):
             section = getattr(dev.settings.providers, name)
             for secret in ("client_secret", "consumer_secret", "private_key"):
                 if section is not None and hasattr(section, secret):
                     # A PEM key line by line: a log line would hold its lines apart.
                     for part in getattr(section, secret).reveal().splitlines():
                         SCAN.register(part, f"{name} {secret}")
+        for name, oidc in dev.settings.providers.oidc.items():
+            SCAN.register(oidc.client_secret.reveal(), f"{name} client_secret")
         stacks.append(dev)
 
         def boot() -> tuple[GatewayContext, Any]:
@@ -182,11 +224,15 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
             return ctx, server
 
         ctx, server = loop_thread.call(boot)
+        contexts.append(ctx)
         return Stack(dev, ctx, loop_thread, server)
 
     yield start
     for server in servers:
         loop_thread.call(server.stop)
+    for ctx in contexts:  # [tracing]: its exporter thread ends with the stack
+        if ctx.tracing is not None:
+            ctx.tracing.shutdown()
     for dev in stacks:  # the upstream access tokens the stand-ins issued (SECURITY C2, L1)
         for provider in dev.providers.values():
             # Apple's: the client secrets (JWTs) the gateway signed and sent.

@@ -3,6 +3,7 @@ from files, each value coerced to its field's type; then validation.py checks th
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import tomllib
 import types
@@ -168,6 +169,13 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, _EnvValue):
             raise ConfigError(key, "is a section; set its keys instead")
         return _build(hint, value, key + ".")
+    table = _named_tables_item(hint)
+    if table is not None:
+        # Tables by name (`[providers.oidc.<name>]`): each built with its own dotted key.
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a table of tables ([{key}.<name>])")
+        return types.MappingProxyType(
+            {name: _build(table, entry, f"{key}.{name}.") for name, entry in value.items()})
     item = _tuple_item(hint)
     if isinstance(item, type) and dataclasses.is_dataclass(item):
         # A TOML array of tables (`[[clients]]`): each item named by its index.
@@ -238,6 +246,15 @@ def _tuple_item(hint: Any) -> Any:
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
             return args[0]
+    return None
+
+
+def _named_tables_item(hint: Any) -> Any:
+    """`X` of `Mapping[str, X]` when X is a settings dataclass, else None."""
+    if typing.get_origin(hint) is collections.abc.Mapping:
+        args = typing.get_args(hint)
+        if len(args) == 2 and isinstance(args[1], type) and dataclasses.is_dataclass(args[1]):
+            return args[1]
     return None
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ENV_PREFIX = "GATEWAY_"
@@ -76,6 +78,8 @@ class TokenSettings:
     refresh_token_absolute_lifetime: int = 2_592_000  # a family dies this long after login (30 d)
     refresh_token_reuse_interval: int = 5  # seconds a rotated refresh token may race (T4)
     verify_checks_revocation: bool = False  # /verify asks the store whether a token was revoked
+    # Memory for tokens already verified, per process (a hit skips the signature check).
+    verified_cache_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,55 @@ class TwitterSettings:
     verify_credentials_url: str = "https://api.x.com/1.1/account/verify_credentials.json"
 
 
+# The providers the gateway has a connector of its own for, by the name of their routes (and
+# "x", X's brand): a generic OpenID Connect provider may not take one of these names.
+BUILT_IN_PROVIDER_NAMES = ("google", "facebook", "twitter", "x", "github", "microsoft", "apple")
+# A generic provider's name is a path segment (/login/<name>), the `idp` claim and the prefix of
+# its `sub`: lower-case letters, digits, '-' and '_', starting with a letter.
+OIDC_PROVIDER_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# How the gateway authenticates at a generic provider's token endpoint (OIDC Core 9), in order
+# of preference: client_secret_basic is the default when discovery lists none.
+TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+@dataclass(frozen=True)
+class OidcProviderSettings:
+    """A generic OpenID Connect provider (`[providers.oidc.<name>]`): everything else comes
+    from its discovery document, `<issuer>/.well-known/openid-configuration`."""
+
+    display_name: str = ""  # the brand on its button ("Acme SSO"); required
+    issuer: str = ""  # compared exactly with the discovery document's and the id_token's (C9)
+    client_id: str = ""
+    client_secret: Secret = NO_SECRET
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+
+
+@dataclass(frozen=True)
+class MicrosoftSettings:
+    """Microsoft identity platform v2.0 (Entra ID work or school accounts, personal Microsoft
+    accounts), an OpenID Connect provider with a tenant in its URLs and issuer."""
+
+    client_id: str = ""  # the app registration's Application (client) ID
+    client_secret: Secret = NO_SECRET
+    # common: any Entra tenant and personal accounts; organizations: any Entra tenant;
+    # consumers: personal accounts only; or one tenant's GUID: that tenant only.
+    tenant: str = "common"
+    authority: str = "https://login.microsoftonline.com"
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    client_id: str = ""  # the OAuth app's Client ID
+    client_secret: Secret = NO_SECRET
+    authorize_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"
+    # The REST API root: /user and /user/emails are read under it (GitHub Enterprise Server:
+    # https://HOST/api/v3).
+    api_url: str = "https://api.github.com"
+    # read:user for /user; user:email for /user/emails, where the verified addresses are.
+    scopes: tuple[str, ...] = ("read:user", "user:email")
+
+
 APPLE_SCOPES = ("name", "email")
 # Apple's refusal of a client secret that lives longer than 6 months (15777000 seconds).
 APPLE_MAX_CLIENT_SECRET_LIFETIME = 15_777_000
@@ -192,16 +245,31 @@ class ProviderSettings:
     google: GoogleSettings | None = None
     facebook: FacebookSettings | None = None
     twitter: TwitterSettings | None = None
+    github: GitHubSettings | None = None
+    microsoft: MicrosoftSettings | None = None
     apple: AppleSettings | None = None
+    # Generic OpenID Connect providers by name (`[providers.oidc.<name>]`), any number.
+    oidc: Mapping[str, OidcProviderSettings] = field(default_factory=dict)
+
+    def enabled_names(self) -> list[str]:
+        """Every enabled provider's name (its routes, its `idp` claim, its `sub` prefix)."""
+        built_in = [f.name for f in dataclasses.fields(self)
+                    if f.name != "oidc" and getattr(self, f.name) is not None]
+        return [*built_in, *self.oidc]
 
 
 @dataclass(frozen=True)
 class StoreSettings:
-    # memory://, sqlite:///absolute/path.db, sqlite:relative.db or redis://host:port/db;
-    # empty: memory:// in development mode, gateway.store.location.PRODUCTION_URL otherwise.
+    # memory://, sqlite:///absolute/path.db, sqlite:relative.db, redis://host:port/db or
+    # postgresql://user@host:5432/dbname; empty: memory:// in development mode,
+    # gateway.store.location.PRODUCTION_URL otherwise.
     url: str = ""
-    password: Secret = NO_SECRET  # the Redis password, when it is not in the URL
+    password: Secret = NO_SECRET  # the Redis or PostgreSQL password, when not in the URL
     key_prefix: str = "oauth-gateway"  # Redis keys start with it: gateways may share a Redis
+    sentinel_password: Secret = NO_SECRET  # redis+sentinel://: the sentinels' own password
+    # Replicas that must acknowledge a write before the gateway answers (WAIT; SECURITY T7);
+    # 0: none. Redis and Sentinel only.
+    min_replicas_ack: int = 0
 
 
 OIDC_SCOPES = ("openid", "email", "profile", "offline_access")
@@ -322,6 +390,15 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    # OTLP/HTTP traces endpoint of a collector, e.g. "http://127.0.0.1:4318/v1/traces".
+    # Empty: no tracing (the `tracing` extra is not needed).
+    otlp_endpoint: str = ""
+    service_name: str = "oauth-gateway"
+    sample_ratio: float = 1.0  # of new traces; a trusted proxy's traceparent decides its own
+
+
+@dataclass(frozen=True)
 class Settings:
     issuer: str = ""
     dev_mode: bool = False
@@ -337,6 +414,7 @@ class Settings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     forward_auth: ForwardAuthSettings = field(default_factory=ForwardAuthSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     clients: tuple[ClientSettings, ...] = ()

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import math
 import re
 import ssl
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gateway.config.settings import (
     ALGORITHMS,
     APPLE_SCOPES,
+    BUILT_IN_PROVIDER_NAMES,
     CLIENT_ID_PATTERN,
     CLIENT_SECRET_HASH_PATTERN,
     ENV_PREFIX,
@@ -28,6 +31,7 @@ from gateway.config.settings import (
     MAX_WORKERS,
     MIN_COOKIE_SECRET_BYTES,
     MIN_DISTINCT_SECRET_CHARACTERS,
+    OIDC_PROVIDER_NAME_PATTERN,
     OIDC_SCOPES,
     SAMESITE_VALUES,
     SECRET_FILE_SUFFIX,
@@ -36,20 +40,28 @@ from gateway.config.settings import (
     ClientSettings,
     CookieSettings,
     FacebookSettings,
+    GitHubSettings,
     GoogleSettings,
+    MicrosoftSettings,
+    OidcProviderSettings,
     ProviderSettings,
     Secret,
     Settings,
+    StoreSettings,
     TokenSettings,
+    TracingSettings,
     TwitterSettings,
     UpstreamSettings,
 )
 from gateway.errors import ConfigError
-from gateway.store.location import parse_store_url, store_url
+from gateway.store.location import StoreLocation, parse_store_url, store_url
 
 MIN_API_TOKEN_LENGTH = 32
+MAX_VERIFIED_CACHE_MB = 65_536
+MAX_REPLICAS_ACK = 16  # store.min_replicas_ack
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def validate(settings: Settings) -> None:
@@ -68,7 +80,7 @@ def validate(settings: Settings) -> None:
     _check_clients(settings)
     for i, origin in enumerate(settings.dev.image_origins):
         _check_origin(f"dev.image_origins[{i}]", origin)
-    _check_access(settings.access)
+    _check_access(settings.access, list(settings.providers.oidc))
 
 
 def _check_issuer_and_listen(settings: Settings) -> None:
@@ -92,6 +104,9 @@ def _check_tokens(tokens: TokenSettings) -> None:
         raise ConfigError("tokens.leeway", f"must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
     if not tokens.keys_dir:
         raise ConfigError("tokens.keys_dir", "is required (a directory holding the signing keys)")
+    if not 0 <= tokens.verified_cache_mb <= MAX_VERIFIED_CACHE_MB:
+        raise ConfigError("tokens.verified_cache_mb",
+                          f"must be between 0 (no cache) and {MAX_VERIFIED_CACHE_MB} MB")
 
 
 def _check_cookies(settings: Settings) -> None:
@@ -159,11 +174,33 @@ def _check_providers(settings: Settings) -> None:
     providers = settings.providers
     for section in dataclasses.fields(providers):
         provider = getattr(providers, section.name)
-        if provider is not None:
+        if provider is not None and section.name != "oidc":
             _check_provider(f"providers.{section.name}", provider, settings.dev_mode)
+    for name, oidc in providers.oidc.items():
+        _check_oidc_provider(name, oidc, settings.dev_mode)
 
 
-def _check_access(access: AccessSettings) -> None:
+def _check_oidc_provider(name: str, provider: OidcProviderSettings, dev: bool) -> None:
+    """A generic OpenID Connect provider: its name becomes routes, an `idp` claim and a `sub`
+    prefix, so it must be URL-safe and must not pass for a built-in provider."""
+    prefix = f"providers.oidc.{name}"
+    if not OIDC_PROVIDER_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(prefix, f"the name {name!r} must be 1 to 32 lower-case letters, "
+                          "digits, '-' or '_', starting with a letter (it is a URL path segment)")
+    if name in BUILT_IN_PROVIDER_NAMES:
+        raise ConfigError(prefix, f"the name {name!r} is a built-in provider's; choose another")
+    _require(prefix, provider, "display_name", "issuer", "client_id", "client_secret")
+    _check_public_url(f"{prefix}.issuer", provider.issuer, dev)
+    if urlsplit(provider.issuer)[3:] != ("", ""):
+        # OIDC Discovery 2: the issuer is a URL without query or fragment.
+        raise ConfigError(f"{prefix}.issuer", "must not have a query or fragment")
+    if "openid" not in provider.scopes:
+        raise ConfigError(f"{prefix}.scopes", "must include openid")
+    if not provider.display_name.isprintable() or len(provider.display_name) > 64:
+        raise ConfigError(f"{prefix}.display_name", "must be at most 64 printable characters")
+
+
+def _check_access(access: AccessSettings, enabled_oidc: Collection[str] = ()) -> None:
     """Entries that could never match are mistakes: say so at start, not by locking users out."""
     _check_domains("access.email_domains", access.email_domains)
     for i, email in enumerate(access.emails):
@@ -171,7 +208,8 @@ def _check_access(access: AccessSettings) -> None:
         if not (at and local and _DOMAIN.fullmatch(domain)) or any(c.isspace() for c in email):
             raise ConfigError(f"access.emails[{i}]",
                               f"must be an email address such as ada@example.com (got {email!r})")
-    providers = [f.name for f in dataclasses.fields(ProviderSettings)]
+    providers = [f.name for f in dataclasses.fields(ProviderSettings) if f.name != "oidc"]
+    providers += list(enabled_oidc)
     for i, subject in enumerate(access.subjects):
         provider, colon, account = subject.partition(":")
         if not (colon and account) or provider not in providers \
@@ -216,6 +254,16 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             raise ConfigError(f"{prefix}.scopes", "must include openid")
         if provider.fetch_userinfo not in ("auto", "always", "never"):
             raise ConfigError(f"{prefix}.fetch_userinfo", "must be auto, always or never")
+    elif isinstance(provider, MicrosoftSettings):
+        _require(prefix, provider, "client_id", "client_secret")
+        _check_public_url(f"{prefix}.authority", provider.authority, dev)
+        if provider.authority.endswith("/") or urlsplit(provider.authority)[2:] != ("", "", ""):
+            raise ConfigError(f"{prefix}.authority", "must be a base URL such as "
+                              "https://login.microsoftonline.com (no path, no trailing slash)")
+        if provider.tenant not in ("common", "organizations", "consumers") \
+                and not _GUID.fullmatch(provider.tenant):
+            raise ConfigError(f"{prefix}.tenant", "must be common, organizations, consumers or "
+                              f"a tenant ID (a GUID) (got {provider.tenant!r})")
     elif isinstance(provider, FacebookSettings):
         _require(prefix, provider, "client_id", "client_secret")
         if not re.fullmatch(r"v\d+\.\d+", provider.graph_api_version):
@@ -230,8 +278,25 @@ def _check_provider(prefix: str, provider: Any, dev: bool) -> None:
             _require(prefix, provider, "consumer_key", "consumer_secret")
         else:
             raise ConfigError(f"{prefix}.mode", "must be oauth2 or oauth1")
+    elif isinstance(provider, GitHubSettings):
+        _check_github(prefix, provider)
     elif isinstance(provider, AppleSettings):
         _check_apple(prefix, provider, dev)
+
+
+_GITHUB_SCOPE = re.compile(r"[a-z_]+(?::[a-z_]+)?")  # GitHub's names: user, read:user, ...
+
+
+def _check_github(prefix: str, github: GitHubSettings) -> None:
+    _require(prefix, github, "client_id", "client_secret")
+    parts = urlsplit(github.api_url)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{prefix}.api_url", "must be the API's root URL, without a query "
+                          "or fragment (https://api.github.com, or https://HOST/api/v3)")
+    for i, scope in enumerate(github.scopes):
+        if not _GITHUB_SCOPE.fullmatch(scope):
+            raise ConfigError(f"{prefix}.scopes[{i}]",
+                              f"must be one GitHub scope such as read:user (got {scope!r})")
 
 
 # Apple's team and key ids: ten upper-case letters or digits (developer.apple.com, Membership
@@ -284,13 +349,32 @@ def _check_store(settings: Settings) -> None:
         location = parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode))
     except ValueError as e:
         raise ConfigError("store.url", str(e)) from None
-    if store.password and location.kind != "redis":
-        raise ConfigError("store.password", "is only for a redis:// or rediss:// store.url")
+    if store.password and location.kind not in ("redis", "postgres"):
+        raise ConfigError("store.password",
+                          "is only for a redis://, rediss:// or postgresql:// store.url")
     if store.password and location.has_password:
         raise ConfigError("store.password", "store.url holds a password already; set only one")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", store.key_prefix):
         raise ConfigError("store.key_prefix",
                           "must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+    _check_redis_topology(store, location)
+
+
+def _check_redis_topology(store: StoreSettings, location: StoreLocation) -> None:
+    """Settings only some Redis topologies can honour."""
+    topology = location.topology.kind if location.topology is not None else location.kind
+    if store.sentinel_password and topology != "sentinel":
+        raise ConfigError("store.sentinel_password", "is only for a redis+sentinel:// or "
+                          "rediss+sentinel:// store.url")
+    acks = store.min_replicas_ack
+    if not 0 <= acks <= MAX_REPLICAS_ACK:
+        raise ConfigError("store.min_replicas_ack",
+                          f"must be between 0 and {MAX_REPLICAS_ACK} (got {acks})")
+    if acks and topology not in ("redis", "sentinel"):
+        # A Cluster's WAIT would have to follow each key to its node: not done (docs/deploy.md).
+        what = "a Redis Cluster" if topology == "cluster" else f"the {topology} store"
+        raise ConfigError("store.min_replicas_ack", f"{what} cannot wait for replicas: only a "
+                          "redis://, rediss:// or redis+sentinel:// store.url can")
 
 
 def _check_workers(settings: Settings) -> None:
@@ -304,12 +388,21 @@ def _check_workers(settings: Settings) -> None:
     if parse_store_url(store_url(settings.store.url, dev_mode=settings.dev_mode)).kind == "memory":
         raise ConfigError("listen.workers", f"{workers} worker processes cannot use the "
                           "memory:// store: login transactions and sessions would not be shared "
-                          "between them; use a sqlite:/// or redis:// store.url")
+                          "between them; use a sqlite:///, redis:// or postgresql:// store.url")
 
 
 def _check_operations(settings: Settings) -> None:
     if not 0 <= settings.admin.port <= 65535:
         raise ConfigError("admin.port", "must be between 0 and 65535")
+    # Worker i of `serve --workers N` has its admin listener on admin.port + i.
+    admin_ports = range(settings.admin.port, settings.admin.port + settings.listen.workers)
+    if settings.admin.enabled and settings.admin.port:
+        if admin_ports[-1] > 65535:
+            raise ConfigError("admin.port", f"one port per worker from {admin_ports[0]}: must "
+                              f"be at most {65536 - settings.listen.workers}")
+        if settings.listen.workers > 1 and settings.listen.port in admin_ports:
+            raise ConfigError("admin.port", f"the admin listeners' ports {admin_ports[0]}.."
+                              f"{admin_ports[-1]} include listen.port {settings.listen.port}")
     if settings.admin.api_token and len(settings.admin.api_token.reveal()) < MIN_API_TOKEN_LENGTH:
         raise ConfigError("admin.api_token", f"must be at least {MIN_API_TOKEN_LENGTH} "
                           "characters (e.g. head -c 32 /dev/urandom | base64)")
@@ -317,6 +410,26 @@ def _check_operations(settings: Settings) -> None:
         raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
     if settings.logging.level.upper() not in LOG_LEVELS:
         raise ConfigError("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    _check_tracing(settings.tracing)
+
+
+def _check_tracing(tracing: TracingSettings) -> None:
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise ConfigError("tracing.sample_ratio", "must be between 0.0 and 1.0")
+    if not tracing.service_name.strip():
+        raise ConfigError("tracing.service_name", "must not be empty")
+    if not tracing.otlp_endpoint:
+        return
+    endpoint = urlsplit(tracing.otlp_endpoint)
+    if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+        raise ConfigError("tracing.otlp_endpoint", "must be an http(s) URL of an OTLP/HTTP "
+                          "traces endpoint, e.g. http://127.0.0.1:4318/v1/traces")
+    if endpoint.username or endpoint.password or endpoint.query or endpoint.fragment:
+        raise ConfigError("tracing.otlp_endpoint", "takes no credentials, ?query or #fragment")
+    if importlib.util.find_spec("opentelemetry.sdk") is None or importlib.util.find_spec(
+            "opentelemetry.exporter.otlp.proto.http") is None:
+        raise ConfigError("tracing.otlp_endpoint", "needs the tracing extra: "
+                          "pip install 'oauth-gateway[tracing]'")
 
 
 def _check_cookie_secret(key: str, secret: Secret, dev: bool) -> None:
@@ -361,8 +474,7 @@ def _check_oidc_lifetimes(tokens: TokenSettings) -> None:
 
 
 def _check_clients(settings: Settings) -> None:
-    enabled = {f.name for f in dataclasses.fields(settings.providers)
-               if getattr(settings.providers, f.name) is not None}
+    enabled = set(settings.providers.enabled_names())
     seen: set[str] = set()
     for i, client in enumerate(settings.clients):
         prefix = f"clients[{i}]"

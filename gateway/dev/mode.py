@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.config import Settings, deep_merge, load_settings
-from gateway.dev.standins import apple, facebook, google, x
+from gateway.dev.standins import apple, facebook, github, google, microsoft, oidc, x
 from gateway.dev.standins.google import GoogleStandIn
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DEMO_CLIENT_ID
 from gateway.server import bind, bound_port
@@ -36,12 +36,17 @@ class StandIn(Protocol):
 
 
 # (provider name, factory): the factory gets the stand-in's base URL and the gateway's issuer
-# and returns the stand-in and the gateway's configuration section pointing at it.
+# and returns the stand-in and the gateway's configuration section pointing at it. A dotted
+# name is the section's path under [providers] ("oidc.dev": [providers.oidc.dev], the provider
+# "dev").
 StandInFactory = Callable[[str, str], tuple[StandIn, dict[str, Any]]]
 STANDINS: tuple[tuple[str, StandInFactory], ...] = (
     ("google", google.dev_provider),
     ("facebook", facebook.dev_provider),
     ("twitter", x.dev_provider),
+    ("github", github.dev_provider),
+    ("microsoft", microsoft.dev_provider),
+    (f"oidc.{oidc.DEV_NAME}", oidc.dev_provider),
     ("apple", apple.dev_provider),
 )
 
@@ -97,12 +102,13 @@ def prepare_dev_stack(
     issuer = f"http://{host}:{bound_port(gateway_sockets)}"
     providers: dict[str, DevProvider] = {}
     sections: dict[str, Any] = {}
-    for offset, (name, factory) in enumerate(STANDINS):
-        standin_host = (standin_hosts or {}).get(name, host)
+    for offset, (path, factory) in enumerate(STANDINS):
+        standin_host = (standin_hosts or {}).get(path, host)
         sockets = bind(standin_host, _provider_port(first, offset))
         standin, section = factory(f"http://{standin_host}:{bound_port(sockets)}", issuer)
+        name = _provider_name(path)
         providers[name] = DevProvider(name, standin, sockets)
-        sections[name] = section
+        _put_section(sections, path, section)
     state_dir = Path(first.dev.state_dir)
     settings = _final_pass(config_path, environ, overrides, command_line, issuer, sections,
                            [p.standin.base_url for p in providers.values()],
@@ -125,9 +131,9 @@ def check_dev_config(
     issuer = _origin(host, first.listen.port)
     sections: dict[str, Any] = {}
     origins: list[str] = []
-    for offset, (name, factory) in enumerate(STANDINS):
+    for offset, (path, factory) in enumerate(STANDINS):
         standin, section = factory(_origin(host, _provider_port(first, offset)), issuer)
-        sections[name] = section
+        _put_section(sections, path, section)
         origins.append(standin.base_url)
     state_dir = Path(first.dev.state_dir)
     return _final_pass(config_path, environ, None, command_line, issuer, sections, origins,
@@ -138,10 +144,15 @@ def _first_pass(config_path: str | Path | None, environ: Mapping[str, str],
                 overrides: Mapping[str, Any] | None, command_line: Mapping[str, Any] | None,
                 host: str) -> Settings:
     """Only to learn the ports and the state directory; the issuer is not known yet."""
-    placeholder = {"providers": {name: {"client_id": "-", "client_secret": "-"}
-                                 for name, _ in STANDINS if name != "apple"}}
+    placeholder: dict[str, Any] = {"providers": {}}
+    for path, _ in STANDINS:
+        if path != "apple":
+            _put_section(placeholder["providers"], path,
+                         {"client_id": "-", "client_secret": "-"})
     placeholder["providers"]["twitter"].update(consumer_key="-", consumer_secret="-")  # oauth1
     placeholder["providers"]["apple"] = apple.placeholder_section()  # a key, no secret
+    for section in placeholder["providers"]["oidc"].values():  # generic OpenID providers
+        section.update(display_name="-", issuer=f"http://{host}")
     return load_settings(config_path, environ,
                          base=_dev_base(f"http://{host}", placeholder, overrides),
                          overrides=command_line, dev_mode=True)
@@ -161,6 +172,18 @@ def _final_pass(config_path: str | Path | None, environ: Mapping[str, str],
         extra["cookies"] = {"secret": cookie_secret}
     return load_settings(config_path, environ, base=_dev_base(issuer, extra, overrides),
                          overrides=command_line, dev_mode=True)
+
+
+def _provider_name(path: str) -> str:
+    return path.rpartition(".")[2]
+
+
+def _put_section(sections: dict[str, Any], path: str, section: dict[str, Any]) -> None:
+    """`section` at its dotted `path` under [providers] ("oidc.dev": sections["oidc"]["dev"])."""
+    *parents, name = path.split(".")
+    for parent in parents:
+        sections = sections.setdefault(parent, {})
+    sections[name] = section
 
 
 def _provider_port(first: Settings, offset: int) -> int:

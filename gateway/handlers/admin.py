@@ -36,7 +36,8 @@ class AdminSessionsHandler(BaseHandler):
         sessions = await self.ctx.sessions.of_sub(sub)
         self.write_json({"sub": sub, "sessions": [
             {"sid": session.sid, "idp": session.idp, "created": int(session.created),
-             "last_seen": int(session.last_seen)} for _, session in sessions]})
+             "last_seen": int(session.last_seen), "device": session.device,
+             "address": session.address} for _, session in sessions]})
 
     async def delete(self) -> None:
         sub = self.single_argument("sub", required=False)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from http.client import responses as HTTP_REASONS
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.httputil
 import tornado.web
@@ -26,8 +26,13 @@ from gateway.errors import (
 from gateway.inflight import InFlightRequests
 from gateway.logs import REQUEST_ID_HEADER, LogBudget, request_id_from, request_id_var
 from gateway.metrics import GatewayMetrics
-from gateway.proxies import IPNetwork, client_address, forwarded_proto
+from gateway.proxies import IPNetwork, client_address, forwarded_proto, is_trusted
 from gateway.ratelimits import RateLimiter, route_group
+
+if TYPE_CHECKING:  # the `tracing` extra: imported only when tracing is configured
+    from opentelemetry.trace import Span
+
+    from gateway.tracing import Tracing
 
 log = logging.getLogger("gateway.http")
 
@@ -95,6 +100,7 @@ class Edge:
     refusal_log: LogBudget | None = None  # bounds the "refused" lines of invalid tokens
     security_headers: tuple[tuple[str, str], ...] = SECURITY_HEADERS  # with the pages' CSP
     inflight: InFlightRequests | None = None  # what a graceful stop waits for
+    tracing: Tracing | None = None  # a span per request when [tracing] is configured
 
 
 EDGE_SETTING = "gateway_edge"  # app.py passes it by this keyword
@@ -112,6 +118,8 @@ class BaseHandler(tornado.web.RequestHandler):
     # Whether errors of this route are JSON always (APIs) or negotiated (browser routes).
     api = False
     _request_id: str | None = None
+    _tracing: Tracing | None = None
+    _span: Span | None = None
 
     @property
     def request_id(self) -> str:
@@ -143,17 +151,30 @@ class BaseHandler(tornado.web.RequestHandler):
                  request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> None:
         # Counted from here until the answer is sent or the client hangs up, so that a
         # graceful stop waits for this request (server.drain).
-        self._inflight: InFlightRequests | None = edge_of(application).inflight
+        edge = edge_of(application)
+        self._inflight: InFlightRequests | None = edge.inflight
         if self._inflight is not None:
             self._inflight.started()
         super().__init__(application, request, **kwargs)
+        if edge.tracing is not None:
+            self._tracing = edge.tracing
+            self._span = edge.tracing.start_request(
+                request.method or "", self.route, request.headers,
+                from_trusted_proxy=is_trusted(request.remote_ip or "", edge.trusted_proxies))
 
     def on_finish(self) -> None:
         self._end_inflight()
+        self._end_span()
 
     def on_connection_close(self) -> None:
         self._end_inflight()
+        self._end_span()
         super().on_connection_close()
+
+    def _end_span(self) -> None:
+        span, self._span = self._span, None
+        if span is not None and self._tracing is not None:
+            self._tracing.end_request(span, self.get_status())
 
     def _end_inflight(self) -> None:
         if self._inflight is not None:
@@ -197,6 +218,8 @@ class BaseHandler(tornado.web.RequestHandler):
         # this returns). Subclasses that await it use `await_prepared`.
         # Tornado runs each request in a task of its own: the id follows it and no further.
         request_id_var.set(self.request_id)
+        if self._span is not None and self._tracing is not None:
+            self._tracing.attach(self._span)
         check_request_size(self.request)
         return self.rate_limit()
 

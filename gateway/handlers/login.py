@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from gateway import cookies, pending, transactions
 from gateway.context import GatewayContext
+from gateway.devices import describe_device
 from gateway.errors import (
     AccessDenied,
     GatewayError,
@@ -208,7 +209,9 @@ class CallbackHandler(ProviderHandler):
         ctx = self.ctx
         session_cookie_age = ctx.settings.cookies.session_lifetime
         old_session = ctx.cookies.read_signed(self, cookies.SESSION, session_cookie_age)
-        session_id, session = await ctx.sessions.start(identity, replacing=old_session)
+        session_id, session = await ctx.sessions.start(
+            identity, replacing=old_session, address=self.client_address,
+            device=describe_device(self.request.headers.get("User-Agent")))
         token = ctx.issuer.issue_access_token(identity, ctx.settings.audience, sid=session.sid)
         ctx.metrics.issued["access"].inc()
         ctx.cookies.set(self, cookies.SESSION, session_id, max_age=session_cookie_age,

@@ -10,6 +10,7 @@ from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken, NotFound
 from gateway.handlers.base import BaseHandler
 from gateway.redirects import is_allowed_return_to
+from gateway.session_list import session_rows
 from gateway.signout import sign_out
 
 
@@ -30,8 +31,12 @@ class HomeHandler(BaseHandler):
                 token = None
         session_id = ctx.cookies.read_signed(self, cookies.SESSION,
                                              ctx.settings.cookies.session_lifetime)
-        if claims is None and session_id and await ctx.sessions.lookup(session_id) is None:
-            session_id = None
+        session = await ctx.sessions.lookup(session_id) if session_id else None
+        rows = []
+        if session_id and session and (claims is None or claims.get("sub") == session.sub):
+            rows = session_rows(await ctx.sessions.of_sub(session.sub),
+                                current_handle=ctx.sessions.handle(session_id),
+                                provider_names=self.provider_names())
         home_url = f"{ctx.settings.issuer}/"
         query = urlencode({"return_to": home_url})
         idp = claims.get("idp") if claims else None
@@ -45,11 +50,15 @@ class HomeHandler(BaseHandler):
             # The brand a person knows ("X"), never the internal id ("twitter").
             provider_name=provider.display_name if provider else idp,
             token=token,
+            sessions=rows,
             issuer=ctx.settings.issuer,
             chooser_url=f"/login?{query}",
             providers=[(p.display_name, f"/login/{name}?{query}", name)
                        for name, p in ctx.providers.items()],
         )
+
+    def provider_names(self) -> dict[str, str]:
+        return {name: p.display_name for name, p in self.ctx.providers.items()}
 
 
 class ChooserHandler(BaseHandler):

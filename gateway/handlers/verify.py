@@ -40,7 +40,7 @@ from gateway.handlers.base import (
     wants_hsts,
 )
 from gateway.logs import REQUEST_ID_HEADER, AccessLog, request_id_from, request_id_var
-from gateway.proxies import client_address
+from gateway.proxies import client_address, is_trusted
 from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.verify")
@@ -191,6 +191,12 @@ class _Answer(tornado.httputil.HTTPMessageDelegate):
         request.connection.write_headers(self.status, headers, self.body)
         request.connection.finish()
         route.access_log.record(ROUTE, request, self.status.code, request_id)
+        tracing = route.edge.tracing
+        if tracing is not None:
+            tracing.record_request(
+                "GET", ROUTE, request.headers, self.status.code, start_time=request._start_time,
+                from_trusted_proxy=is_trusted(request.remote_ip or "",
+                                              route.edge.trusted_proxies))
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         return VERIFIED_HEADERS

@@ -8,10 +8,10 @@ BUILDERS, its stand-in in dev/standins/, its docs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.config import Settings
-from gateway.providers import apple, facebook, google, twitter
+from gateway.providers import apple, facebook, github, google, microsoft, oidc, twitter
 from gateway.providers.base import Connector
 from gateway.store import Store
 from gateway.upstream.client import Upstream
@@ -34,6 +34,14 @@ BUILDERS: tuple[Callable[[Settings, Upstream], Connector | None], ...] = (
     google.build,
     facebook.build,
     build_x,
+    github.build,
+    microsoft.build,
+)
+
+
+# Builders of any number of connectors: the generic OpenID Connect providers, one per section.
+MULTI_BUILDERS: tuple[Callable[[Settings, Upstream], Sequence[Connector]], ...] = (
+    oidc.build_all,
 )
 
 
@@ -47,4 +55,7 @@ STORE_BUILDERS: tuple[Callable[[Settings, Upstream, Store], Connector | None], .
 def enabled_providers(settings: Settings, upstream: Upstream, store: Store) -> list[Connector]:
     enabled = [build(settings, upstream) for build in BUILDERS]
     enabled += [build(settings, upstream, store) for build in STORE_BUILDERS]
-    return [provider for provider in enabled if provider is not None]
+    providers = [provider for provider in enabled if provider is not None]
+    for build_all in MULTI_BUILDERS:
+        providers.extend(build_all(settings, upstream))
+    return providers

@@ -1,8 +1,9 @@
 """Storage for short-lived server-side state: login transactions and gateway sessions.
 
-One small asynchronous interface, three backends chosen by the `store.url` setting (parsed in
+One small asynchronous interface, four backends chosen by the `store.url` setting (parsed in
 location.py, opened by factory.py): `memory.py` (one process, for development and tests),
-`sqlite.py` (a file: survives restarts, no server) and `redis.py` (shared by several replicas).
+`sqlite.py` (a file: survives restarts, no server), and `redis.py` and `postgres.py` (shared by
+several replicas; PostgreSQL's schema and statements are in postgres_schema.py).
 Values are JSON-compatible dicts; every entry has a TTL and is invisible once expired.
 
 Backends raise only two errors (defined in gateway/errors.py): `StoreFull` when a bounded

@@ -12,7 +12,7 @@ import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPInputError
@@ -24,6 +24,9 @@ from gateway.logs import REQUEST_ID_HEADER, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.upstream.pool import KeepAliveHTTPClient
 from gateway.upstream.resolver import CachingResolver
+
+if TYPE_CHECKING:
+    from gateway.tracing import Tracing
 
 log = logging.getLogger("gateway.upstream")
 
@@ -65,6 +68,7 @@ class Upstream:
     client: AsyncHTTPClient
     settings: UpstreamSettings
     metrics: GatewayMetrics | None = None
+    tracing: Tracing | None = None
 
     def request(self, url: str, *, method: str = "GET", body: str | None = None,
                 headers: dict[str, str] | None = None) -> HTTPRequest:
@@ -84,18 +88,15 @@ class Upstream:
                          what: str) -> dict[str, Any]:
         """Fetch and decode a JSON object, or raise `UpstreamError` describing what failed."""
         response = await self._fetch(request, provider=provider, what=what)
-        try:
-            document = json.loads(response.body)
-        except (ValueError, UnicodeDecodeError):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: body is not JSON")) from None
-        if not isinstance(document, dict):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: JSON is not an object"))
+        return self._json_object(response, provider=provider, what=what)
+
+    async def fetch_json_array(self, request: HTTPRequest, *, provider: str,
+                               what: str) -> list[Any]:
+        """Fetch and decode a JSON array (GitHub's `/user/emails`), or raise `UpstreamError`."""
+        response = await self._fetch(request, provider=provider, what=what)
+        document = self._json_of(response, provider=provider, what=what)
+        if not isinstance(document, list):
+            raise self._unreadable(response, provider, what, "JSON is not an array")
         return document
 
     async def fetch_form(self, request: HTTPRequest, *, provider: str,
@@ -104,6 +105,32 @@ class Upstream:
         endpoints, RFC 5849 2.1 and 2.3), or raise `UpstreamError`. A name given twice is an
         answer we cannot read."""
         response = await self._fetch(request, provider=provider, what=what)
+        return self._form_of(response, provider=provider, what=what)
+
+    async def fetch_json_or_form(self, request: HTTPRequest, *, provider: str,
+                                 what: str) -> dict[str, Any]:
+        """A JSON object, or a form-encoded answer when its Content-Type says so: GitHub's
+        token endpoint answers form-encoded whenever the request's `Accept` is not heeded."""
+        response = await self._fetch(request, provider=provider, what=what)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type == "application/x-www-form-urlencoded":
+            return self._form_of(response, provider=provider, what=what)
+        return self._json_object(response, provider=provider, what=what)
+
+    def _json_of(self, response: HTTPResponse, *, provider: str, what: str) -> Any:
+        try:
+            return json.loads(response.body)
+        except (ValueError, UnicodeDecodeError):
+            raise self._unreadable(response, provider, what, "body is not JSON") from None
+
+    def _json_object(self, response: HTTPResponse, *, provider: str,
+                     what: str) -> dict[str, Any]:
+        document = self._json_of(response, provider=provider, what=what)
+        if not isinstance(document, dict):
+            raise self._unreadable(response, provider, what, "JSON is not an object")
+        return document
+
+    def _form_of(self, response: HTTPResponse, *, provider: str, what: str) -> dict[str, str]:
         try:
             pairs = urllib.parse.parse_qsl(response.body.decode("utf-8"), keep_blank_values=True,
                                            strict_parsing=True)
@@ -111,19 +138,27 @@ class Upstream:
             pairs = []
         answer = dict(pairs)
         if not pairs or len(answer) != len(pairs):
-            raise self._logged(what, UpstreamError(
-                "The sign-in provider sent an answer we could not read.",
-                provider=provider, upstream_status=response.code,
-                log_detail=f"{what}: body is not a form-encoded answer"))
+            raise self._unreadable(response, provider, what, "body is not a form-encoded answer")
         return answer
+
+    def _unreadable(self, response: HTTPResponse, provider: str, what: str,
+                    problem: str) -> UpstreamError:
+        return self._logged(what, UpstreamError(
+            "The sign-in provider sent an answer we could not read.",
+            provider=provider, upstream_status=response.code, log_detail=f"{what}: {problem}"))
 
     async def _fetch(self, request: HTTPRequest, *, provider: str, what: str) -> HTTPResponse:
         request_id = request_id_var.get()
         if request_id is not None:  # the provider's support can find our request in its logs
             request.headers[REQUEST_ID_HEADER] = request_id
         started = time.monotonic()
+        tracing = self.tracing
+        span = tracing.start_provider_call(provider, what, request) if tracing else None
+        status: int | None = None
         try:
-            return await self.client.fetch(request, raise_error=True)
+            response = await self.client.fetch(request, raise_error=True)
+            status = response.code
+            return response
         except HTTPTimeoutError as e:
             raise self._logged(what, UpstreamTimeout(
                 "The sign-in provider did not answer in time.",
@@ -136,6 +171,7 @@ class Upstream:
                 log_detail=f"{what}: connection closed, or answer over max_response_bytes",
             )) from None
         except HTTPClientError as e:
+            status = e.code
             raise self._logged(what, UpstreamError(
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,
@@ -147,6 +183,8 @@ class Upstream:
         finally:
             if self.metrics is not None:
                 self.metrics.upstream_call(provider, what, time.monotonic() - started)
+            if tracing is not None and span is not None:
+                tracing.end_provider_call(span, status)
 
     def _logged(self, what: str, error: UpstreamError) -> UpstreamError:
         """Every upstream failure passes here once: its log line and its count."""

@@ -169,11 +169,15 @@ def _usable(stream: IOStream) -> bool:
     pending = getattr(stream.socket, "pending", None)  # TLS: decrypted bytes held back
     if pending is not None and pending():
         return False
+    # poll, not select: select refuses descriptors past 1024, which a gateway holding
+    # thousands of connections hands out, and every provider call would then connect anew.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([stream.socket], [], [], 0)
+        poller.register(stream.socket, select.POLLIN | select.POLLPRI)
+        ready = poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
+    return not ready
 
 
 def _forget(idle: collections.deque[tuple[float, IOStream]], stream: IOStream) -> None:

@@ -48,6 +48,7 @@ def test_P8_the_sessions_api_lists_and_ends_a_users_sessions(admin) -> None:
     assert listed.headers["Cache-Control"] == "no-store"
     sessions = listed.json()["sessions"]
     assert len(sessions) == 2 and {s["idp"] for s in sessions} == {"google"}
+    assert {(s["device"], s["address"]) for s in sessions} == {("Python", "127.0.0.1")}
 
     one = httpx.delete(api, params={"sid": sessions[0]["sid"]}, headers=_bearer())
     assert one.status_code == 200 and one.json()["ended_sessions"] == 1

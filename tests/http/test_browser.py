@@ -41,7 +41,9 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
 # The provider id (URLs, claims, configuration) and the brand a person reads.
-BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X"}
+BRANDS = {"google": "Google", "facebook": "Facebook", "twitter": "X", "github": "GitHub",
+          "microsoft": "Microsoft", "dev": "Dev SSO"}
+NO_PICTURE = {"microsoft"}  # its ID token has none
 BUTTON_LABELS = {name: f"Sign in with {brand}" for name, brand in BRANDS.items()}
 # The button colours of each provider's published branding (background, text), light and dark.
 BRAND_COLOURS = {
@@ -51,6 +53,13 @@ BRAND_COLOURS = {
     ("facebook", "dark"): ("rgb(8, 102, 255)", "rgb(255, 255, 255)"),
     ("twitter", "light"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
     ("twitter", "dark"): ("rgb(0, 0, 0)", "rgb(255, 255, 255)"),
+    ("github", "light"): ("rgb(36, 41, 47)", "rgb(255, 255, 255)"),
+    ("github", "dark"): ("rgb(36, 41, 47)", "rgb(255, 255, 255)"),
+    ("microsoft", "light"): ("rgb(255, 255, 255)", "rgb(94, 94, 94)"),
+    ("microsoft", "dark"): ("rgb(47, 47, 47)", "rgb(255, 255, 255)"),
+    # A generic OpenID provider (development mode's "Dev SSO"): the page's primary colour.
+    ("dev", "light"): ("rgb(29, 78, 216)", "rgb(255, 255, 255)"),
+    ("dev", "dark"): ("rgb(37, 99, 235)", "rgb(255, 255, 255)"),
 }
 # axe-core's impact levels that fail a page.
 BLOCKING_IMPACTS = ("serious", "critical")
@@ -151,7 +160,8 @@ def gateway_cookies(page: Any, stack: Stack) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in page.context.cookies(stack.url)}
 
 
-@pytest.mark.parametrize("provider", ["google", "facebook", "twitter"])
+@pytest.mark.parametrize("provider", ["google", "facebook", "twitter", "github", "microsoft",
+                                      "dev"])
 def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Callable[..., Any],
                                 provider: str) -> None:
     stack = make_stack()
@@ -164,7 +174,9 @@ def test_login_from_the_chooser(make_stack: Callable[..., Stack], new_page: Call
     assert f"via {BRANDS[provider]}" in page.inner_text(".who")
     assert claim_cell(page, "idp").inner_text() == provider
     # The stand-in's picture (on its own origin) is drawn: allowed by the CSP, and well formed.
-    assert page.eval_on_selector("main img", "img => img.complete && img.naturalWidth") > 0
+    if provider not in NO_PICTURE:
+        assert page.eval_on_selector("main img",
+                                     "img => img.complete && img.naturalWidth") > 0
     if shots["home"]:
         screenshot(page, shots["home"])
     jar = gateway_cookies(page, stack)
@@ -293,6 +305,37 @@ def test_sign_out_with_the_form(make_stack: Callable[..., Stack],
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
 
 
+def test_sign_out_another_device_and_everywhere_else_from_the_list(
+        make_stack: Callable[..., Stack], new_page: Callable[..., Any]) -> None:
+    """SECURITY P8: the signed-in page lists this user's sessions; a click signs one device
+    out, another every device but this one, and this browser stays signed in."""
+    stack = make_stack()
+    page = new_page()
+    sign_in(page, stack, "google")
+    phone, tablet = stack.browser(), stack.browser()
+    phone.http.headers["User-Agent"] = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)"
+    tablet.http.headers["User-Agent"] = "Mozilla/5.0 (Linux; Android 14; SM-X710) Firefox/133.0"
+    for device in (phone, tablet):
+        assert device.login().status_code == 302
+    page.reload()
+    sessions = page.locator(".sessions li")
+    assert sessions.count() == 3
+    assert sessions.first.inner_text().startswith("Chrome on Linux (this device)")
+    page.locator(".sessions li", has_text="iPhone").get_by_role(
+        "button", name=re.compile("^Sign out iPhone")).click()
+    page.wait_for_url(f"{stack.url}/#sessions")
+    assert page.locator(".sessions li").count() == 2
+    assert "iPhone" not in page.inner_text(".sessions")
+    page.get_by_role("button", name="Sign out everywhere else").click()
+    page.wait_for_url(f"{stack.url}/#sessions")
+    assert page.locator(".sessions li").count() == 1
+    assert page.get_by_role("button", name="Sign out everywhere else").count() == 0
+    assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    for device in (phone, tablet):
+        del device.cookies[next(n for n in device.cookies if n.endswith("gw_access"))]
+        assert device.get(f"{stack.url}/auth").status_code == 401
+
+
 def test_declined_consent_shows_the_error_page(make_stack: Callable[..., Stack],
                                                new_page: Callable[..., Any]) -> None:
     stack = make_stack()
@@ -369,8 +412,8 @@ def content_width(page: Any, selector: str) -> float:
 def test_provider_buttons_follow_each_brand(make_stack: Callable[..., Stack],
                                             new_page: Callable[..., Any], scheme: str) -> None:
     """Each button: its provider's colours (Google's white or #131314 with the #747775 border,
-    Facebook's blue, X's black), its logo drawn inline on the left, and the card's full
-    width; the page asks for nothing beyond the gateway's own origin."""
+    Facebook's blue, X's black, GitHub's dark grey), its logo drawn inline on the left, and
+    the card's full width; the page asks for nothing beyond the gateway's own origin."""
     stack = make_stack()
     page = new_page(viewport=DESKTOP, color_scheme=scheme)
     traffic = record_traffic(page)
@@ -473,7 +516,7 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
     page.goto(f"{stack.url}/demo/oidc")  # the chooser, naming the app (the README's picture)
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/login?") + ".*"))
     audit("chooser")
-    for provider in ("facebook", "twitter", "google"):  # each stand-in's account chooser
+    for provider in ("facebook", "twitter", "github", "google"):  # each stand-in's chooser
         page.get_by_role("link", name=BUTTON_LABELS[provider]).click()
         page.wait_for_url(re.compile(re.escape(stack.standin(provider).base_url) + ".*"))
         audit(f"standin-{provider}-chooser")
@@ -483,8 +526,10 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
     page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
     page.wait_for_url(re.compile(re.escape(f"{stack.url}/demo/callback?") + ".*"))
     audit("demo-app")
+    assert stack.browser().login().status_code == 302  # another device: the list has a form
     page.goto(f"{stack.url}/")
     assert page.get_by_role("heading", level=1).inner_text() == "Signed in as Ada Lovelace"
+    assert page.get_by_role("button", name="Sign out everywhere else").count() == 1
     audit("home-signed-in")
     page.goto(f"{stack.url}/logout/oidc")  # no id_token_hint: the user confirms
     assert page.get_by_role("heading", level=1).inner_text() == "Sign out?"
@@ -509,7 +554,7 @@ def test_every_page_passes_axe_and_is_photographed(make_stack: Callable[..., Sta
               if r.status >= 400 and r.request.resource_type != "document"]
     assert not failed, failed
     assert not audit.failures, "\n".join(["axe-core / layout:", *audit.failures])
-    assert len(audit.shots) == 4 * 11 and all(p.stat().st_size > 0 for p in audit.shots)
+    assert len(audit.shots) == 4 * 12 and all(p.stat().st_size > 0 for p in audit.shots)
 
 
 # ---------------------------------------------------------------------------------------------

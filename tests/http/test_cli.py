@@ -163,7 +163,7 @@ def test_config_check_dev_accepts_the_dev_config_as_serve_dev_runs_it(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("configuration OK (development mode): issuer "
                                      "http://localhost:8080, providers: google, facebook, "
-                                     "twitter, apple")
+                                     "twitter, github, microsoft, apple, dev")
     assert list(tmp_path.iterdir()) == []  # no state directory, keys or cookie secret written
 
 
@@ -229,13 +229,14 @@ def test_help_opens_with_a_whole_sentence_and_lists_each_command_in_one() -> Non
     assert description.count(".") == 1  # one sentence, whole
     assert "Command line:" not in text and "`," not in text
     listed = re.findall(r"^ {4}(\w+) +(.+)$", text, re.MULTILINE)
-    assert [name for name, _ in listed] == ["serve", "config", "keys", "sessions", "clients"]
+    assert [name for name, _ in listed] == ["serve", "config", "keys", "sessions", "store",
+                                            "clients"]
     for name, summary in listed:
         assert summary[0].isupper() and summary.endswith("."), (name, summary)
     assert "oauth-gateway serve --dev" in text
 
 
-@pytest.mark.parametrize("command", ["serve", "config", "keys", "sessions", "clients"])
+@pytest.mark.parametrize("command", ["serve", "config", "keys", "sessions", "store", "clients"])
 def test_each_command_help_describes_it_in_sentences_within_80_columns(command: str) -> None:
     text = _help(command)
     paragraphs = text.split("\n\n")

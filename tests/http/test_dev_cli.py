@@ -33,7 +33,9 @@ def test_serve_dev_signs_in_with_each_provider_and_stops_cleanly_on_sigterm(tmp_
         assert re.fullmatch(r"http://localhost:\d+", base)
         chooser = httpx.get(f"{base}/login")
         for provider, brand in (("google", "Google"), ("facebook", "Facebook"),
-                                ("twitter", "X"), ("apple", "Apple")):
+                                ("twitter", "X"), ("github", "GitHub"),
+                                ("microsoft", "Microsoft"), ("apple", "Apple"),
+                                ("dev", "Dev SSO")):
             assert f'href="/login/{provider}' in chooser.text
             client = httpx.Client(timeout=10)
             start = client.get(f"{base}/login/{provider}", follow_redirects=False)

@@ -43,6 +43,8 @@ def test_H2_pages_show_pictures_from_https_and_the_dev_stand_ins_only(stack: Sta
     stand-ins serve theirs on their own http origins, allowed in development mode only."""
     csp = httpx.get(f"{stack.url}/").headers["Content-Security-Policy"]
     standins = [provider.standin.base_url for provider in stack.dev.providers.values()]
+    assert {stack.standin(name).base_url for name in ("github", "microsoft", "dev", "apple")} \
+        <= set(standins)  # every stand-in, in their order
     assert _directive(csp, "img-src") == ["'self'", "https:", *standins]
     assert "data:" not in csp and "http:" not in csp.split()
 

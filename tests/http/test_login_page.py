@@ -56,7 +56,8 @@ def test_the_chooser_draws_the_logos_inline_and_loads_nothing_else(make_stack: A
     page = stack.browser().get(f"{stack.url}/login")
     assert page.status_code == 200
     buttons = re.findall(r'<a class="provider provider-(\w+)" href="[^"]*">(.*?)</a>', page.text)
-    assert [name for name, _ in buttons] == ["google", "facebook", "twitter", "apple"]
+    assert [name for name, _ in buttons] == ["google", "facebook", "twitter", "github",
+                                             "microsoft", "apple", "dev"]
     for _, inner in buttons:
         assert inner.startswith('<svg class="logo" aria-hidden="true"'), inner[:60]
     assert "<img" not in page.text and "<script" not in page.text

@@ -7,41 +7,28 @@ cookies to every port of it, so the gateway's (host-only) cookies reach `/auth` 
 
 from __future__ import annotations
 
-import html
 import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import tornado.httpserver
-import tornado.netutil
-import tornado.web
 from conftest import REPO_ROOT, FormParser, LoopThread, Stack, query_of
+from proxy_support import (
+    USER_HEADERS,
+    executable,
+    follow_to_the_gateway_login,
+    free_port,
+    protected_app,
+    running,
+    shown_user,
+)
 
 pytestmark = pytest.mark.slow
 
 SAMPLE = REPO_ROOT / "config" / "nginx.conf"
-
-
-def nginx_executable() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("nginx is not installed: .ci/run installs Debian's nginx package")
-    pytest.skip("nginx is not installed (apt-get install nginx); CI runs this test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nginx_config(tmp_path: Path, *, port: int, gateway_port: int, app_port: int) -> str:
@@ -76,31 +63,16 @@ http {{
 """
 
 
-class ProtectedPage(tornado.web.RequestHandler):
-    """The app behind nginx: no sign-in code, it trusts the header nginx sets."""
-
-    def get(self) -> None:
-        user = self.request.headers.get("X-Auth-Request-User", "")
-        self.write(f"<p>Hello, <b id='user'>{tornado.escape.xhtml_escape(user)}</b></p>")
+@pytest.fixture
+def app_port(loop_thread: LoopThread) -> Iterator[int]:
+    with protected_app(loop_thread) as port:
+        yield port
 
 
 @pytest.fixture
-def protected_app(loop_thread: LoopThread) -> Iterator[int]:
-    def start() -> tuple[tornado.httpserver.HTTPServer, int]:
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/.*", ProtectedPage)]))
-        server.add_sockets(sockets)
-        return server, sockets[0].getsockname()[1]
-
-    server, port = loop_thread.call(start)
-    yield port
-    loop_thread.call(server.stop)
-
-
-@pytest.fixture
-def nginx(tmp_path: Path, protected_app: int, make_stack: Callable[..., Stack]
+def nginx(tmp_path: Path, app_port: int, make_stack: Callable[..., Stack]
           ) -> Iterator[tuple[str, Stack]]:
-    executable = nginx_executable()
+    nginx = executable("nginx", "nginx")
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     stack = make_stack(login={"allowed_return_urls": [f"{origin}/"]})
@@ -108,42 +80,10 @@ def nginx(tmp_path: Path, protected_app: int, make_stack: Callable[..., Stack]
     assert gateway_port is not None
     config = tmp_path / "nginx.conf"
     config.write_text(nginx_config(tmp_path, port=port, gateway_port=gateway_port,
-                                   app_port=protected_app))
-    process = subprocess.Popen([executable, "-p", str(tmp_path), "-e", str(tmp_path / "err.log"),
-                                "-c", str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"nginx exited {process.returncode}: {output}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not start listening")
-                time.sleep(0.05)
+                                   app_port=app_port))
+    with running([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "err.log"),
+                  "-c", str(config)], port, name="nginx"):
         yield origin, stack
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _follow_to_the_gateway_login(browser, location: str, stack: Stack) -> str:
-    """The chooser page nginx sent us to, then its Google button: the provider's URL."""
-    chooser = browser.get(location)
-    assert chooser.status_code == 200, chooser.text
-    button = re.search(r'href="(/login/google\?[^"]+)"', chooser.text)
-    assert button, chooser.text
-    start = browser.get(stack.url + html.unescape(button.group(1)))
-    assert start.status_code == 302
-    return start.headers["location"]
 
 
 def test_nginx_sends_a_stranger_to_login_and_back_then_refuses_after_sign_out(nginx) -> None:
@@ -156,7 +96,7 @@ def test_nginx_sends_a_stranger_to_login_and_back_then_refuses_after_sign_out(ng
     assert refused.headers["location"].startswith(f"{stack.url}/login?")
     assert query_of(refused.headers["location"])["return_to"] == [page]
 
-    provider = _follow_to_the_gateway_login(browser, refused.headers["location"], stack)
+    provider = follow_to_the_gateway_login(browser, refused.headers["location"], stack)
     back = browser.consent(provider)
     done = browser.get(back.headers["location"])
     assert done.status_code == 302 and done.headers["location"] == page
@@ -180,9 +120,65 @@ def test_nginx_sends_a_stranger_to_login_and_back_then_refuses_after_sign_out(ng
 def test_nginx_never_lets_a_forged_user_header_through(nginx) -> None:
     origin, stack = nginx
     browser = stack.browser()
-    answer = browser.get(f"{origin}/", headers={"X-Auth-Request-User": "google:admin"})
+    forged = {header: "google:admin" for header in USER_HEADERS}
+    answer = browser.get(f"{origin}/", headers=forged)
     assert answer.status_code == 302
     browser.login()
-    shown = browser.get(f"{origin}/", headers={"X-Auth-Request-User": "google:admin"})
+    shown = browser.get(f"{origin}/", headers=forged)
     assert shown.status_code == 200
     assert "google:admin" not in shown.text
+    assert shown_user(shown.text)["user"] == browser.get(f"{stack.url}/verify").json()["sub"]
+
+
+COMPOSE_SITE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf"
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway certificate and key for `name`, for nginx to load."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    pem, private = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    pem.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return pem, private
+
+
+def test_nginx_accepts_the_compose_files_site(tmp_path: Path) -> None:
+    """deploy/nginx/gateway.conf, as the nginx image includes it (inside `http`), passes
+    `nginx -t`. Only what the test machine cannot have changes: the replicas' name (Compose's
+    DNS) becomes a loopback address, the certificate a throwaway one."""
+    nginx = executable("nginx", "nginx")
+    site = COMPOSE_SITE.read_text()
+    assert site.count("server gateway:8080 ") == 1
+    site = site.replace("server gateway:8080 ", "server 127.0.0.1:8080 ")
+    pem, key = self_signed(tmp_path, "login.example.com")
+    site = site.replace("/etc/nginx/certs/login.example.com.pem", str(pem)) \
+        .replace("/etc/nginx/certs/login.example.com.key", str(key))
+    assert "/etc/nginx/certs/" not in site
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"""pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+{site}
+}}
+""")
+    checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "err.log"),
+                              "-c", str(config)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr

@@ -341,3 +341,49 @@ def test_P9_replicas_ending_the_same_session_at_once_notify_each_client_once(
     assert not receiver.refused, receiver.refused
     assert receiver.requests == {"spa": 1}
     assert receiver.accepted["spa"][0]["sid"] == _session_of(receiver, tokens)["sid"]
+
+
+def test_P9_ending_a_session_from_another_device_notifies_its_clients(
+        bc_stack: Stack, receiver: Receiver) -> None:
+    phone = bc_stack.browser()
+    webapp = _webapp_tokens(bc_stack, phone)
+    laptop = bc_stack.browser()
+    assert laptop.login().status_code == 302
+    home = laptop.get(f"{bc_stack.url}/")
+    [phone_sid] = re.findall(r'name="sid" value="([^"]+)"', home.text)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', home.text)
+    assert xsrf is not None
+    ended = laptop.post(f"{bc_stack.url}/account/sessions/end",
+                        data={"_xsrf": xsrf.group(1), "sid": phone_sid})
+    assert ended.status_code == 303
+    _drain(bc_stack)
+    assert not receiver.refused, receiver.refused
+    assert receiver.requests == {"webapp": 1}
+    assert receiver.accepted["webapp"][0]["sid"] == _session_of(receiver, webapp)["sid"]
+
+
+def test_P9_the_admin_api_ending_a_users_sessions_notifies_their_clients(
+        make_stack: Any, receiver: Receiver) -> None:
+    from gateway.server import start_admin
+
+    api_token = "Adm1nT0ken-canary-Pq8sW3nYd0MxU5cO9zIt2Le"
+    stack = oidc_stack(make_stack, clients=[_with_uri(CONFIDENTIAL, receiver), PUBLIC,
+                                            _with_uri(OTHER, receiver)],
+                       admin={"port": 0, "api_token": api_token})
+    receiver.trust(stack)
+    started = stack.loop.call(lambda: start_admin(stack.dev.settings, stack.ctx))
+    assert started is not None
+    server, port = started
+    try:
+        browser = stack.browser()
+        webapp = _webapp_tokens(stack, browser)
+        sub = _session_of(receiver, webapp)["sub"]
+        ended = httpx.delete(f"http://127.0.0.1:{port}/admin/sessions", params={"sub": sub},
+                             headers={"Authorization": f"Bearer {api_token}"})
+        assert ended.status_code == 200 and ended.json()["ended_sessions"] == 1
+        _drain(stack)
+        assert not receiver.refused, receiver.refused
+        assert receiver.requests == {"webapp": 1}
+        assert receiver.accepted["webapp"][0]["sid"] == _session_of(receiver, webapp)["sid"]
+    finally:
+        stack.loop.call(server.stop)

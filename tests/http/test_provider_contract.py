@@ -1,5 +1,6 @@
 """One contract for every connector (Google, Facebook, X over OAuth 2.0, X over OAuth 1.0a,
-Apple): what a login must do whatever the provider, over real HTTP against each stand-in. Each
+GitHub, Microsoft, Apple, a generic OpenID provider):
+what a login must do whatever the provider, over real HTTP against each stand-in. Each
 provider's own file keeps only its protocol's tests (the authorization request, the code
 exchange's shape, the provider's error formats).
 
@@ -25,7 +26,7 @@ from conftest import Browser, Callback, Stack, query_of
 from oauthlib.oauth1.rfc5849 import signature
 from provider_support import assert_clear_error
 
-from gateway.dev.standins import apple, facebook, google, x_common
+from gateway.dev.standins import apple, facebook, github, google, microsoft, oidc, x_common
 from gateway.dev.standins.common import Fault
 
 RETURN_TO = "https://app.example.test/dashboard?tab=1"
@@ -88,7 +89,18 @@ class Provider:
     # How the provider sends the browser back: a redirect (GET), or Apple's cross-site form
     # post (POST, SECURITY C8).
     callback_method: str = "GET"
-    has_picture: bool = True  # Apple shares no profile picture
+    # Where its section is under [providers] when not at its name (a generic OpenID provider:
+    # ("oidc", "<name>")).
+    section_path: tuple[str, ...] = ()
+    # A generic OpenID provider's failing discovery (its begin endpoint) is a 503 page saying
+    # the provider is unavailable, whatever the failure; None: the failure's own answer.
+    begin_failure: tuple[int, str] | None = None
+    # Points the code exchange nowhere through the stand-in (its discovery document), for a
+    # provider whose endpoints are not in the configuration.
+    make_unreachable: Callable[[Any], None] | None = None
+    # Microsoft's ID token carries no picture (its photo is a Graph API call we do not make);
+    # Apple shares none.
+    has_picture: bool = True
 
     @property
     def exchange(self) -> str:
@@ -113,8 +125,27 @@ class Provider:
 
     def stack(self, make_stack: Callable[..., Stack], providers: dict[str, Any] | None = None,
               **overrides: Any) -> Stack:
-        section = {self.name: {**self.config.get(self.name, {}), **(providers or {})}}
-        return make_stack(providers={**self.config, **section}, **overrides)
+        *parents, name = self.section_path or (self.name,)
+        config: dict[str, Any] = {**self.config}
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = {**node.get(name, {}), **(providers or {})}
+        return make_stack(providers=config, **overrides)
+
+    def picture(self, stack: Stack, account: Any) -> str | None:
+        """The `picture` claim of `account`'s tokens."""
+        if not self.has_picture:
+            return None
+        url: str = account.avatar.url(stack.standin(self.name).base_url)
+        return url
+
+    def failure(self, endpoint: str, status: int | tuple[int, ...], words: str
+                ) -> tuple[int | tuple[int, ...], str]:
+        """What the gateway answers when `endpoint` fails as `status` and `words` say."""
+        if endpoint in self.begin_endpoints and self.begin_failure is not None:
+            return self.begin_failure
+        return status, words
 
 
 X_OAUTH2 = Provider(
@@ -125,6 +156,37 @@ X_OAUTH2 = Provider(
     verified_email=lambda a: a.email if a.email_confirmed else None,
     decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
     issued_tokens=lambda x: list(x._bearer_tokens), upstream_secrets=_x_secrets)
+
+def _oidc_decline(start_location: str) -> dict[str, list[str]]:
+    """A generic provider's "deny": error and state, and its issuer (RFC 9207)."""
+    issuer = urlsplit(start_location)._replace(path="", query="").geturl()
+    return {**_oauth2_decline(start_location), "iss": [issuer]}
+
+
+def _oidc_unreachable(standin: Any) -> None:
+    standin.endpoint_overrides["token_endpoint"] = f"{UNREACHABLE}/token"
+
+
+MICROSOFT = Provider(
+    id="microsoft", name="microsoft", display="Microsoft", config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=microsoft.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.xms_edov else None,
+    decline_query=_oauth2_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda m: list(m._access_tokens),
+    upstream_secrets=lambda m: [m.client_secret],
+    begin_failure=(503, "unavailable"), make_unreachable=_oidc_unreachable, has_picture=False)
+
+OIDC = Provider(
+    id="oidc", name=oidc.DEV_NAME, display=oidc.DEV_DISPLAY_NAME, config={},
+    begin_endpoints=("discovery",), callback_endpoints=("token", "jwks"),
+    unreachable={}, accounts=oidc.DEV_USERS, subject=lambda a: a.sub,
+    verified_email=lambda a: a.email if a.email_verified in (True, "true") else None,
+    decline_query=_oidc_decline, callback_sent=_oauth2_callback,
+    issued_tokens=lambda o: list(o._access_tokens),
+    upstream_secrets=lambda o: [o.client_secret],
+    section_path=("oidc", oidc.DEV_NAME), begin_failure=(503, "unavailable"),
+    make_unreachable=_oidc_unreachable)
 
 PROVIDERS = [
     Provider(
@@ -160,6 +222,23 @@ PROVIDERS = [
         callback_sent=_oauth1_callback, issued_tokens=lambda x: list(x._access_tokens),
         transaction_param="oauth_token", code_param="oauth_verifier", error_status=400,
         one_login_at_a_time=True, binding_cookie="gw_x_request"),
+    Provider(
+        id="github", name="github", display="GitHub", config={},
+        begin_endpoints=(), callback_endpoints=("token", "user", "emails"),
+        unreachable={"token_url": f"{UNREACHABLE}/login/oauth/access_token"},
+        accounts=github.DEV_USERS, subject=lambda a: str(a.id),
+        verified_email=lambda a: a.verified_email,
+        decline_query=lambda location: {
+            "error": ["access_denied"],
+            "error_description": ["The user has denied your application access."],
+            "error_uri": [f"{github.DOCS}/apps/managing-oauth-apps/troubleshooting-"
+                          "authorization-request-errors/#access-denied"],
+            "state": query_of(location)["state"]},
+        callback_sent=_oauth2_callback,
+        issued_tokens=lambda g: list(g._access_tokens),
+        upstream_secrets=lambda g: [g.client_secret]),
+    MICROSOFT,
+    OIDC,
     Provider(
         id="apple", name="apple", display="Apple", config={},
         begin_endpoints=(), callback_endpoints=("token", "jwks"),
@@ -548,7 +627,8 @@ def _login_with_fault(make_stack: Callable[..., Stack], p: Provider, endpoint: s
 def test_a_5xx_from_the_provider_is_a_clear_page(make_stack, provider: Provider, endpoint: str,
                                                  fault: Fault) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, fault)
-    assert_clear_error(answer, provider.name, 502, "refused the request")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 502, "refused the request"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -557,7 +637,8 @@ def test_a_provider_that_does_not_answer_in_time_is_a_504_page(make_stack, provi
     answer = _login_with_fault(make_stack, provider, endpoint,
                                Fault(status=200, body="{}", delay=3),
                                upstream={"request_timeout": 0.5})
-    assert_clear_error(answer, provider.name, 504, "did not answer in time")
+    assert_clear_error(answer, provider.name,
+                       *provider.failure(endpoint, 504, "did not answer in time"))
 
 
 @pytest.mark.parametrize(("provider", "endpoint"), _endpoint_params())
@@ -565,11 +646,13 @@ def test_a_provider_that_hangs_up_is_a_clear_page(make_stack, provider: Provider
                                                   endpoint: str) -> None:
     answer = _login_with_fault(make_stack, provider, endpoint, Fault(status=0, delay=0.1),
                                upstream={"request_timeout": 2})
-    assert_clear_error(answer, provider.name, (502, 504), "")
+    assert_clear_error(answer, provider.name, *provider.failure(endpoint, (502, 504), ""))
 
 
 def test_unreachable_provider_is_a_clear_page(make_stack, provider: Provider) -> None:
     stack = provider.stack(make_stack, providers=provider.unreachable)
+    if provider.make_unreachable is not None:
+        provider.make_unreachable(stack.standin(provider.name))
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     # Apple's consent page is under the unreachable authority too: the user still meets the
@@ -616,7 +699,7 @@ def test_a_failed_login_does_not_block_the_next_one(make_stack, provider: Provid
     browser = stack.browser()
     start = browser.start_login(provider=provider.name)
     if endpoint in provider.begin_endpoints:
-        assert start.status_code == 502
+        assert start.status_code == provider.failure(endpoint, 502, "")[0]
     else:
         back = browser.consent(start.headers["location"])
         assert browser.return_from_provider(back).status_code == 502

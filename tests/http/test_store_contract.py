@@ -1,6 +1,9 @@
-"""One contract for the three store backends (memory, SQLite in a temporary file, the real
-Redis on 127.0.0.1:6379), then what only SQLite (a file that outlives the process, never blocking
-the event loop) and Redis (shared by replicas, failing fast and recovering) promise."""
+"""One contract for the store backends (memory, SQLite in a temporary file, the real Redis on
+127.0.0.1:6379, Redis with failover: a Sentinel-watched master and a Cluster of the tests' own,
+and the real PostgreSQL on 127.0.0.1:5432 in a database of the test run's own), then what only
+SQLite (a file that outlives the process, never blocking the event loop) and Redis (shared by
+replicas, failing fast and recovering) promise; PostgreSQL's own promises are in
+test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -19,10 +22,19 @@ from typing import Any
 
 import pytest
 import redis
-from store_backends import REDIS_URL, PrivateRedis, delete_prefix, require_redis, unique_prefix
+from redis_topology import PASSWORD, SENTINEL_PASSWORD
+from store_backends import (
+    REDIS_URL,
+    PrivateRedis,
+    delete_prefix,
+    postgres_url,
+    require_redis,
+    unique_prefix,
+)
 
 from gateway.store import Store, StoreFull, StoreUnavailable
 from gateway.store.memory import MemoryStore
+from gateway.store.postgres import PostgresStore
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
@@ -50,19 +62,34 @@ class Backend:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "sentinel", "cluster", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "memory":
+    if request.param == "postgres":
+        url = postgres_url(request.getfixturevalue("pg_database"))
+        yield Backend("postgres", lambda limit: PostgresStore(url,
+                                                              namespace_limits=_limits(limit)))
+    elif request.param == "memory":
         yield Backend("memory", lambda limit: MemoryStore(max_entries=limit or 200_000))
     elif request.param == "sqlite":
         path = tmp_path / "gateway.db"
         yield Backend("sqlite", lambda limit: SqliteStore(path, namespace_limits=_limits(limit)))
-    else:
+    elif request.param == "redis":
         require_redis()
         prefix = unique_prefix()
         yield Backend("redis", lambda limit: RedisStore(REDIS_URL, key_prefix=prefix,
                                                         namespace_limits=_limits(limit)))
         delete_prefix(prefix)
+    else:
+        # Redis with failover (tests/redis_topology.py, started once for the session): the
+        # master the sentinels name, every write acknowledged by a replica (SECURITY T7); and
+        # a Cluster of three masters, the bounded namespace's keys in one hash slot.
+        topology = request.getfixturevalue(f"{request.param}_topology")
+        prefix = unique_prefix()
+        acks = 1 if request.param == "sentinel" else 0
+        yield Backend(request.param, lambda limit: RedisStore(
+            topology.url(), password=PASSWORD, sentinel_password=SENTINEL_PASSWORD,
+            key_prefix=prefix, namespace_limits=_limits(limit), min_replicas_ack=acks))
+        topology.delete_prefix(prefix)
 
 
 def _limits(limit: int | None) -> dict[str, int] | None:
@@ -312,16 +339,20 @@ def test_H5_incr_does_not_extend_the_window(backend: Backend) -> None:
 # The persistent backends bound only the login namespace: sessions are not refused
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_persistent_stores_bound_only_the_bounded_namespace(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+def test_persistent_stores_bound_only_the_bounded_namespace(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     prefix = unique_prefix()
     if kind == "redis":
         require_redis()
+    url = postgres_url(request.getfixturevalue("pg_database")) if kind == "postgres" else ""
 
     async def scenario() -> None:
-        store: Store = (SqliteStore(tmp_path / "gw.db", namespace_limits={BOUNDED: 1})
+        limits = {BOUNDED: 1}
+        store: Store = (SqliteStore(tmp_path / "gw.db", namespace_limits=limits)
                         if kind == "sqlite" else
-                        RedisStore(REDIS_URL, key_prefix=prefix, namespace_limits={BOUNDED: 1}))
+                        PostgresStore(url, namespace_limits=limits) if kind == "postgres" else
+                        RedisStore(REDIS_URL, key_prefix=prefix, namespace_limits=limits))
         try:
             await store.put(BOUNDED, "tx", {}, TTL)
             for i in range(5):

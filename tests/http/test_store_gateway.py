@@ -1,7 +1,7 @@
 """The store in the gateway: chosen by `store.url` (README, "Storage"), validated with one line
-naming the key, and used end to end: a login completes with SQLite and with Redis, a session
-outlives a restart with SQLite, and an unreachable Redis is a clear 503, never a 500 or a login
-(SECURITY H9)."""
+naming the key, and used end to end: a login completes with SQLite, Redis and PostgreSQL, a
+session outlives a restart with SQLite, and an unreachable Redis is a clear 503, never a 500 or
+a login (SECURITY H9)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ import tornado.web
 from config_support import refusal, write_config, write_secret
 from conftest import Stack
 from process_support import assert_one_line_config_error, run_cli
-from store_backends import REDIS_URL, delete_prefix, require_redis, unique_prefix
+from store_backends import (
+    REDIS_URL,
+    delete_prefix,
+    pg_query,
+    postgres_url,
+    require_redis,
+    unique_prefix,
+)
 
 from gateway import cookies
 from gateway.app import build_context
@@ -31,6 +38,7 @@ from gateway.store import StoreFull, StoreUnavailable
 from gateway.store.factory import open_store
 from gateway.store.location import PRODUCTION_URL, parse_store_url, store_url
 from gateway.store.memory import MemoryStore
+from gateway.store.postgres import PostgresStore
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
@@ -58,6 +66,12 @@ def test_default_store_is_memory_in_development_and_sqlite_in_production(tmp_pat
     ("rediss://user:pw@redis.internal:6380/2?socket_timeout=2", "redis",
      "rediss://user:pw@redis.internal:6380/2?socket_timeout=2"),
     ("redis://redis.internal", "redis", "redis://redis.internal"),
+    ("postgresql://gateway@db.internal:5432/gateway", "postgres",
+     "postgresql://gateway@db.internal:5432/gateway"),
+    ("postgres://gateway:pw@db.internal/gw?sslmode=verify-full&connect_timeout=3"
+     "&command_timeout=0.5&max_connections=20", "postgres",
+     "postgres://gateway:pw@db.internal/gw?sslmode=verify-full&connect_timeout=3"
+     "&command_timeout=0.5&max_connections=20"),
 ])
 def test_store_urls_name_their_backend(url: str, kind: str, where: str) -> None:
     location = parse_store_url(url)
@@ -66,7 +80,18 @@ def test_store_urls_name_their_backend(url: str, kind: str, where: str) -> None:
 
 
 @pytest.mark.parametrize(("url", "words"), [
-    ("postgres://db/gateway", "must be memory://"),
+    ("mysql://db/gateway", "must be memory://"),
+    ("postgres://db/gateway", "needs a user"),
+    ("postgresql://gateway@/gateway", "needs a host"),
+    ("postgresql://gateway@db:5432", "needs one database name"),
+    ("postgresql://gateway@db:5432/a/b", "needs one database name"),
+    ("postgresql://gateway@db:notaport/gw", "port must be a number"),
+    ("postgresql://gateway@db/gw?search_path=x", "unknown PostgreSQL URL option 'search_path'"),
+    ("postgresql://gateway@db/gw?sslmode=maybe", "sslmode must be one of"),
+    ("postgresql://gateway@db/gw?command_timeout=0", "must be above 0"),
+    ("postgresql://gateway@db/gw?connect_timeout=nan", "must be above 0"),
+    ("postgresql://gateway@db/gw?max_connections=ten", "must be a number"),
+    ("postgresql://gateway@db/gw?max_connections=2&max_connections=3", "given twice"),
     ("memory:", "must be memory://"),
     ("memory://somewhere", "takes nothing"),
     ("sqlite://", "needs a file path"),
@@ -91,6 +116,8 @@ def test_store_url_password_is_not_echoed_in_the_error_or_the_log_line(tmp_path:
     assert "hunter2-canary" not in str(error)
     location = parse_store_url("rediss://u:hunter2-canary@redis.internal:6380/2")
     assert location.describe() == "rediss redis.internal:6380/2"
+    location = parse_store_url("postgresql://gw:hunter2-canary@db.internal/gateway")
+    assert location.describe() == "postgresql db.internal:5432/gateway"
 
 
 def test_store_url_and_password_file_from_the_environment(tmp_path: Path) -> None:
@@ -110,6 +137,8 @@ def test_store_url_and_password_file_from_the_environment(tmp_path: Path) -> Non
     ({"store.url": "redis://:pw@redis/0", "store.password": "other"}, "store.password",
      "holds a password already"),
     ({"store.url": "sqlite:///x.db", "store.password": "pw"}, "store.password", "only for"),
+    ({"store.url": "postgresql://gw:pw@db/gateway", "store.password": "other"},
+     "store.password", "holds a password already"),
     ({"store.key_prefix": ""}, "store.key_prefix", "1 to 100"),
     ({"store.key_prefix": "has space"}, "store.key_prefix", "1 to 100"),
     ({"store.unknown": "x"}, "store.unknown", "unknown setting"),
@@ -135,7 +164,11 @@ def test_open_store_builds_the_backend_the_url_names(tmp_path: Path) -> None:
         redis_store = open_store(settings("redis://127.0.0.1:1/0", key_prefix="gw-green"))
         assert isinstance(redis_store, RedisStore)  # connects lazily: Redis may come later
         assert redis_store.entry_key("session", "k") == "gw-green:session:k"
-        for store in (memory, sqlite_store, redis_store):
+        postgres_store = open_store(settings("postgresql://gw@127.0.0.1:1/gateway"
+                                             "?command_timeout=0.5", password="pw"))
+        assert isinstance(postgres_store, PostgresStore)  # connects lazily too
+        assert postgres_store.command_timeout == 0.5
+        for store in (memory, sqlite_store, redis_store, postgres_store):
             await store.close()
     asyncio.run(scenario())
 
@@ -259,6 +292,19 @@ def test_login_completes_with_the_redis_store(store_stack: Callable[..., Stack])
         assert stack.loop.run(stack.ctx.sessions.lookup(_session_id(stack, browser))) is not None
     finally:
         delete_prefix(prefix)
+
+
+def test_login_completes_with_the_postgres_store(store_stack: Callable[..., Stack],
+                                                 pg_database: str) -> None:
+    stack = store_stack(store={"url": postgres_url(pg_database)})
+    assert isinstance(stack.ctx.store, PostgresStore)
+    browser = _log_in(stack)
+    rows = pg_query(pg_database, "SELECT namespace, count(*) AS n FROM oauth_gateway.entries "
+                                 "WHERE namespace IN ('session', 'login-tx') GROUP BY 1")
+    assert {row["namespace"]: row["n"] for row in rows} == {"session": 1}  # the state taken
+    assert stack.loop.run(stack.ctx.sessions.lookup(_session_id(stack, browser))) is not None
+    ready = httpx_get(f"{stack.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["store"] is True
 
 
 def test_two_gateways_sharing_redis_share_sessions(store_stack: Callable[..., Stack]) -> None:

@@ -15,6 +15,8 @@ import datetime
 import gzip
 import ipaddress
 import json
+import resource
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -386,3 +388,20 @@ def test_a_refused_connection_is_named_in_the_log_not_curls_message(
     assert not isinstance(error, UpstreamTimeout)
     assert "token: connection refused" in caplog.text
     assert f"port {port}" not in caplog.text  # curl's own wording stays out
+
+
+def test_connections_are_reused_when_descriptors_run_past_1024(
+        loop_thread: LoopThread, serve: Callable[..., Provider]) -> None:
+    """A gateway at C10K holds thousands of sockets: a pooled connection whose descriptor is
+    past select()'s limit of 1024 is still checked and reused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    provider = serve()
+    held = [socket.socket() for _ in range(1100)]  # the next descriptors are past 1024
+    try:
+        client = upstream(loop_thread)
+        assert len(set(ports_of(loop_thread, client, f"{provider.url}/doc", 5))) == 1
+    finally:
+        for each in held:
+            each.close()

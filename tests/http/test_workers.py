@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from config_support import refusal, write_config
+from metrics_support import sample
 from oidc_support import (
     authorization_params,
     authorize_url,
@@ -159,6 +160,69 @@ def test_a_killed_worker_is_restarted_and_a_killed_parent_leaves_no_orphan(
     wait_until(lambda: not any(process_running(pid) for pid in now), 30,
                "workers of a killed parent stop")
     gateway.assert_logged("is gone: stopping")
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free on loopback now (bounded tries)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count - 1 > 65535:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+@pytest.mark.slow
+def test_each_worker_serves_its_own_metrics_on_its_admin_port(
+        deployments: Callable[..., Deployment]) -> None:
+    """With --workers 2, worker i's admin listener is on admin.port + i; scraping both sees
+    every request, each counted once, by the worker that answered it."""
+    admin_port = consecutive_free_ports(2)
+    gateway = sqlite_deployment(deployments).start(
+        args=["--workers", "2"],
+        env={"GATEWAY_ADMIN__ENABLED": "true", "GATEWAY_ADMIN__PORT": str(admin_port)})
+    for worker in (0, 1):
+        gateway.assert_logged(f"admin listener (/metrics) of worker {worker} on "
+                              f"127.0.0.1:{admin_port + worker}")
+    served: Counter[int] = Counter()
+    while len(served) < 2 or sum(served.values()) < 40:  # each on a new connection
+        answer = httpx.get(f"{gateway.url}/healthz", timeout=HTTP_TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        served[answer.json()["pid"]] += 1
+        assert sum(served.values()) <= 400, f"one worker answered everything: {served}"
+
+    counted = []
+    for port in (admin_port, admin_port + 1):
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=HTTP_TIMEOUT)
+        assert metrics.status_code == 200, metrics.text
+        counted.append(int(sample(metrics.text, "gateway_http_requests_total",
+                                  route="/healthz", method="GET", status="200")))
+    assert sorted(counted) == sorted(served.values()), (counted, served)
+    assert all(counted)
+    assert gateway.stop() == 0, gateway.output
+
+
+def test_admin_ports_of_the_workers_must_fit_and_miss_the_listen_port(tmp_path: Path) -> None:
+    error = refusal(write_config(tmp_path, {"listen.workers": 4, "admin.port": 65534}))
+    assert error.key == "admin.port" and "at most 65532" in str(error)
+    error = refusal(write_config(tmp_path, {"listen.workers": 4, "listen.port": 9092,
+                                            "admin.port": 9090}))
+    assert error.key == "admin.port" and "include listen.port 9092" in str(error)
+    fine = {"listen.workers": 4, "listen.port": 9094, "admin.port": 9090}
+    assert load_settings(write_config(tmp_path, fine), {}).admin.port == 9090
 
 
 # ---------------------------------------------------------------------------------------------

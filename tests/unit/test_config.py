@@ -24,7 +24,15 @@ from config_support import (
 from conftest import REPO_ROOT
 from process_support import toml_lines
 
-from gateway.config import FacebookSettings, Secret, Settings, TwitterSettings, load_settings
+from gateway.config import (
+    FacebookSettings,
+    GitHubSettings,
+    MicrosoftSettings,
+    Secret,
+    Settings,
+    TwitterSettings,
+    load_settings,
+)
 from gateway.dev.mode import check_dev_config
 from gateway.redirects import is_allowed_return_to, parse_allowlist
 
@@ -528,6 +536,10 @@ CREDENTIALS = ("client_id", "client_secret", "consumer_key", "consumer_secret")
     ("twitter", TwitterSettings,
      {"GATEWAY_PROVIDERS__TWITTER__CLIENT_SECRET": "x-client-secret-canary-7Hq2",
       "GATEWAY_PROVIDERS__TWITTER__CONSUMER_SECRET": "x-consumer-secret-canary-4Lp9"}),
+    ("github", GitHubSettings,
+     {"GATEWAY_PROVIDERS__GITHUB__CLIENT_SECRET": "github-client-secret-canary-2Vn8"}),
+    ("microsoft", MicrosoftSettings,
+     {"GATEWAY_PROVIDERS__MICROSOFT__CLIENT_SECRET": "ms-client-secret-canary-8Wd3"}),
 ])
 def test_a_providers_commented_example_block_is_valid_and_states_the_real_defaults(
         tmp_path: Path, section: str, settings_class: type, secrets: dict[str, str]) -> None:
@@ -559,3 +571,8 @@ def test_P8_a_short_admin_api_token_is_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path, {"admin.api_token": "too-short"}, "admin.api_token")
     settings = load_settings(write_config(tmp_path, {"admin.api_token": "a" * 32}), {})
     assert settings.admin.api_token.reveal() == "a" * 32
+
+
+@pytest.mark.parametrize("megabytes", [-1, 65_537])
+def test_the_verified_cache_budget_is_bounded(tmp_path: Path, megabytes: int) -> None:
+    assert_refused(tmp_path, {"tokens.verified_cache_mb": megabytes}, "tokens.verified_cache_mb")

@@ -18,12 +18,13 @@ import secrets
 import shlex
 import subprocess
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway import cli
 from gateway.config import Secret, Settings, load_settings
@@ -43,7 +44,9 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
 EXAMPLE_TOML = ROOT / "config" / "gateway.example.toml"
 CONFIGURATION_MD = ROOT / "docs" / "configuration.md"
-COMPOSE = ROOT / "config" / "compose.yaml"
+# Each Compose file -> its TLS proxy's service.
+COMPOSE_FILES = {ROOT / "deploy" / "compose.yaml": "nginx",
+                 ROOT / "deploy" / "compose.caddy.yaml": "caddy"}
 SYSTEMD_UNIT = ROOT / "config" / "oauth-gateway.service"
 README_MAX_LINES = 250
 SHELL_BLOCKS = {"", "sh", "bash", "shell", "console"}
@@ -192,7 +195,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
     assert not broken, "\n".join(broken)
 
 
-CITED_PATH = re.compile(r"`((?:gateway|tests|bench|config|examples|docs)/[A-Za-z0-9_./-]+)"
+CITED_PATH = re.compile(r"`((?:gateway|tests|bench|config|deploy|examples|docs)/[A-Za-z0-9_./-]+)"
                         r"(?:::[A-Za-z0-9_]+)?`")
 
 
@@ -439,6 +442,8 @@ def _schema(cls: type[Any], prefix: str = "") -> dict[str, Any]:
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(inner[0]):
             keys.update(_schema(inner[0], f"{prefix}{f.name}."))  # [[clients]]
+        elif typing.get_origin(hint) is Mapping and dataclasses.is_dataclass(inner[1]):
+            keys.update(_schema(inner[1], f"{prefix}{f.name}.<name>."))  # [x.<name>]
         elif dataclasses.is_dataclass(hint) or (len(inner) == 1 and
                                                 dataclasses.is_dataclass(inner[0])):
             keys.update(_schema(hint if dataclasses.is_dataclass(hint) else inner[0],
@@ -479,7 +484,9 @@ def example_keys() -> dict[str, int]:
         header = re.match(r"^(?:# ?)?\[\[?([a-z_.]+)\]\]?\s*(?:#.*)?$", line)
         key = re.match(r"^(?:# ?)?([a-z_]+) = ", line)
         if header:
-            section = header.group(1) + "."
+            # Tables by name ([providers.oidc.acme]) stand for their schema's <name>.
+            section = re.sub(r"^providers\.oidc\.[a-z_]+$", "providers.oidc.<name>",
+                             header.group(1)) + "."
         elif key:
             keys.setdefault(section + key.group(1), number)
     return keys
@@ -495,7 +502,8 @@ def documented_keys() -> dict[str, int]:
     for offset, line in enumerate(text[start:end if end > 0 else None].splitlines()):
         if line.startswith("|"):
             first_cell = line.split("|")[1]
-            for name in re.findall(r"`([a-z_]+(?:\[\])?(?:\.[a-z_]+)*)`", first_cell):
+            for name in re.findall(r"`([a-z_]+(?:\[\])?(?:\.(?:[a-z_]+|<name>))*)`",
+                                   first_cell):
                 keys.setdefault(name, first_line + offset)
     return keys
 
@@ -532,62 +540,53 @@ def test_the_schema_reader_sees_sections_providers_clients_and_secrets() -> None
 # -- The Compose file and the systemd unit -------------------------------------------------------
 
 
-def _block(lines: list[str], header: str, indent: int) -> list[str]:
-    """The lines under `header` (a YAML key at `indent` spaces), up to the next one as shallow."""
-    start = lines.index(" " * indent + header)
-    body = []
-    for line in lines[start + 1:]:
-        stripped = line.lstrip(" ")
-        if stripped and not stripped.startswith("#") and len(line) - len(stripped) <= indent:
-            break
-        body.append(line)
-    return body
+def compose(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
 
 
-def compose_gateway() -> tuple[dict[str, str], list[str], list[str]]:
-    """The gateway service's environment, its secrets, and the top-level secrets' names."""
-    lines = COMPOSE.read_text(encoding="utf-8").splitlines()
-    service = _block(_block(lines, "services:", 0), "gateway:", 2)
-    environment = {}
-    for line in _block(service, "environment:", 4):
-        variable = re.match(r"^ {6}(GATEWAY_[A-Z0-9_]+): (.+)$", line)
-        if variable:
-            environment[variable.group(1)] = variable.group(2).strip()
-    used = re.search(r"^ {4}secrets: \[([^\]]*)\]", "\n".join(service), re.MULTILINE)
-    assert used, "the gateway service lists its secrets"
-    declared = re.findall(r"^ {2}([\w-]+):$", "\n".join(_block(lines, "secrets:", 0)),
-                          re.MULTILINE)
-    return environment, [s.strip() for s in used.group(1).split(",")], declared
+def compose_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
-def test_compose_file_is_plain_yaml_with_the_expected_shape() -> None:
-    text = COMPOSE.read_text(encoding="utf-8")
-    assert "\t" not in text  # YAML forbids tabs in indentation
-    top = re.findall(r"^([a-z_]+):", text, re.MULTILINE)
-    assert top == ["name", "services", "configs", "secrets", "networks", "volumes"]
-    services = re.findall(r"^  ([a-z_-]+):$", "\n".join(_block(text.splitlines(),
-                                                                "services:", 0)), re.MULTILINE)
-    assert services == ["gateway", "redis", "caddy"]
-    gateway = "\n".join(_block(_block(text.splitlines(), "services:", 0), "gateway:", 2))
-    for hardening in ("read_only: true", 'user: "10001:10001"', "cap_drop: [ALL]",
-                      '"no-new-privileges:true"'):
-        assert hardening in gateway
-    assert "ports:" not in gateway  # only the TLS proxy is published
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=compose_name)
+def test_compose_file_is_plain_yaml_with_the_expected_shape(path: Path) -> None:
+    assert "\t" not in path.read_text(encoding="utf-8")  # YAML forbids tabs in indentation
+    data = compose(path)
+    assert set(data) <= {"name", "services", "configs", "secrets", "networks", "volumes"}
+    proxy = COMPOSE_FILES[path]
+    assert list(data["services"]) == ["gateway", "redis", proxy]
+    gateway = data["services"]["gateway"]
+    assert gateway["read_only"] is True and gateway["user"] == "10001:10001"
+    assert gateway["cap_drop"] == ["ALL"] and "no-new-privileges:true" in gateway["security_opt"]
+    assert "ports" not in gateway  # only the TLS proxy is published
+    assert data["services"][proxy]["ports"]
+    assert data["networks"]["store"]["internal"] is True
+    assert set(data["services"]["redis"]["networks"]) == {"store"}
+    for name, service in data["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and name != "gateway":  # the gateway's keys: made first
+                assert (path.parent / source).exists() or source == "./certs", volume
 
 
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=compose_name)
 def test_compose_gateway_environment_is_a_valid_production_configuration(
-        tmp_path: Path) -> None:
-    environment, used_secrets, declared_secrets = compose_gateway()
+        path: Path, tmp_path: Path) -> None:
+    data = compose(path)
+    gateway = data["services"]["gateway"]
+    environment: dict[str, str] = gateway["environment"]
+    used_secrets = gateway["secrets"]
     assert {setting_of_variable(name) for name in environment} <= SCHEMA.keys()
-    assert set(used_secrets) <= set(declared_secrets)
+    assert set(used_secrets) <= set(data["secrets"])
     environ = dict(environment)
     for name, value in environment.items():
         if name.endswith("_FILE"):
             secret = value.removeprefix("/run/secrets/")
             assert secret in used_secrets, f"{name} names a secret the service does not mount"
-            path = tmp_path / secret
-            path.write_text(secrets.token_urlsafe(48) + "\n", encoding="utf-8")
-            environ[name] = str(path)
+            secret_path = tmp_path / secret
+            secret_path.write_text(secrets.token_urlsafe(48) + "\n", encoding="utf-8")
+            environ[name] = str(secret_path)
     # What the image adds (the Dockerfile's ENV, not its comments).
     dockerfile = [line for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
                   if not line.lstrip().startswith("#")]
@@ -600,13 +599,11 @@ def test_compose_gateway_environment_is_a_valid_production_configuration(
     assert settings.issuer.startswith("https://")
     assert settings.store.url.startswith("redis://") and settings.store.password
     assert settings.providers.google is not None
-    # The trusted proxy is Caddy's fixed address, inside the network declared for it.
-    text = COMPOSE.read_text(encoding="utf-8")
-    caddy = re.search(r"ipv4_address: ([\d.]+)", text)
-    subnet = re.search(r"subnet: ([\d./]+)", text)
-    assert caddy and subnet
-    assert settings.proxy.trusted == (f"{caddy.group(1)}/32",)
-    assert ipaddress.ip_address(caddy.group(1)) in ipaddress.ip_network(subnet.group(1))
+    # The trusted proxy is the TLS proxy's fixed address, inside the network declared for it.
+    proxy = data["services"][COMPOSE_FILES[path]]["networks"]["edge"]["ipv4_address"]
+    subnet = data["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    assert settings.proxy.trusted == (f"{proxy}/32",)
+    assert ipaddress.ip_address(proxy) in ipaddress.ip_network(subnet)
 
 
 def systemd_unit() -> dict[str, list[tuple[str, str]]]:

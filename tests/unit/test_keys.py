@@ -141,6 +141,33 @@ def test_K1_key_file_readable_by_others_is_reported(tmp_path: Path,
                for r in caplog.records)
 
 
+def test_K1_key_file_readable_by_the_processs_own_group_is_not_reported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As a Kubernetes Secret volume mounts it for a non-root pod: root:<fsGroup> 0440, the
+    fsGroup being the gateway's own group."""
+    path = write_new_key(tmp_path, "EdDSA")
+    os.chown(path, -1, os.getegid())
+    path.chmod(0o440)
+    with caplog.at_level(logging.WARNING, logger="gateway.keys"):
+        load_keyset(tmp_path, "EdDSA")
+    assert not [r for r in caplog.records if path.name in r.getMessage()]
+
+
+def test_K1_key_file_readable_by_another_group_is_reported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_new_key(tmp_path, "EdDSA")
+    path.chmod(0o640)
+    other = next(gid for gid in range(1, 65534) if gid != os.getegid())
+    try:
+        os.chown(path, -1, other)
+    except PermissionError:
+        pytest.skip("changing a file's group to another needs root")
+    with caplog.at_level(logging.WARNING, logger="gateway.keys"):
+        load_keyset(tmp_path, "EdDSA")
+    assert any(path.name in r.getMessage() and "chmod 600" in r.getMessage()
+               for r in caplog.records)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_K1_key_material_is_never_logged(tmp_path: Path, algorithm: str,
                                          caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ from conftest import TEST_DATA
 
 from gateway.identity import Identity, checked_picture_url
 from gateway.providers.facebook import identity_from_facebook
+from gateway.providers.github import identity_from_github
 from gateway.providers.google import identity_from_google
 from gateway.providers.twitter import identity_from_x_v1, identity_from_x_v2
 
@@ -36,6 +37,7 @@ PROFILES: dict[str, Callable[[Any], Identity]] = {
     "facebook": lambda p: identity_from_facebook({"id": "10", "picture": {"data": {"url": p}}}),
     "x v2": lambda p: identity_from_x_v2({"id": "12", "profile_image_url": p}),
     "x v1.1": lambda p: identity_from_x_v1({"id_str": "12", "profile_image_url_https": p}),
+    "github": lambda p: identity_from_github({"id": 12, "avatar_url": p}, None),
 }
 
 

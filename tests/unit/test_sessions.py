@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.identity import Identity
+from gateway.session_list import session_rows
 from gateway.sessions import Sessions
 from gateway.store.memory import MemoryStore
 
@@ -138,3 +139,49 @@ def test_P8_a_users_sessions_are_listed_and_ended_one_by_one() -> None:
 
     asyncio.run(scenario())
 
+
+
+def test_P8_a_session_keeps_its_device_and_address_and_is_found_by_sid() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        session_id, started = await sessions.start(ADA, device="Firefox on Linux",
+                                                   address="203.0.113.7")
+        found = await sessions.by_sid(started.sid)
+        assert found is not None
+        handle, session = found
+        assert handle == sessions.handle(session_id)
+        assert (session.device, session.address) == ("Firefox on Linux", "203.0.113.7")
+        assert await sessions.lookup(session_id) is not None  # finding ends nothing
+        await sessions.end(session_id)
+        assert await sessions.by_sid(started.sid) is None
+
+    asyncio.run(scenario())
+
+
+def test_P8_the_list_shows_this_device_first_then_the_most_recently_used() -> None:
+    now = [1_767_225_600.0]  # 2026-01-01 00:00 UTC
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        first, _ = await sessions.start(ADA, device="Chrome on Windows", address="192.0.2.1")
+        now[0] += 120
+        second, _ = await sessions.start(ADA, device="Safari on iPhone")
+        now[0] += 120
+        third, _ = await sessions.start(ADA, device="Firefox on Linux")
+        now[0] += 120
+        await sessions.lookup(first)  # used again: most recent of the others
+        rows = session_rows(await sessions.of_sub(ADA.sub),
+                            current_handle=sessions.handle(third),
+                            provider_names={"google": "Google"})
+        assert [row.device for row in rows] == [
+            "Firefox on Linux", "Chrome on Windows", "Safari on iPhone"]
+        assert [row.current for row in rows] == [True, False, False]
+        assert rows[1].provider == "Google" and rows[1].address == "192.0.2.1"
+        assert rows[1].signed_in == "2026-01-01 00:00 UTC"
+        assert rows[1].last_active_iso == "2026-01-01T00:06:00Z"
+        assert rows[2].address == "unknown"
+        assert second  # started, listed by its device
+
+    asyncio.run(scenario())

@@ -10,9 +10,11 @@ serialization itself: `jwt.encode` refuses some of the defects (a non-string `ki
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import json
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +35,7 @@ from gateway.tokens import (
     TokenPolicy,
     TokenVerifier,
     bearer_token_from_header,
+    entry_size,
 )
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
@@ -568,6 +571,51 @@ def test_the_cache_is_bounded(keyset: KeySet) -> None:
     for _ in range(10):
         verifier.verify(_issue(keyset))
     assert len(verifier._verified) == 3
+
+
+def test_the_cache_is_bounded_by_memory(keyset: KeySet) -> None:
+    tokens = [_issue(keyset) for _ in range(10)]
+    budget = sum(entry_size(token) for token in tokens[:4])
+    verifier = TokenVerifier(keyset, _policy(), clock=lambda: NOW, cache_bytes=budget)
+    for token in tokens:
+        verifier.verify(token)
+    kept = list(verifier._verified)
+    assert 3 <= len(kept) <= 4 and kept == tokens[-len(kept):]  # the most recent ones
+    assert verifier.cached_bytes == sum(entry_size(token) for token in kept) <= budget
+    nothing = TokenVerifier(keyset, _policy(), clock=lambda: NOW, cache_bytes=0)
+    nothing.verify(tokens[0])
+    assert not nothing._verified and nothing.cached_bytes == 0
+
+
+def test_the_cache_forgets_what_expired_and_counts_it_out(keyset: KeySet) -> None:
+    now = [float(NOW)]
+    verifier = TokenVerifier(keyset, _policy(), clock=lambda: now[0])
+    token = _issue(keyset)
+    verifier.verify(token)
+    assert verifier.cached_bytes == entry_size(token)
+    now[0] = NOW + LIFETIME + LEEWAY + 1
+    _refusal(verifier, token)
+    assert verifier.cached_bytes == 0 and not verifier._verified
+
+
+def test_the_cache_estimate_is_near_what_tracemalloc_measures(keyset: KeySet) -> None:
+    tokens = [_issue(keyset, identity=Identity("google", str(n), name="Ada Lovelace",
+                                                 email=f"user{n}@example.com",
+                                                 email_verified=True)) for n in range(301)]
+    verifier = TokenVerifier(keyset, _policy(), clock=lambda: NOW)
+    verifier.verify_as_json(tokens[0])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for token in tokens[1:]:
+            verifier.verify_as_json("".join(token))  # a string of its own, as a request brings
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    estimate = verifier.cached_bytes - entry_size(tokens[0])
+    assert 0.75 < estimate / used < 1.25, (estimate, used)
 
 
 def test_claims_from_the_cache_are_a_copy(keyset: KeySet) -> None:
