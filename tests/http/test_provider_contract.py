@@ -133,13 +133,6 @@ class Provider:
         node[name] = {**node.get(name, {}), **(providers or {})}
         return make_stack(providers=config, **overrides)
 
-    def picture(self, stack: Stack, account: Any) -> str | None:
-        """The `picture` claim of `account`'s tokens."""
-        if not self.has_picture:
-            return None
-        url: str = account.avatar.url(stack.standin(self.name).base_url)
-        return url
-
     def failure(self, endpoint: str, status: int | tuple[int, ...], words: str
                 ) -> tuple[int | tuple[int, ...], str]:
         """What the gateway answers when `endpoint` fails as `status` and `words` say."""
