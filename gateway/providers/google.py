@@ -1,15 +1,17 @@
-"""Sign in with Google: OpenID Connect over `tornado.auth.GoogleOAuth2Mixin`.
+"""Sign in with Google: the OpenID Connect connector (providers/oidc.py) plus Google's own
+rules, with `tornado.auth.GoogleOAuth2Mixin` building the authorization redirect.
 
-The mixin builds the authorization redirect. What it lacks we add: `state`, PKCE S256 and
-`nonce` on the way out (RFC 9700 2.1.1, OIDC Core 3.1.2.1), the `code_verifier` and our timeouts
-on the code exchange, and verification of the returned `id_token` (SECURITY C3).
+Google's rules: its endpoints come from the configuration (its real ones by default: no
+discovery fetch), its id_tokens are RS256 from either of its two issuer spellings, `hd` is
+checked against `hosted_domains`, userinfo is asked per `fetch_userinfo`. The rest is the
+generic connector's: `state`, PKCE S256 and `nonce` on the way out (RFC 9700 2.1.1, OIDC Core
+3.1.2.1), the `code_verifier` on the code exchange, and the id_token's checks (SECURITY C3).
 """
 
 from __future__ import annotations
 
 import time
-import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import jwt
@@ -19,33 +21,39 @@ from gateway.config import GoogleSettings, Settings
 from gateway.errors import NotPermitted, UpstreamError, unverifiable_answer
 from gateway.identity import Identity, checked_picture_url, text_claim
 from gateway.providers import id_tokens
-from gateway.providers.base import CallbackParameters, OAuth2Connector
+from gateway.providers.base import LoginStart, OAuth2Connector
+from gateway.providers.oidc import OidcConnector
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
-from gateway.upstream.provider_keys import UpstreamKeys
+from gateway.upstream.discovery import ProviderMetadata, StaticMetadata
 
 NAME = "google"
 DISPLAY_NAME = "Google"
 ID_TOKEN_ALGORITHMS = ["RS256"]  # what Google signs with; anything else is refused
 
 
-class GoogleConnector(OAuth2Connector, tornado.auth.GoogleOAuth2Mixin):
-    """Google's connector: its settings and calls, built once in app.py. The mixin builds the
-    authorization redirect (OAuth2Connector.begin); the code exchange is ours (with PKCE)."""
+class GoogleConnector(OidcConnector):
+    """Google's connector: the OpenID Connect connector (providers/oidc.py) with Google's
+    endpoints from the configuration, its two issuer spellings, its `hd` rule and its userinfo
+    policy; Tornado's GoogleOAuth2Mixin builds the authorization redirect."""
 
-    name = NAME
-    display_name = DISPLAY_NAME
-
-    def __init__(self, settings: GoogleSettings, upstream: Upstream, keys: UpstreamKeys,
-                 *, callback_url: str, leeway: int,
+    def __init__(self, settings: GoogleSettings, upstream: Upstream, *, callback_url: str,
+                 leeway: int, jwks_cache_seconds: float, jwks_refresh_cooldown: float,
                  clock: Callable[[], float] = time.time) -> None:
-        super().__init__(authorize_url=settings.authorize_url, callback_url=callback_url,
-                         client_id=settings.client_id, scopes=settings.scopes)
+        super().__init__(
+            name=NAME, display_name=DISPLAY_NAME, issuer=settings.issuers[0],
+            client_id=settings.client_id, client_secret=settings.client_secret,
+            scopes=settings.scopes, upstream=upstream,
+            discovery=StaticMetadata(google_metadata(settings)), callback_url=callback_url,
+            leeway=leeway, jwks_cache_seconds=jwks_cache_seconds,
+            jwks_refresh_cooldown=jwks_refresh_cooldown, clock=clock)
         self.settings = settings
-        self.upstream = upstream
-        self.keys = keys
-        self.leeway = leeway
-        self.clock = clock
+        self._redirect = _GoogleRedirect(self, authorize_url=settings.authorize_url,
+                                         callback_url=callback_url,
+                                         client_id=settings.client_id, scopes=settings.scopes)
+
+    async def begin(self, tx: LoginTransaction) -> LoginStart:
+        return await self._redirect.begin(tx)
 
     def authorization_params(self, tx: LoginTransaction, state: str) -> dict[str, str]:
         params = {
@@ -63,70 +71,53 @@ class GoogleConnector(OAuth2Connector, tornado.auth.GoogleOAuth2Mixin):
             params["hd"] = domains[0] if len(domains) == 1 else "*"
         return params
 
-    async def finish(self, params: CallbackParameters, tx: LoginTransaction,
-                     browser_binding: str | None) -> Identity:
-        assert params.code is not None
-        tokens = await self.exchange_code(params.code, tx.code_verifier)
-        id_token, access_token = tokens.get("id_token"), tokens.get("access_token")
-        if not isinstance(id_token, str) or not isinstance(access_token, str):
-            raise _unverifiable("token response lacks id_token or access_token")
-        id_claims = await self.verified_id_token(id_token, tx.nonce)
-        check_at_hash(id_claims, access_token)
+    def check_id_claims(self, id_claims: dict[str, Any]) -> None:
         check_hosted_domain(id_claims, self.settings.hosted_domains)
-        userinfo: dict[str, Any] = {}
-        if self.needs_userinfo(id_claims):
-            userinfo = await self.userinfo(access_token)
-        return identity_from_google(id_claims, userinfo)
 
-    async def exchange_code(self, code: str, code_verifier: str) -> dict[str, Any]:
-        """The mixin's code exchange, plus the PKCE `code_verifier`, our timeouts and errors.
-
-        Never retried: an authorization code is single use.
-        """
-        settings = self.settings
-        body = urllib.parse.urlencode({
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": self.callback_url,
-            "client_id": settings.client_id,
-            "client_secret": settings.client_secret.reveal(),
-            "code_verifier": code_verifier,
-        })
-        request = self.upstream.request(
-            settings.token_url, method="POST", body=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        return await self.upstream.fetch_json(request, provider=NAME, what="token")
-
-    async def verified_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
-        return await id_tokens.verified_id_token(
-            id_token, self.keys, provider=NAME, issuers=self.settings.issuers,
-            client_id=self.settings.client_id, algorithms=ID_TOKEN_ALGORITHMS, nonce=nonce,
-            leeway=self.leeway, now=self.clock())
-
-    async def userinfo(self, access_token: str) -> dict[str, Any]:
-        request = self.upstream.request(
-            self.settings.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}
-        )
-        return await self.upstream.fetch_json(request, provider=NAME, what="userinfo")
+    def issuers(self, claims: dict[str, Any]) -> Collection[str]:
+        return self.settings.issuers
 
     def needs_userinfo(self, id_claims: dict[str, Any]) -> bool:
         mode = self.settings.fetch_userinfo
         return mode == "always" or (mode == "auto" and not (
             id_claims.get("name") and id_claims.get("picture")))
 
+    def identity(self, id_claims: dict[str, Any], userinfo: dict[str, Any]) -> Identity:
+        return identity_from_google(id_claims, userinfo)
+
+
+class _GoogleRedirect(OAuth2Connector, tornado.auth.GoogleOAuth2Mixin):
+    """The authorization redirect, as Tornado's Google mixin builds it, with the connector's
+    parameters (state, nonce, PKCE, hd)."""
+
+    def __init__(self, connector: GoogleConnector, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._connector = connector
+
+    def authorization_params(self, tx: LoginTransaction, state: str) -> dict[str, str]:
+        return self._connector.authorization_params(tx, state)
+
 
 def build(settings: Settings, upstream: Upstream) -> GoogleConnector | None:
     google = settings.providers.google
     if google is None:
         return None
-    keys = UpstreamKeys(
-        upstream, provider=NAME, jwks_url=google.jwks_url,
-        cache_seconds=settings.upstream.jwks_cache_seconds,
-        refresh_cooldown=settings.upstream.jwks_refresh_cooldown,
-    )
-    return GoogleConnector(google, upstream, keys, callback_url=settings.callback_url(NAME),
-                           leeway=settings.tokens.leeway)
+    return GoogleConnector(google, upstream, callback_url=settings.callback_url(NAME),
+                           leeway=settings.tokens.leeway,
+                           jwks_cache_seconds=settings.upstream.jwks_cache_seconds,
+                           jwks_refresh_cooldown=settings.upstream.jwks_refresh_cooldown)
+
+
+def google_metadata(settings: GoogleSettings) -> ProviderMetadata:
+    """What Google's discovery document says (accounts.google.com/.well-known/
+    openid-configuration), from the configured endpoints: RS256 id_tokens, and the client
+    secret in the form (client_secret_post)."""
+    return ProviderMetadata(
+        issuer=settings.issuers[0], authorization_endpoint=settings.authorize_url,
+        token_endpoint=settings.token_url, jwks_uri=settings.jwks_url,
+        userinfo_endpoint=settings.userinfo_url,
+        id_token_signing_algs=tuple(ID_TOKEN_ALGORITHMS),
+        token_endpoint_auth_method="client_secret_post")
 
 
 # ---------------------------------------------------------------------------------------------

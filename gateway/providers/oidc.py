@@ -31,7 +31,7 @@ from gateway.providers.base import (
 )
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
-from gateway.upstream.discovery import Discovery, ProviderMetadata, discovery_url
+from gateway.upstream.discovery import Discovery, ProviderMetadata, StaticMetadata, discovery_url
 from gateway.upstream.provider_keys import UpstreamKeys
 
 
@@ -43,7 +43,7 @@ class OidcConnector:
 
     def __init__(self, *, name: str, display_name: str, issuer: str, client_id: str,
                  client_secret: Secret, scopes: Sequence[str], upstream: Upstream,
-                 discovery: Discovery, callback_url: str, leeway: int,
+                 discovery: Discovery | StaticMetadata, callback_url: str, leeway: int,
                  jwks_cache_seconds: float, jwks_refresh_cooldown: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.name = name
@@ -88,6 +88,7 @@ class OidcConnector:
             client_id=self.client_id, algorithms=self.id_token_algorithms(metadata),
             nonce=tx.nonce, leeway=self.leeway, now=self.clock())
         id_tokens.check_at_hash(id_claims, access_token, _header_alg(id_token), self.name)
+        self.check_id_claims(id_claims)
         userinfo: dict[str, Any] = {}
         if metadata.userinfo_endpoint is not None and self.needs_userinfo(id_claims):
             userinfo = await self.userinfo(metadata.userinfo_endpoint, access_token)
@@ -140,6 +141,10 @@ class OidcConnector:
         """What the provider says it signs with, of the asymmetric algorithms only."""
         return tuple(a for a in metadata.id_token_signing_algs
                      if a in id_tokens.ASYMMETRIC_ALGORITHMS)
+
+    def check_id_claims(self, id_claims: dict[str, Any]) -> None:
+        """A provider's own rules on the verified id_token's claims, before anything else is
+        asked of it (Google: the Workspace organization, `hd`)."""
 
     def issuers(self, claims: dict[str, Any]) -> Collection[str]:
         return (self.issuer,)

@@ -117,6 +117,17 @@ def is_provider_url(url: str) -> bool:
         return False
 
 
+class StaticMetadata:
+    """Metadata known from the configuration rather than fetched: Google's endpoints (they
+    are its discovery document's, configurable to point at a stand-in)."""
+
+    def __init__(self, metadata: ProviderMetadata) -> None:
+        self._metadata = metadata
+
+    async def metadata(self) -> ProviderMetadata:
+        return self._metadata
+
+
 class Discovery:
     """One provider's discovery document, fetched when first needed and again once older than
     `cache_seconds`. A failed refresh keeps the last good document (retried after
