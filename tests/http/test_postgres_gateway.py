@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -43,12 +43,9 @@ from process_support import (
 )
 from store_backends import (
     TcpProxy,
-    create_database,
-    drop_database,
     free_port,
     pg_query,
     postgres_url,
-    require_postgres,
 )
 
 from gateway.store import postgres_schema as schema
@@ -127,22 +124,14 @@ def test_sessions_and_refresh_tokens_survive_a_gateway_restart(
     assert after.stop() == 0, after.output
 
 
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    require_postgres()
-    server = TcpProxy()
-    yield server
-    server.close()
-
-
 @pytest.mark.slow
 def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_restart(
-        deployments: Callable[..., Deployment], pg_database: str, proxy: TcpProxy) -> None:
+        deployments: Callable[..., Deployment], pg_database: str, pg_proxy: TcpProxy) -> None:
     """Sixteen clients keep calling /introspect and /verify (revocation checked: both read
     the database) while the database link is cut and restored. Every answer is a 200 or a
     503, never a 500 or a hang; the cut brings 503s and /readyz 503; once restored, the same
     process answers 200 again, with the data it had."""
-    url = postgres_url(pg_database, port=proxy.port, connect_timeout=1, command_timeout=1)
+    url = postgres_url(pg_database, port=pg_proxy.port, connect_timeout=1, command_timeout=1)
     deployment = deployments(store={"url": url}, tokens={"verify_checks_revocation": True})
     gateway = deployment.start()
     tokens = code_flow(deployment.browser(), gateway)
@@ -170,12 +159,12 @@ def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_res
     before = asyncio.run(load(100, 200))
     assert set(before) == {200}, before
 
-    proxy.cut()
+    pg_proxy.cut()
     during = asyncio.run(load(100, 503))
     assert set(during) <= {200, 503}, during  # requests already past the store may pass
     assert httpx.get(f"{gateway.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 503
 
-    proxy.restore()
+    pg_proxy.restore()
     after = asyncio.run(load(200, 200))
     assert set(after) <= {200, 503}, after
     # Once back, it stays back: the last requests all succeeded.
@@ -189,14 +178,6 @@ def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_res
 
 # ---------------------------------------------------------------------------------------------
 # oauth-gateway store migrate
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[str]:
-    require_postgres()
-    name = create_database()
-    yield name
-    drop_database(name)
 
 
 def applied_versions(database: str) -> list[int]:
