@@ -29,13 +29,9 @@ import tornado.httpserver
 import tornado.routing
 import tornado.web
 
-from gateway.dev.standins.common import Fault
-from gateway.dev.standins.google import (
-    AuthorizeHandler,
-    GoogleStandIn,
-    TokenHandler,
-    dev_provider,
-)
+from gateway.dev.standins.common import Fault, OAuth2TokenHandler
+from gateway.dev.standins.google import GoogleStandIn, dev_provider
+from gateway.dev.standins.oidc_common import AuthorizeHandler
 
 SIGNED_IN_ACCOUNT = "ada"
 
@@ -46,7 +42,7 @@ class _Counters:
     gate: asyncio.Event | None = None  # with --hold: closed by /bench/hold until /bench/release
 
 
-class CountingTokenHandler(TokenHandler):
+class CountingTokenHandler(OAuth2TokenHandler):
     """The stand-in's token endpoint, counting the exchanges it holds."""
 
     async def post(self) -> None:

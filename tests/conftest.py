@@ -161,6 +161,29 @@ def pg_database(pg_run_database: str) -> str:
     return pg_run_database
 
 
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, with no schema yet."""
+    from store_backends import create_database, drop_database, require_postgres
+
+    require_postgres()
+    name = create_database()
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[Any]:
+    """A TCP proxy to the shared PostgreSQL (store_backends.TcpProxy), which the test cuts,
+    stalls and restores: an outage of its own, never of the shared server."""
+    from store_backends import TcpProxy, require_postgres
+
+    require_postgres()
+    server = TcpProxy()
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A Redis master, two replicas and three sentinels of the tests' own

@@ -10,6 +10,7 @@ directory, one cookie secret, one configuration file; each process differs only 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -31,7 +32,17 @@ import pytest
 import tornado.httpserver
 from conftest import Browser, LoopThread
 from log_canaries import SCAN
-from oidc_support import INTROSPECTOR, PUBLIC
+from oidc_support import (
+    INTROSPECTOR,
+    INTROSPECTOR_AUTH,
+    PUBLIC,
+    authorization_params,
+    authorize_url,
+    bearer,
+    complete_authorization,
+    exchange,
+    redirect_params,
+)
 from store_backends import free_port
 
 from gateway.dev.standins import google
@@ -324,3 +335,54 @@ def parent_of(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# What a test asks of gateway processes (through the OpenID Connect endpoints)
+
+
+def code_flow(browser: Browser, gateway: GatewayProcess) -> dict[str, Any]:
+    """The whole code flow through the issuer's process (an upstream login unless the session
+    signs the user in), the code exchanged on `gateway`: its tokens."""
+    answer = complete_authorization(browser, authorize_url(browser.stack,
+                                                           **authorization_params()))
+    tokens = exchange(gateway, redirect_params(answer)["code"])
+    assert tokens.status_code == 200, tokens.text
+    body: dict[str, Any] = tokens.json()
+    return body
+
+
+def introspection(gateway: GatewayProcess, token: str) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/introspect", data={"token": token},
+                      auth=INTROSPECTOR_AUTH, timeout=HTTP_TIMEOUT)
+
+
+def introspected(gateway: GatewayProcess, token: str) -> dict[str, Any]:
+    """The introspection of `token`, answered with a 200."""
+    answer = introspection(gateway, token)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def verify_status(gateway: GatewayProcess, access_token: str) -> int:
+    return httpx.get(f"{gateway.url}/verify", headers=bearer(access_token),
+                     timeout=HTTP_TIMEOUT).status_code
+
+
+def racing_refreshes_successor(refresh_token: str, gateways: Sequence[GatewayProcess]) -> str:
+    """Refresh `refresh_token` on all of `gateways` at once: every answer is a 200, all with
+    one successor, which is returned (SECURITY T4)."""
+    async def race() -> list[httpx.Response]:
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": "spa"}
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            return list(await asyncio.gather(
+                *(http.post(f"{gateway.url}/token", data=data) for gateway in gateways)))
+
+    answers = asyncio.run(race())
+    assert [answer.status_code for answer in answers] == [200] * len(gateways), \
+        [a.text for a in answers]
+    successors = {answer.json()["refresh_token"] for answer in answers}
+    assert len(successors) == 1
+    return successors.pop()

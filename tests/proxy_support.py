@@ -11,16 +11,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import tornado.escape
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from conftest import LoopThread, Stack
+from conftest import FormParser, LoopThread, Stack, query_of
 
 # What the gateway's 200 to /auth carries, and so what a proxy passes on to the app: a client
 # must never get its own values of these through.
@@ -114,3 +115,60 @@ def follow_to_the_gateway_login(browser: Any, location: str, stack: Stack) -> st
 def shown_user(page: str) -> dict[str, str]:
     """What the app says the proxy told it: header suffix (user, email, username) -> value."""
     return dict(re.findall(r"<b id='([a-z]+)'>([^<]*)</b>", page))
+
+
+def proxied_stack(make_stack: Callable[..., Stack]) -> tuple[int, str, Stack, int]:
+    """A free port for the proxy, its origin, a gateway that may send the browser back there,
+    and the gateway's port."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    stack = make_stack(login={"allowed_return_urls": [f"{origin}/"]})
+    gateway_port = urlsplit(stack.url).port
+    assert gateway_port is not None
+    return port, origin, stack, gateway_port
+
+
+def check_sign_in_and_out(origin: str, stack: Stack,
+                          check_shown: Callable[[str, dict[str, Any]], None]) -> None:
+    """A stranger at a page behind the proxy is sent to the gateway's login and back, is shown
+    the page as the user `/verify` names (`check_shown(page, claims)`), and after signing out
+    is sent to log in again."""
+    browser = stack.browser()
+    page = f"{origin}/reports/2026?tab=a&x=1"
+
+    refused = browser.get(page)
+    assert refused.status_code == 302  # the gateway's answer, handed to the browser by the proxy
+    assert refused.headers["location"].startswith(f"{stack.url}/login?")
+    assert query_of(refused.headers["location"])["return_to"] == [page]
+
+    provider = follow_to_the_gateway_login(browser, refused.headers["location"], stack)
+    back = browser.consent(provider)
+    done = browser.get(back.headers["location"])
+    assert done.status_code == 302 and done.headers["location"] == page
+
+    shown = browser.get(page)
+    assert shown.status_code == 200
+    check_shown(shown.text, browser.get(f"{stack.url}/verify").json())
+
+    home = browser.get(f"{stack.url}/")
+    form = FormParser()
+    form.feed(home.text)
+    assert form.action and form.action.endswith("/logout"), home.text
+    assert browser.post(f"{stack.url}/logout", data=form.inputs).status_code == 303
+
+    again = browser.get(page)
+    assert again.status_code == 302
+    assert again.headers["location"].startswith(f"{stack.url}/login?")
+
+
+def check_forged_headers_refused(origin: str, stack: Stack) -> None:
+    """Identity headers a client sends never reach the app, signed in or not."""
+    browser = stack.browser()
+    forged = {header: "google:admin" for header in USER_HEADERS}
+    answer = browser.get(f"{origin}/", headers=forged)
+    assert answer.status_code == 302
+    browser.login()
+    shown = browser.get(f"{origin}/", headers=forged)
+    assert shown.status_code == 200
+    assert "google:admin" not in shown.text
+    assert shown_user(shown.text)["user"] == browser.get(f"{stack.url}/verify").json()["sub"]

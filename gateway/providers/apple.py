@@ -33,11 +33,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import jose
 from gateway.config import APPLE_MAX_CLIENT_SECRET_LIFETIME, AppleSettings, Settings
 from gateway.errors import UpstreamError, unverifiable_answer
 from gateway.identity import Identity
-from gateway.jose import JoseError
+from gateway.providers import id_tokens
 from gateway.providers.base import (
     ArgumentReader,
     CallbackParameters,
@@ -45,7 +44,6 @@ from gateway.providers.base import (
     OAuth2Connector,
 )
 from gateway.store import Store
-from gateway.textcompare import same_text
 from gateway.transactions import LoginTransaction
 from gateway.upstream.client import Upstream
 from gateway.upstream.provider_keys import UpstreamKeys
@@ -192,17 +190,10 @@ class AppleConnector(FormPostConnector, OAuth2Connector):
         return await self.upstream.fetch_json(request, provider=NAME, what="token")
 
     async def verified_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
-        try:
-            header = jose.unverified_header(id_token, max_length=MAX_ID_TOKEN_LENGTH)
-        except JoseError:
-            raise _unverifiable("id_token header is malformed") from None
-        kid = header.get("kid")
-        if not isinstance(kid, str) or header.get("alg") not in ID_TOKEN_ALGORITHMS:
-            raise _unverifiable("id_token header lacks kid or uses another alg")
-        key = await self.keys.key_for(kid)
-        return check_id_token(id_token, key, authority=self.settings.authority,
-                              client_id=self.settings.client_id, nonce=nonce,
-                              leeway=self.leeway, now=self.clock())
+        return await id_tokens.verified_id_token(
+            id_token, self.keys, provider=NAME, issuers=(self.settings.authority,),
+            client_id=self.settings.client_id, algorithms=ID_TOKEN_ALGORITHMS, nonce=nonce,
+            leeway=self.leeway, now=self.clock(), max_length=MAX_ID_TOKEN_LENGTH)
 
 
 def build(settings: Settings, upstream: Upstream, store: Store) -> AppleConnector | None:
@@ -253,36 +244,16 @@ def check_id_token(id_token: str, key: jwt.PyJWK, *, authority: str, client_id: 
                    nonce: str, leeway: int, now: float) -> dict[str, Any]:
     """OIDC Core 3.1.3.7 as Apple documents it ("Verify the identity token"): the signature by
     a key of Apple's JWKS, `iss` = the authority, `aud` = our Services ID, `exp` and `iat`,
-    then our `nonce`. `id_token` has passed `unverified_header` and names RS256."""
-    if key.algorithm_name not in ID_TOKEN_ALGORITHMS:
-        raise _unverifiable("the provider's key is for another alg")
-    try:
-        jose.check_signature(id_token, key)
-        claims = jose.unverified_payload(id_token)
-        jose.check_required(claims, ("iss", "aud", "exp", "iat", "sub"))
-        jose.check_iss(claims, (authority,))
-        jose.check_aud(claims, (client_id,))
-        jose.check_azp(claims, client_id)
-        jose.check_exp(claims, now=now, leeway=leeway)
-        jose.check_iat(claims, now=now, leeway=leeway)
-        jose.check_nbf(claims, now=now, leeway=leeway)
-        token_nonce = claims.get("nonce")
-        if not isinstance(token_nonce, str) or not same_text(token_nonce, nonce):
-            raise JoseError("nonce does not match the login transaction")
-        jose.check_text(claims, "sub")
-    except JoseError as e:
-        raise _unverifiable(f"id_token refused: {e}") from None
-    return claims
+    then our `nonce` (providers/id_tokens.py). `id_token` has passed `unverified_header` and
+    names RS256."""
+    return id_tokens.check_id_token(id_token, key, provider=NAME, issuers=(authority,),
+                                    client_id=client_id, algorithms=ID_TOKEN_ALGORITHMS,
+                                    nonce=nonce, leeway=leeway, now=now)
 
 
 def check_at_hash(claims: dict[str, Any], access_token: str | None) -> None:
     """OIDC Core 3.1.3.8: when the id_token has an `at_hash`, it binds the access token."""
-    at_hash = claims.get("at_hash")
-    if at_hash is None:
-        return
-    if access_token is None or not isinstance(at_hash, str) or not same_text(
-            at_hash, jose.left_half_hash(access_token, "RS256")):
-        raise _unverifiable("id_token at_hash does not match the access token")
+    id_tokens.check_at_hash(claims, access_token, "RS256", NAME)
 
 
 def apple_boolean(value: Any) -> bool | None:

@@ -1,6 +1,6 @@
 """A provider's OpenID Connect ID token, verified by our own checks (OIDC Core 3.1.3.7).
 
-Shared by every OpenID Connect connector (Google, the generic one, Microsoft): the header
+Shared by every OpenID Connect connector (Google, the generic one, Microsoft, Apple): the header
 parsed strictly, an algorithm the connector accepts (asymmetric only: never `none` nor HMAC,
 whose "key" would be our client secret), the key from the provider's JWKS by `kid`, then the
 signature, then each claim. Each connector gives its own issuers, client id and algorithms.
@@ -34,10 +34,11 @@ Issuers = Collection[str] | Callable[[dict[str, Any]], Collection[str]]
 
 async def verified_id_token(id_token: str, keys: UpstreamKeys, *, provider: str,
                             issuers: Issuers, client_id: str, algorithms: Collection[str],
-                            nonce: str, leeway: int, now: float) -> dict[str, Any]:
+                            nonce: str, leeway: int, now: float,
+                            max_length: int = MAX_ID_TOKEN_LENGTH) -> dict[str, Any]:
     """The claims of an ID token that passed every check, or an UpstreamError (502)."""
     try:
-        header = jose.unverified_header(id_token, max_length=MAX_ID_TOKEN_LENGTH)
+        header = jose.unverified_header(id_token, max_length=max_length)
     except JoseError:
         raise unverifiable_answer(provider, "id_token header is malformed") from None
     kid = header.get("kid")
@@ -82,14 +83,15 @@ def check_id_token(id_token: str, key: jwt.PyJWK, *, provider: str, issuers: Iss
     return claims
 
 
-def check_at_hash(id_claims: dict[str, Any], access_token: str, algorithm: str,
+def check_at_hash(id_claims: dict[str, Any], access_token: str | None, algorithm: str,
                   provider: str) -> None:
-    """OIDC Core 3.1.3.8: when present, at_hash binds the access token to the id_token."""
+    """OIDC Core 3.1.3.8: when present, at_hash binds the access token to the id_token (and
+    without an access token, as Apple's answer may lack one, no at_hash passes)."""
     at_hash = id_claims.get("at_hash")
     if at_hash is None:
         return
-    expected = left_half_hash(access_token, algorithm)
-    if not isinstance(at_hash, str) or not same_text(at_hash, expected):
+    if access_token is None or not isinstance(at_hash, str) or not same_text(
+            at_hash, left_half_hash(access_token, algorithm)):
         raise unverifiable_answer(provider, "id_token at_hash does not match the access token")
 
 

@@ -12,18 +12,17 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, FormParser, LoopThread, Stack, query_of
+from conftest import REPO_ROOT, LoopThread, Stack
 from proxy_support import (
-    USER_HEADERS,
+    check_forged_headers_refused,
+    check_sign_in_and_out,
     executable,
-    follow_to_the_gateway_login,
-    free_port,
     protected_app,
+    proxied_stack,
     running,
-    shown_user,
 )
 
 pytestmark = pytest.mark.slow
@@ -73,11 +72,7 @@ def app_port(loop_thread: LoopThread) -> Iterator[int]:
 def nginx(tmp_path: Path, app_port: int, make_stack: Callable[..., Stack]
           ) -> Iterator[tuple[str, Stack]]:
     nginx = executable("nginx", "nginx")
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    stack = make_stack(login={"allowed_return_urls": [f"{origin}/"]})
-    gateway_port = urlsplit(stack.url).port
-    assert gateway_port is not None
+    port, origin, stack, gateway_port = proxied_stack(make_stack)
     config = tmp_path / "nginx.conf"
     config.write_text(nginx_config(tmp_path, port=port, gateway_port=gateway_port,
                                    app_port=app_port))
@@ -87,47 +82,14 @@ def nginx(tmp_path: Path, app_port: int, make_stack: Callable[..., Stack]
 
 
 def test_nginx_sends_a_stranger_to_login_and_back_then_refuses_after_sign_out(nginx) -> None:
-    origin, stack = nginx
-    browser = stack.browser()
-    page = f"{origin}/reports/2026?tab=a&x=1"
+    def check_shown(page: str, claims: dict[str, Any]) -> None:
+        assert f"<b id='user'>{claims['sub']}</b>" in page
 
-    refused = browser.get(page)
-    assert refused.status_code == 302
-    assert refused.headers["location"].startswith(f"{stack.url}/login?")
-    assert query_of(refused.headers["location"])["return_to"] == [page]
-
-    provider = follow_to_the_gateway_login(browser, refused.headers["location"], stack)
-    back = browser.consent(provider)
-    done = browser.get(back.headers["location"])
-    assert done.status_code == 302 and done.headers["location"] == page
-
-    shown = browser.get(page)
-    assert shown.status_code == 200
-    sub = browser.get(f"{stack.url}/verify").json()["sub"]
-    assert f"<b id='user'>{sub}</b>" in shown.text
-
-    home = browser.get(f"{stack.url}/")
-    form = FormParser()
-    form.feed(home.text)
-    assert form.action and form.action.endswith("/logout"), home.text
-    assert browser.post(f"{stack.url}/logout", data=form.inputs).status_code == 303
-
-    again = browser.get(page)
-    assert again.status_code == 302
-    assert again.headers["location"].startswith(f"{stack.url}/login?")
+    check_sign_in_and_out(*nginx, check_shown)
 
 
 def test_nginx_never_lets_a_forged_user_header_through(nginx) -> None:
-    origin, stack = nginx
-    browser = stack.browser()
-    forged = {header: "google:admin" for header in USER_HEADERS}
-    answer = browser.get(f"{origin}/", headers=forged)
-    assert answer.status_code == 302
-    browser.login()
-    shown = browser.get(f"{origin}/", headers=forged)
-    assert shown.status_code == 200
-    assert "google:admin" not in shown.text
-    assert shown_user(shown.text)["user"] == browser.get(f"{stack.url}/verify").json()["sub"]
+    check_forged_headers_refused(*nginx)
 
 
 COMPOSE_SITE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf"

@@ -14,21 +14,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from config_support import write_config
-from conftest import Browser
 from oidc_support import (
     INTROSPECTOR_AUTH,
     SPA_REDIRECT_URI,
     authorization_params,
     authorize_url,
     bearer,
-    complete_authorization,
     exchange,
     redirect_params,
     refresh,
@@ -37,43 +34,23 @@ from process_support import (
     HTTP_TIMEOUT,
     SUBPROCESS_TIMEOUT,
     Deployment,
-    GatewayProcess,
     clean_environ,
+    code_flow,
+    introspection,
+    racing_refreshes_successor,
     run_cli,
+    verify_status,
 )
 from store_backends import (
     TcpProxy,
-    create_database,
-    drop_database,
     free_port,
     pg_query,
     postgres_url,
-    require_postgres,
 )
 
 from gateway.store import postgres_schema as schema
 
 PATIENCE = 30.0  # seconds a test waits for what must happen at all (nothing is timed)
-
-
-def code_flow(browser: Browser, gateway: GatewayProcess) -> dict[str, Any]:
-    """The whole code flow through the issuer's process, the code exchanged on `gateway`."""
-    answer = complete_authorization(browser, authorize_url(browser.stack,
-                                                           **authorization_params()))
-    tokens = exchange(gateway, redirect_params(answer)["code"])
-    assert tokens.status_code == 200, tokens.text
-    body: dict[str, Any] = tokens.json()
-    return body
-
-
-def introspect(gateway: GatewayProcess, token: str) -> httpx.Response:
-    return httpx.post(f"{gateway.url}/introspect", data={"token": token},
-                      auth=INTROSPECTOR_AUTH, timeout=HTTP_TIMEOUT)
-
-
-def verify(gateway: GatewayProcess, access_token: str) -> int:
-    return httpx.get(f"{gateway.url}/verify", headers=bearer(access_token),
-                     timeout=HTTP_TIMEOUT).status_code
 
 
 @pytest.mark.slow
@@ -88,8 +65,8 @@ def test_T3_two_processes_on_one_database_act_as_one_service(
     b = deployment.start(port=free_port())
     browser = deployment.browser()
     tokens = code_flow(browser, b)  # /authorize and the login on A, the code redeemed on B
-    assert verify(b, tokens["access_token"]) == 200
-    assert introspect(a, tokens["access_token"]).json()["active"] is True
+    assert verify_status(b, tokens["access_token"]) == 200
+    assert introspection(a, tokens["access_token"]).json()["active"] is True
 
     code = redirect_params(browser.get(authorize_url(browser.stack,
                                                      **authorization_params())))["code"]
@@ -102,8 +79,8 @@ def test_T3_two_processes_on_one_database_act_as_one_service(
     assert revoked.status_code == 200, revoked.text
     # SECURITY T3 asks for a second; with PostgreSQL the first request after it is refused.
     assert refresh(b, tokens["refresh_token"]).status_code == 400
-    assert verify(b, tokens["access_token"]) == 401
-    assert introspect(b, tokens["access_token"]).json() == {"active": False}
+    assert verify_status(b, tokens["access_token"]) == 401
+    assert introspection(b, tokens["access_token"]).json() == {"active": False}
 
 
 @pytest.mark.slow
@@ -115,19 +92,8 @@ def test_T4_refreshes_racing_on_two_processes_sharing_postgresql_get_one_success
     a = deployment.start()
     b = deployment.start(port=free_port())
     first = code_flow(deployment.browser(), a)
-
-    async def race() -> list[httpx.Response]:
-        data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-                "client_id": "spa"}
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-            return list(await asyncio.gather(
-                *(http.post(f"{gateway.url}/token", data=data) for gateway in [a, b] * 10)))
-
-    answers = asyncio.run(race())
-    assert [answer.status_code for answer in answers] == [200] * 20, [a.text for a in answers]
-    successors = {answer.json()["refresh_token"] for answer in answers}
-    assert len(successors) == 1
-    assert refresh(b, successors.pop()).status_code == 200
+    successor = racing_refreshes_successor(first["refresh_token"], [a, b] * 10)
+    assert refresh(b, successor).status_code == 200
 
 
 @pytest.mark.slow
@@ -149,7 +115,7 @@ def test_sessions_and_refresh_tokens_survive_a_gateway_restart(
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != kept["refresh_token"]
     assert refresh(after, dropped["refresh_token"]).status_code == 400  # still revoked
-    assert introspect(after, dropped["access_token"]).json() == {"active": False}
+    assert introspection(after, dropped["access_token"]).json() == {"active": False}
     # The browser's session signs it in at once: a code, no new upstream login.
     sso = browser.get(authorize_url(browser.stack, **authorization_params()))
     assert sso.headers["location"].startswith(SPA_REDIRECT_URI + "?"), sso.text
@@ -158,22 +124,14 @@ def test_sessions_and_refresh_tokens_survive_a_gateway_restart(
     assert after.stop() == 0, after.output
 
 
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    require_postgres()
-    server = TcpProxy()
-    yield server
-    server.close()
-
-
 @pytest.mark.slow
 def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_restart(
-        deployments: Callable[..., Deployment], pg_database: str, proxy: TcpProxy) -> None:
+        deployments: Callable[..., Deployment], pg_database: str, pg_proxy: TcpProxy) -> None:
     """Sixteen clients keep calling /introspect and /verify (revocation checked: both read
     the database) while the database link is cut and restored. Every answer is a 200 or a
     503, never a 500 or a hang; the cut brings 503s and /readyz 503; once restored, the same
     process answers 200 again, with the data it had."""
-    url = postgres_url(pg_database, port=proxy.port, connect_timeout=1, command_timeout=1)
+    url = postgres_url(pg_database, port=pg_proxy.port, connect_timeout=1, command_timeout=1)
     deployment = deployments(store={"url": url}, tokens={"verify_checks_revocation": True})
     gateway = deployment.start()
     tokens = code_flow(deployment.browser(), gateway)
@@ -201,18 +159,18 @@ def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_res
     before = asyncio.run(load(100, 200))
     assert set(before) == {200}, before
 
-    proxy.cut()
+    pg_proxy.cut()
     during = asyncio.run(load(100, 503))
     assert set(during) <= {200, 503}, during  # requests already past the store may pass
     assert httpx.get(f"{gateway.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 503
 
-    proxy.restore()
+    pg_proxy.restore()
     after = asyncio.run(load(200, 200))
     assert set(after) <= {200, 503}, after
     # Once back, it stays back: the last requests all succeeded.
     assert set(asyncio.run(load(100, 200))) == {200}
     assert httpx.get(f"{gateway.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 200
-    assert introspect(gateway, access).json()["active"] is True
+    assert introspection(gateway, access).json()["active"] is True
     assert refresh(gateway, tokens["refresh_token"]).status_code == 200
     assert gateway.process.poll() is None  # the same process throughout
     assert "Traceback" not in gateway.output
@@ -220,14 +178,6 @@ def test_H9_database_outage_under_load_is_503_then_service_resumes_without_a_res
 
 # ---------------------------------------------------------------------------------------------
 # oauth-gateway store migrate
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[str]:
-    require_postgres()
-    name = create_database()
-    yield name
-    drop_database(name)
 
 
 def applied_versions(database: str) -> list[int]:

@@ -9,7 +9,6 @@ without it the test fails under CI=true and is skipped elsewhere (tests/store_ba
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +18,8 @@ import httpx
 import pytest
 from conftest import Browser
 from oidc_support import (
-    INTROSPECTOR_AUTH,
     SPA_REDIRECT_URI,
     authorization_params,
-    bearer,
     exchange,
     redirect_params,
     refresh,
@@ -32,6 +29,9 @@ from process_support import (
     POLL_INTERVAL,
     Deployment,
     GatewayProcess,
+    introspected,
+    racing_refreshes_successor,
+    verify_status,
 )
 from store_backends import REDIS_URL, free_port
 
@@ -55,19 +55,6 @@ def on(replica: GatewayProcess, url: str, deployment: Deployment) -> str:
     """The load balancer: a URL of the public issuer, sent to one replica."""
     assert url.startswith(deployment.issuer + "/"), url
     return replica.url + url[len(deployment.issuer):]
-
-
-def introspect(replica: GatewayProcess, token: str) -> dict[str, Any]:
-    answer = httpx.post(f"{replica.url}/introspect", data={"token": token},
-                        auth=INTROSPECTOR_AUTH, timeout=HTTP_TIMEOUT)
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def verify(replica: GatewayProcess, access_token: str) -> int:
-    return httpx.get(f"{replica.url}/verify", headers=bearer(access_token),
-                     timeout=HTTP_TIMEOUT).status_code
 
 
 def login_across_replicas(deployment: Deployment, browser: Browser,
@@ -118,8 +105,8 @@ def test_T3_replicas_sharing_redis_log_in_refresh_and_revoke_as_one_service(
 
     # Every replica verifies what A issued: the same keys, issuer and store.
     for replica in (a, b, c):
-        assert verify(replica, first["access_token"]) == 200
-        assert introspect(replica, first["access_token"])["active"] is True
+        assert verify_status(replica, first["access_token"]) == 200
+        assert introspected(replica, first["access_token"])["active"] is True
 
     refreshed = tokens_from(refresh(b, first["refresh_token"]))  # rotated on B
     assert refreshed["refresh_token"] != first["refresh_token"]
@@ -133,8 +120,8 @@ def test_T3_replicas_sharing_redis_log_in_refresh_and_revoke_as_one_service(
     # checks; it cannot turn an early "still accepted" into a failure.
     checks: list[Callable[[GatewayProcess], bool]] = [
         lambda replica: refresh(replica, refreshed["refresh_token"]).status_code == 400,
-        lambda replica: verify(replica, refreshed["access_token"]) == 401,
-        lambda replica: introspect(replica, refreshed["access_token"]) == {"active": False},
+        lambda replica: verify_status(replica, refreshed["access_token"]) == 401,
+        lambda replica: introspected(replica, refreshed["access_token"]) == {"active": False},
     ]
     pending = [(replica, check) for replica in (a, b, c) for check in checks]
     while pending:
@@ -151,8 +138,8 @@ def test_T3_replicas_sharing_redis_log_in_refresh_and_revoke_as_one_service(
     for replica in (a, b, c):
         answer = refresh(replica, first["refresh_token"])
         assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
-        assert verify(replica, first["access_token"]) == 401
-        assert introspect(replica, first["access_token"]) == {"active": False}
+        assert verify_status(replica, first["access_token"]) == 401
+        assert introspected(replica, first["access_token"]) == {"active": False}
 
 
 @pytest.mark.slow
@@ -169,8 +156,8 @@ def test_C1_a_code_redeemed_on_one_replica_cannot_be_replayed_on_another(
     # The replay revoked what the code's first use issued, on every replica (RFC 6749 4.1.2);
     # the other login's tokens are untouched.
     for replica in (a, b, c):
-        assert introspect(replica, issued["access_token"]) == {"active": False}
-        assert verify(replica, issued["access_token"]) == 401
+        assert introspected(replica, issued["access_token"]) == {"active": False}
+        assert verify_status(replica, issued["access_token"]) == 401
     assert refresh(c, issued["refresh_token"]).status_code == 400
     assert refresh(c, first["refresh_token"]).status_code == 200
 
@@ -189,16 +176,5 @@ def test_T4_refreshes_racing_on_two_replicas_get_one_successor(
     deployment, (a, b, c) = replicas
     browser = deployment.browser()
     first = tokens_from(exchange(a, login_across_replicas(deployment, browser, a, b, c)))
-
-    async def race() -> list[httpx.Response]:
-        data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-                "client_id": "spa"}
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-            return list(await asyncio.gather(
-                *(http.post(f"{replica.url}/token", data=data) for replica in [a, b] * 10)))
-
-    answers = asyncio.run(race())
-    assert [answer.status_code for answer in answers] == [200] * 20, [a.text for a in answers]
-    successors = {answer.json()["refresh_token"] for answer in answers}
-    assert len(successors) == 1
-    assert refresh(c, successors.pop()).status_code == 200
+    successor = racing_refreshes_successor(first["refresh_token"], [a, b] * 10)
+    assert refresh(c, successor).status_code == 200

@@ -5,41 +5,19 @@ session (single sign-on) and the revocations made before are all still there."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
-from conftest import Browser
 from oidc_support import (
-    INTROSPECTOR_AUTH,
     SPA_REDIRECT_URI,
     authorization_params,
     authorize_url,
     bearer,
-    complete_authorization,
     exchange,
     redirect_params,
     refresh,
 )
-from process_support import HTTP_TIMEOUT, Deployment, GatewayProcess
-
-
-def code_flow(browser: Browser, gateway: GatewayProcess) -> dict[str, Any]:
-    """The whole code flow (an upstream login unless the session signs the user in)."""
-    answer = complete_authorization(browser, authorize_url(browser.stack,
-                                                           **authorization_params()))
-    tokens = exchange(gateway, redirect_params(answer)["code"])
-    assert tokens.status_code == 200, tokens.text
-    body: dict[str, Any] = tokens.json()
-    return body
-
-
-def introspect(gateway: GatewayProcess, token: str) -> dict[str, Any]:
-    answer = httpx.post(f"{gateway.url}/introspect", data={"token": token},
-                        auth=INTROSPECTOR_AUTH, timeout=HTTP_TIMEOUT)
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
+from process_support import HTTP_TIMEOUT, Deployment, code_flow, introspected
 
 
 @pytest.mark.slow
@@ -61,7 +39,7 @@ def test_sqlite_state_survives_a_restart_of_the_gateway_process(
     # The access token issued before still verifies (same keys, issuer), and is still active.
     assert httpx.get(f"{after.url}/verify", headers=bearer(kept["access_token"]),
                      timeout=HTTP_TIMEOUT).status_code == 200
-    assert introspect(after, kept["access_token"])["active"] is True
+    assert introspected(after, kept["access_token"])["active"] is True
     # The refresh token works, and rotates, on the new process.
     refreshed = refresh(after, kept["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
@@ -72,7 +50,7 @@ def test_sqlite_state_survives_a_restart_of_the_gateway_process(
     # What was revoked before the restart stays revoked.
     again = refresh(after, dropped["refresh_token"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    assert introspect(after, dropped["access_token"]) == {"active": False}
+    assert introspected(after, dropped["access_token"]) == {"active": False}
 
     # The session cookie still signs the browser in: a code at once, no upstream login.
     sso = browser.get(authorize_url(browser.stack, **authorization_params()))

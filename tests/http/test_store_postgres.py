@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,9 @@ import asyncpg
 import pytest
 from store_backends import (
     TcpProxy,
-    create_database,
-    drop_database,
     pg_fetch,
     pg_query,
     postgres_url,
-    require_postgres,
 )
 
 from gateway.store import StoreFull, StoreUnavailable, postgres
@@ -39,23 +36,6 @@ TTL = 30.0
 # A bound on how long a test waits for something that must happen (an outage noticed, a
 # sweep run): far above what it takes, so that only "never" fails it. No figure is timed.
 PATIENCE = 20.0
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[str]:
-    """A database of the test's own, with no schema yet."""
-    require_postgres()
-    name = create_database()
-    yield name
-    drop_database(name)
-
-
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    require_postgres()
-    server = TcpProxy()
-    yield server
-    server.close()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> int:
@@ -375,21 +355,21 @@ def test_nothing_listening_is_unavailable_at_once() -> None:
 
 
 def test_a_cut_connection_is_unavailable_then_the_same_store_recovers(
-        pg_database: str, proxy: TcpProxy) -> None:
+        pg_database: str, pg_proxy: TcpProxy) -> None:
     async def scenario() -> None:
-        store = PostgresStore(postgres_url(pg_database, port=proxy.port, connect_timeout=0.5,
+        store = PostgresStore(postgres_url(pg_database, port=pg_proxy.port, connect_timeout=0.5,
                                            command_timeout=0.5),
                               namespace_limits={BOUNDED: 10})
         await store.put("session", "kept", {"sub": "google:1"}, TTL)
         await store.put(BOUNDED, "state", {"v": 1}, TTL)
 
-        proxy.cut()
+        pg_proxy.cut()
         assert await store.ping() is False
         for operation in operations(store):
             with pytest.raises(StoreUnavailable):
                 await asyncio.wait_for(operation(), PATIENCE)
 
-        proxy.restore()
+        pg_proxy.restore()
         polls = await until(store.ping, "the store answering again")
         assert polls >= 1
         assert await store.get("session", "kept") == {"sub": "google:1"}
@@ -399,21 +379,21 @@ def test_a_cut_connection_is_unavailable_then_the_same_store_recovers(
 
 
 def test_a_stalled_database_times_out_instead_of_hanging(
-        pg_database: str, proxy: TcpProxy) -> None:
+        pg_database: str, pg_proxy: TcpProxy) -> None:
     """The link goes dead with connections open (bytes vanish, nothing is reset): each
     operation ends with StoreUnavailable after the configured timeouts, never hangs."""
     async def scenario() -> None:
-        store = PostgresStore(postgres_url(pg_database, port=proxy.port, connect_timeout=0.3,
+        store = PostgresStore(postgres_url(pg_database, port=pg_proxy.port, connect_timeout=0.3,
                                            command_timeout=0.3))
         await store.put("session", "kept", {"v": 1}, TTL)
-        proxy.stall()
+        pg_proxy.stall()
         try:
             assert await asyncio.wait_for(store.ping(), PATIENCE) is False
             for operation in operations(store):
                 with pytest.raises(StoreUnavailable):
                     await asyncio.wait_for(operation(), PATIENCE)
         finally:
-            proxy.restore()
+            pg_proxy.restore()
         await until(store.ping, "the store answering again")
         assert await store.get("session", "kept") == {"v": 1}
         await store.close()
@@ -421,15 +401,15 @@ def test_a_stalled_database_times_out_instead_of_hanging(
 
 
 def test_requests_queued_behind_a_dead_server_at_start_each_wait_one_timeout(
-        pg_database: str, proxy: TcpProxy) -> None:
+        pg_database: str, pg_proxy: TcpProxy) -> None:
     """A gateway starting while the database link is dead, forty requests at once: each gets
     its StoreUnavailable within about one operation's timeouts, not after every connection
     attempt queued before its own (40 x 0.5 s). Compared with one request alone, measured the
     same way in this test (no wall-clock limit of its own)."""
-    proxy.stall()
+    pg_proxy.stall()
 
     async def scenario(requests: int) -> list[float]:
-        store = PostgresStore(postgres_url(pg_database, port=proxy.port, connect_timeout=0.5,
+        store = PostgresStore(postgres_url(pg_database, port=pg_proxy.port, connect_timeout=0.5,
                                            command_timeout=0.5))
         started = time.monotonic()
 
@@ -444,7 +424,7 @@ def test_requests_queued_behind_a_dead_server_at_start_each_wait_one_timeout(
 
     [alone] = asyncio.run(scenario(1))
     waited = asyncio.run(scenario(40))
-    proxy.restore()
+    pg_proxy.restore()
     # Queued one behind another, the last would wait about 40 times as long as one alone.
     assert max(waited) < 6 * alone, (alone, sorted(waited))
 
@@ -465,11 +445,11 @@ def test_backends_terminated_by_an_administrator_are_replaced(pg_database: str) 
     asyncio.run(scenario())
 
 
-def test_the_password_never_appears_in_an_error(proxy: TcpProxy) -> None:
-    proxy.cut()
+def test_the_password_never_appears_in_an_error(pg_proxy: TcpProxy) -> None:
+    pg_proxy.cut()
 
     async def scenario() -> None:
-        store = PostgresStore(f"postgresql://postgres:pw-canary-77@127.0.0.1:{proxy.port}/x",
+        store = PostgresStore(f"postgresql://postgres:pw-canary-77@127.0.0.1:{pg_proxy.port}/x",
                               password="pw-canary-88")
         with pytest.raises(StoreUnavailable) as raised:
             await store.get("session", "k")

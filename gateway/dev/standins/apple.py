@@ -37,26 +37,32 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-import jwt
 import tornado.web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from jwt.algorithms import RSAAlgorithm
 
 from gateway.dev.standins.common import (
     DEV_ACCOUNTS,
-    AccountChooserHandler,
+    AuthorizationRequest,
+    CodeRefusals,
     DevUser,
     Fault,
+    Grant,
+    OAuth2ChoiceHandler,
     OAuth2TokenHandler,
-    PendingRequests,
     ProtocolError,
     make_standin_app,
-    pkce_matches,
+)
+from gateway.dev.standins.oidc_common import (
+    AuthorizeHandler,
+    JwksHandler,
+    OpenIdHandler,
+    OpenIdStandIn,
+    at_hash,
 )
 
 __all__ = ["DEV_USERS", "AppleAccount", "AppleStandIn", "Fault", "dev_provider"]
@@ -105,26 +111,14 @@ DEV_USERS: tuple[AppleAccount, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    client_id: str
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str | None
-    nonce: str | None
-    code_challenge: str | None
-    code_challenge_method: str
-
-
-@dataclass(frozen=True)
-class Grant:
-    request: AuthorizationRequest
-    account: AppleAccount
-    expires: float
+# Apple's words for a code exchange that fails.
+CODE_REFUSALS = CodeRefusals(
+    code=("invalid_grant", "The code has expired or has been revoked."),
+    redirect_uri=("invalid_grant", ""), verifier=("invalid_grant", ""))
 
 
 @dataclass
-class AppleStandIn:
+class AppleStandIn(OpenIdStandIn[AppleAccount]):
     base_url: str
     client_id: str  # the Services ID
     team_id: str
@@ -141,19 +135,21 @@ class AppleStandIn:
     client_secrets: list[str] = field(default_factory=list)  # every one the gateway sent
     calls: Counter[str] = field(default_factory=Counter)
 
+    brand: ClassVar[str] = "Apple"
+    code_lifetime: ClassVar[int] = CODE_LIFETIME
+    id_token_type: ClassVar[str | None] = None  # Apple's id_token header has no `typ`
+    jwks_cache_control: ClassVar[str | None] = "public, max-age=86400"
+
     def __post_init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._foreign_key: rsa.RSAPrivateKey | None = None
-        self.kid = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
-        self.pending = PendingRequests()
-        self._codes: dict[str, Grant] = {}
-        self._access_tokens: dict[str, AppleAccount] = {}
+        self.start_openid()
         self._refresh_tokens: list[str] = []
         self._authorized: set[tuple[str, str]] = set()  # (Services ID, account) seen before
 
-    @property
-    def issuer(self) -> str:
-        return self.base_url
+    def new_kid(self) -> str:
+        return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
+
+    def new_code(self) -> str:
+        return "c" + secrets.token_hex(16) + ".0.mrty." + secrets.token_urlsafe(16)
 
     @property
     def authorize_url(self) -> str:
@@ -168,13 +164,12 @@ class AppleStandIn:
         return f"{self.base_url}/auth/keys"
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            (r"/auth/authorize", AuthorizeHandler, kwargs),
-            (r"/auth/authorize/choose", ChooseAccountHandler, kwargs),
-            (r"/auth/token", TokenHandler, kwargs),
-            (r"/auth/keys", JwksHandler, kwargs),
-        ])
+        return make_standin_app(self, [
+            (r"/auth/authorize", AuthorizeHandler),
+            (r"/auth/authorize/choose", ChooseAccountHandler),
+            (r"/auth/token", OAuth2TokenHandler),
+            (r"/auth/keys", JwksHandler),
+        ], avatars=False)
 
     def forget_authorizations(self) -> None:
         """As if every user removed the app at appleid.apple.com: the next login of each is a
@@ -205,14 +200,12 @@ class AppleStandIn:
             raise ProtocolError("invalid_request", "Invalid code_challenge_method.")
         assert redirect_uri is not None
         return AuthorizationRequest(self.client_id, redirect_uri, scope, params.get("state"),
-                                    params.get("nonce"), challenge, method)
+                                    challenge, method, params.get("nonce"))
 
-    def approve(self, request: AuthorizationRequest, account: AppleAccount
-                ) -> list[tuple[str, str]]:
+    def form_post_fields(self, request: AuthorizationRequest, account: AppleAccount
+                         ) -> list[tuple[str, str]]:
         """The fields Apple posts back: the code, and on a first authorization the user."""
-        code = "c" + secrets.token_hex(16) + ".0.mrty." + secrets.token_urlsafe(16)
-        self._codes[code] = Grant(request, account, self.clock() + CODE_LIFETIME)
-        fields = [("code", code)]
+        fields = [("code", self.approve(request, account))]
         if request.state is not None:
             fields.insert(0, ("state", request.state))
         first = (request.client_id, account.key) not in self._authorized
@@ -232,19 +225,10 @@ class AppleStandIn:
         self.check_client_secret(form.get("client_id"), form.get("client_secret"))
         if form.get("grant_type") != "authorization_code":
             raise ProtocolError("unsupported_grant_type", "")
-        code = form.get("code")
-        grant = self._codes.pop(code, None) if code else None  # single use
-        if grant is None or grant.expires < self.clock():
-            raise ProtocolError("invalid_grant", "The code has expired or has been revoked.")
-        if form.get("redirect_uri") != grant.request.redirect_uri:
-            raise ProtocolError("invalid_grant", "")
-        if grant.request.code_challenge is not None:
-            verifier = form.get("code_verifier")
-            if not verifier or not pkce_matches(grant.request.code_challenge,
-                                                grant.request.code_challenge_method, verifier):
-                raise ProtocolError("invalid_grant", "")
-        access_token = "a" + secrets.token_hex(16) + ".0.mrty." + secrets.token_urlsafe(16)
-        self._access_tokens[access_token] = grant.account
+        grant = self.codes.redeem(form, CODE_REFUSALS)
+        access_token = self.issue_access_token(
+            "a" + secrets.token_hex(16) + ".0.mrty." + secrets.token_urlsafe(16),
+            grant.account, ACCESS_TOKEN_LIFETIME)
         refresh_token = "r" + secrets.token_hex(16) + ".0.mrty." + secrets.token_urlsafe(16)
         self._refresh_tokens.append(refresh_token)
         return {
@@ -286,7 +270,7 @@ class AppleStandIn:
                 and 0 < exp - iat <= MAX_CLIENT_SECRET_LIFETIME):
             raise ProtocolError("invalid_client", "")
 
-    def id_token(self, grant: Grant, access_token: str) -> str:
+    def id_token(self, grant: Grant[AppleAccount], access_token: str) -> str:
         now = int(self.clock())
         account = grant.account
         claims: dict[str, Any] = {
@@ -295,45 +279,18 @@ class AppleStandIn:
             "exp": now + ID_TOKEN_LIFETIME,
             "iat": now,
             "sub": account.sub,
-            "at_hash": _at_hash(access_token),
+            "at_hash": at_hash(access_token),
             "auth_time": now,
             "nonce_supported": True,
         }
-        if grant.request.nonce is not None:
-            claims["nonce"] = grant.request.nonce
         if "email" in grant.request.scope:
             claims.update(email=account.email, email_verified=account.email_verified,
                           is_private_email=account.is_private_email)
-        for name, value in self.id_token_overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        return jwt.encode(claims, self._signing_key(), algorithm="RS256",
-                          headers={"kid": self.kid})
-
-    def jwks(self) -> dict[str, Any]:
-        jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
-
-    def account(self, key: str | None) -> AppleAccount | None:
-        return next((a for a in self.accounts if a.key == key), None)
-
-    def _signing_key(self) -> rsa.RSAPrivateKey:
-        if not self.sign_id_token_with_foreign_key:
-            return self._key
-        if self._foreign_key is None:
-            self._foreign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return self._foreign_key
+        return self.signed_id_token(claims, grant.request.nonce)
 
 
 def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _at_hash(access_token: str) -> str:
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 def _apple_id() -> str:
@@ -373,67 +330,18 @@ def _section(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
 # Handlers: thin I/O around the protocol steps above
 
 
-class AppleHandler(AccountChooserHandler):
-    provider: AppleStandIn
-    brand = "Apple"
-
-    def account_detail(self, account: AppleAccount) -> str:
-        return account.email
-
-    def error_page(self, error: ProtocolError) -> None:
-        self.set_status(error.status)
-        self.render_page("provider_error.html", brand="Apple", error=error.error,
-                         description=error.description)
-
-
-class AuthorizeHandler(AppleHandler):
-    endpoint = "authorize"
-
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        names = ("client_id", "redirect_uri", "response_type", "response_mode", "scope",
-                 "state", "nonce", "code_challenge", "code_challenge_method")
-        try:
-            request = self.provider.check_authorization_request(
-                {name: self.query_argument(name) for name in names})
-        except ProtocolError as e:
-            self.error_page(e)  # never redirect to an unverified redirect_uri
-            return
-        self.show_chooser(request, app=request.client_id, action="/auth/authorize/choose")
-
-
-class ChooseAccountHandler(AppleHandler):
+class ChooseAccountHandler(OpenIdHandler, OAuth2ChoiceHandler):
     """The chooser's form: approve as one account, or cancel; then Apple's form post."""
 
-    endpoint = "authorize"
+    provider: AppleStandIn
 
-    def post(self) -> None:
-        request = self.take_pending()
-        if not isinstance(request, AuthorizationRequest):
-            self.error_page(ProtocolError("invalid_request",
-                                          "This sign-in page has expired. Start again."))
-            return
-        account = self.chosen_account()
+    def answer_choice(self, request: AuthorizationRequest, account: AppleAccount | None
+                      ) -> None:
         if account is None:
             fields = [("error", "user_cancelled_authorize")]
             if request.state is not None:
                 fields.append(("state", request.state))
         else:
-            fields = self.provider.approve(request, account)
+            fields = self.provider.form_post_fields(request, account)
         self.render_page("form_post.html", brand="Apple", action=request.redirect_uri,
                          fields=fields)
-
-
-class TokenHandler(AppleHandler, OAuth2TokenHandler):
-    """The token endpoint, as common to OAuth 2.0 providers."""
-
-
-class JwksHandler(AppleHandler):
-    endpoint = "jwks"
-
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        self.set_header("Cache-Control", "public, max-age=86400")
-        self.write_json(self.provider.jwks())

@@ -12,10 +12,10 @@ import hmac
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 import tornado.escape
@@ -24,6 +24,18 @@ import tornado.web
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PENDING = 10_000  # consent pages shown but not yet answered; the oldest are forgotten
+
+
+
+class Account(Protocol):
+    """A stand-in's test account, as its provider describes it: each has the key of its
+    `DevUser`, which the chooser's form posts."""
+
+    @property
+    def key(self) -> str: ...
+
+
+A = TypeVar("A", bound=Account)
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,87 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 
 def secrets_equal(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(authorization: str | None, schemes: tuple[str, ...] = ("bearer",)
+                 ) -> str | None:
+    """The token of an `Authorization` header in one of `schemes` (lower case), or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() in schemes else None
+
+
+class AccountBook(Generic[A]):
+    """A stand-in's test accounts, found by the key its chooser's form posts."""
+
+    accounts: Sequence[A]
+
+    def account(self, key: str | None) -> A | None:
+        return next((a for a in self.accounts if a.key == key), None)
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """An authorization request a stand-in accepted (RFC 6749 4.1.1, with RFC 7636's PKCE and
+    OpenID Connect's `nonce`): held behind the chooser, then by the code it earns."""
+
+    client_id: str
+    redirect_uri: str
+    scope: tuple[str, ...]
+    state: str | None
+    code_challenge: str | None = None
+    code_challenge_method: str = "S256"
+    nonce: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant(Generic[A]):
+    """What an authorization code stands for."""
+
+    request: AuthorizationRequest
+    account: A
+    expires: float
+
+
+@dataclass(frozen=True)
+class CodeRefusals:
+    """A provider's own words, `(error, error_description)`, for a code exchange that fails."""
+
+    code: tuple[str, str]  # unknown, used or expired
+    redirect_uri: tuple[str, str]  # not the authorization request's
+    verifier: tuple[str, str]  # absent or not the PKCE challenge's
+    missing_verifier: tuple[str, str] | None = None  # absent, where it is worded apart
+
+
+class AuthorizationCodes(Generic[A]):
+    """The codes a stand-in issued: single use, expiring, bound to the request's
+    `redirect_uri` and PKCE challenge (RFC 6749 4.1.3, RFC 7636 4.6)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._codes: dict[str, Grant[A]] = {}
+        self._clock = clock
+
+    def issue(self, code: str, request: AuthorizationRequest, account: A,
+              lifetime: float) -> str:
+        self._codes[code] = Grant(request, account, self._clock() + lifetime)
+        return code
+
+    def redeem(self, form: dict[str, str | None], refusals: CodeRefusals) -> Grant[A]:
+        """The code's grant, once; or the provider's refusal as a ProtocolError."""
+        code = form.get("code")
+        grant = self._codes.pop(code, None) if code else None  # single use
+        if grant is None or grant.expires < self._clock():
+            raise ProtocolError(*refusals.code)
+        if form.get("redirect_uri") != grant.request.redirect_uri:
+            raise ProtocolError(*refusals.redirect_uri)
+        challenge = grant.request.code_challenge
+        if challenge is not None:
+            verifier = form.get("code_verifier")
+            if not verifier and refusals.missing_verifier is not None:
+                raise ProtocolError(*refusals.missing_verifier)
+            if not verifier or not pkce_matches(challenge, grant.request.code_challenge_method,
+                                                verifier):
+                raise ProtocolError(*refusals.verifier)
+        return grant
 
 
 AVATAR_ROUTE = r"/avatars/([A-Za-z0-9_-]+)"
@@ -255,6 +348,10 @@ class StandInHandler(tornado.web.RequestHandler):
         values = self.get_query_arguments(name)
         return values[0] if len(values) == 1 else None
 
+    def query_arguments_once(self) -> dict[str, str | None]:
+        """Every query argument by name, None for one given several times."""
+        return {name: self.query_argument(name) for name in self.request.query_arguments}
+
     def is_form_encoded(self) -> bool:
         content_type = self.request.headers.get("Content-Type", "")
         return content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
@@ -275,8 +372,10 @@ class AccountChooserHandler(StandInHandler):
     def account_detail(self, account: Any) -> str:
         raise NotImplementedError
 
-    def show_chooser(self, request: Any, *, app: str, action: str) -> None:
-        """The page, holding `request` server-side until its form is posted to `action`."""
+    def show_chooser(self, request: Any, *, app: str, action: str | None = None) -> None:
+        """The page, holding `request` server-side until its form is posted to `action`
+        (by default this path's `/choose`)."""
+        action = action or f"{self.request.path}/choose"
         self.render_page(
             "choose_account.html", brand=self.brand, app=app, action=action,
             request_id=self.provider.pending.add(request),
@@ -292,6 +391,62 @@ class AccountChooserHandler(StandInHandler):
         if self.form_argument("decision") == "deny":
             return None
         return self.provider.account(self.form_argument("user"))
+
+
+class OAuth2ChooserHandler(AccountChooserHandler):
+    """The chooser of a stand-in whose refusals are `ProtocolError`s: its error page in its
+    brand's name, and the authorization request its form answers."""
+
+    def error_page(self, error: ProtocolError) -> None:
+        self.set_status(error.status)
+        self.render_page("provider_error.html", brand=self.brand, error=error.error,
+                         description=error.description)
+
+
+
+class OAuth2AuthorizeHandler(OAuth2ChooserHandler):
+    """An authorization endpoint (RFC 6749 3.1): the provider's `check_authorization_request`
+    of the query, then the chooser; a refusal is an error page, never a redirect to an
+    unverified redirect_uri."""
+
+    endpoint = "authorize"
+
+    async def get(self) -> None:
+        if await self.answer_fault():
+            return
+        request = self.checked_request()
+        if request is not None:
+            self.show_chooser(request, app=request.client_id)
+
+    def checked_request(self) -> AuthorizationRequest | None:
+        """The authorization request of the query, or None once an error page is written."""
+        try:
+            request: AuthorizationRequest = self.provider.check_authorization_request(
+                self.query_arguments_once())
+        except ProtocolError as e:
+            self.error_page(e)
+            return None
+        return request
+
+
+class OAuth2ChoiceHandler(OAuth2ChooserHandler):
+    """The chooser's form, posted: the request it answers, then the provider's answer to the
+    choice (`answer_choice`); a form whose page expired gets a page saying so."""
+
+    endpoint = "authorize"
+
+    def post(self) -> None:
+        request = self.take_pending()
+        if not isinstance(request, AuthorizationRequest):
+            self.error_page(ProtocolError("invalid_request",
+                                          "This sign-in page has expired. Start again."))
+            return
+        self.answer_choice(request, self.chosen_account())
+
+    def answer_choice(self, request: AuthorizationRequest, account: Any | None) -> None:
+        """Send the browser back with the approval, or with the cancel when `account` is
+        None."""
+        raise NotImplementedError
 
 
 class OAuth2TokenHandler(StandInHandler):
@@ -319,9 +474,17 @@ class OAuth2TokenHandler(StandInHandler):
         self.write_json(answer)
 
 
-def make_standin_app(routes: list[Any]) -> tornado.web.Application:
+def make_standin_app(provider: Any,
+                     routes: Sequence[tuple[str, type[tornado.web.RequestHandler]]], *,
+                     avatars: bool = True) -> tornado.web.Application:
+    """The stand-in's Tornado application: each route's handler given `provider`, and the
+    test users' pictures unless `avatars` is False."""
+    kwargs = {"provider": provider}
+    handlers: list[Any] = [(path, handler, kwargs) for path, handler in routes]
+    if avatars:
+        handlers.append((AVATAR_ROUTE, AvatarHandler, kwargs))
     return tornado.web.Application(
-        routes,
+        handlers,
         template_path=str(TEMPLATES),
         autoescape="xhtml_escape",
         compress_response=False,

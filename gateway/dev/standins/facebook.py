@@ -40,14 +40,16 @@ from urllib.parse import urlencode
 import tornado.web
 
 from gateway.dev.standins.common import (
-    AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    AccountBook,
     AccountChooserHandler,
+    AuthorizationRequest,
     Avatar,
-    AvatarHandler,
     DevUser,
     Fault,
+    Grant,
     PendingRequests,
+    bearer_token,
     make_avatar,
     make_standin_app,
     pkce_matches,
@@ -105,25 +107,6 @@ class GraphCall:
 
 
 @dataclass(frozen=True)
-class AuthorizationRequest:
-    client_id: str
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str | None
-    code_challenge: str | None
-    code_challenge_method: str
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What an authorization code stands for."""
-
-    request: AuthorizationRequest
-    account: FacebookAccount
-    expires: float
-
-
-@dataclass(frozen=True)
 class AccessGrant:
     """What an access token stands for."""
 
@@ -151,7 +134,7 @@ class GraphError(Exception):
 
 
 @dataclass
-class FacebookStandIn:
+class FacebookStandIn(AccountBook[FacebookAccount]):
     base_url: str
     client_id: str  # the App ID
     client_secret: str  # the App Secret
@@ -167,7 +150,7 @@ class FacebookStandIn:
 
     def __post_init__(self) -> None:
         self.pending = PendingRequests()
-        self._codes: dict[str, Grant] = {}
+        self._codes: dict[str, Grant[FacebookAccount]] = {}
         self._used_codes: set[str] = set()
         self._access_tokens: dict[str, AccessGrant] = {}
 
@@ -185,13 +168,11 @@ class FacebookStandIn:
         return {call.version for call in self.graph_calls}
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            (rf"/{VERSION}/dialog/oauth", AuthorizeHandler, kwargs),
-            (rf"/{VERSION}/dialog/oauth/choose", ChooseAccountHandler, kwargs),
-            (rf"/{VERSION}/oauth/access_token", AccessTokenHandler, kwargs),
-            (rf"/{VERSION}/me", MeHandler, kwargs),
-            (AVATAR_ROUTE, AvatarHandler, kwargs),
+        return make_standin_app(self, [
+            (rf"/{VERSION}/dialog/oauth", AuthorizeHandler),
+            (rf"/{VERSION}/dialog/oauth/choose", ChooseAccountHandler),
+            (rf"/{VERSION}/oauth/access_token", AccessTokenHandler),
+            (rf"/{VERSION}/me", MeHandler),
         ])
 
     # Protocol steps, called by the handlers.
@@ -275,9 +256,6 @@ class FacebookStandIn:
             raise GraphError("Invalid appsecret_proof provided in the API argument",
                              type="GraphMethodException")
         return user_fields(grant, parse_fields(fields), self.base_url)
-
-    def account(self, key: str | None) -> FacebookAccount | None:
-        return next((a for a in self.accounts if a.key == key), None)
 
 
 def appsecret_proof(app_secret: str, access_token: str) -> str:
@@ -389,15 +367,12 @@ class AuthorizeHandler(FacebookHandler):
         self.record(version)
         if await self.answer_fault():
             return
-        names = ("client_id", "redirect_uri", "response_type", "scope", "state",
-                 "code_challenge", "code_challenge_method")
         try:
-            request = self.provider.check_dialog_request(
-                {name: self.query_argument(name) for name in names})
+            request = self.provider.check_dialog_request(self.query_arguments_once())
         except GraphError as e:
             self.error_page(e)  # never redirect to an unverified redirect_uri
             return
-        self.show_chooser(request, app=request.client_id, action=f"/{version}/dialog/oauth/choose")
+        self.show_chooser(request, app=request.client_id)
 
 
 class ChooseAccountHandler(FacebookHandler):
@@ -433,7 +408,7 @@ class AccessTokenHandler(FacebookHandler):
 
     async def exchange(self, version: str) -> None:
         self.record(version)
-        query = {name: self.query_argument(name) for name in self.request.query_arguments}
+        query = self.query_arguments_once()
         body = ({name: self.form_argument(name) for name in self.request.body_arguments}
                 if self.is_form_encoded() else {})
         params = {**query, **body}
@@ -456,13 +431,13 @@ class MeHandler(FacebookHandler):
 
     async def get(self, version: str) -> None:
         self.record(version)
-        query = {name: self.query_argument(name) for name in self.request.query_arguments}
+        query = self.query_arguments_once()
         self.provider.me_requests.append({k: v for k, v in query.items() if v is not None})
         if await self.answer_fault():
             return
-        scheme, _, header_token = self.request.headers.get("Authorization", "").partition(" ")
-        token = (header_token.strip() if scheme.lower() in ("bearer", "oauth")
-                 else query.get("access_token"))
+        token = bearer_token(self.request.headers.get("Authorization"), ("bearer", "oauth"))
+        if token is None:
+            token = query.get("access_token")
         try:
             answer = self.provider.me(token, query.get("appsecret_proof"), query.get("fields"))
         except GraphError as e:

@@ -53,13 +53,14 @@ import tornado.web
 from tornado.httputil import url_concat
 
 from gateway.dev.standins.common import (
-    AVATAR_ROUTE,
     DEV_ACCOUNTS,
+    AccountBook,
     AccountChooserHandler,
+    AuthorizationRequest,
     Avatar,
-    AvatarHandler,
     DevUser,
     Fault,
+    Grant,
     PendingRequests,
     make_avatar,
     make_standin_app,
@@ -206,21 +207,6 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
-class AuthorizationRequest:
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str | None
-    code_challenge: str | None
-
-
-@dataclass(frozen=True)
-class Grant:
-    request: AuthorizationRequest
-    account: GitHubAccount
-    expires: float
-
-
-@dataclass(frozen=True)
 class AccessGrant:
     """An OAuth app's user token: it does not expire; it lasts until revoked."""
 
@@ -249,7 +235,7 @@ class ApiRequest:
 
 
 @dataclass
-class GitHubStandIn:
+class GitHubStandIn(AccountBook[GitHubAccount]):
     """GitHub for one OAuth app, whose one authorization callback URL is `callback_url`."""
 
     base_url: str
@@ -270,7 +256,7 @@ class GitHubStandIn:
 
     def __post_init__(self) -> None:
         self.pending = PendingRequests()
-        self._codes: dict[str, Grant] = {}
+        self._codes: dict[str, Grant[GitHubAccount]] = {}
         self._access_tokens: dict[str, AccessGrant] = {}
 
     # Endpoints, as the gateway's configuration names them.
@@ -287,18 +273,13 @@ class GitHubStandIn:
         return f"{self.base_url}{API_PREFIX}"
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            (r"/login/oauth/authorize", AuthorizeHandler, kwargs),
-            (r"/login/oauth/authorize/choose", ChooseAccountHandler, kwargs),
-            (r"/login/oauth/access_token", AccessTokenHandler, kwargs),
-            (rf"{API_PREFIX}/user", UserHandler, kwargs),
-            (rf"{API_PREFIX}/user/emails", EmailsHandler, kwargs),
-            (AVATAR_ROUTE, AvatarHandler, kwargs),
+        return make_standin_app(self, [
+            (r"/login/oauth/authorize", AuthorizeHandler),
+            (r"/login/oauth/authorize/choose", ChooseAccountHandler),
+            (r"/login/oauth/access_token", AccessTokenHandler),
+            (rf"{API_PREFIX}/user", UserHandler),
+            (rf"{API_PREFIX}/user/emails", EmailsHandler),
         ])
-
-    def account(self, key: str | None) -> GitHubAccount | None:
-        return next((a for a in self.accounts if a.key == key), None)
 
     # Protocol steps, called by the handlers.
 
@@ -319,7 +300,8 @@ class GitHubStandIn:
             raise PageError(400, "Only the S256 code_challenge_method is supported.")
         asked = re.split(r"[\s,]+", params.get("scope") or "")
         scope = tuple(dict.fromkeys(s for s in asked if s in KNOWN_SCOPES))
-        return AuthorizationRequest(redirect_uri, scope, params.get("state"), challenge)
+        return AuthorizationRequest(self.client_id, redirect_uri, scope, params.get("state"),
+                                    challenge)
 
     def approve(self, request: AuthorizationRequest, account: GitHubAccount) -> str:
         code = secrets.token_hex(10)  # GitHub's codes: 20 hex digits
@@ -437,9 +419,7 @@ class AuthorizeHandler(GitHubHandler):
     async def get(self) -> None:
         if await self.answer_fault():
             return
-        names = ("client_id", "redirect_uri", "scope", "state", "code_challenge",
-                 "code_challenge_method")
-        params = {name: self.query_argument(name) for name in names}
+        params = self.query_arguments_once()
         try:
             request = self.provider.check_authorization_request(params)
         except PageError as e:
@@ -452,8 +432,7 @@ class AuthorizeHandler(GitHubHandler):
                 answer["state"] = state
             self.redirect(url_concat(self.provider.callback_url, answer))
             return
-        self.show_chooser(request, app=self.provider.app_name,
-                          action="/login/oauth/authorize/choose")
+        self.show_chooser(request, app=self.provider.app_name)
 
 
 class ChooseAccountHandler(GitHubHandler):

@@ -26,27 +26,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import jwt
 import tornado.web
 
 from gateway.dev.standins.common import (
-    AVATAR_ROUTE,
     DEV_ACCOUNTS,
     Avatar,
-    AvatarHandler,
     DevUser,
+    Grant,
+    OAuth2TokenHandler,
     make_avatar,
     make_standin_app,
 )
-from gateway.dev.standins.oidc import (
-    ID_TOKEN_LIFETIME,
+from gateway.dev.standins.oidc import ID_TOKEN_LIFETIME, DiscoveryHandler, OidcStandIn
+from gateway.dev.standins.oidc_common import (
     AuthorizeHandler,
     ChooseAccountHandler,
-    DiscoveryHandler,
-    Grant,
     JwksHandler,
-    OidcStandIn,
-    TokenHandler,
     at_hash,
 )
 
@@ -102,14 +97,12 @@ class MicrosoftStandIn(OidcStandIn):
     tenant: str = "common"  # the tenant the gateway is configured with (its discovery path)
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            (rf"/{TENANT}/v2\.0/\.well-known/openid-configuration", DiscoveryHandler, kwargs),
-            (rf"/{TENANT}/oauth2/v2\.0/authorize", AuthorizeHandler, kwargs),
-            (rf"/{TENANT}/oauth2/v2\.0/authorize/choose", ChooseAccountHandler, kwargs),
-            (rf"/{TENANT}/oauth2/v2\.0/token", TokenHandler, kwargs),
-            (rf"/{TENANT}/discovery/v2\.0/keys", JwksHandler, kwargs),
-            (AVATAR_ROUTE, AvatarHandler, kwargs),
+        return make_standin_app(self, [
+            (rf"/{TENANT}/v2\.0/\.well-known/openid-configuration", DiscoveryHandler),
+            (rf"/{TENANT}/oauth2/v2\.0/authorize", AuthorizeHandler),
+            (rf"/{TENANT}/oauth2/v2\.0/authorize/choose", ChooseAccountHandler),
+            (rf"/{TENANT}/oauth2/v2\.0/token", OAuth2TokenHandler),
+            (rf"/{TENANT}/discovery/v2\.0/keys", JwksHandler),
         ])
 
     def _discovery(self, base: str) -> dict[str, Any]:
@@ -136,7 +129,7 @@ class MicrosoftStandIn(OidcStandIn):
             "tenant_region_scope": None,
         }
 
-    def id_token(self, grant: Grant, access_token: str) -> str:
+    def id_token(self, grant: Grant[Any], access_token: str) -> str:
         now = int(self.clock())
         account: Any = grant.account
         client_id = grant.request.client_id
@@ -147,8 +140,6 @@ class MicrosoftStandIn(OidcStandIn):
             "sub": hashlib.sha256(f"{client_id}:{account.oid}".encode()).hexdigest()[:43],
             "tid": account.tid, "oid": account.oid, "at_hash": at_hash(access_token),
         }
-        if grant.request.nonce is not None:
-            claims["nonce"] = grant.request.nonce
         scope = grant.request.scope
         if "profile" in scope:
             claims.update(name=account.name, preferred_username=account.email)
@@ -156,13 +147,7 @@ class MicrosoftStandIn(OidcStandIn):
             claims["email"] = account.email
             if account.xms_edov is not None:
                 claims["xms_edov"] = account.xms_edov
-        for name, value in self.id_token_overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        return jwt.encode(claims, self._signing_key(), algorithm="RS256",
-                          headers={"kid": self.kid, "typ": "JWT"})
+        return self.signed_id_token(claims, grant.request.nonce)
 
 
 def dev_provider(base_url: str, gateway_issuer: str

@@ -25,7 +25,6 @@ another issuer. Tests also steer it through `faults` (keyed "discovery", "author
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import time
@@ -33,29 +32,33 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 import jwt
 import tornado.web
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.dev.standins.common import (
-    AVATAR_ROUTE,
     DEV_ACCOUNTS,
-    AccountChooserHandler,
+    AuthorizationRequest,
     Avatar,
-    AvatarHandler,
+    CodeRefusals,
     DevUser,
     Fault,
+    Grant,
     OAuth2TokenHandler,
-    PendingRequests,
     ProtocolError,
     basic_credentials,
     make_avatar,
     make_standin_app,
-    pkce_matches,
     secrets_equal,
+)
+from gateway.dev.standins.oidc_common import (
+    AuthorizeHandler,
+    ChooseAccountHandler,
+    JwksHandler,
+    OpenIdHandler,
+    OpenIdStandIn,
+    UserinfoHandler,
+    at_hash,
 )
 
 __all__ = ["DEV_USERS", "Fault", "OidcAccount", "OidcStandIn", "dev_provider"]
@@ -105,25 +108,13 @@ DEV_USERS: tuple[OidcAccount, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    client_id: str
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str | None
-    nonce: str | None
-    code_challenge: str
-
-
-@dataclass(frozen=True)
-class Grant:
-    request: AuthorizationRequest
-    account: OidcAccount
-    expires: float
+CODE_REFUSALS = CodeRefusals(code=("invalid_grant", "The code is invalid or expired."),
+                             redirect_uri=("invalid_grant", "redirect_uri does not match."),
+                             verifier=("invalid_grant", "PKCE verification failed."))
 
 
 @dataclass
-class OidcStandIn:
+class OidcStandIn(OpenIdStandIn[OidcAccount]):
     base_url: str
     client_id: str
     client_secret: str
@@ -148,31 +139,20 @@ class OidcStandIn:
     calls: Counter[str] = field(default_factory=Counter)
 
     brand: ClassVar[str] = DEV_DISPLAY_NAME  # on its pages
+    code_lifetime: ClassVar[int] = CODE_LIFETIME
     sends_iss: ClassVar[bool] = True  # RFC 9207's `iss` in the authorization response
 
     def __post_init__(self) -> None:
-        self._rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._ec = ec.generate_private_key(ec.SECP256R1())
-        self._foreign: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None
-        self.kid = secrets.token_urlsafe(12)
-        self.pending = PendingRequests()
-        self._codes: dict[str, Grant] = {}
-        self._access_tokens: dict[str, tuple[OidcAccount, float]] = {}
-
-    @property
-    def issuer(self) -> str:
-        return self.base_url
+        self.start_openid()
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            (r"/\.well-known/openid-configuration", DiscoveryHandler, kwargs),
-            (r"/authorize", AuthorizeHandler, kwargs),
-            (r"/authorize/choose", ChooseAccountHandler, kwargs),
-            (r"/token", TokenHandler, kwargs),
-            (r"/userinfo", UserinfoHandler, kwargs),
-            (r"/jwks", JwksHandler, kwargs),
-            (AVATAR_ROUTE, AvatarHandler, kwargs),
+        return make_standin_app(self, [
+            (r"/\.well-known/openid-configuration", DiscoveryHandler),
+            (r"/authorize", AuthorizeHandler),
+            (r"/authorize/choose", ChooseAccountHandler),
+            (r"/token", OAuth2TokenHandler),
+            (r"/userinfo", UserinfoHandler),
+            (r"/jwks", JwksHandler),
         ])
 
     # Protocol steps, called by the handlers.
@@ -220,12 +200,7 @@ class OidcStandIn:
             raise ProtocolError("invalid_request", "PKCE with S256 is required.")
         assert redirect_uri is not None
         return AuthorizationRequest(self.client_id, redirect_uri, scope, params.get("state"),
-                                    params.get("nonce"), challenge)
-
-    def approve(self, request: AuthorizationRequest, account: OidcAccount) -> str:
-        code = secrets.token_urlsafe(32)
-        self._codes[code] = Grant(request, account, self.clock() + CODE_LIFETIME)
-        return code
+                                    challenge, "S256", params.get("nonce"))
 
     def exchange_code(self, form: dict[str, str | None], authorization: str | None
                       ) -> dict[str, Any]:
@@ -233,23 +208,14 @@ class OidcStandIn:
         self._authenticate_client(form, authorization)
         if form.get("grant_type") != "authorization_code":
             raise ProtocolError("unsupported_grant_type", "Only authorization_code.")
-        code = form.get("code")
-        grant = self._codes.pop(code, None) if code else None  # single use
-        if grant is None or grant.expires < self.clock():
-            raise ProtocolError("invalid_grant", "The code is invalid or expired.")
-        if form.get("redirect_uri") != grant.request.redirect_uri:
-            raise ProtocolError("invalid_grant", "redirect_uri does not match.")
-        verifier = form.get("code_verifier")
-        if not verifier or not pkce_matches(grant.request.code_challenge, "S256", verifier):
-            raise ProtocolError("invalid_grant", "PKCE verification failed.")
-        access_token = secrets.token_urlsafe(32)
-        self._access_tokens[access_token] = (grant.account,
-                                             self.clock() + ACCESS_TOKEN_LIFETIME)
+        grant = self.codes.redeem(form, CODE_REFUSALS)
+        access_token = self.issue_access_token(secrets.token_urlsafe(32), grant.account,
+                                               ACCESS_TOKEN_LIFETIME)
         return {"access_token": access_token, "token_type": "Bearer",
                 "expires_in": ACCESS_TOKEN_LIFETIME, "scope": " ".join(grant.request.scope),
                 "id_token": self.id_token(grant, access_token)}
 
-    def id_token(self, grant: Grant, access_token: str) -> str:
+    def id_token(self, grant: Grant[OidcAccount], access_token: str) -> str:
         now = int(self.clock())
         account = grant.account
         claims: dict[str, Any] = {
@@ -257,48 +223,31 @@ class OidcStandIn:
             "azp": grant.request.client_id, "iat": now, "exp": now + ID_TOKEN_LIFETIME,
             "at_hash": at_hash(access_token),
         }
-        if grant.request.nonce is not None:
-            claims["nonce"] = grant.request.nonce
         if account.trap == AUDIENCES_WITHOUT_AZP:
             claims["aud"] = [grant.request.client_id, "another-app"]
             del claims["azp"]
         if self.claims_in_id_token and account.trap != USERINFO_OTHER_SUB:
             # Mallory's claims are only in userinfo: the gateway must ask it.
             claims.update(profile_claims(account, grant.request.scope, self.base_url))
-        for name, value in self.id_token_overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
+        return self.signed_id_token(claims, grant.request.nonce)
+
+    def encode_id_token(self, claims: dict[str, Any]) -> str:
+        """As the provider signs it, or as a forger would (`forged_alg`)."""
         if self.forged_alg == "HS256":
             return jwt.encode(claims, self.client_secret, algorithm="HS256",
                               headers={"kid": self.kid, "typ": "JWT"})
         if self.forged_alg == "none":
             return jwt.encode(claims, "", algorithm="none",
                               headers={"kid": self.kid, "typ": "JWT"})
-        return jwt.encode(claims, self._signing_key(), algorithm=self.signing_alg,
-                          headers={"kid": self.kid, "typ": "JWT"})
+        return super().encode_id_token(claims)
 
     def userinfo(self, authorization: str | None) -> dict[str, Any]:
-        scheme, _, token = (authorization or "").partition(" ")
-        entry = self._access_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        if entry is None or entry[1] < self.clock():
-            raise ProtocolError("invalid_token", "The access token is invalid.", 401)
-        account = entry[0]
+        account = self.bearer_account(
+            authorization, ProtocolError("invalid_token", "The access token is invalid.", 401))
         sub = account.sub
         if account.trap == USERINFO_OTHER_SUB:
             sub = DEV_USERS[0].sub  # Ada's: a userinfo that would sign Mallory in as Ada
         return {"sub": sub, **profile_claims(account, SUPPORTED_SCOPES, self.base_url)}
-
-    def jwks(self) -> dict[str, Any]:
-        if self.signing_alg == "ES256":
-            jwk = ECAlgorithm.to_jwk(self._ec.public_key(), as_dict=True)
-        else:
-            jwk = RSAAlgorithm.to_jwk(self._rsa.public_key(), as_dict=True)
-        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": self.signing_alg}]}
-
-    def account(self, key: str | None) -> OidcAccount | None:
-        return next((a for a in self.accounts if a.key == key), None)
 
     def _authenticate_client(self, form: dict[str, str | None],
                              authorization: str | None) -> None:
@@ -315,16 +264,6 @@ class OidcStandIn:
         if client_id != self.client_id or not secrets_equal(client_secret, self.client_secret):
             raise ProtocolError("invalid_client", "Client authentication failed.", 401)
 
-    def _signing_key(self) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-        if self.sign_id_token_with_foreign_key:
-            if self._foreign is None:
-                self._foreign = (ec.generate_private_key(ec.SECP256R1())
-                                 if self.signing_alg == "ES256"
-                                 else rsa.generate_private_key(public_exponent=65537,
-                                                               key_size=2048))
-            return self._foreign
-        return self._ec if self.signing_alg == "ES256" else self._rsa
-
 
 def profile_claims(account: OidcAccount, scope: Sequence[str], base_url: str
                    ) -> dict[str, Any]:
@@ -335,12 +274,6 @@ def profile_claims(account: OidcAccount, scope: Sequence[str], base_url: str
         claims.update(name=account.name, given_name=account.given_name,
                       family_name=account.family_name, picture=account.avatar.url(base_url))
     return claims
-
-
-def at_hash(access_token: str) -> str:
-    """OIDC Core 3.1.3.6 for RS256 and ES256: the left half of SHA-256, base64url."""
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 def dev_provider(base_url: str, gateway_issuer: str) -> tuple[OidcStandIn, dict[str, Any]]:
@@ -355,26 +288,11 @@ def dev_provider(base_url: str, gateway_issuer: str) -> tuple[OidcStandIn, dict[
 
 
 # ---------------------------------------------------------------------------------------------
-# Handlers: thin I/O around the protocol steps above
+# Handlers: thin I/O around the protocol steps above (the others in oidc_common.py)
 
 
-class OidcHandler(AccountChooserHandler):
+class DiscoveryHandler(OpenIdHandler):
     provider: OidcStandIn
-
-    def initialize(self, provider: Any) -> None:
-        super().initialize(provider)
-        self.brand = provider.brand
-
-    def account_detail(self, account: OidcAccount) -> str:
-        return account.email or "no email"
-
-    def error_page(self, error: ProtocolError) -> None:
-        self.set_status(error.status)
-        self.render_page("provider_error.html", brand=self.brand, error=error.error,
-                         description=error.description)
-
-
-class DiscoveryHandler(OidcHandler):
     endpoint = "discovery"
 
     async def get(self) -> None:
@@ -382,70 +300,3 @@ class DiscoveryHandler(OidcHandler):
             return
         self.set_header("Cache-Control", "public, max-age=3600")
         self.write_json(self.provider.discovery())
-
-
-class AuthorizeHandler(OidcHandler):
-    endpoint = "authorize"
-
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        names = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-                 "code_challenge", "code_challenge_method")
-        try:
-            request = self.provider.check_authorization_request(
-                {name: self.query_argument(name) for name in names})
-        except ProtocolError as e:
-            self.error_page(e)  # never redirect to an unverified redirect_uri
-            return
-        self.show_chooser(request, app=request.client_id, action=f"{self.request.path}/choose")
-
-
-class ChooseAccountHandler(OidcHandler):
-    endpoint = "authorize"
-
-    def post(self) -> None:
-        request = self.take_pending()
-        if not isinstance(request, AuthorizationRequest):
-            self.error_page(ProtocolError("invalid_request",
-                                          "This sign-in page has expired. Start again."))
-            return
-        params: dict[str, str] = {}
-        account = self.chosen_account()
-        if account is None:
-            params["error"] = "access_denied"
-        else:
-            params["code"] = self.provider.approve(request, account)
-        if request.state is not None:
-            params["state"] = request.state
-        if self.provider.sends_iss:
-            params["iss"] = self.provider.issuer  # RFC 9207
-        self.redirect(f"{request.redirect_uri}?{urlencode(params)}")
-
-
-class TokenHandler(OidcHandler, OAuth2TokenHandler):
-    """The token endpoint, as common to OAuth 2.0 providers."""
-
-
-class UserinfoHandler(OidcHandler):
-    endpoint = "userinfo"
-
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        try:
-            answer = self.provider.userinfo(self.request.headers.get("Authorization"))
-        except ProtocolError as e:
-            self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
-            self.write_json({"error": e.error, "error_description": e.description}, e.status)
-            return
-        self.write_json(answer)
-
-
-class JwksHandler(OidcHandler):
-    endpoint = "jwks"
-
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        self.write_json(self.provider.jwks())

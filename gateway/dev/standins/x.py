@@ -19,13 +19,7 @@ from typing import Any
 import tornado.web
 
 from gateway.dev.standins import x_oauth1, x_oauth2
-from gateway.dev.standins.common import (
-    AVATAR_ROUTE,
-    AvatarHandler,
-    Fault,
-    PendingRequests,
-    make_standin_app,
-)
+from gateway.dev.standins.common import AccountBook, Fault, PendingRequests, make_standin_app
 from gateway.dev.standins.x_common import DEV_USERS, XAccount
 from gateway.dev.standins.x_oauth1 import ReceivedRequest, XOAuth1
 from gateway.dev.standins.x_oauth2 import XOAuth2
@@ -34,7 +28,7 @@ __all__ = ["DEV_USERS", "Fault", "XAccount", "XStandIn", "dev_provider"]
 
 
 @dataclass
-class XStandIn(XOAuth2, XOAuth1):
+class XStandIn(XOAuth2, XOAuth1, AccountBook[XAccount]):
     """X for one app: its OAuth 2.0 client and its OAuth 1.0a consumer, on one origin."""
 
     base_url: str
@@ -57,14 +51,7 @@ class XStandIn(XOAuth2, XOAuth1):
         self._start_oauth1()
 
     def make_app(self) -> tornado.web.Application:
-        kwargs = {"provider": self}
-        return make_standin_app([
-            *((path, handler, kwargs) for path, handler in x_oauth2.ROUTES + x_oauth1.ROUTES),
-            (AVATAR_ROUTE, AvatarHandler, kwargs),
-        ])
-
-    def account(self, key: str | None) -> XAccount | None:
-        return next((a for a in self.accounts if a.key == key), None)
+        return make_standin_app(self, x_oauth2.ROUTES + x_oauth1.ROUTES)
 
 
 def dev_provider(base_url: str, gateway_issuer: str) -> tuple[XStandIn, dict[str, Any]]:

@@ -9,10 +9,9 @@ from typing import Any
 
 from gateway.dev.standins.common import (
     DEV_ACCOUNTS,
-    AccountChooserHandler,
     Avatar,
     DevUser,
-    ProtocolError,
+    OAuth2ChooserHandler,
     make_avatar,
 )
 
@@ -74,15 +73,10 @@ DEV_USERS: tuple[XAccount, ...] = tuple(
 )
 
 
-class XHandler(AccountChooserHandler):
+class XHandler(OAuth2ChooserHandler):
     """Base of the stand-in's endpoints: X's error page and account chooser."""
 
     brand = BRAND
-
-    def error_page(self, error: ProtocolError) -> None:
-        self.set_status(error.status)
-        self.render_page("provider_error.html", brand=BRAND, error=error.error,
-                         description=error.description)
 
     def account_detail(self, account: XAccount) -> str:
         return account.email if account.email and account.email_confirmed \

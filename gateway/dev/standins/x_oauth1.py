@@ -206,8 +206,7 @@ class AuthenticateHandler(XHandler):
                                           "It looks like someone already used the token "
                                           "information you provided."))
             return
-        self.show_chooser(("oauth1", token), app=self.provider.consumer_key,
-                          action="/oauth/authenticate/choose")
+        self.show_chooser(("oauth1", token), app=self.provider.consumer_key)
 
 
 class AuthenticateChooseHandler(XHandler):

@@ -24,10 +24,15 @@ import tornado.web
 from tornado.httputil import url_concat
 
 from gateway.dev.standins.common import (
+    AuthorizationCodes,
+    AuthorizationRequest,
+    CodeRefusals,
+    OAuth2AuthorizeHandler,
+    OAuth2ChoiceHandler,
     OAuth2TokenHandler,
     ProtocolError,
     basic_credentials,
-    pkce_matches,
+    bearer_token,
     secrets_equal,
 )
 from gateway.dev.standins.x_common import XAccount, XHandler
@@ -69,20 +74,11 @@ class Problem(Exception):
         return answer
 
 
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    client_id: str
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str
-    code_challenge: str
-
-
-@dataclass(frozen=True)
-class Grant:
-    request: AuthorizationRequest
-    account: XAccount
-    expires: float
+# X's words for a code exchange that fails.
+CODE_REFUSALS = CodeRefusals(
+    code=("invalid_grant", "Value passed for the authorization code was invalid."),
+    redirect_uri=("invalid_grant", "Value passed for the redirect uri was invalid."),
+    verifier=("invalid_grant", "Value passed for the code verifier was invalid."))
 
 
 class XOAuth2:
@@ -95,7 +91,7 @@ class XOAuth2:
     clock: Callable[[], float]
 
     def _start_oauth2(self) -> None:
-        self._codes: dict[str, Grant] = {}
+        self.codes: AuthorizationCodes[XAccount] = AuthorizationCodes(lambda: self.clock())
         self._bearer_tokens: dict[str, tuple[XAccount, frozenset[str], float]] = {}
 
     # Endpoints, as the gateway's configuration names them.
@@ -134,25 +130,14 @@ class XOAuth2:
         return AuthorizationRequest(self.client_id, redirect_uri, scope, state, challenge)
 
     def approve(self, request: AuthorizationRequest, account: XAccount) -> str:
-        code = secrets.token_urlsafe(48)
-        self._codes[code] = Grant(request, account, self.clock() + CODE_LIFETIME)
-        return code
+        return self.codes.issue(secrets.token_urlsafe(48), request, account, CODE_LIFETIME)
 
     def exchange_code(self, form: dict[str, str | None], authorization: str | None
                       ) -> dict[str, Any]:
         self._authenticate_client(form, authorization)
         if form.get("grant_type") != "authorization_code":
             raise ProtocolError("unsupported_grant_type", "grant_type must be authorization_code.")
-        code = form.get("code")
-        grant = self._codes.pop(code, None) if code else None  # single use
-        if grant is None or grant.expires < self.clock():
-            raise ProtocolError("invalid_grant",
-                                "Value passed for the authorization code was invalid.")
-        if form.get("redirect_uri") != grant.request.redirect_uri:
-            raise ProtocolError("invalid_grant", "Value passed for the redirect uri was invalid.")
-        verifier = form.get("code_verifier")
-        if not verifier or not pkce_matches(grant.request.code_challenge, "S256", verifier):
-            raise ProtocolError("invalid_grant", "Value passed for the code verifier was invalid.")
+        grant = self.codes.redeem(form, CODE_REFUSALS)
         access_token = secrets.token_urlsafe(64)
         self._bearer_tokens[access_token] = (grant.account, frozenset(grant.request.scope),
                                              self.clock() + ACCESS_TOKEN_LIFETIME)
@@ -160,8 +145,8 @@ class XOAuth2:
                 "access_token": access_token, "scope": " ".join(grant.request.scope)}
 
     def users_me(self, authorization: str | None, user_fields: str | None) -> dict[str, Any]:
-        scheme, _, token = (authorization or "").partition(" ")
-        entry = self._bearer_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        token = bearer_token(authorization)
+        entry = self._bearer_tokens.get(token) if token is not None else None
         if entry is None or entry[2] < self.clock():
             raise Problem(401, "Unauthorized", "Unauthorized")
         account, scope, _ = entry
@@ -197,45 +182,20 @@ class XOAuth2:
 # Handlers: thin I/O around the protocol steps above
 
 
-class AuthorizeHandler(XHandler):
+class AuthorizeHandler(XHandler, OAuth2AuthorizeHandler):
+    """The authorization endpoint, as common to OAuth 2.0 providers."""
+
+
+class ChooseAccountHandler(XHandler, OAuth2ChoiceHandler):
     provider: XOAuth2
-    endpoint = "authorize"
 
-    async def get(self) -> None:
-        if await self.answer_fault():
-            return
-        names = ("client_id", "redirect_uri", "response_type", "scope", "state",
-                 "code_challenge", "code_challenge_method")
-        try:
-            request = self.provider.check_authorization_request(
-                {name: self.query_argument(name) for name in names})
-        except ProtocolError as e:
-            self.error_page(e)  # never redirect to an unverified redirect_uri
-            return
-        self.show_chooser(request, app=request.client_id, action="/i/oauth2/authorize/choose")
-
-
-class ChooseAccountHandler(XHandler):
-    provider: XOAuth2
-    endpoint = "authorize"
-
-    def post(self) -> None:
-        request = self.take_pending()
-        if not isinstance(request, AuthorizationRequest):
-            self.error_page(ProtocolError("invalid_request",
-                                          "This sign-in page has expired. Start again."))
-            return
-        account = self.chosen_account()
-        params: dict[str, str] = {"state": request.state}
+    def answer_choice(self, request: AuthorizationRequest, account: XAccount | None) -> None:
+        params: dict[str, str] = {"state": request.state or ""}  # X requires it
         if account is None:
             params["error"] = "access_denied"
         else:
             params["code"] = self.provider.approve(request, account)
         self.redirect(url_concat(request.redirect_uri, params))
-
-
-class TokenHandler(XHandler, OAuth2TokenHandler):
-    """The token endpoint, as common to OAuth 2.0 providers."""
 
 
 class UsersMeHandler(XHandler):
@@ -257,6 +217,6 @@ class UsersMeHandler(XHandler):
 ROUTES: tuple[tuple[str, type[tornado.web.RequestHandler]], ...] = (
     (r"/i/oauth2/authorize", AuthorizeHandler),
     (r"/i/oauth2/authorize/choose", ChooseAccountHandler),
-    (r"/2/oauth2/token", TokenHandler),
+    (r"/2/oauth2/token", OAuth2TokenHandler),
     (r"/2/users/me", UsersMeHandler),
 )
