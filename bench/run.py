@@ -3,9 +3,9 @@ figures as ratios against a bare Tornado hello-world measured in the same run.
 
     .venv/bin/python bench/run.py            # every scenario, 5 rounds of 5 s each
     .venv/bin/python bench/run.py --quick    # 1 round of 2 s, to check it works
-    .venv/bin/python bench/run.py --only callback   # verify, workers, callback or c10k
+    .venv/bin/python bench/run.py --only callback   # verify, auth, workers, callback or c10k
 
-The login scenarios (callback, c10k) start the Google stand-in in a process of its own
+The login scenarios (auth, callback, c10k) start the Google stand-in in a process of its own
 (bench/standin.py, on the load core) and the gateway from a TOML file pointing at it (memory
 store, rate limits off, WARNING logs), with keys from `oauth-gateway keys generate`; the logins
 come from bench/logins.py (raw asyncio HTTP, one cookie jar per login) on the load core.
@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -46,8 +46,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
-SCENARIOS = ("verify", "workers", "callback", "c10k")
+SCENARIOS = ("verify", "auth", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# GET /auth as nginx's auth_request sends it (config/nginx.conf): the browser's headers, its
+# cookies among them, and the URL it asked for.
+ORIGINAL_URL = "https://app.example.com/dashboard"
+ACCESS_COOKIE = "gw_access"
+AUTH_COOKIES = {"access cookie": True, "session cookie only": False}  # sends the access cookie?
 # /verify with tokens.verify_checks_revocation, per store: (name, GATEWAY_... settings); and
 # PostgreSQL, in a database of the benchmark's own on the local server (_postgres_database).
 REVOCATION_STORES = (
@@ -121,6 +126,7 @@ class Row:
         if baseline is None:
             return []
         return [getattr(mine, attribute) / getattr(theirs, attribute)
+                if getattr(theirs, attribute) else float("nan")
                 for mine, theirs in zip(self.runs, baseline.runs, strict=True)]
 
     def median(self, attribute: str) -> float:
@@ -171,6 +177,10 @@ def main() -> int:
     if "verify" in only:
         rows = _verify_scenario(runs, seconds)
         _print_table(rows)
+    if "auth" in only:
+        auth = _auth_scenario(runs, seconds)
+        _print_table(auth)
+        rows += _without_second_hello(rows, auth)
     if "workers" in only:
         workers = _workers_scenario(runs, seconds)
         _print_workers(workers)
@@ -192,6 +202,14 @@ def main() -> int:
         _print_c10k(parked_figures, logins)
     _chart(args.chart, rows, logins, parked_figures)
     return 0
+
+
+def _without_second_hello(rows: list[Row], more: list[Row]) -> list[Row]:
+    """`more`, without its bare hello-world row if `rows` has one (one bar per name in the
+    chart)."""
+    if any(row.scenario == BARE for row in rows):
+        return [row for row in more if row.scenario != BARE]
+    return more
 
 
 def _raise_fd_limit() -> int:
@@ -220,19 +238,23 @@ class Load:
     env: dict[str, str] | None = None
     expect_status: int = 200
     core: str | None = LOAD_CORE
+    unit: str = "req/s"
+
+    def measure(self, seconds: int) -> Figure:
+        return _wrk(self.url, seconds, self.headers, self.lua, self.env or {},
+                    self.expect_status, self.core)
 
 
-def _rounds(loads: list[Load], runs: int, seconds: int) -> dict[str, Row]:
+def _rounds(loads: Sequence[Load], runs: int, seconds: int) -> dict[str, Row]:
     """Every load once per round, round after round: each figure's runs are spread over the
     same stretch of this shared machine's time as its baselines'."""
     figures: dict[str, list[Figure]] = {load.name: [] for load in loads}
     for round_number in range(runs):
         for load in loads:
-            figure = _wrk(load.url, seconds, load.headers, load.lua, load.env or {},
-                          load.expect_status, load.core)
+            figure = load.measure(seconds)
             figures[load.name].append(figure)
             print(f"  round {round_number + 1}/{runs} {load.name}: "
-                  f"{figure.requests_per_second:.0f} req/s", file=sys.stderr)
+                  f"{figure.requests_per_second:.0f} {load.unit}", file=sys.stderr)
     return {name: Row(name, runs_) for name, runs_ in figures.items()}
 
 
@@ -279,10 +301,45 @@ def _verify_scenario(runs: int, seconds: int) -> list[Row]:
         print(f"# access tokens of a Google login (Ada, scopes openid email profile), "
               f"characters: {', '.join(lengths)}")
         measured = _rounds(loads, runs, seconds)
-    rows = [measured[BARE]]
-    for name, same in subjects:
-        rows.append(Row(name, measured[name].runs, measured[BARE], measured[same]))
-    return rows
+    return _against_hello(measured, subjects)
+
+
+def _against_hello(measured: dict[str, Row], subjects: list[tuple[str, str]]) -> list[Row]:
+    """The bare hello-world's row, then each subject's with its two baselines: the bare
+    hello-world and the named one (hello-world sent the same request)."""
+    bare = measured[BARE]
+    return [bare, *(Row(name, measured[name].runs, bare, measured[same])
+                    for name, same in subjects)]
+
+
+def _auth_scenario(runs: int, seconds: int) -> list[Row]:
+    """GET /auth as nginx's auth_request forwards it, for a browser signed in through the Google
+    stand-in: with its access cookie (a JWT checked in memory) and with its session cookie only
+    (a session lookup in the store; the memory store here, the others in the stores scenario).
+    Each against the bare hello-world and hello-world sent the same headers."""
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        hello = f"http://127.0.0.1:{hello_port}/"
+        base, standin, _, _ = stack.enter_context(_split_stack())
+        cookies = _load("token", base, standin)["cookies"]
+        loads = [Load(BARE, hello, {})]
+        subjects = []
+        for cookie, access in AUTH_COOKIES.items():
+            headers = _auth_headers(cookies, access=access)
+            name, same = f"/auth {cookie}", f"hello world, /auth {cookie} headers sent"
+            loads += [Load(same, hello, headers), Load(name, f"{base}/auth", headers)]
+            subjects.append((name, same))
+        measured = _rounds(loads, runs, seconds)
+    return _against_hello(measured, subjects)
+
+
+def _auth_headers(cookies: dict[str, str], *, access: bool) -> dict[str, str]:
+    """What nginx's auth_request sends /auth for this browser: its cookies (without the access
+    cookie, as once it has expired and the session lives on) and the URL it asked for."""
+    sent = {name: value for name, value in cookies.items()
+            if access or not name.endswith(ACCESS_COOKIE)}
+    return {"Cookie": "; ".join(f"{name}={value}" for name, value in sent.items()),
+            "X-Original-URL": ORIGINAL_URL}
 
 
 def _workers_scenario(runs: int, seconds: int) -> list[Row]:
@@ -338,7 +395,8 @@ def _ms(text: str) -> float:
 
 
 def _print_table(rows: list[Row]) -> None:
-    """Each /verify figure against hello-world, as medians of per-round ratios (spread)."""
+    """Each /verify (or /auth) figure against hello-world, as medians of per-round ratios
+    (spread)."""
     print()
     print("| scenario | req/s (median, spread) | x hello | x hello, same request "
           "| p50 ms | p99 ms | p99 x hello | errors | target |")
@@ -346,21 +404,25 @@ def _print_table(rows: list[Row]) -> None:
     for row in rows:
         bare, same = row.ratios(row.baseline), row.ratios(row.same_request)
         p99 = row.ratios(row.baseline, "p99_ms")
-        target = ""
-        if "revocation checked" in row.scenario:
-            target = "measured: the price of asking the store on every request"
-        elif row.baseline is not None:
-            refusals = "bad signatures" in row.scenario
-            wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
-            ok = statistics.median(bare) >= wanted and (
-                refusals or statistics.median(p99) <= TARGET_VERIFY_P99)
-            target = (f">= {wanted} x hello" + ("" if refusals else
-                                                 f", p99 <= {TARGET_VERIFY_P99} x")
-                      + f": {_verdict(ok)}")
         print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
               f"({row.spread('requests_per_second')}) | {_ratio(bare)} | {_ratio(same)} "
               f"| {row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} | {_ratio(p99)} "
-              f"| {sum(r.errors for r in row.runs)} | {target} |")
+              f"| {sum(r.errors for r in row.runs)} | {_verify_target(row, bare, p99)} |")
+
+
+def _verify_target(row: Row, bare: list[float], p99: list[float]) -> str:
+    """The performance issue's target for a /verify figure, and whether it is met (none for
+    the baseline, none for /auth)."""
+    if row.baseline is None or not row.scenario.startswith("/verify"):
+        return ""
+    if "revocation checked" in row.scenario:
+        return "measured: the price of asking the store on every request"
+    refusals = "bad signatures" in row.scenario
+    wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
+    ok = statistics.median(bare) >= wanted and (
+        refusals or statistics.median(p99) <= TARGET_VERIFY_P99)
+    return (f">= {wanted} x hello" + ("" if refusals else f", p99 <= {TARGET_VERIFY_P99} x")
+            + f": {_verdict(ok)}")
 
 
 def _print_workers(rows: list[Row]) -> None:
@@ -378,13 +440,14 @@ def _print_workers(rows: list[Row]) -> None:
               f"| {row.median('p99_ms'):.2f} | {sum(r.errors for r in row.runs)} | {target} |")
 
 
-def _ratio(values: list[float]) -> str:
+def _ratio(values: list[float], digits: int = 2) -> str:
     """The median of per-round ratios, with their spread ("1.00": the baseline itself)."""
     if not values:
-        return "1.00"
+        return f"{1:.{digits}f}"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+        return f"{values[0]:.{digits}f}"
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
 @contextlib.contextmanager
@@ -485,10 +548,12 @@ class LoginFigures:
 
 @contextlib.contextmanager
 def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout: float = 10,
-                 algorithm: str = "RS256", workers: int = 1, pinned: bool = True
+                 algorithm: str = "RS256", workers: int = 1, pinned: bool = True,
+                 settings: Mapping[str, Mapping[str, object]] | None = None
                  ) -> Iterator[tuple[str, str, int, int]]:
     """The Google stand-in in its own process on the load core, and the gateway from a TOML file
-    pointing at it, pinned to the server core: (gateway URL, stand-in URL, their pids)."""
+    pointing at it, pinned to the server core: (gateway URL, stand-in URL, their pids).
+    `settings` adds to or overrides the file's sections ({"store": {"url": ...}})."""
     with tempfile.TemporaryDirectory() as state, contextlib.ExitStack() as stack:
         tmp = Path(state)
         gateway_port, standin_port = _free_port(), _free_port()
@@ -520,6 +585,8 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
             "logging": {"level": "WARNING"},
             "providers.google": section,
         }
+        for name, values in (settings or {}).items():
+            sections[name] = {**sections.get(name, {}), **values}
         config = tmp / "gateway.toml"
         config.write_text(_toml(issuer, sections))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
