@@ -3,12 +3,16 @@ figures as ratios against a bare Tornado hello-world measured in the same run.
 
     .venv/bin/python bench/run.py            # every scenario, 5 rounds of 5 s each
     .venv/bin/python bench/run.py --quick    # 1 round of 2 s, to check it works
-    .venv/bin/python bench/run.py --only callback   # verify, auth, workers, callback or c10k
+    .venv/bin/python bench/run.py --only callback   # verify, auth, stores, workers, callback
+                                                    # or c10k
 
-The login scenarios (auth, callback, c10k) start the Google stand-in in a process of its own
-(bench/standin.py, on the load core) and the gateway from a TOML file pointing at it (memory
-store, rate limits off, WARNING logs), with keys from `oauth-gateway keys generate`; the logins
-come from bench/logins.py (raw asyncio HTTP, one cookie jar per login) on the load core.
+The login scenarios (auth, stores, callback, c10k) start the Google stand-in in a process of its
+own (bench/standin.py, on the load core) and the gateway from a TOML file pointing at it (memory
+store unless the scenario is about stores, rate limits off, WARNING logs), with keys from
+`oauth-gateway keys generate`; the logins come from bench/logins.py (raw asyncio HTTP, one
+cookie jar per login) on the load core. The stores scenario also needs the machine's Redis
+(127.0.0.1:6379, under a key prefix of its own) and PostgreSQL (127.0.0.1:5432, a database of
+its own), and `redis-server` for a Sentinel topology of its own (bench/stores.py).
 
 Needs `wrk` (Debian package `wrk`) and `taskset`. Each server is pinned to core 0 and wrk to
 core 1, so the two do not fight over one core; the machine is shared and noisy, so every figure
@@ -41,26 +45,23 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+import stores
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
-SCENARIOS = ("verify", "auth", "workers", "callback", "c10k")
+SCENARIOS = ("verify", "auth", "stores", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 # GET /auth as nginx's auth_request sends it (config/nginx.conf): the browser's headers, its
 # cookies among them, and the URL it asked for.
 ORIGINAL_URL = "https://app.example.com/dashboard"
 ACCESS_COOKIE = "gw_access"
 AUTH_COOKIES = {"access cookie": True, "session cookie only": False}  # sends the access cookie?
-# /verify with tokens.verify_checks_revocation, per store: (name, GATEWAY_... settings); and
-# PostgreSQL, in a database of the benchmark's own on the local server (_postgres_database).
-REVOCATION_STORES = (
-    ("memory", {}),
-    ("Redis", {"GATEWAY_STORE__URL": "redis://127.0.0.1:6379/0",
-               "GATEWAY_STORE__KEY_PREFIX": f"bench-{secrets.token_hex(4)}"}),
-)
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The stores scenario: its figures per store, and complete logins per figure (per round).
+STORE_FIGURES = ("/verify, revocation checked", "/auth, session cookie only",
+                 "/auth, access cookie, revocation checked", "callback: complete logins")
+STORE_LOGINS, QUICK_STORE_LOGINS = 1000, 200
 MAX_PENDING_TRANSACTIONS = 500000  # login.max_pending_transactions' default
 TARGET_VERIFY, TARGET_VERIFY_P99 = 0.9, 1.5
 TARGET_REFUSALS = 0.5
@@ -181,6 +182,12 @@ def main() -> int:
         auth = _auth_scenario(runs, seconds)
         _print_table(auth)
         rows += _without_second_hello(rows, auth)
+    if "stores" in only:
+        hello, table = _stores_scenario(runs, seconds,
+                                        QUICK_STORE_LOGINS if args.quick else STORE_LOGINS)
+        _print_stores(hello, table)
+        rows += _without_second_hello(rows, [hello, *(row for by_store in table.values()
+                                                      for row in by_store.values())])
     if "workers" in only:
         workers = _workers_scenario(runs, seconds)
         _print_workers(workers)
@@ -245,7 +252,27 @@ class Load:
                     self.expect_status, self.core)
 
 
-def _rounds(loads: Sequence[Load], runs: int, seconds: int) -> dict[str, Row]:
+@dataclass(frozen=True)
+class LoginLoad:
+    """One figure's logins: `logins` complete logins by `clients` browsers (bench/logins.py),
+    as a Figure of logins a second and each login's latency."""
+
+    name: str
+    gateway: str
+    standin: str
+    logins: int
+    clients: int = 100
+    unit: str = "logins/s"
+
+    def measure(self, seconds: int) -> Figure:
+        del seconds  # a count of logins, not a duration, sizes it
+        result = _load("callback", self.gateway, self.standin, "--logins", str(self.logins),
+                       "--clients", str(self.clients))
+        return Figure(result["logins_per_second"], result["p50_ms"], result["p99_ms"],
+                      result["errors"])
+
+
+def _rounds(loads: Sequence[Load | LoginLoad], runs: int, seconds: int) -> dict[str, Row]:
     """Every load once per round, round after round: each figure's runs are spread over the
     same stretch of this shared machine's time as its baselines'."""
     figures: dict[str, list[Figure]] = {load.name: [] for load in loads}
@@ -285,17 +312,6 @@ def _verify_scenario(runs: int, seconds: int) -> list[Row]:
                 loads.append(Load(name, f"{base}/verify", {}, UNIQUE_BAD_SIGNATURE_LUA, forged,
                                   expect_status=401))
                 subjects.append((name, same_forged))
-                # tokens.verify_checks_revocation: every /verify asks the store (the memory
-                # store of development mode, then Redis and PostgreSQL, as several replicas
-                # would share).
-                postgres = {"GATEWAY_STORE__URL": stack.enter_context(_postgres_database())}
-                for store, env in (*REVOCATION_STORES, ("PostgreSQL", postgres)):
-                    checked_base, checked_token = stack.enter_context(_gateway(
-                        algorithm, {"GATEWAY_TOKENS__VERIFY_CHECKS_REVOCATION": "true", **env}))
-                    name = f"/verify valid token, RS256, revocation checked ({store})"
-                    loads.append(Load(name, f"{checked_base}/verify",
-                                      {"Authorization": f"Bearer {checked_token}"}))
-                    subjects.append((name, same))
         # Tornado reads every header byte in Python: a longer token costs /verify (and the
         # same-request hello-world) throughput, so say what was sent.
         print(f"# access tokens of a Google login (Ada, scopes openid email profile), "
@@ -340,6 +356,48 @@ def _auth_headers(cookies: dict[str, str], *, access: bool) -> dict[str, str]:
             if access or not name.endswith(ACCESS_COOKIE)}
     return {"Cookie": "; ".join(f"{name}={value}" for name, value in sent.items()),
             "X-Original-URL": ORIGINAL_URL}
+
+
+def _stores_scenario(runs: int, seconds: int, logins: int
+                     ) -> tuple[Row, dict[str, dict[str, Row]]]:
+    """Per store (bench/stores.py), one gateway from a TOML file with its Google stand-in and
+    `tokens.verify_checks_revocation = true`: /verify and /auth with the access cookie (each
+    asks the store about the token), /auth with the session cookie only (a session lookup), and
+    complete logins a second (the callback's writes); all in the same rounds as a bare
+    hello-world. Returns hello-world's row and, per figure, a row per store."""
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        loads: list[Load | LoginLoad] = [Load(BARE, f"http://127.0.0.1:{hello_port}/", {})]
+        names = []
+        for setup in stack.enter_context(stores.stores()):
+            base, standin, _, _ = stack.enter_context(_split_stack(settings={
+                "store": setup.settings, "tokens": {"verify_checks_revocation": True}}))
+            loads += _store_loads(setup.name, base, standin, logins)
+            names.append(setup.name)
+        measured = _rounds(loads, runs, seconds)
+    hello = measured[BARE]
+    table = {figure: {store: Row(_store_figure(figure, store),
+                                 measured[_store_figure(figure, store)].runs, hello)
+                      for store in names}
+             for figure in STORE_FIGURES}
+    return hello, table
+
+
+def _store_loads(store: str, base: str, standin: str, logins: int) -> list[Load | LoginLoad]:
+    """The stores scenario's loads on one gateway, for a browser that signed in once."""
+    browser = _load("token", base, standin)
+    _load("callback", base, standin, "--logins", "100")  # warm: the store's pools connected
+    verify, session_only, access, callback = (_store_figure(f, store) for f in STORE_FIGURES)
+    return [
+        Load(verify, f"{base}/verify", {"Authorization": f"Bearer {browser['token']}"}),
+        Load(session_only, f"{base}/auth", _auth_headers(browser["cookies"], access=False)),
+        Load(access, f"{base}/auth", _auth_headers(browser["cookies"], access=True)),
+        LoginLoad(callback, base, standin, logins),
+    ]
+
+
+def _store_figure(figure: str, store: str) -> str:
+    return f"{figure} ({store})"
 
 
 def _workers_scenario(runs: int, seconds: int) -> list[Row]:
@@ -415,14 +473,34 @@ def _verify_target(row: Row, bare: list[float], p99: list[float]) -> str:
     the baseline, none for /auth)."""
     if row.baseline is None or not row.scenario.startswith("/verify"):
         return ""
-    if "revocation checked" in row.scenario:
-        return "measured: the price of asking the store on every request"
     refusals = "bad signatures" in row.scenario
     wanted = TARGET_REFUSALS if refusals else TARGET_VERIFY
     ok = statistics.median(bare) >= wanted and (
         refusals or statistics.median(p99) <= TARGET_VERIFY_P99)
     return (f">= {wanted} x hello" + ("" if refusals else f", p99 <= {TARGET_VERIFY_P99} x")
             + f": {_verdict(ok)}")
+
+
+def _print_stores(hello: Row, table: dict[str, dict[str, Row]]) -> None:
+    """A table per figure, a row per store: against the bare hello-world and the memory
+    store, both measured in the same rounds."""
+    rate = "requests_per_second"
+    print(f"\n# stores: bare hello-world in the same rounds {hello.median(rate):.0f} req/s "
+          f"({hello.spread(rate)}); tokens.verify_checks_revocation = true")
+    for figure, by_store in table.items():
+        logins = figure.startswith("callback")
+        memory = by_store.get("memory")
+        print()
+        print(f"| {figure} | {'logins/s' if logins else 'req/s'} (median, spread) "
+              f"| x hello-world | x memory store | p50 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for store, row in by_store.items():
+            print(f"| {store} | {row.median('requests_per_second'):.0f} "
+                  f"({row.spread('requests_per_second')}) "
+                  f"| {_ratio(row.ratios(hello), 3 if logins else 2)} "
+                  f"| {_ratio(row.ratios(memory)) if memory else ''} "
+                  f"| {row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} "
+                  f"| {sum(r.errors for r in row.runs)} |")
 
 
 def _print_workers(rows: list[Row]) -> None:
@@ -484,28 +562,6 @@ def _gateway(algorithm: str, settings: dict[str, str] | None = None
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(20)
-
-
-@contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A new database on the local PostgreSQL, dropped at the end: its store.url."""
-    import asyncio
-
-    import asyncpg
-
-    async def run(statement: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    name = f"bench_{secrets.token_hex(4)}"
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _login(base: str) -> str:
