@@ -109,6 +109,7 @@ class Figure:
     p50_ms: float
     p99_ms: float
     errors: int
+    timeouts: int = 0  # of the errors: requests wrk gave up on (no answer within 2 s)
 
 
 @dataclass(frozen=True)
@@ -442,9 +443,10 @@ def _parse_wrk(output: str, expect_status: int) -> Figure:
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                               r"timeout (\d+)", output)
     errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    timeouts = int(socket_errors.group(4)) if socket_errors else 0
     if expect_status < 300 and non_2xx:
         errors += int(non_2xx.group(1))
-    return Figure(rps, _ms(latencies["50"]), _ms(latencies["99"]), errors)
+    return Figure(rps, _ms(latencies["50"]), _ms(latencies["99"]), errors, timeouts)
 
 
 def _ms(text: str) -> float:
@@ -500,7 +502,14 @@ def _print_stores(hello: Row, table: dict[str, dict[str, Row]]) -> None:
                   f"| {_ratio(row.ratios(hello), 3 if logins else 2)} "
                   f"| {_ratio(row.ratios(memory)) if memory else ''} "
                   f"| {row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} "
-                  f"| {sum(r.errors for r in row.runs)} |")
+                  f"| {_errors(row)} |")
+
+
+def _errors(row: Row) -> str:
+    """Errors over all rounds, saying how many were wrk's timeouts (no answer in 2 s)."""
+    errors, timeouts = (sum(getattr(run, field) for run in row.runs)
+                        for field in ("errors", "timeouts"))
+    return f"{errors} ({timeouts} timed out)" if timeouts else str(errors)
 
 
 def _print_workers(rows: list[Row]) -> None:
