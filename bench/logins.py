@@ -8,6 +8,7 @@ and measure itself.
 
     python bench/logins.py callback GATEWAY STANDIN --logins N --clients C
     python bench/logins.py c10k GATEWAY STANDIN --parked K --stall D --wrk-seconds W
+    python bench/logins.py token GATEWAY STANDIN   # one login: its access token and cookies
 
 Prints one JSON object on stdout.
 """
@@ -325,7 +326,10 @@ async def _one_token(gateway: str, standin: str) -> dict:
     with contextlib.closing(login.gateway), contextlib.closing(login.standin):
         await login.start_and_authorize()
         await login.finish()
-    return {"token": next(v for k, v in login.jar.items() if k.endswith("gw_access"))}
+    # The browser's cookies after the login, as it sends them (a cleared one is gone).
+    cookies = {name: value for name, value in login.jar.items() if value}
+    return {"token": next(v for k, v in cookies.items() if k.endswith("gw_access")),
+            "cookies": cookies}
 
 
 if __name__ == "__main__":
