@@ -88,6 +88,10 @@ class CookiePolicy:
             "domain": self.settings.domain if shared and self.settings.domain else None,
         }
 
+    def read_session_id(self, handler: tornado.web.RequestHandler) -> str | None:
+        """The gateway session's id from the browser's signed session cookie, if any."""
+        return self.read_signed(handler, SESSION, self.settings.session_lifetime)
+
     def read_signed(self, handler: tornado.web.RequestHandler, base: str,
                     max_age_seconds: int) -> str | None:
         raw = handler.get_signed_cookie(

@@ -21,8 +21,7 @@ async def sign_out(handler: BaseHandler, ctx: GatewayContext) -> None:
     if access_token:
         with contextlib.suppress(InvalidToken):  # expired or not ours: nothing to revoke
             await ctx.grants.revoke_access_token(ctx.verifier.verify(access_token))
-    session_id = ctx.cookies.read_signed(handler, cookies.SESSION,
-                                         ctx.settings.cookies.session_lifetime)
+    session_id = ctx.cookies.read_session_id(handler)
     if session_id:
         session = await ctx.sessions.end(session_id)
         for sid in session.all_sids if session else ():

@@ -6,7 +6,6 @@ tokens, and the apps that took part hear of it by back-channel logout (P9)."""
 
 from __future__ import annotations
 
-from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import NotFound, SignInRequired
 from gateway.handlers.base import BaseHandler
@@ -22,8 +21,7 @@ class AccountHandler(BaseHandler):
 
     async def current_session(self) -> tuple[str, Session]:
         """This browser's live session (its handle, and itself), or a sign-in page."""
-        session_id = self.ctx.cookies.read_signed(self, cookies.SESSION,
-                                                  self.ctx.settings.cookies.session_lifetime)
+        session_id = self.ctx.cookies.read_session_id(self)
         session = await self.ctx.sessions.lookup(session_id) if session_id else None
         if session_id is None or session is None:
             raise SignInRequired()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from gateway import cookies, pending
+from gateway import pending
 from gateway.config import ClientSettings
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, NotPermitted
@@ -44,8 +44,7 @@ class AuthorizationHandler(BaseHandler):
 
     async def live_session(self) -> Session | None:
         ctx = self.ctx
-        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
-                                             ctx.settings.cookies.session_lifetime)
+        session_id = ctx.cookies.read_session_id(self)
         return await ctx.sessions.lookup(session_id) if session_id else None
 
     def provider_accepted(self, request: AuthorizationRequest, client: ClientSettings,

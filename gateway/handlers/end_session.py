@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken
 from gateway.handlers.base import BaseHandler
@@ -57,8 +56,7 @@ class EndSessionHandler(BaseHandler):
             hint_claims=hint_claims, client_id=params["client_id"],
             post_logout_redirect_uri=params["post_logout_redirect_uri"], state=params["state"],
             clients=ctx.clients)
-        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
-                                             ctx.settings.cookies.session_lifetime)
+        session_id = ctx.cookies.read_session_id(self)
         session = await ctx.sessions.lookup(session_id) if session_id else None
         proven = session is not None and request.hint_sid == session.sid
         if session is not None and not (proven or confirmed):

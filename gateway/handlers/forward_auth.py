@@ -142,8 +142,7 @@ class ForwardAuthHandler(BaseHandler):
                 log.debug("forward auth: revoked token")
                 continue
             return claims, token
-        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
-                                             ctx.settings.cookies.session_lifetime)
+        session_id = ctx.cookies.read_session_id(self)
         if not session_id:
             return None, None
         session = await ctx.sessions.lookup(session_id)

@@ -208,7 +208,7 @@ class CallbackHandler(ProviderHandler):
     async def _sign_in(self, identity: Identity) -> None:
         ctx = self.ctx
         session_cookie_age = ctx.settings.cookies.session_lifetime
-        old_session = ctx.cookies.read_signed(self, cookies.SESSION, session_cookie_age)
+        old_session = ctx.cookies.read_session_id(self)
         session_id, session = await ctx.sessions.start(
             identity, replacing=old_session, address=self.client_address,
             device=describe_device(self.request.headers.get("User-Agent")))

@@ -29,8 +29,7 @@ class HomeHandler(BaseHandler):
                 claims = ctx.verifier.verify(token)
             except InvalidToken:
                 token = None
-        session_id = ctx.cookies.read_signed(self, cookies.SESSION,
-                                             ctx.settings.cookies.session_lifetime)
+        session_id = ctx.cookies.read_session_id(self)
         session = await ctx.sessions.lookup(session_id) if session_id else None
         rows = []
         if session_id and session and (claims is None or claims.get("sub") == session.sub):
