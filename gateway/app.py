@@ -26,7 +26,7 @@ from gateway.handlers.base import (
 )
 from gateway.handlers.demo import DEMO_CALLBACK_PATH, DemoCallbackHandler, DemoStartHandler
 from gateway.handlers.end_session import EndSessionHandler
-from gateway.handlers.forward_auth import ForwardAuthHandler
+from gateway.handlers.forward_auth import ForwardAuthRoute
 from gateway.handlers.login import CallbackHandler, FormPostCallbackHandler, LoginHandler
 from gateway.handlers.ops import HealthHandler, MetricsHandler, ReadyHandler
 from gateway.handlers.pages import (
@@ -41,7 +41,7 @@ from gateway.handlers.token import (
     TokenHandler,
     UserinfoHandler,
 )
-from gateway.handlers.verify import VerifyHandler, VerifyRoute
+from gateway.handlers.verify import VerifyRoute
 from gateway.handlers.wellknown import JwksHandler, OpenIdConfigurationHandler
 from gateway.inflight import InFlightRequests
 from gateway.keys import KeySet
@@ -115,17 +115,17 @@ def enforces_limits(settings: Settings) -> bool:
 
 def make_app(ctx: GatewayContext) -> tornado.web.Application:
     settings = ctx.settings
-    verify_route = VerifyRoute(ctx)
+    verify_route, forward_auth_route = VerifyRoute(ctx), ForwardAuthRoute(ctx)
     routes: list[Any] = [
-        # First (rules are tried in order), and a Router: Bearer tokens are answered below the
-        # RequestHandler (handlers/verify.py).
+        # First (rules are tried in order), and Routers: a valid token is answered below the
+        # RequestHandler (gateway/fast_route.py).
         Rule(PathMatches(r"/verify"), verify_route),
+        Rule(PathMatches(r"/auth"), forward_auth_route),
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
         (r"/account/sessions/end", EndSessionOfUserHandler, {"ctx": ctx}),
         (r"/account/sessions/end-others", EndOtherSessionsHandler, {"ctx": ctx}),
-        (r"/auth", ForwardAuthHandler, {"ctx": ctx}),
         (r"/introspect", IntrospectHandler, {"ctx": ctx}),
         (r"/authorize", AuthorizeHandler, {"ctx": ctx}),
         (r"/authorize/resume", AuthorizeResumeHandler, {"ctx": ctx}),
@@ -177,6 +177,7 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         debug=False,
     )
     verify_route.attach(application, access)
+    forward_auth_route.attach(application, access)
     return application
 
 
@@ -227,7 +228,9 @@ def make_admin_app(ctx: GatewayContext) -> tornado.web.Application:
 def routes_by_handler(routes: list[Any]) -> dict[type[Any], str]:
     r"""Handler class -> the route pattern it serves, readable (r"/\.well-known" becomes
     "/.well-known"): what logs and metrics name a request by, never its path."""
-    names: dict[type[Any], str] = {NotFoundHandler: "unmatched", VerifyHandler: "/verify"}
+    names: dict[type[Any], str] = {NotFoundHandler: "unmatched"}
+    for router in (VerifyRoute, ForwardAuthRoute):  # the Routers' handlers
+        names[router.handler_class] = router.route
     for route in routes:
         if isinstance(route, tuple):
             names.setdefault(route[1], route[0].replace("\\", ""))

@@ -21,8 +21,9 @@ configured issuer (SECURITY R5), and only when it passes the `return_to` allowli
 login URL has no `return_to`, and in redirect mode the answer is a 401. No open redirect can be
 built from forwarded headers.
 
-Cheap on purpose: a valid access JWT is checked in memory (no store access); only a browser
-without one costs a session lookup.
+Cheap on purpose: a valid access JWT is checked in memory (no store access), and its 200 is
+answered below the RequestHandler (`ForwardAuthRoute`); only a browser without one costs a
+session lookup.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import tornado.httputil
+
 from gateway import cookies
 from gateway.context import GatewayContext
 from gateway.errors import InvalidRequest, InvalidToken, MissingToken, NotPermitted
-from gateway.handlers.base import BaseHandler
+from gateway.fast_route import FastAnswer, FastRoute
+from gateway.handlers.base import NO_STORE_HEADERS, BaseHandler
 from gateway.redirects import is_allowed_return_to
 from gateway.tokens import bearer_token_from_header
 
@@ -56,6 +60,26 @@ def header_value(text: str) -> str:
     if not _HEADER_UNSAFE.search(text):
         return text
     return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def accepted_audiences(ctx: GatewayContext) -> tuple[str, ...]:
+    """The audiences of the access tokens that sign a browser in here."""
+    return ctx.settings.forward_auth.audiences or (ctx.settings.audience,)
+
+
+def user_headers(claims: dict[str, Any], token: str | None) -> tuple[tuple[str, str], ...]:
+    """The 200's headers naming the user (values made safe by `header_value`), and the access
+    token when it is passed on (`pass_token`)."""
+    headers = [(USER_HEADER, header_value(str(claims["sub"])))]
+    email = claims.get("email")
+    if isinstance(email, str) and claims.get("email_verified") is True:
+        headers.append((EMAIL_HEADER, header_value(email)))
+    name = claims.get("name")
+    if isinstance(name, str) and name:
+        headers.append((NAME_HEADER, header_value(name)))
+    if token is not None:  # a JWS compact serialization: base64url and dots
+        headers.append(("Authorization", f"Bearer {token}"))
+    return tuple(headers)
 
 
 class ForwardAuthHandler(BaseHandler):
@@ -132,7 +156,7 @@ class ForwardAuthHandler(BaseHandler):
             except InvalidToken as e:
                 log.debug("forward auth: token refused (%s)", e.reason)
                 continue
-            if claims.get("aud") not in self._audiences():
+            if claims.get("aud") not in accepted_audiences(ctx):
                 log.debug("forward auth: token of another audience")
                 continue
             # SECURITY T6: as /verify, the store is asked only when configured to; otherwise
@@ -152,25 +176,15 @@ class ForwardAuthHandler(BaseHandler):
                   "auth_time": int(session.created), "sid": session.sid}
         return claims, None
 
-    def _audiences(self) -> tuple[str, ...]:
-        return self.ctx.settings.forward_auth.audiences or (self.ctx.settings.audience,)
-
     def _allow(self, claims: dict[str, Any], token: str | None) -> None:
         ctx = self.ctx
-        self.set_header(USER_HEADER, header_value(str(claims["sub"])))
-        email = claims.get("email")
-        if isinstance(email, str) and claims.get("email_verified") is True:
-            self.set_header(EMAIL_HEADER, header_value(email))
-        name = claims.get("name")
-        if isinstance(name, str) and name:
-            self.set_header(NAME_HEADER, header_value(name))
-        if ctx.settings.forward_auth.pass_token:
-            if token is None:
-                # A live session without a (valid) access cookie: a fresh token for it.
-                profile = {k: v for k, v in claims.items() if k != "sub"}
-                token = ctx.issuer.issue(claims["sub"], ctx.settings.audience, profile,
-                                         auth_time=claims.get("auth_time"))
-            self.set_header("Authorization", f"Bearer {token}")
+        if ctx.settings.forward_auth.pass_token and token is None:
+            # A live session without a (valid) access cookie: a fresh token for it.
+            profile = {k: v for k, v in claims.items() if k != "sub"}
+            token = ctx.issuer.issue(claims["sub"], ctx.settings.audience, profile,
+                                     auth_time=claims.get("auth_time"))
+        self.put_headers(user_headers(claims, token if ctx.settings.forward_auth.pass_token
+                                      else None))
         self.set_status(200)
         self.finish()
 
@@ -186,3 +200,74 @@ class ForwardAuthHandler(BaseHandler):
         if proto and host and uri and uri.startswith("/"):
             return f"{proto}://{host}{uri}"
         return None
+
+
+# Tornado's RequestHandler.clear() default, which ForwardAuthHandler's 200 keeps.
+HANDLER_CONTENT_TYPE = (("Content-Type", "text/html; charset=UTF-8"),)
+
+
+class ForwardAuthRoute(FastRoute):
+    """The target of the `/auth` rule (gateway/fast_route.py): a request with a valid access
+    JWT of an accepted audience (Bearer header, else the access cookie), whom the policy
+    admits, gets its 200 here, exactly as ForwardAuthHandler sends it. Everything else goes to
+    the handler: no valid token (a session lookup, or the login URL), a refusal, a store check
+    (`verify_checks_revocation`), a body, another method, an unknown `mode`."""
+
+    route = "/auth"
+    handler_class = ForwardAuthHandler
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        super().__init__(ctx)
+        self.access_cookie = ctx.cookies.name(cookies.ACCESS, shared=True)
+
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
+                     **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
+        if not self.without_body(request, ("GET", "HEAD")) \
+                or self.ctx.settings.tokens.verify_checks_revocation \
+                or not _known_mode(request):
+            return self.to_handler(request)
+        try:
+            headers = self._signed_in_headers(request)
+        except Exception:  # a bug: the handler answers it, as a logged 500
+            log.debug("forward auth: fast path failed", exc_info=True)
+            headers = None
+        if headers is None:
+            return self.to_handler(request)
+        return FastAnswer(self, request, headers)
+
+    def _signed_in_headers(self, request: tornado.httputil.HTTPServerRequest
+                           ) -> tuple[tuple[str, str], ...] | None:
+        """ForwardAuthHandler's 200 headers for the first valid token, else None."""
+        ctx = self.ctx
+        for token in (bearer_token_from_header(request.headers.get("Authorization")),
+                      self._access_cookie(request)):
+            if not token:
+                continue
+            try:
+                claims = ctx.verifier.verify(token)
+            except InvalidToken:
+                continue
+            if claims.get("aud") not in accepted_audiences(ctx):
+                continue
+            if ctx.access.refuses_signed_in(str(claims["sub"]), claims):
+                return None  # the handler's 403
+            passed = token if ctx.settings.forward_auth.pass_token else None
+            return (*HANDLER_CONTENT_TYPE, *NO_STORE_HEADERS, *user_headers(claims, passed))
+        return None
+
+    def _access_cookie(self, request: tornado.httputil.HTTPServerRequest) -> str | None:
+        """The access cookie as the handler reads it (`request.cookies`), for the values a
+        token can have: parse_cookie unquotes once, SimpleCookie a second time, which changes
+        only values with quotes or backslashes, and those are no JWS."""
+        header = request.headers.get("Cookie")
+        if not header:
+            return None
+        return tornado.httputil.parse_cookie(header).get(self.access_cookie)
+
+
+def _known_mode(request: tornado.httputil.HTTPServerRequest) -> bool:
+    """No `mode`, or one valid `mode` (any other is the handler's 400)."""
+    if not request.query:
+        return True
+    modes = request.query_arguments.get("mode")
+    return modes is None or (len(modes) == 1 and modes[0].decode("latin-1") in MODES)
