@@ -9,7 +9,9 @@ given.
 
 A compact JWS is parsed strictly here (SECURITY J7): three base64url segments without padding,
 each in its one canonical encoding, the header and payload JSON objects. The signature is
-checked with the key's own algorithm, once, before any claim is read.
+checked with the key's own algorithm (Ed25519's with libsodium, gateway/ed25519.py), once,
+before any claim is read; a payload read after that check (`signed_payload`) is the signer's
+own spelling, since the signature covers it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway import ed25519
 
 # Three base64url segments without padding, as we issue them. Checked with one regex before
 # anything else (PyJWT checks each character in Python: ~35 us a token).
@@ -66,8 +71,32 @@ def check_signature(token: str, key: jwt.PyJWK, *, low_s_only: bool = True) -> N
         raise JoseError("malformed signature") from None
     if low_s_only and not is_canonical_signature(key.algorithm_name, signature):
         raise JoseError("signature not in its canonical form")
-    if not key.Algorithm.verify(signing_input.encode(), key.key, signature):
+    if not _verifies(key, signing_input.encode(), signature):
         raise JoseError("bad signature")
+
+
+def _verifies(key: jwt.PyJWK, message: bytes, signature: bytes) -> bool:
+    """The key's algorithm's check: PyJWT's (cryptography's), but Ed25519's with libsodium."""
+    public = key.key
+    if isinstance(public, Ed25519PublicKey):
+        return ed25519.verifies(_ed25519_public_bytes(public), message, signature)
+    return bool(key.Algorithm.verify(message, public, signature))
+
+
+_ED25519_PUBLIC_BYTES: dict[int, tuple[Ed25519PublicKey, bytes]] = {}
+
+
+def _ed25519_public_bytes(key: Ed25519PublicKey) -> bytes:
+    """The key's raw bytes, remembered for the few keys in use (the key object is kept with
+    them, so its id is not reused while remembered)."""
+    known = _ED25519_PUBLIC_BYTES.get(id(key))
+    if known is not None and known[0] is key:
+        return known[1]
+    if len(_ED25519_PUBLIC_BYTES) >= 64:
+        _ED25519_PUBLIC_BYTES.clear()
+    raw = ed25519.public_bytes(key)
+    _ED25519_PUBLIC_BYTES[id(key)] = (key, raw)
+    return raw
 
 
 # ECDSA: the order n of each curve's group (FIPS 186-4 D.1.2); RFC 7518 3.4 signatures are
@@ -122,9 +151,29 @@ def unverified_payload(token: str) -> dict[str, Any]:
     return _parse_json_object(token.split(".", 2)[1], "payload")
 
 
+def signed_payload(token: str) -> tuple[dict[str, Any], bytes]:
+    """The payload of a compact JWS whose signature `check_signature` accepted: the claims, and
+    their JSON as signed. Its base64url spelling is not checked again: the signature covers the
+    segment as spelled, so only the signer chose it."""
+    segment = token.split(".", 2)[1]
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:
+        raise JoseError("the payload is not base64url JSON") from None
+    return _json_object(raw, "payload"), raw
+
+
 def _parse_json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_base64url_decode_canonical(segment))
+        raw = _base64url_decode_canonical(segment)
+    except ValueError:
+        raise JoseError(f"the {what} is not base64url JSON") from None
+    return _json_object(raw, what)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
     except RecursionError:  # "[[[[...": Python's parser recurses per level
         raise JoseError(f"the {what} nests too deep") from None
     except ValueError:  # the parser's message quotes the bytes: not for our log

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from tornado.escape import json_encode
 
 from gateway import jose
 from gateway.errors import InvalidToken
@@ -108,7 +107,14 @@ class _Verified:
     claims: dict[str, Any]
     kid: str
     size: int  # estimated bytes held by this entry and its key
-    json: bytes | None = None
+    json: bytes  # the claims as /verify answers them
+
+
+def json_answer(payload: bytes) -> bytes:
+    """The claims' JSON as /verify sends it: the payload as we signed it (compact JSON, ASCII
+    only), with "</" escaped as Tornado's json_encode does, so that no answer holds a closing
+    HTML tag."""
+    return payload.replace(b"</", b"<\\/")
 
 
 class TokenVerifier:
@@ -165,18 +171,16 @@ class TokenVerifier:
         return dict(self._verified_entry(token).claims)
 
     def verify_as_json(self, token: str) -> tuple[dict[str, Any], bytes]:
-        """`verify`, plus the claims as JSON: encoded once per token, since /verify answers
-        with exactly that on every request of every downstream app."""
+        """`verify`, plus the claims as JSON: what /verify answers on every request of every
+        downstream app, kept with the token (the payload as we signed it)."""
         entry = self._verified_entry(token)
-        if entry.json is None:
-            entry.json = json_encode(entry.claims).encode()
         return dict(entry.claims), entry.json
 
     def cached_json(self, token: str) -> bytes | None:
         """The claims' JSON of a token verified before and still valid, else None (not a
         refusal: a miss, to be verified in full by `verify_as_json`)."""
         entry = self._verified.get(token)
-        if entry is None or entry.json is None or self._clock() >= entry.expires:
+        if entry is None or self._clock() >= entry.expires:
             return None
         self._verified.move_to_end(token)
         return entry.json
@@ -189,8 +193,9 @@ class TokenVerifier:
                 return entry
             self._forget(token)
             raise InvalidToken("expired")
-        claims, kid = self._verify_uncached(token)
-        entry = _Verified(claims["exp"] + self._policy.leeway, claims, kid, entry_size(token))
+        claims, kid, raw = self._verify_uncached(token)
+        entry = _Verified(claims["exp"] + self._policy.leeway, claims, kid, entry_size(token),
+                          json_answer(raw))
         if entry.size <= self._cache_bytes and self._cache_size != 0:
             self._verified[token] = entry
             self.cached_bytes += entry.size
@@ -216,7 +221,7 @@ class TokenVerifier:
             raise InvalidToken(f"id_token_hint refused: {e}") from None
         return claims
 
-    def _verify_uncached(self, token: str) -> tuple[dict[str, Any], str]:
+    def _verify_uncached(self, token: str) -> tuple[dict[str, Any], str, bytes]:
         """SECURITY J1-J9: the header (checked in `_key_for`), the signature once, then every
         claim we require, each by its named check (gateway/jose.py)."""
         kid, key = self._key_for(token, ACCESS_TOKEN_TYPE)
@@ -225,7 +230,7 @@ class TokenVerifier:
             # A flood of forged tokens costs one signature check each, nothing more.
             jose.check_signature(token, key)
             try:
-                claims = jose.unverified_payload(token)
+                claims, raw = jose.signed_payload(token)
             except JoseError as e:
                 raise JoseError(f"malformed: {e}") from None
             jose.check_required(claims, REQUIRED_CLAIMS)
@@ -243,7 +248,7 @@ class TokenVerifier:
                 raise JoseError("lifetime longer than policy")
         except JoseError as e:
             raise InvalidToken(str(e)) from None
-        return claims, kid
+        return claims, kid, raw
 
     def _key_for(self, token: str, typ: str) -> tuple[str, jwt.PyJWK]:
         """Our public key named by the token's header, after the header's checks (J1-J3, J7,

@@ -23,7 +23,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, get_default_algorithms
+from jwt.algorithms import get_default_algorithms
 
 from gateway import jose
 from gateway.config import TokenSettings
@@ -638,15 +638,13 @@ def test_J1_bad_signature_is_refused_before_the_payload_is_read(
     head, payload, signature = _issue(keyset).split(".")
     other = _issue(keyset, identity=Identity("google", "someone-else")).split(".")[2]
     parsed: list[str] = []
-    real_payload = jose.unverified_payload
-    monkeypatch.setattr(jose, "unverified_payload",
+    real_payload = jose.signed_payload
+    monkeypatch.setattr(jose, "signed_payload",
                         lambda token: (parsed.append(token), real_payload(token))[1])
     checks: list[str] = []
-    for algorithm_class in (RSAAlgorithm, ECAlgorithm, OKPAlgorithm):
-        real_verify = algorithm_class.verify
-        monkeypatch.setattr(algorithm_class, "verify",
-                            lambda self, *args, real=real_verify: (checks.append("verify"),
-                                                                    real(self, *args))[1])
+    real_verifies = jose._verifies
+    monkeypatch.setattr(jose, "_verifies",
+                        lambda *args: (checks.append("verify"), real_verifies(*args))[1])
     assert _refusal(verifier, f"{head}.{payload}.{other}").reason == "bad signature"
     assert parsed == [] and len(checks) == 1
     assert verifier.verify(f"{head}.{payload}.{signature}")["sub"] == ADA.sub
@@ -732,3 +730,17 @@ def test_J10_an_eddsa_signature_with_s_above_the_group_order_is_refused(
     s = int.from_bytes(signature[32:], "little") + ED25519_ORDER
     twin = _with_signature(token, signature[:32] + s.to_bytes(32, "little"))
     assert _refusal(_verifier(keyset), twin).reason == "signature not in its canonical form"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_json_answer_is_the_claims_with_no_closing_tag(keysets: dict[str, KeySet],
+                                                           algorithm: str) -> None:
+    """/verify's body is the payload as signed (no second encoding), and must still say
+    exactly the claims, with "</" escaped as Tornado's json_encode escapes it."""
+    keyset = keysets[algorithm]
+    identity = Identity("google", "ada", email="ada@example.com", email_verified=True,
+                        name="</script><script>alert(1)</script> Zoë")
+    claims, body = _verifier(keyset).verify_as_json(_issue(keyset, identity=identity))
+    assert json.loads(body) == claims
+    assert claims["name"] == "</script><script>alert(1)</script> Zoë"
+    assert b"</" not in body and body.isascii()
