@@ -8,6 +8,7 @@ every cookie here is set with explicit flags. Signed cookies are read with `min_
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,18 @@ class CookiePolicy:
     def read_session_id(self, handler: tornado.web.RequestHandler) -> str | None:
         """The gateway session's id from the browser's signed session cookie, if any."""
         return self.read_signed(handler, SESSION, self.settings.session_lifetime)
+
+    def session_id_from(self, cookies: Mapping[str, str], secret: Any) -> str | None:
+        """`read_session_id` without a handler: from the request's parsed cookies
+        (tornado.httputil.parse_cookie) and the application's `cookie_secret`."""
+        name = self.name(SESSION)
+        value = cookies.get(name)
+        if not value:
+            return None
+        raw = tornado.web.decode_signed_value(
+            secret, name, value, max_age_days=self.settings.session_lifetime / 86400,
+            min_version=SIGNED_VALUE_MIN_VERSION)
+        return raw.decode("utf-8", "replace") if raw else None
 
     def read_signed(self, handler: tornado.web.RequestHandler, base: str,
                     max_age_seconds: int) -> str | None:

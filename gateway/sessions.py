@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -27,6 +28,11 @@ SID_INDEX = "session-sid"  # sid -> the hash the session is stored under
 BY_SUB = "sessions-of"  # hash of sub -> the set of the hashes its sessions are stored under
 TOUCH_INTERVAL = 60.0  # seconds; refreshing last_seen on every request would be a write each
 MAX_EARLIER_SIDS = 8
+# `recent`: a session found in the store is answered from this replica's memory for at most
+# this long (SECURITY T3: an ending reaches every replica within a second), for this many
+# sessions at most (each lives a second; the least recently used goes first).
+RECENT_SECONDS = 1.0
+RECENT_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class Sessions:
         self._lifetime = lifetime
         self._idle_timeout = idle_timeout
         self._clock = clock
+        # The hash a session is stored under -> (when the store last said it was live, it).
+        self._recent: OrderedDict[str, tuple[float, Session]] = OrderedDict()
+        self._changes = 0  # sessions saved or ended by this replica so far
 
     async def start(self, identity: Identity, *, replacing: str | None = None,
                     device: str = "", address: str = "") -> tuple[str, Session]:
@@ -77,17 +86,51 @@ class Sessions:
 
     async def lookup(self, session_id: str) -> Session | None:
         key = _key(session_id)
+        changes = self._changes
         session = await self._record(key)
         if session is None:
             return None
         now = self._clock()
-        if now - session.created > self._lifetime or now - session.last_seen > self._idle_timeout:
+        if not self._live(session, now):
             await self._end(key, session)
             return None
         if now - session.last_seen > TOUCH_INTERVAL:
             session = replace(session, last_seen=now)
             await self._save(key, session)
+        elif changes == self._changes:
+            # Nothing was saved or ended here while the store answered: what it said still
+            # holds on this replica (a logout racing this lookup is never remembered over).
+            self._remember(key, session, now)
         return session
+
+    def recent(self, session_id: str) -> Session | None:
+        """The session behind this cookie value if `lookup` found it live on this replica less
+        than RECENT_SECONDS ago and it still is (not past its timeouts, not due for a touch),
+        else None: then ask `lookup`. No store access, so no await: /auth asks it on every
+        request of every app. A session ended here is forgotten at once; one ended on another
+        replica is answered for RECENT_SECONDS at most (SECURITY T3)."""
+        key = _key(session_id)
+        found = self._recent.get(key)
+        if found is None:
+            return None
+        seen_at, session = found
+        now = self._clock()
+        if not 0 <= now - seen_at < RECENT_SECONDS or not self._live(session, now) \
+                or now - session.last_seen > TOUCH_INTERVAL:
+            del self._recent[key]
+            return None
+        self._recent.move_to_end(key)
+        return session
+
+    def _live(self, session: Session, now: float) -> bool:
+        return (now - session.created <= self._lifetime
+                and now - session.last_seen <= self._idle_timeout)
+
+    def _remember(self, key: str, session: Session, now: float) -> None:
+        self._recent[key] = (now, session)
+        self._recent.move_to_end(key)
+        if len(self._recent) > RECENT_ENTRIES:
+            self._recent.popitem(last=False)
 
     async def end(self, session_id: str) -> Session | None:
         """End the session of this cookie value; the session it was, if any."""
@@ -150,6 +193,8 @@ class Sessions:
         return Session(**record)
 
     async def _save(self, key: str, session: Session) -> None:
+        self._changes += 1
+        self._recent.pop(key, None)
         ttl = self._ttl(session)
         await self._store.put(NAMESPACE, key, asdict(session), ttl)
         for sid in session.all_sids:
@@ -157,6 +202,8 @@ class Sessions:
         await self._store.add_member(BY_SUB, _key(session.sub), key, ttl)
 
     async def _end(self, key: str, session: Session | None) -> None:
+        self._changes += 1
+        self._recent.pop(key, None)
         await self._store.delete(NAMESPACE, key)
         if session is not None:
             for sid in session.all_sids:

@@ -22,8 +22,9 @@ login URL has no `return_to`, and in redirect mode the answer is a 401. No open 
 built from forwarded headers.
 
 Cheap on purpose: a valid access JWT is checked in memory (no store access), and its 200 is
-answered below the RequestHandler (`ForwardAuthRoute`); only a browser without one costs a
-session lookup.
+answered below the RequestHandler (`ForwardAuthRoute`); a browser with only its session cookie
+costs a session lookup in the store, at most once a second per replica (`Sessions.recent`,
+SECURITY T3).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gateway.errors import InvalidRequest, InvalidToken, MissingToken, NotPermit
 from gateway.fast_route import FastAnswer, FastRoute
 from gateway.handlers.base import NO_STORE_HEADERS, BaseHandler
 from gateway.redirects import is_allowed_return_to
+from gateway.sessions import Session
 from gateway.tokens import bearer_token_from_header
 
 log = logging.getLogger("gateway.forward_auth")
@@ -65,6 +67,12 @@ def header_value(text: str) -> str:
 def accepted_audiences(ctx: GatewayContext) -> tuple[str, ...]:
     """The audiences of the access tokens that sign a browser in here."""
     return ctx.settings.forward_auth.audiences or (ctx.settings.audience,)
+
+
+def session_claims(session: Session) -> dict[str, Any]:
+    """What a live session says of its user, as an access token's claims would."""
+    return {**session.claims, "sub": session.sub, "idp": session.idp,
+            "auth_time": int(session.created), "sid": session.sid}
 
 
 def user_headers(claims: dict[str, Any], token: str | None) -> tuple[tuple[str, str], ...]:
@@ -172,9 +180,7 @@ class ForwardAuthHandler(BaseHandler):
         session = await ctx.sessions.lookup(session_id)
         if session is None:
             return None, None
-        claims = {**session.claims, "sub": session.sub, "idp": session.idp,
-                  "auth_time": int(session.created), "sid": session.sid}
-        return claims, None
+        return session_claims(session), None
 
     def _allow(self, claims: dict[str, Any], token: str | None) -> None:
         ctx = self.ctx
@@ -208,10 +214,12 @@ HANDLER_CONTENT_TYPE = (("Content-Type", "text/html; charset=UTF-8"),)
 
 class ForwardAuthRoute(FastRoute):
     """The target of the `/auth` rule (gateway/fast_route.py): a request with a valid access
-    JWT of an accepted audience (Bearer header, else the access cookie), whom the policy
-    admits, gets its 200 here, exactly as ForwardAuthHandler sends it. Everything else goes to
-    the handler: no valid token (a session lookup, or the login URL), a refusal, a store check
-    (`verify_checks_revocation`), a body, another method, an unknown `mode`."""
+    JWT of an accepted audience (Bearer header, else the access cookie), or else a session this
+    replica found live less than a second ago (`Sessions.recent`), whom the policy admits, gets
+    its 200 here, exactly as ForwardAuthHandler sends it. Everything else goes to the handler:
+    a session to look up in the store, no one signed in (the login URL), a refusal, a store
+    check (`verify_checks_revocation`), a token to mint for a session (`pass_token`), a body,
+    another method, an unknown `mode`."""
 
     route = "/auth"
     handler_class = ForwardAuthHandler
@@ -239,8 +247,13 @@ class ForwardAuthRoute(FastRoute):
                            ) -> tuple[tuple[str, str], ...] | None:
         """ForwardAuthHandler's 200 headers for the first valid token, else None."""
         ctx = self.ctx
+        # As the handler reads them (`request.cookies`): parse_cookie unquotes once,
+        # SimpleCookie a second time, which changes only a value that is still quoted, and
+        # neither a JWS nor a signed value is.
+        header = request.headers.get("Cookie")
+        cookies = tornado.httputil.parse_cookie(header) if header else {}
         for token in (bearer_token_from_header(request.headers.get("Authorization")),
-                      self._access_cookie(request)):
+                      cookies.get(self.access_cookie)):
             if not token:
                 continue
             try:
@@ -249,20 +262,23 @@ class ForwardAuthRoute(FastRoute):
                 continue
             if claims.get("aud") not in accepted_audiences(ctx):
                 continue
-            if ctx.access.refuses_signed_in(str(claims["sub"]), claims):
-                return None  # the handler's 403
-            passed = token if ctx.settings.forward_auth.pass_token else None
-            return (*HANDLER_CONTENT_TYPE, *NO_STORE_HEADERS, *user_headers(claims, passed))
-        return None
-
-    def _access_cookie(self, request: tornado.httputil.HTTPServerRequest) -> str | None:
-        """The access cookie as the handler reads it (`request.cookies`), for the values a
-        token can have: parse_cookie unquotes once, SimpleCookie a second time, which changes
-        only values with quotes or backslashes, and those are no JWS."""
-        header = request.headers.get("Cookie")
-        if not header:
+            return self._allowed(claims, token)
+        if ctx.settings.forward_auth.pass_token or not cookies:
             return None
-        return tornado.httputil.parse_cookie(header).get(self.access_cookie)
+        assert self.application is not None
+        session_id = ctx.cookies.session_id_from(cookies,
+                                                 self.application.settings["cookie_secret"])
+        session = ctx.sessions.recent(session_id) if session_id else None
+        return self._allowed(session_claims(session), None) if session is not None else None
+
+    def _allowed(self, claims: dict[str, Any], token: str | None
+                 ) -> tuple[tuple[str, str], ...] | None:
+        """The 200's headers, unless the policy refuses (the handler's 403)."""
+        ctx = self.ctx
+        if ctx.access.refuses_signed_in(str(claims["sub"]), claims):
+            return None
+        passed = token if ctx.settings.forward_auth.pass_token else None
+        return (*HANDLER_CONTENT_TYPE, *NO_STORE_HEADERS, *user_headers(claims, passed))
 
 
 def _known_mode(request: tornado.httputil.HTTPServerRequest) -> bool:

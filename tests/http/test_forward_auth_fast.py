@@ -6,6 +6,7 @@ route leaves to the handler: the comparisons send the same request with and with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,8 +14,10 @@ import httpx
 import pytest
 from conftest import Stack
 
+from gateway.cookies import versioned_secrets
 from gateway.handlers.base import HSTS
 from gateway.handlers.forward_auth import ForwardAuthHandler
+from gateway.sessions import RECENT_SECONDS, Sessions
 
 VARYING = {"date", "x-request-id"}
 TO_HANDLER = {"Content-Length": "0"}
@@ -211,3 +214,70 @@ def test_an_unexpected_error_is_the_handlers_clean_500(stack: Stack, handled: li
     assert answer.json()["error"] == "server_error"
     assert "Traceback" not in answer.text
     assert handled == ["GET"]
+
+
+# Only the session cookie: the first request looks the session up in the store (the handler),
+# the next ones within a second are answered from this replica's memory (Sessions.recent).
+
+
+def _session_only(browser: Any) -> dict[str, str]:
+    return {"Cookie": _cookie_header(browser, access=False), **ORIGINAL}
+
+
+def test_a_session_found_live_a_moment_ago_is_answered_below_the_handler(
+        stack: Stack, handled: list[str]) -> None:
+    browser, _ = _signed_in(stack)
+    headers = _session_only(browser)
+    by_handler = httpx.get(f"{stack.url}/auth", headers=headers)  # looked up in the store
+    assert handled == ["GET"]
+    fast = httpx.get(f"{stack.url}/auth", headers=headers)
+    assert handled == ["GET"], "the recent session went to the handler"
+    _same_answer(by_handler, fast)
+    assert fast.headers["X-Auth-Request-User"].startswith("google:")
+
+
+def test_T3_a_session_ended_elsewhere_is_refused_here_within_a_second(
+        stack: Stack, handled: list[str]) -> None:
+    """Another replica ends the session (in the shared store, not through this process): this
+    one answers from memory for at most Sessions' RECENT_SECONDS, then asks the store."""
+    browser, _ = _signed_in(stack)
+    headers = _session_only(browser)
+    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200
+    ctx = stack.ctx
+    secrets, _ = versioned_secrets(ctx.settings.cookies)
+    session_id = ctx.cookies.session_id_from(dict(browser.cookies.items()), secrets)
+    assert session_id
+    elsewhere = Sessions(ctx.store, lifetime=3600, idle_timeout=3600)
+    assert stack.loop.run(elsewhere.end(session_id)) is not None
+    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200  # < 1 s: memory
+    real_clock = ctx.sessions._clock
+    ctx.sessions._clock = lambda: real_clock() + RECENT_SECONDS
+    try:
+        assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 401
+    finally:
+        ctx.sessions._clock = real_clock
+    assert handled == ["GET", "GET"]
+
+
+def test_P7_a_sign_out_here_is_refused_at_once(stack: Stack, handled: list[str]) -> None:
+    browser, _ = _signed_in(stack)
+    headers = _session_only(browser)
+    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200
+    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200
+    home = browser.get(f"{stack.url}/")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', home.text)
+    assert xsrf is not None
+    assert browser.post(f"{stack.url}/logout", data={"_xsrf": xsrf.group(1)}).status_code == 303
+    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 401
+    assert handled == ["GET", "GET"]
+
+
+def test_pass_token_with_a_session_only_goes_to_the_handler(
+        make_stack: Callable[..., Stack], handled: list[str]) -> None:
+    stack = make_stack(forward_auth={"pass_token": True})
+    browser, _ = _signed_in(stack)
+    headers = _session_only(browser)
+    for _ in range(2):
+        answer = httpx.get(f"{stack.url}/auth", headers=headers)
+        assert answer.headers["Authorization"].startswith("Bearer ")  # a token minted each time
+    assert handled == ["GET", "GET"]

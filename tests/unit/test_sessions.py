@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from gateway import sessions as sessions_module
 from gateway.identity import Identity
 from gateway.session_list import session_rows
-from gateway.sessions import Sessions
+from gateway.sessions import RECENT_SECONDS, TOUCH_INTERVAL, Sessions
 from gateway.store.memory import MemoryStore
 
 ADA = Identity("google", "1", name="Ada Lovelace")
@@ -183,5 +186,116 @@ def test_P8_the_list_shows_this_device_first_then_the_most_recently_used() -> No
         assert rows[1].last_active_iso == "2026-01-01T00:06:00Z"
         assert rows[2].address == "unknown"
         assert second  # started, listed by its device
+
+    asyncio.run(scenario())
+
+
+# `recent`: what /auth answers without the store, for a second at most (SECURITY T3).
+
+
+def test_T3_a_session_found_live_is_recent_for_under_a_second_then_asked_again() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        session_id, _ = await sessions.start(ADA)
+        assert sessions.recent(session_id) is None  # never looked up here yet
+        assert await sessions.lookup(session_id) is not None
+        now[0] += RECENT_SECONDS - 0.01
+        recent = sessions.recent(session_id)
+        assert recent is not None and recent.sub == ADA.sub
+        now[0] += 0.01
+        assert sessions.recent(session_id) is None  # a second on: the store is asked again
+        assert sessions.recent("another cookie value") is None
+
+    asyncio.run(scenario())
+
+
+def test_T3_a_session_ended_on_another_replica_is_recent_here_for_a_second_at_most() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+    here = Sessions(store, lifetime=3600, idle_timeout=600, clock=lambda: now[0])
+    there = Sessions(store, lifetime=3600, idle_timeout=600, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        session_id, _ = await here.start(ADA)
+        assert await here.lookup(session_id) is not None
+        assert await there.end(session_id) is not None
+        assert here.recent(session_id) is not None  # not told: the bound is the second
+        now[0] += RECENT_SECONDS
+        assert here.recent(session_id) is None
+        assert await here.lookup(session_id) is None
+
+    asyncio.run(scenario())
+
+
+def test_T3_a_session_ended_here_is_never_recent_again() -> None:
+    now = [0.0]
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        session_id, _ = await sessions.start(ADA)
+        other_id, _ = await sessions.start(Identity("google", "2"))
+        for each in (session_id, other_id):
+            assert await sessions.lookup(each) is not None
+        await sessions.end(session_id)
+        assert sessions.recent(session_id) is None
+        await sessions.end_sid(await _sid_of(sessions, other_id))
+        assert sessions.recent(other_id) is None
+
+    async def _sid_of(sessions: Sessions, session_id: str) -> str:
+        found = await sessions.lookup(session_id)
+        assert found is not None
+        return found.sid
+
+    asyncio.run(scenario())
+
+
+def test_T3_a_lookup_racing_a_sign_out_is_not_remembered() -> None:
+    """The store answered "live", then this replica ended the session before the lookup went
+    on: what the lookup read is stale and must not be answered for the next second."""
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+    sessions = Sessions(store, lifetime=3600, idle_timeout=600, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        session_id, _ = await sessions.start(ADA)
+        read, ended = asyncio.Event(), asyncio.Event()
+        real_get = store.get
+
+        async def slow_get(namespace: str, key: str) -> dict | None:
+            record = await real_get(namespace, key)
+            read.set()
+            await ended.wait()  # the sign-out runs while this read is on its way back
+            return record
+        store.get = slow_get  # type: ignore[method-assign]
+        lookup = asyncio.ensure_future(sessions.lookup(session_id))
+        await read.wait()
+        store.get = real_get  # type: ignore[method-assign]
+        await sessions.end(session_id)
+        ended.set()
+        assert await lookup is not None  # it read the session before the end
+        assert sessions.recent(session_id) is None
+
+    asyncio.run(scenario())
+
+
+def test_recent_sessions_are_bounded_and_a_touch_due_goes_to_the_store(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions_module, "RECENT_ENTRIES", 3)
+    now = [0.0]
+    sessions = _sessions(now)
+
+    async def scenario() -> None:
+        ids = [(await sessions.start(Identity("google", str(n))))[0] for n in range(4)]
+        for each in ids:
+            assert await sessions.lookup(each) is not None
+        assert sessions.recent(ids[0]) is None  # the least recently used went first
+        assert all(sessions.recent(each) is not None for each in ids[1:])
+        now[0] += TOUCH_INTERVAL + 1  # due for a touch: a write only lookup makes
+        assert await sessions.lookup(ids[1]) is not None
+        assert sessions.recent(ids[1]) is None  # touched, not remembered (saved meanwhile)
+        assert await sessions.lookup(ids[1]) is not None
+        assert sessions.recent(ids[1]) is not None
 
     asyncio.run(scenario())
