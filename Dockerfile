@@ -49,7 +49,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     GATEWAY_TOKENS__KEYS_DIR=/var/lib/oauth-gateway/keys
 WORKDIR /var/lib/oauth-gateway
 USER 10001:10001
-EXPOSE 8080
+# 8081: the data plane (/verify, /auth), when GATEWAY_DATA_PLANE__ENABLED=true.
+EXPOSE 8080 8081
 # SIGTERM: stop accepting, drain in-flight requests, close the store, exit 0 (gateway/server.py).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \

@@ -15,6 +15,7 @@ from gateway.access import AccessPolicy
 from gateway.config import Settings
 from gateway.context import GatewayContext
 from gateway.cookies import XSRF, CookiePolicy, versioned_secrets
+from gateway.fast_route import FAST_ROUTES_SETTING
 from gateway.handlers.account import EndOtherSessionsHandler, EndSessionOfUserHandler
 from gateway.handlers.admin import AdminSessionsHandler
 from gateway.handlers.authorize import AuthorizeHandler, AuthorizeResumeHandler
@@ -178,6 +179,8 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     )
     verify_route.attach(application, access)
     forward_auth_route.attach(application, access)
+    application.settings[FAST_ROUTES_SETTING] = {route.route: route for route in (
+        verify_route, forward_auth_route)}
     return application
 
 

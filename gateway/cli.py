@@ -386,24 +386,27 @@ def _serve(config: str | None, *, dev: bool, workers: int | None) -> int:
     settings = _settings(config, command_line)
     configure_logging(settings.log_format, settings.logging.level)
     sockets = server.bind(settings.listen.address, settings.listen.port)
+    data_plane_sockets = server.bind_data_plane(settings)
     count = settings.listen.workers
     if count == 1:
-        asyncio.run(server.serve(settings, sockets))
+        asyncio.run(server.serve(settings, sockets, data_plane_sockets=data_plane_sockets))
         return 0
     # Checked once here, so that a missing key is one line rather than one per worker.
     load_keyset(Path(settings.tokens.keys_dir), settings.tokens.algorithm, require_rs256=True)
     log.info("listening on %s:%d with %d worker processes, issuer %s", settings.listen.address,
              server.bound_port(sockets), count, settings.issuer)
-    return run_workers(count, functools.partial(_worker, settings, sockets, os.getpid()))
+    return run_workers(count, functools.partial(_worker, settings, sockets, data_plane_sockets,
+                                                os.getpid()))
 
 
-def _worker(settings: Settings, sockets: Sequence[socket.socket], parent: int,
-            index: int) -> int:
+def _worker(settings: Settings, sockets: Sequence[socket.socket],
+            data_plane_sockets: Sequence[socket.socket], parent: int, index: int) -> int:
     """One worker's life, in the forked process: its own event loop, keys, store, HTTP client."""
     from gateway import server
 
     try:
-        asyncio.run(server.serve(settings, sockets, parent=parent, worker=index))
+        asyncio.run(server.serve(settings, sockets, data_plane_sockets=data_plane_sockets,
+                                 parent=parent, worker=index))
     except ConfigError as e:
         _print_config_error(e)
         return EXIT_CONFIG_ERROR
@@ -421,6 +424,8 @@ async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None)
     configure_logging(settings.log_format, settings.logging.level)
     ctx, http_server = server.start_gateway(settings, stack.gateway_sockets)
     admin = server.start_admin(settings, ctx)
+    data_plane = await server.start_data_plane(settings, http_server,
+                                               server.bind_data_plane(settings))
     for name, provider in stack.providers.items():
         log.info("development mode: %s stand-in at %s", name, provider.standin.base_url)
     log.info("development mode: a login may return to any app on http://localhost, "
@@ -429,7 +434,8 @@ async def _serve_dev(config: str | None, command_line: Mapping[str, Any] | None)
     server.settle_heap()
     await stop.wait()
     log.info("stopping: draining in-flight requests")
-    await server.drain([http_server, *provider_servers, *([admin[0]] if admin else [])], ctx)
+    await server.drain([http_server, *provider_servers, *([admin[0]] if admin else []),
+                        *([data_plane] if data_plane else [])], ctx)
     return 0
 
 

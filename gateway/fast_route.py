@@ -30,6 +30,15 @@ from gateway.logs import REQUEST_ID_HEADER, AccessLog, request_id_from
 from gateway.proxies import is_trusted
 
 OK = tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+# RequestHandler.clear()'s default, which a handler's own Content-Type replaces in place.
+HANDLER_CONTENT_TYPE = "text/html; charset=UTF-8"
+FAST_ROUTES_SETTING = "gateway_fast_routes"  # app.py keeps the routers here: path -> router
+
+
+def fast_routes(application: tornado.web.Application) -> dict[str, FastRoute]:
+    """The application's routers of this kind, by path (the data plane serves these)."""
+    routes: dict[str, FastRoute] = application.settings.get(FAST_ROUTES_SETTING, {})
+    return routes
 
 
 class FastRoute(tornado.routing.Router):
@@ -95,13 +104,18 @@ class FastAnswer(tornado.httputil.HTTPMessageDelegate):
         assert route.access_log is not None and request.connection is not None
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         self.answered(request_id)
+        # In the handler's order (RequestHandler.clear, then BaseHandler's defaults, then the
+        # handler's own), so that the two answers are the same bytes.
         headers = tornado.httputil.HTTPHeaders()
-        for name, value in (*route.edge.security_headers, *self.headers):
+        headers["Content-Type"] = HANDLER_CONTENT_TYPE
+        headers["Date"] = route.date()
+        for name, value in route.edge.security_headers:
             headers[name] = value
         if wants_hsts(route.edge, request):
             headers.update(HSTS_HEADERS)
-        headers["Date"] = route.date()
         headers[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
+        for name, value in self.headers:
+            headers[name] = value
         headers["Content-Length"] = str(len(self.body))
         # A HEAD's answer has the GET's headers and no body (HTTP1Connection sends none).
         request.connection.write_headers(self.status, headers,

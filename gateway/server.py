@@ -24,19 +24,20 @@ import tornado.web
 from gateway.app import build_context, make_admin_app, make_app
 from gateway.config import Settings
 from gateway.context import GatewayContext
+from gateway.data_plane import DataPlane
+from gateway.fast_route import fast_routes
 from gateway.handlers.base import edge_of
+from gateway.http_limits import (
+    BODY_TIMEOUT,
+    IDLE_CONNECTION_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+)
 from gateway.keys import KeyDirectory
 from gateway.workers import STOP_SIGNALS, stop_when_orphaned
 
 log = logging.getLogger("gateway.server")
 
-# SECURITY H7: Tornado's defaults (100 MiB bodies, no idle timeout) are far above anything a
-# login or a verification needs. These are the hard limits, past which the connection is
-# dropped; the handlers answer 413/431 above their own, lower limits (handlers/base.py).
-MAX_BODY_BYTES = 1024 * 1024
-MAX_HEADER_BYTES = 64 * 1024
-IDLE_CONNECTION_TIMEOUT = 75.0
-BODY_TIMEOUT = 15.0
 DRAIN_SECONDS = 10.0
 
 
@@ -125,13 +126,34 @@ def stop_event() -> asyncio.Event:
     return stop
 
 
+def bind_data_plane(settings: Settings) -> list[socket.socket]:
+    """The data plane's sockets, when it is enabled (bound before any worker is forked)."""
+    data_plane = settings.data_plane
+    return bind(data_plane.address, data_plane.port) if data_plane.enabled else []
+
+
+async def start_data_plane(settings: Settings, http_server: tornado.httpserver.HTTPServer,
+                           sockets: Sequence[socket.socket]) -> DataPlane | None:
+    """The data-plane listener (gateway/data_plane.py) on `sockets`, serving the application's
+    fast routes; None without sockets."""
+    if not sockets:
+        return None
+    application = _application_of(http_server)
+    plane = DataPlane(application, fast_routes(application))
+    await plane.start(sockets)
+    host, port = sockets[0].getsockname()[:2]
+    log.info("data plane (/verify, /auth) on %s:%d", host, port)
+    return plane
+
+
 async def serve(settings: Settings, sockets: Sequence[socket.socket], *,
+                data_plane_sockets: Sequence[socket.socket] = (),
                 parent: int | None = None, worker: int = 0) -> None:
     """Serve until SIGTERM or SIGINT, or in a worker (number `worker`) until its `parent` is
     gone; then drain."""
     stop = stop_event()
     try:
-        await _serve_until_stopped(settings, sockets, stop, parent, worker)
+        await _serve_until_stopped(settings, sockets, data_plane_sockets, stop, parent, worker)
     finally:
         release_stop_signals()
 
@@ -148,10 +170,13 @@ def release_stop_signals() -> None:
 
 
 async def _serve_until_stopped(settings: Settings, sockets: Sequence[socket.socket],
+                               data_plane_sockets: Sequence[socket.socket],
                                stop: asyncio.Event, parent: int | None, worker: int) -> None:
     # Workers share one listening socket (forked after the bind).
     ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
-    servers = [http_server]
+    servers: list[tornado.httpserver.HTTPServer | DataPlane] = [http_server]
+    data_plane = await start_data_plane(settings, http_server, data_plane_sockets)
+    servers.extend([data_plane] if data_plane else [])
     admin = start_admin(settings, ctx, worker=worker if parent is not None else None)
     servers.extend([admin[0]] if admin else [])
     orphan_watch = asyncio.create_task(stop_when_orphaned(parent, stop)) if parent else None
@@ -217,15 +242,17 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def drain(servers: Sequence[tornado.httpserver.HTTPServer], ctx: GatewayContext,
-                timeout: float = DRAIN_SECONDS) -> None:
+async def drain(servers: Sequence[tornado.httpserver.HTTPServer | DataPlane],
+                ctx: GatewayContext, timeout: float = DRAIN_SECONDS) -> None:
     """Stop accepting, let in-flight requests finish (bounded), then close the connections
     that are left (idle keep-alives), let back-channel logouts finish (bounded), close the
     store and send the last spans."""
     for server in servers:
         server.stop()
+    # The data plane's handlers count in their application's, the public listener's.
     in_flight = [inflight for server in servers
-                 if (inflight := edge_of(_application_of(server)).inflight) is not None]
+                 if isinstance(server, tornado.httpserver.HTTPServer)
+                 and (inflight := edge_of(_application_of(server)).inflight) is not None]
     idle = await asyncio.gather(*(i.wait_until_idle(timeout) for i in in_flight))
     if not all(idle):
         log.warning("drain time of %.0fs exceeded; closing remaining connections", timeout)

@@ -374,6 +374,16 @@ class AdminSettings:
     api_token: Secret = NO_SECRET
 
 
+@dataclass(frozen=True)
+class DataPlaneSettings:
+    """A second public listener for `/verify` and `/auth` only, on llhttp instead of Tornado's
+    HTTP layer (gateway/data_plane.py): the same answers, cheaper per request."""
+
+    enabled: bool = False
+    address: str = "0.0.0.0"  # noqa: S104 - like listen.address: a container's interfaces
+    port: int = 8081  # 0: a free port, logged at start
+
+
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -413,6 +423,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    data_plane: DataPlaneSettings = field(default_factory=DataPlaneSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
     forward_auth: ForwardAuthSettings = field(default_factory=ForwardAuthSettings)

@@ -394,6 +394,12 @@ def _check_workers(settings: Settings) -> None:
 def _check_operations(settings: Settings) -> None:
     if not 0 <= settings.admin.port <= 65535:
         raise ConfigError("admin.port", "must be between 0 and 65535")
+    data_plane = settings.data_plane
+    if not 0 <= data_plane.port <= 65535:
+        raise ConfigError("data_plane.port", "must be between 0 and 65535")
+    if data_plane.enabled and data_plane.port and data_plane.port == settings.listen.port:
+        raise ConfigError("data_plane.port", f"is listen.port ({settings.listen.port}): the "
+                          "data plane needs a port of its own")
     # Worker i of `serve --workers N` has its admin listener on admin.port + i.
     admin_ports = range(settings.admin.port, settings.admin.port + settings.listen.workers)
     if settings.admin.enabled and settings.admin.port:

@@ -208,10 +208,6 @@ class ForwardAuthHandler(BaseHandler):
         return None
 
 
-# Tornado's RequestHandler.clear() default, which ForwardAuthHandler's 200 keeps.
-HANDLER_CONTENT_TYPE = (("Content-Type", "text/html; charset=UTF-8"),)
-
-
 class ForwardAuthRoute(FastRoute):
     """The target of the `/auth` rule (gateway/fast_route.py): a request with a valid access
     JWT of an accepted audience (Bearer header, else the access cookie), or else a session this
@@ -278,7 +274,7 @@ class ForwardAuthRoute(FastRoute):
         if ctx.access.refuses_signed_in(str(claims["sub"]), claims):
             return None
         passed = token if ctx.settings.forward_auth.pass_token else None
-        return (*HANDLER_CONTENT_TYPE, *NO_STORE_HEADERS, *user_headers(claims, passed))
+        return (*NO_STORE_HEADERS, *user_headers(claims, passed))
 
 
 def _known_mode(request: tornado.httputil.HTTPServerRequest) -> bool:

@@ -1,0 +1,322 @@
+"""The data-plane listener: `/verify` and `/auth` on a port of their own, parsed by llhttp.
+
+Every request of every app behind the gateway asks `/verify` (the apps) or `/auth` (their
+reverse proxy). Their common answer is already known (gateway/fast_route.py), and what is left is
+Tornado's HTTP/1.1 layer, written in Python: reading and parsing the request costs more than the
+answer. With `[data_plane] port` set, the gateway also listens there with a protocol of its own
+on asyncio's transports, whose parser is llhttp (through `httptools`, the parser uvicorn uses),
+in the same process and event loop as everything else.
+
+It serves exactly two paths, by handing each parsed request to the same routers as the main
+listener (VerifyRoute, ForwardAuthRoute): a fast answer, or the route's RequestHandler run on
+this connection. So the answers are the main listener's, byte for byte (tests compare them).
+Any other path gets the application's 404; logins, OpenID Connect, admin and pages stay on the
+main listener.
+
+Hardened as the main listener is (SECURITY H7): llhttp in its strict mode refuses conflicting
+or duplicate Content-Length, Content-Length beside Transfer-Encoding, a Transfer-Encoding that
+does not end in chunked, obsolete line folding, bare CR or LF and invalid characters (request
+smuggling); anything but HTTP/1.0 and 1.1, upgrades and CONNECT are refused too. Each of those is
+a 400 and the connection closed. The limits are the main listener's (gateway/http_limits.py):
+past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of body the connection is dropped; a
+connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its
+body, then it is closed. Requests on one connection are answered in order, one at a time
+(reading pauses meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import tornado.httputil
+import tornado.iostream
+import tornado.netutil
+import tornado.web
+
+from gateway import http_limits
+from gateway.handlers.base import NotFoundHandler
+
+log = logging.getLogger("gateway.data_plane")
+
+VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What tornado.httputil.HTTPServerRequest reads from its connection's `context`."""
+
+    remote_ip: str
+    protocol: str = "http"
+
+
+class DataPlane:
+    """The listener: its sockets, its connections, the routes it serves."""
+
+    def __init__(self, application: tornado.web.Application,
+                 routes: dict[str, Any]) -> None:
+        self.application = application
+        self.routes = routes  # path -> a Router (find_handler)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[_Connection] = set()
+
+    async def start(self, sockets: Sequence[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            self._servers.append(await loop.create_server(
+                lambda: _Connection(self), sock=sock, start_serving=True))
+
+    def stop(self) -> None:
+        """Stop accepting connections."""
+        for server in self._servers:
+            server.close()
+
+    async def close_all_connections(self) -> None:
+        """Close every connection: at once when idle, after its answer otherwise."""
+        for connection in list(self._connections):
+            connection.close_when_idle()
+        while self._connections:
+            await asyncio.sleep(0.01)
+
+    def delegate_for(self, request: tornado.httputil.HTTPServerRequest
+                     ) -> tornado.httputil.HTTPMessageDelegate:
+        route = self.routes.get(request.path)
+        if route is None:
+            return self.application.get_handler_delegate(request, NotFoundHandler)
+        delegate: tornado.httputil.HTTPMessageDelegate = route.find_handler(request)
+        return delegate
+
+
+class _Connection(asyncio.Protocol, tornado.httputil.HTTPConnection):
+    """One client connection: llhttp's callbacks in, Tornado's HTTPConnection interface out
+    (write_headers, write, finish, set_close_callback), for the requests it hands on."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.transport: asyncio.Transport | None = None
+        self.context = _Context("")
+        self.parser = httptools.HttpRequestParser(self)
+        self._queue: deque[tuple[tornado.httputil.HTTPServerRequest,
+                                 tornado.httputil.RequestStartLine, bool]] = deque()
+        self._answering: tornado.httputil.HTTPServerRequest | None = None
+        self._keep_alive = True
+        self._head = False
+        self._close_callback: Callable[[], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._in_loop = False
+        self._reset_message()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.context = _Context(peer[0] if isinstance(peer, tuple) else "")
+        self.plane._connections.add(self)
+        self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse("upgrade or CONNECT")
+            return
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Dropped):
+                self._drop(str(cause))
+            else:
+                self._refuse(str(cause))
+            return
+        except httptools.HttpParserError as e:
+            self._refuse(str(e))
+            return
+        self._answer_queued()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.plane._connections.discard(self)
+        self._cancel_timer()
+        self._queue.clear()
+        callback, self._close_callback = self._close_callback, None
+        if callback is not None:
+            callback()
+
+    # -- llhttp's callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)  # for the headers (slow clients)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._wait(http_limits.BODY_TIMEOUT)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > http_limits.MAX_BODY_BYTES:
+            raise _Dropped("body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        version = VERSIONS.get(self.parser.get_http_version())
+        if version is None:
+            raise _Refused("HTTP version not supported")
+        method = self.parser.get_method().decode("latin1")
+        headers = tornado.httputil.HTTPHeaders()
+        for name, value in self._headers:
+            headers.add(name.decode("latin1"), value.decode("latin1"))
+        start_line = tornado.httputil.RequestStartLine(method, self._url.decode("latin1"),
+                                                       version)
+        request = tornado.httputil.HTTPServerRequest(
+            connection=self, start_line=start_line, headers=headers,
+            body=b"".join(self._body))
+        self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
+        self._cancel_timer()
+
+    # -- Tornado's HTTPConnection, for the request being answered ----------------------------
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        self._close_callback = callback
+
+    def write_headers(self, start_line: tornado.httputil.RequestStartLine
+                      | tornado.httputil.ResponseStartLine,
+                      headers: tornado.httputil.HTTPHeaders, chunk: bytes | None = None
+                      ) -> asyncio.Future[None]:
+        request = self._answering
+        assert request is not None and isinstance(start_line, tornado.httputil.ResponseStartLine)
+        if request.version == "HTTP/1.1" and not self._keep_alive:
+            headers["Connection"] = "close"
+        if request.version == "HTTP/1.0" and \
+                request.headers.get("Connection", "").lower() == "keep-alive":
+            headers["Connection"] = "Keep-Alive"
+        lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}".encode("latin1")]
+        lines.extend(f"{name}: {value}".encode("latin1") for name, value in headers.get_all())
+        if any(b"\r" in line or b"\n" in line for line in lines):
+            raise ValueError("Illegal characters (CR or LF) in header")
+        data = b"\r\n".join(lines) + b"\r\n\r\n"
+        if chunk and not self._head:
+            data += chunk
+        return self._send(data)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        return self._send(b"" if self._head else chunk)
+
+    def finish(self) -> None:
+        self._answering = None
+        if not self._keep_alive or self._closing:
+            self._queue.clear()
+            self._close()
+        elif not self._in_loop:  # an answer that waited (a handler): on to the next request
+            self._answer_queued()
+
+    def close_when_idle(self) -> None:
+        self._closing = True
+        if self._answering is None and not self._queue:
+            self._close()
+
+    # -- the rest ----------------------------------------------------------------------------
+
+    def _answer_queued(self) -> None:
+        """Answer the parsed requests in order, one at a time: a fast answer is written at
+        once, a handler's later (its `finish` comes back here). Reading pauses meanwhile."""
+        self._in_loop = True
+        try:
+            while self._queue and self._answering is None:
+                request, start_line, self._keep_alive = self._queue.popleft()
+                self._answering = request
+                self._head = request.method == "HEAD"
+                delegate = self.plane.delegate_for(request)
+                delegate.headers_received(start_line, request.headers)
+                if request.body:
+                    delegate.data_received(request.body)
+                delegate.finish()
+        finally:
+            self._in_loop = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._answering is not None:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+            self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+
+    def _send(self, data: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.transport is None or self.transport.is_closing():
+            future.set_exception(tornado.iostream.StreamClosedError())
+            future.exception()  # retrieved: a closed client is no error of ours
+        else:
+            if data:
+                self.transport.write(data)
+            future.set_result(None)
+        return future
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > http_limits.MAX_HEADER_BYTES:
+            raise _Dropped("headers too large")
+
+    def _refuse(self, reason: str) -> None:
+        """A malformed request: 400 and close, as Tornado answers one."""
+        log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(BAD_REQUEST)
+        self._close()
+
+    def _drop(self, reason: str) -> None:
+        log.info("connection from %s dropped: %s", self.context.remote_ip, reason)
+        self._close()
+
+    def _wait(self, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._answering is None:
+            self._close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class _Dropped(Exception):
+    """A limit passed inside one of llhttp's callbacks: the connection is dropped."""
+
+
+class _Refused(Exception):
+    """A request llhttp parsed that we refuse all the same: 400, and the connection closed."""
+
+
+def bind(address: str, port: int) -> list[socket.socket]:
+    return tornado.netutil.bind_sockets(port, address or None)
