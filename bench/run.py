@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import apache_peer
 import httpx
 import many_tokens
 import stores
@@ -52,7 +53,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
-SCENARIOS = ("verify", "tokens", "auth", "stores", "workers", "callback", "c10k")
+SCENARIOS = ("verify", "tokens", "peer", "auth", "stores", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 # GET /auth as nginx's auth_request sends it (config/nginx.conf): the browser's headers, its
 # cookies among them, and the URL it asked for.
@@ -69,8 +70,14 @@ TARGET_REFUSALS = 0.5
 # The tokens scenario: many users' tokens, round robin (bench/many_tokens.py). COLD: more than
 # the verified cache holds (64 MB: about 17,000), so every token is verified again; WARM: fewer.
 COLD, WARM = "30,000", "2,000"
+DATA_PLANE = " (data plane)"  # a figure of the data-plane listener (gateway/data_plane.py)
 COLD_TOKENS, WARM_TOKENS = 30000, 2000
 TOKENS_LIFETIME = 7200  # the tokens outlive the whole run (tokens.access_token_lifetime)
+# The peer scenario (bench/apache_peer.py): its figures, and what ours must reach against them.
+PEER_STATIC = "Apache, static file (no token)"
+PEER_HOT = "Apache + mod_oauth2, one token (result cached)"
+PEER_COLD = f"Apache + mod_oauth2, {COLD} distinct tokens (expiry=0)"
+TARGET_PEER = 1.0
 TARGET_COLD_VERIFY = {"RS256": 0.85, "ES256": 0.7, "EdDSA": 0.65}
 TARGET_FORGED = 0.6
 TARGET_AUTH: dict[str, tuple[float, float | None]] = {
@@ -196,6 +203,11 @@ def main() -> int:
         many = _tokens_scenario(runs, seconds)
         _print_table(many)
         rows += _without_second_hello(rows, many)
+    if "peer" in only:
+        peer = _peer_scenario(runs, seconds)
+        if peer:
+            _print_peer(peer)
+            rows += _without_second_hello(rows, peer)
     if "auth" in only:
         auth = _auth_scenario(runs, seconds)
         _print_table(auth)
@@ -313,7 +325,7 @@ def _verify_scenario(runs: int, seconds: int) -> list[Row]:
         subjects: list[tuple[str, str]] = []  # (figure, its same-request baseline)
         lengths: list[str] = []
         for algorithm in ALGORITHMS:
-            base, token, _ = stack.enter_context(_gateway(algorithm))
+            base, token, _, _ = stack.enter_context(_gateway(algorithm))
             lengths.append(f"{algorithm} {len(token)}")
             auth = {"Authorization": f"Bearer {token}"}
             same = f"hello world, {algorithm} token sent"
@@ -390,7 +402,7 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
         subjects: list[tuple[str, str]] = []
         lifetime = {"GATEWAY_TOKENS__ACCESS_TOKEN_LIFETIME": str(TOKENS_LIFETIME)}
         for algorithm in ALGORITHMS:
-            base, sample, state = stack.enter_context(_gateway(algorithm, lifetime))
+            base, sample, state, plane = stack.enter_context(_gateway(algorithm, lifetime))
             started = time.perf_counter()
             tokens = many_tokens.mint(state, algorithm, sample, COLD_TOKENS + WARM_TOKENS,
                                       TOKENS_LIFETIME)
@@ -404,10 +416,12 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
             def round_robin(name: str, url: str, tokens_file: Path, header: str = "Authorization",
                             prefix: str = "Bearer ", headers: dict[str, str] | None = None
                             ) -> Load:
-                # One place per list and server: /verify and /auth go on through the gateway's
-                # cold list together, so that neither meets a token the other just verified.
+                # One place per list and server: /verify and /auth, on either listener, go on
+                # through the gateway's cold list together, so that none meets a token another
+                # just verified (the gateway has one cache).
                 path = urlsplit(url).path or "/"
-                place = work / f"{tokens_file.stem}-{urlsplit(url).port}.place"
+                server = "hello" if url.startswith(hello) else "gateway"
+                place = work / f"{tokens_file.stem}-{server}.place"
                 env = {"TOKENS_FILE": str(tokens_file), "HEADER": header, "PREFIX": prefix,
                        "REQUEST_PATH": path, "PLACE_FILE": str(place)}
                 return Load(name, url, headers or {}, many_tokens.ROUND_ROBIN_LUA, env)
@@ -417,9 +431,10 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
             for count, tokens_file in ((COLD, cold), (WARM, warm)):
                 if count == WARM and algorithm != "RS256":
                     continue
-                name = f"/verify {count} distinct tokens, {algorithm}"
-                loads.append(round_robin(name, f"{base}/verify", tokens_file))
-                subjects.append((name, same))
+                for where, url in (("", base), (DATA_PLANE, plane)):
+                    name = f"/verify {count} distinct tokens, {algorithm}{where}"
+                    loads.append(round_robin(name, f"{url}/verify", tokens_file))
+                    subjects.append((name, same))
             head, payload, signature = tokens[0].split(".")
             forged = {"TOKEN_PREFIX": f"{head}.{payload}.", "SIG_LENGTH": str(len(signature))}
             same_forged = f"hello world, unique bad {algorithm} tokens sent"
@@ -433,12 +448,81 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
                 same_auth = f"hello world, {COLD} access cookies sent"
                 loads.append(round_robin(same_auth, hello, cold, "Cookie", f"{ACCESS_COOKIE}=",
                                          original))
-                name = f"/auth {COLD} distinct access cookies, RS256"
-                loads.append(round_robin(name, f"{base}/auth", cold, "Cookie",
-                                         f"{ACCESS_COOKIE}=", original))
-                subjects.append((name, same_auth))
+                for where, url in (("", base), (DATA_PLANE, plane)):
+                    name = f"/auth {COLD} distinct access cookies, RS256{where}"
+                    loads.append(round_robin(name, f"{url}/auth", cold, "Cookie",
+                                             f"{ACCESS_COOKIE}=", original))
+                    subjects.append((name, same_auth))
         measured = _rounds(loads, runs, seconds)
     return _against_hello(measured, subjects)
+
+
+def _peer_scenario(runs: int, seconds: int) -> list[Row]:
+    """Side by side with a peer that verifies the same tokens: Apache httpd + mod_oauth2
+    (bench/apache_peer.py), one process of 64 threads on the gateway's core, with the
+    gateway's JWKS. Hot: one token, from mod_oauth2's result cache and from the gateway's
+    verified cache; cold: 30,000 distinct RS256 tokens round robin, mod_oauth2 with `expiry=0`
+    (no result cache) and more than the gateway's cache holds. Also Apache serving the same
+    file with no token (its own hello-world) and the bare Tornado hello-world."""
+    missing = apache_peer.available()
+    if missing is not None:
+        print(f"peer scenario skipped: {missing}", file=sys.stderr)
+        return []
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        hello = f"http://127.0.0.1:{hello_port}/"
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        lifetime = {"GATEWAY_TOKENS__ACCESS_TOKEN_LIFETIME": str(TOKENS_LIFETIME)}
+        base, sample, state, plane = stack.enter_context(_gateway("RS256", lifetime))
+        tokens = many_tokens.mint(state, "RS256", sample, COLD_TOKENS, TOKENS_LIFETIME)
+        cold = many_tokens.write(work / "cold.txt", tokens)
+        apache = stack.enter_context(apache_peer.running(
+            f"{base}/.well-known/jwks.json", SERVER_CORE))
+        peer = f"http://127.0.0.1:{apache}"
+        print(f"# peer: {apache_peer.version()}, mpm_event, 1 process x "
+              f"{apache_peer.THREADS} threads, pinned like the gateway")
+
+        def cycling(name: str, url: str, server: str) -> Load:
+            env = {"TOKENS_FILE": str(cold), "HEADER": "Authorization", "PREFIX": "Bearer ",
+                   "REQUEST_PATH": urlsplit(url).path, "PLACE_FILE": str(work / server)}
+            return Load(name, url, {}, many_tokens.ROUND_ROBIN_LUA, env)
+
+        one = {"Authorization": f"Bearer {sample}"}
+        loads = [Load(BARE, hello, {}),
+                 Load(PEER_STATIC, f"{peer}/static.txt", {}),
+                 Load(PEER_HOT, f"{peer}/hot/ok.txt", one),
+                 Load(f"/verify one token{DATA_PLANE}", f"{plane}/verify", one),
+                 Load("/verify one token", f"{base}/verify", one),
+                 cycling(PEER_COLD, f"{peer}/cold/ok.txt", "apache"),
+                 cycling(f"/verify {COLD} distinct tokens{DATA_PLANE}", f"{plane}/verify",
+                         "gateway"),
+                 cycling(f"/verify {COLD} distinct tokens", f"{base}/verify", "gateway")]
+        measured = _rounds(loads, runs, seconds)
+    bare = measured[BARE]
+    rows = [bare, *(Row(name, row.runs, bare) for name, row in measured.items()
+                    if name != BARE)]
+    return rows
+
+
+def _print_peer(rows: list[Row]) -> None:
+    """Each figure against the peer's of the same kind (hot: its cached result; cold: its
+    check of every token) and against hello-world, as medians of per-round ratios."""
+    by_name = {row.scenario: row for row in rows}
+    print()
+    print("| scenario | req/s (median, spread) | x Apache + mod_oauth2, same kind | x hello "
+          "| p50 ms | p99 ms | errors | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        kind = PEER_COLD if COLD in row.scenario else PEER_HOT
+        versus = by_name[kind] if row.scenario.startswith("/") else None
+        ratios = row.ratios(versus)
+        target = (f">= {TARGET_PEER} x the peer: "
+                  f"{_verdict(statistics.median(ratios) >= TARGET_PEER)}"
+                  if ratios and DATA_PLANE in row.scenario else "")
+        print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
+              f"({row.spread('requests_per_second')}) | {_ratio(ratios)} "
+              f"| {_ratio(row.ratios(row.baseline))} | {row.median('p50_ms'):.2f} "
+              f"| {row.median('p99_ms'):.2f} | {sum(r.errors for r in row.runs)} | {target} |")
 
 
 def _stores_scenario(runs: int, seconds: int, logins: int
@@ -566,7 +650,9 @@ def _verify_target(row: Row, bare: list[float], p99: list[float]) -> str:
 
 
 def _target_of(scenario: str) -> tuple[float, float | None] | None:
-    """(x hello-world, p99 x hello-world or None) asked of a figure, by its name."""
+    """(x hello-world, p99 x hello-world or None) asked of a figure, by its name (the data
+    plane's figures: the same targets)."""
+    scenario = scenario.removesuffix(DATA_PLANE)
     if scenario.startswith("/verify valid token") or scenario.startswith(f"/verify {WARM}"):
         return TARGET_VERIFY, TARGET_VERIFY_P99
     if scenario.startswith("/verify unique bad signatures"):
@@ -648,22 +734,26 @@ def _server(command: list[str], env: dict[str, str] | None = None) -> Iterator[i
 
 @contextlib.contextmanager
 def _gateway(algorithm: str, settings: dict[str, str] | None = None
-             ) -> Iterator[tuple[str, str, Path]]:
+             ) -> Iterator[tuple[str, str, Path, str]]:
     """`oauth-gateway serve --dev` as a user starts it (with `settings` as GATEWAY_...
-    variables), an access token from a real login, and its state directory (its keys)."""
+    variables), with its data plane on: the URL of each listener, an access token from a real
+    login, and the state directory (its keys)."""
     with tempfile.TemporaryDirectory() as state:
-        port = _free_port()
+        port, plane_port = _free_port(), _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT="0",
                    GATEWAY_ADMIN__PORT="0", GATEWAY_DEV__STATE_DIR=state,
-                   GATEWAY_TOKENS__ALGORITHM=algorithm, **(settings or {}))
+                   GATEWAY_TOKENS__ALGORITHM=algorithm, GATEWAY_DATA_PLANE__ENABLED="true",
+                   GATEWAY_DATA_PLANE__ADDRESS="127.0.0.1",
+                   GATEWAY_DATA_PLANE__PORT=str(plane_port), **(settings or {}))
         process = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-m",
                                     "gateway", "serve", "--dev"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_for_port(port)
+            _wait_for_port(plane_port)
             base = f"http://localhost:{port}"
-            yield base, _login(base), Path(state)
+            yield base, _login(base), Path(state), f"http://127.0.0.1:{plane_port}"
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(20)
