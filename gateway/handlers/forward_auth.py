@@ -213,9 +213,10 @@ class ForwardAuthRoute(FastRoute):
     JWT of an accepted audience (Bearer header, else the access cookie), or else a session this
     replica found live less than a second ago (`Sessions.recent`), whom the policy admits, gets
     its 200 here, exactly as ForwardAuthHandler sends it. Everything else goes to the handler:
-    a session to look up in the store, no one signed in (the login URL), a refusal, a store
-    check (`verify_checks_revocation`), a token to mint for a session (`pass_token`), a body,
-    another method, an unknown `mode`."""
+    a session to look up in the store, no one signed in (the login URL), a refusal, a
+    revocation check the store must answer (`verify_checks_revocation`, unless this replica
+    had the answer less than a second ago), a token to mint for a session (`pass_token`), a
+    body, another method, an unknown `mode`."""
 
     route = "/auth"
     handler_class = ForwardAuthHandler
@@ -226,9 +227,7 @@ class ForwardAuthRoute(FastRoute):
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.httputil.HTTPMessageDelegate:
-        if not self.without_body(request, ("GET", "HEAD")) \
-                or self.ctx.settings.tokens.verify_checks_revocation \
-                or not _known_mode(request):
+        if not self.without_body(request, ("GET", "HEAD")) or not _known_mode(request):
             return self.to_handler(request)
         try:
             headers = self._signed_in_headers(request)
@@ -258,6 +257,9 @@ class ForwardAuthRoute(FastRoute):
                 continue
             if claims.get("aud") not in accepted_audiences(ctx):
                 continue
+            if ctx.settings.tokens.verify_checks_revocation \
+                    and not ctx.grants.recently_not_revoked(claims):
+                return None  # the store is the handler's to ask
             return self._allowed(claims, token)
         if ctx.settings.forward_auth.pass_token or not cookies:
             return None

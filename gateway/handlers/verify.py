@@ -6,7 +6,9 @@ So a Bearer token's 200 or 401 is answered below Tornado's RequestHandler by `Ve
 (gateway/fast_route.py), with exactly what `VerifyHandler` sends, built from the same
 functions (handlers/base.py: headers, error body, refusal line). Every other request goes to
 `VerifyHandler`: no token or the access cookie, another method, a body, oversized headers, a
-store-backed revocation check or rate limit, a limit exceeded. Tests compare the two answers.
+revocation check the store must answer (`tokens.verify_checks_revocation`, unless this replica
+had the answer less than a second ago: Grants.recently_not_revoked), a rate limit counted in
+the store, a limit exceeded. Tests compare the two answers.
 """
 
 from __future__ import annotations
@@ -88,19 +90,23 @@ class VerifyRoute(FastRoute):
         if token is None or not self._within_rate_limit(request):
             return self.to_handler(request)
         verifier = self.ctx.verifier
-        body = verifier.cached_json(token)
+        checks_revocation = self.ctx.settings.tokens.verify_checks_revocation
+        body = None if checks_revocation else verifier.cached_json(token)
         if body is None:
             try:
-                _, body = verifier.verify_as_json(token)
+                claims, body = verifier.verify_as_json(token)
             except InvalidToken as refusal:
                 return _Refusal(self, request, refusal)
             except Exception:  # a bug: the handler answers it, as a logged 500
+                return self.to_handler(request)
+            # The store is the handler's to ask; this replica may know its answer already.
+            if checks_revocation and not self.ctx.grants.recently_not_revoked(claims):
                 return self.to_handler(request)
         return _Answer(self, request, VERIFIED_HEADERS, body)
 
     def _bearer_token(self, request: tornado.httputil.HTTPServerRequest) -> str | None:
         """The Bearer token of a request this route answers itself, else None."""
-        if not self.without_body(request) or self.ctx.settings.tokens.verify_checks_revocation:
+        if not self.without_body(request):
             return None
         return bearer_token_from_header(request.headers.get("Authorization"))
 

@@ -30,6 +30,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -57,6 +58,11 @@ ROTATED = "oidc-refresh-rotated"
 REVOKED_ACCESS_TOKENS = "oidc-revoked-jti"
 ENDED_SESSIONS = "oidc-session-ended"
 
+# `recently_not_revoked`: the store's "not revoked" for an access token is answered from this
+# replica's memory for at most this long (SECURITY T3: a revocation reaches every replica within
+# a second), for this many tokens at most (least recently used out first).
+NOT_REVOKED_SECONDS = 1.0
+NOT_REVOKED_ENTRIES = 10_000
 CODE_REPLAY_MARGIN = 120.0  # seconds a used or expired code is remembered past its lifetime
 REFRESH_TOKEN_BYTES = 32
 FAMILY_ID_BYTES = 16
@@ -137,6 +143,9 @@ class Grants:
         # the access tokens it issued last stay checkable until they expire.
         self._family_ttl = float(tokens.refresh_token_absolute_lifetime
                                  + tokens.access_token_lifetime + tokens.leeway)
+        # jti -> when the store last said that token was not revoked (`recently_not_revoked`).
+        self._not_revoked: OrderedDict[str, float] = OrderedDict()
+        self._revocations = 0  # revocations made by this replica so far
 
     # -- authorization requests and codes ------------------------------------------------------
 
@@ -308,11 +317,13 @@ class Grants:
         stolen; a client revoking its own tokens or a narrowed policy is routine (INFO). A
         suspected theft logs the client out of the family's session too (back-channel, P9)."""
         family = None
+        self._revoked_here()
         if suspected_theft and self._listener is not None:
             family = await self._store.get(FAMILIES, family_id)
         await self._put(REVOKED_FAMILIES, family_id, {"revoked_at": self._clock()},
                         self._family_ttl)
         await self._store.delete(FAMILIES, family_id)
+        self._revoked_here()  # again: a check that began during the writes is not remembered
         log.log(logging.WARNING if suspected_theft else logging.INFO,
                 "refresh-token family revoked: %s", reason,
                 extra={"event": "family_revoked", "reason": reason})
@@ -323,20 +334,60 @@ class Grants:
         """Sign-out: every family started in this gateway session is revoked (P2, P7), and
         the clients that took part in it are told over the back channel (P9)."""
         if sid:
+            self._revoked_here()
             await self._put(ENDED_SESSIONS, sid, {"ended_at": self._clock()}, self._family_ttl)
+            self._revoked_here()
             if self._listener is not None:
                 await self._listener.session_ended(sid)
 
     async def revoke_access_token(self, claims: dict[str, Any]) -> None:
         """Remember a revoked access token by `jti` until it expires anyway."""
+        self._revoked_here()
         ttl = float(claims["exp"]) + self._tokens.leeway - self._clock()
         if ttl > 0:
             await self._put(REVOKED_ACCESS_TOKENS, str(claims["jti"]), {}, ttl)
+            self._revoked_here()
 
     async def access_token_revoked(self, claims: dict[str, Any]) -> bool:
         """True when the (already verified) access token was revoked itself, or its family
         was, or the session it was issued in has ended (P8). Store failures propagate: the
-        caller fails closed (SECURITY H9)."""
+        caller fails closed (SECURITY H9). A "no" is remembered for `recently_not_revoked`."""
+        jti = str(claims["jti"])
+        if self.recently_not_revoked(claims):
+            return False
+        revocations = self._revocations
+        revoked = await self._revoked_in_store(claims)
+        if not revoked and revocations == self._revocations:
+            # Nothing was revoked here while the store answered (a revocation racing this
+            # check is never remembered over).
+            self._not_revoked[jti] = self._clock()
+            self._not_revoked.move_to_end(jti)
+            if len(self._not_revoked) > NOT_REVOKED_ENTRIES:
+                self._not_revoked.popitem(last=False)
+        return revoked
+
+    def recently_not_revoked(self, claims: dict[str, Any]) -> bool:
+        """Whether the store said this token was not revoked less than NOT_REVOKED_SECONDS
+        ago, and nothing was revoked on this replica since. No store access, so no await:
+        /verify and /auth ask it on every request. A revocation made on this replica applies
+        at once; one made on another replica within NOT_REVOKED_SECONDS (SECURITY T3)."""
+        jti = str(claims.get("jti"))
+        checked_at = self._not_revoked.get(jti)
+        if checked_at is None:
+            return False
+        if not 0 <= self._clock() - checked_at < NOT_REVOKED_SECONDS:
+            del self._not_revoked[jti]
+            return False
+        self._not_revoked.move_to_end(jti)
+        return True
+
+    def _revoked_here(self) -> None:
+        """Before and after a revocation's writes: what was remembered is forgotten, and a
+        check under way meanwhile will not be remembered."""
+        self._revocations += 1
+        self._not_revoked.clear()
+
+    async def _revoked_in_store(self, claims: dict[str, Any]) -> bool:
         markers = [self._store.get(REVOKED_ACCESS_TOKENS, str(claims["jti"]))]
         sid = claims.get("sid")
         if isinstance(sid, str) and sid:

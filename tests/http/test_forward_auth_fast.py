@@ -17,6 +17,7 @@ from conftest import Stack
 from gateway.cookies import versioned_secrets
 from gateway.handlers.base import HSTS
 from gateway.handlers.forward_auth import ForwardAuthHandler
+from gateway.oidc.grants import NOT_REVOKED_SECONDS
 from gateway.sessions import RECENT_SECONDS, Sessions
 
 VARYING = {"date", "x-request-id"}
@@ -159,12 +160,24 @@ def test_C5_a_user_the_policy_no_longer_admits_gets_the_handlers_403(
     assert handled == ["GET"]
 
 
-def test_T6_with_revocation_checked_every_request_goes_to_the_handler(
+def test_T6_with_revocation_checked_the_store_is_asked_once_a_second(
         make_stack: Callable[..., Stack], handled: list[str]) -> None:
+    """The first request asks the store (the handler); the next within the second are
+    answered from what it said (Grants.recently_not_revoked), the same answer; then again."""
     stack = make_stack(tokens={"verify_checks_revocation": True})
     _, headers = _signed_in(stack)
-    assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200
+    by_handler = httpx.get(f"{stack.url}/auth", headers=headers)
     assert handled == ["GET"]
+    _same_answer(by_handler, httpx.get(f"{stack.url}/auth", headers=headers))
+    assert handled == ["GET"]
+    grants = stack.ctx.grants
+    real_clock = grants._clock
+    grants._clock = lambda: real_clock() + NOT_REVOKED_SECONDS
+    try:
+        assert httpx.get(f"{stack.url}/auth", headers=headers).status_code == 200
+    finally:
+        grants._clock = real_clock
+    assert handled == ["GET", "GET"]
 
 
 def test_other_methods_and_bodies_go_to_the_handler(stack: Stack, handled: list[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -193,3 +194,24 @@ def test_a_refused_token_leaves_no_reference_cycle(stack: Stack) -> None:
         valid = cyclic_garbage_of([token] * 40, 200)
         forged = cyclic_garbage_of([f"{token[:-4]}{i:04d}" for i in range(40)], 401)
     assert forged <= valid + 40, (valid, forged)
+
+
+def test_T6_with_revocation_checked_a_token_the_store_cleared_is_answered_below_the_handler(
+        make_stack: Callable[..., Stack], handled: list[str]) -> None:
+    """The first /verify asks the store (the handler); within the second the route answers
+    from that (Grants.recently_not_revoked), the same answer. Signing out here revokes the
+    session's tokens at once, remembered answer or not."""
+    stack = make_stack(tokens={"verify_checks_revocation": True})
+    browser = stack.browser()
+    browser.login()
+    token = browser.access_token()
+    by_handler = httpx.get(f"{stack.url}/verify", headers=_bearer(token))
+    fast = httpx.get(f"{stack.url}/verify", headers=_bearer(token))
+    assert handled == ["GET"]
+    _same_answer(by_handler, fast)
+    home = browser.get(f"{stack.url}/")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', home.text)
+    assert xsrf is not None
+    assert browser.post(f"{stack.url}/logout", data={"_xsrf": xsrf.group(1)}).status_code == 303
+    refused = httpx.get(f"{stack.url}/verify", headers=_bearer(token))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"

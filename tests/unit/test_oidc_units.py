@@ -22,6 +22,7 @@ from gateway.errors import (
     InvalidScope,
 )
 from gateway.jose import left_half_hash
+from gateway.oidc import grants as grants_module
 from gateway.oidc.authorization import (
     AuthorizationRequest,
     CodeGrant,
@@ -36,7 +37,7 @@ from gateway.oidc.clients import (
     generate_client_secret,
     hash_client_secret,
 )
-from gateway.oidc.grants import Grants, new_family_id
+from gateway.oidc.grants import NOT_REVOKED_SECONDS, Grants, new_family_id
 from gateway.store.memory import MemoryStore
 from gateway.transactions import pkce_s256_challenge
 
@@ -433,6 +434,85 @@ def test_P2_ending_the_session_revokes_its_families() -> None:
             await grants.rotate(token, SPA, requested_scope=None)
         claims = {"jti": "j", "exp": 2_000_000, "fid": family.family_id}
         assert await grants.access_token_revoked(claims)
+    run(scenario())
+
+
+# -- "not revoked", remembered for a second at most (SECURITY T3) -----------------------------
+
+
+def test_T3_not_revoked_is_remembered_for_under_a_second_then_asked_again() -> None:
+    async def scenario() -> None:
+        grants, clock, store = _grants()
+        family, _ = await _family(grants)
+        claims = {"jti": "j1", "exp": 2_000_000, "fid": family.family_id, "sid": family.sid}
+        assert not grants.recently_not_revoked(claims)
+        assert not await grants.access_token_revoked(claims)
+        assert grants.recently_not_revoked(claims)
+        # Another replica revokes it (a marker in the shared store, not through this one).
+        elsewhere = Grants(store, grants._tokens, clock=clock, successor_key=b"k" * 32)
+        await elsewhere.revoke_access_token(claims)
+        clock.now += NOT_REVOKED_SECONDS - 0.01
+        assert not await grants.access_token_revoked(claims)  # still within the second
+        clock.now += 0.01
+        assert not grants.recently_not_revoked(claims)
+        assert await grants.access_token_revoked(claims)
+    run(scenario())
+
+
+@pytest.mark.parametrize("revocation", ["token", "family", "session"])
+def test_T3_a_revocation_on_this_replica_applies_at_once(revocation: str) -> None:
+    async def scenario() -> None:
+        grants, _clock, _store = _grants()
+        family, _ = await _family(grants)
+        claims = {"jti": "j1", "exp": 2_000_000, "fid": family.family_id, "sid": family.sid}
+        assert not await grants.access_token_revoked(claims)
+        if revocation == "token":
+            await grants.revoke_access_token(claims)
+        elif revocation == "family":
+            await grants.revoke_family(family.family_id, reason="test")
+        else:
+            await grants.end_session(family.sid)
+        assert not grants.recently_not_revoked(claims)
+        assert await grants.access_token_revoked(claims)
+    run(scenario())
+
+
+def test_T3_a_check_racing_a_revocation_here_is_not_remembered() -> None:
+    """The store answered "not revoked", then this replica revoked the token before the check
+    went on: that answer is stale and must not be remembered."""
+    async def scenario() -> None:
+        grants, _clock, store = _grants()
+        claims = {"jti": "j1", "exp": 2_000_000}
+        read, revoked = asyncio.Event(), asyncio.Event()
+        real_get = store.get
+
+        async def slow_get(namespace: str, key: str) -> Any:
+            record = await real_get(namespace, key)
+            read.set()
+            await revoked.wait()
+            return record
+        store.get = slow_get  # type: ignore[method-assign]
+        check = asyncio.ensure_future(grants.access_token_revoked(claims))
+        await read.wait()
+        store.get = real_get  # type: ignore[method-assign]
+        await grants.revoke_access_token(claims)
+        revoked.set()
+        assert await check is False  # it read the store before the revocation
+        assert not grants.recently_not_revoked(claims)
+        assert await grants.access_token_revoked(claims)
+    run(scenario())
+
+
+def test_not_revoked_answers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grants_module, "NOT_REVOKED_ENTRIES", 3)
+
+    async def scenario() -> None:
+        grants, _clock, _store = _grants()
+        tokens = [{"jti": f"j{n}", "exp": 2_000_000} for n in range(4)]
+        for claims in tokens:
+            assert not await grants.access_token_revoked(claims)
+        assert not grants.recently_not_revoked(tokens[0])  # the least recently used went
+        assert all(grants.recently_not_revoked(claims) for claims in tokens[1:])
     run(scenario())
 
 
