@@ -10,6 +10,8 @@ from typing import Any
 
 from gateway.store import StoreFull
 
+PRUNE_FROM = 64  # members of a set before its expired ones are pruned as it grows
+
 
 class MemoryStore:
     def __init__(self, *, max_entries: int = 200_000,
@@ -53,11 +55,16 @@ class MemoryStore:
         return 1
 
     async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
-        members = self._live_members(namespace, key)
-        if not members and len(self._sets) >= self._max_entries:
-            raise StoreFull(namespace)
+        members = self._sets.get((namespace, key))
+        if members is None:
+            if len(self._sets) >= self._max_entries:
+                raise StoreFull(namespace)
+            members = self._sets[(namespace, key)] = {}
+        elif len(members) >= PRUNE_FROM and _power_of_two(len(members)):
+            # Expired members go when the set has doubled: amortized O(1) an addition (a user
+            # signing in again and again must not cost each login a pass over the whole set).
+            members = self._sets[(namespace, key)] = self._live_members(namespace, key)
         members[member] = self.clock() + ttl
-        self._sets[(namespace, key)] = members
 
     async def members(self, namespace: str, key: str) -> list[str]:
         return list(self._live_members(namespace, key))
@@ -101,3 +108,7 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
     what SQLite or Redis could not store fails here too (and faster than copy.deepcopy)."""
     copied: dict[str, Any] = json.loads(json.dumps(value))
     return copied
+
+
+def _power_of_two(n: int) -> bool:
+    return n & (n - 1) == 0
