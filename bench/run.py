@@ -459,7 +459,7 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
 
 def _peer_scenario(runs: int, seconds: int) -> list[Row]:
     """Side by side with a peer that verifies the same tokens: Apache httpd + mod_oauth2
-    (bench/apache_peer.py), one process of 64 threads on the gateway's core, with the
+    (bench/apache_peer.py), one process on the gateway's core, with the
     gateway's JWKS. Hot: one token, from mod_oauth2's result cache and from the gateway's
     verified cache; cold: 30,000 distinct RS256 tokens round robin, mod_oauth2 with `expiry=0`
     (no result cache) and more than the gateway's cache holds. Also Apache serving the same
@@ -516,11 +516,12 @@ def _print_peer(rows: list[Row]) -> None:
         kind = PEER_COLD if COLD in row.scenario else PEER_HOT
         versus = by_name[kind] if row.scenario.startswith("/") else None
         ratios = row.ratios(versus)
+        against_peer = _ratio(ratios) if ratios else ""
         target = (f">= {TARGET_PEER} x the peer: "
                   f"{_verdict(statistics.median(ratios) >= TARGET_PEER)}"
                   if ratios and DATA_PLANE in row.scenario else "")
         print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
-              f"({row.spread('requests_per_second')}) | {_ratio(ratios)} "
+              f"({row.spread('requests_per_second')}) | {against_peer} "
               f"| {_ratio(row.ratios(row.baseline))} | {row.median('p50_ms'):.2f} "
               f"| {row.median('p99_ms'):.2f} | {sum(r.errors for r in row.runs)} | {target} |")
 
