@@ -27,10 +27,11 @@ body, then it is closed. Requests on one connection are answered in order, one a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ import tornado.netutil
 import tornado.web
 
 from gateway import http_limits
+from gateway.fast_route import DirectConnection
 from gateway.handlers.base import NotFoundHandler
 
 log = logging.getLogger("gateway.data_plane")
@@ -94,7 +96,7 @@ class DataPlane:
         return delegate
 
 
-class _Connection(asyncio.Protocol, tornado.httputil.HTTPConnection):
+class _Connection(asyncio.Protocol, DirectConnection):
     """One client connection: llhttp's callbacks in, Tornado's HTTPConnection interface out
     (write_headers, write, finish, set_close_callback), for the requests it hands on."""
 
@@ -198,21 +200,34 @@ class _Connection(asyncio.Protocol, tornado.httputil.HTTPConnection):
                       | tornado.httputil.ResponseStartLine,
                       headers: tornado.httputil.HTTPHeaders, chunk: bytes | None = None
                       ) -> asyncio.Future[None]:
+        assert isinstance(start_line, tornado.httputil.ResponseStartLine)
+        return self._send(self._head_bytes(start_line, headers.get_all(), chunk))
+
+    def write_answer(self, start_line: tornado.httputil.ResponseStartLine,
+                     fields: dict[str, str], body: bytes | None) -> None:
+        self._send(self._head_bytes(start_line, ((_spelled(name), value)
+                                                 for name, value in fields.items()), body))
+        self.finish()
+
+    def _head_bytes(self, start_line: tornado.httputil.ResponseStartLine,
+                    fields: Iterable[tuple[str, str]], chunk: bytes | None) -> bytes:
+        """The status line and header fields as HTTP1Connection.write_headers writes them, and
+        the body's first chunk (none for a HEAD)."""
         request = self._answering
-        assert request is not None and isinstance(start_line, tornado.httputil.ResponseStartLine)
+        assert request is not None
+        lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}"]
+        lines.extend(f"{name}: {value}" for name, value in fields)
         if request.version == "HTTP/1.1" and not self._keep_alive:
-            headers["Connection"] = "close"
+            lines.append("Connection: close")
         if request.version == "HTTP/1.0" and \
                 request.headers.get("Connection", "").lower() == "keep-alive":
-            headers["Connection"] = "Keep-Alive"
-        lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}".encode("latin1")]
-        lines.extend(f"{name}: {value}".encode("latin1") for name, value in headers.get_all())
-        if any(b"\r" in line or b"\n" in line for line in lines):
+            lines.append("Connection: Keep-Alive")
+        if any("\r" in line or "\n" in line for line in lines):  # no header splitting
             raise ValueError("Illegal characters (CR or LF) in header")
-        data = b"\r\n".join(lines) + b"\r\n\r\n"
+        data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
         if chunk and not self._head:
             data += chunk
-        return self._send(data)
+        return data
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         return self._send(b"" if self._head else chunk)
@@ -241,11 +256,17 @@ class _Connection(asyncio.Protocol, tornado.httputil.HTTPConnection):
                 request, start_line, self._keep_alive = self._queue.popleft()
                 self._answering = request
                 self._head = request.method == "HEAD"
-                delegate = self.plane.delegate_for(request)
-                delegate.headers_received(start_line, request.headers)
-                if request.body:
-                    delegate.data_received(request.body)
-                delegate.finish()
+                try:
+                    delegate = self.plane.delegate_for(request)
+                    delegate.headers_received(start_line, request.headers)
+                    if request.body:
+                        delegate.data_received(request.body)
+                    delegate.finish()
+                except Exception:  # a bug: the connection goes, the loop stays
+                    log.exception("data plane: answering %s failed", request.path)
+                    self._queue.clear()
+                    self._close()
+                    return
         finally:
             self._in_loop = False
         if self.transport is None or self.transport.is_closing():
@@ -320,3 +341,9 @@ class _Refused(Exception):
 
 def bind(address: str, port: int) -> list[socket.socket]:
     return tornado.netutil.bind_sockets(port, address or None)
+
+
+@functools.lru_cache(maxsize=256)
+def _spelled(name: str) -> str:
+    """A header name as Tornado's HTTPHeaders writes it ("X-Request-ID": "X-Request-Id")."""
+    return "-".join(word.capitalize() for word in name.split("-"))

@@ -86,6 +86,17 @@ class FastRoute(tornado.routing.Router):
         return self._date
 
 
+class DirectConnection(tornado.httputil.HTTPConnection):
+    """A connection that takes a fast answer whole (the data plane's, gateway/data_plane.py):
+    its fields as they are, without a round through Tornado's HTTPHeaders."""
+
+    def write_answer(self, start_line: tornado.httputil.ResponseStartLine,
+                     fields: dict[str, str], body: bytes | None) -> None:
+        """Write the status line, `fields` (names as Tornado's HTTPHeaders spells them) and
+        `body`, and finish the answer."""
+        raise NotImplementedError
+
+
 class FastAnswer(tornado.httputil.HTTPMessageDelegate):
     """One request's answer, written once the request has been read: the edge's security
     headers, `headers`, `body`, then the access log line, metrics and span of the handler."""
@@ -105,22 +116,23 @@ class FastAnswer(tornado.httputil.HTTPMessageDelegate):
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         self.answered(request_id)
         # In the handler's order (RequestHandler.clear, then BaseHandler's defaults, then the
-        # handler's own), so that the two answers are the same bytes.
-        headers = tornado.httputil.HTTPHeaders()
-        headers["Content-Type"] = HANDLER_CONTENT_TYPE
-        headers["Date"] = route.date()
-        for name, value in route.edge.security_headers:
-            headers[name] = value
+        # handler's own; a later value replaces an earlier one in its place, as in Tornado's
+        # HTTPHeaders), so that the two answers are the same bytes.
+        fields = {"Content-Type": HANDLER_CONTENT_TYPE, "Date": route.date()}
+        fields.update(route.edge.security_headers)
         if wants_hsts(route.edge, request):
-            headers.update(HSTS_HEADERS)
-        headers[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
-        for name, value in self.headers:
-            headers[name] = value
-        headers["Content-Length"] = str(len(self.body))
-        # A HEAD's answer has the GET's headers and no body (HTTP1Connection sends none).
-        request.connection.write_headers(self.status, headers,
-                                         self.body if request.method != "HEAD" else None)
-        request.connection.finish()
+            fields.update(HSTS_HEADERS)
+        fields[REQUEST_ID_HEADER] = request_id  # a sane token (logs.request_id_from)
+        fields.update(self.headers)
+        fields["Content-Length"] = str(len(self.body))
+        # A HEAD's answer has the GET's headers and no body.
+        body = self.body if request.method != "HEAD" else None
+        connection = request.connection
+        if isinstance(connection, DirectConnection):
+            connection.write_answer(self.status, fields, body)
+        else:
+            connection.write_headers(self.status, tornado.httputil.HTTPHeaders(fields), body)
+            connection.finish()
         method = request.method or "GET"
         route.access_log.record(route.route, request, self.status.code, request_id)
         tracing = route.edge.tracing

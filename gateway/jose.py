@@ -25,7 +25,11 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import jwt
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from gateway import ed25519
 
@@ -76,11 +80,24 @@ def check_signature(token: str, key: jwt.PyJWK, *, low_s_only: bool = True) -> N
 
 
 def _verifies(key: jwt.PyJWK, message: bytes, signature: bytes) -> bool:
-    """The key's algorithm's check: PyJWT's (cryptography's), but Ed25519's with libsodium."""
+    """The key's algorithm's check: PyJWT's (cryptography's), but Ed25519's with libsodium and
+    ES256's with cryptography directly (PyJWT converts r || s to DER in Python)."""
     public = key.key
     if isinstance(public, Ed25519PublicKey):
         return ed25519.verifies(_ed25519_public_bytes(public), message, signature)
+    if isinstance(public, EllipticCurvePublicKey) and key.algorithm_name == "ES256" \
+            and public.curve.name == "secp256r1" and len(signature) == 64:
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                   int.from_bytes(signature[32:], "big"))
+        try:
+            public.verify(der, message, _ECDSA_SHA256)
+        except InvalidSignature:
+            return False
+        return True
     return bool(key.Algorithm.verify(message, public, signature))
+
+
+_ECDSA_SHA256 = ECDSA(SHA256())
 
 
 _ED25519_PUBLIC_BYTES: dict[int, tuple[Ed25519PublicKey, bytes]] = {}

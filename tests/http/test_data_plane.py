@@ -294,3 +294,16 @@ def test_the_serve_command_starts_the_data_plane(make_stack: Callable[..., Stack
     for socket_ in sockets:
         socket_.close()
     assert server.bind_data_plane(make_stack().dev.settings) == []
+
+
+def test_a_name_that_would_split_a_header_is_encoded_the_same_way(
+        plane: tuple[Stack, int]) -> None:
+    stack, port = plane
+    ctx = stack.ctx
+    token = stack.loop.call(lambda: ctx.issuer.issue(
+        "google:zoe", ctx.settings.audience, {"name": "Zoë\r\nX-Evil: 1", "idp": "google"}))
+    request = _get("/auth", f"Authorization: Bearer {token}")
+    answer = _exchange(port, request)
+    _same(_exchange(_main_port(stack), request), answer)
+    assert b"X-Auth-Request-Preferred-Username: Zo%C3%AB%0D%0AX-Evil: 1\r\n" in answer
+    assert b"\r\nX-Evil" not in answer

@@ -1,5 +1,6 @@
-"""EdDSA signatures are checked with libsodium (gateway/ed25519.py): it must accept exactly the
-signatures OpenSSL (cryptography) accepts for our tokens, and refuse what it refuses."""
+"""Signature checks that bypass PyJWT's (gateway/jose.py): EdDSA with libsodium
+(gateway/ed25519.py), ES256 with cryptography directly. Each must accept exactly the signatures
+PyJWT's check (OpenSSL through cryptography) accepts, and refuse what it refuses."""
 
 from __future__ import annotations
 
@@ -69,3 +70,23 @@ def test_the_raw_public_key_is_remembered_per_key_object() -> None:
     with pytest.raises(jose.JoseError):
         jose.check_signature(token, _jwk(second))
     jose.check_signature(_token(second), _jwk(second))
+
+
+def test_es256_checked_directly_agrees_with_pyjwt() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    jwk = jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    algorithm = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256)
+    checked = 0
+    for n in range(40):
+        message = os.urandom(30 + n * 13)
+        good = algorithm.sign(message, key)
+        cases = [(message, good), (message + b"x", good), (message, good[:-1] + b"\x00"),
+                 (message, algorithm.sign(message, other)), (message, os.urandom(64)),
+                 (message, good[:63]), (message, b"\x00" * 64)]
+        for signed, signature in cases:
+            assert jose._verifies(jwk, signed, signature) == algorithm.verify(
+                signed, key.public_key(), signature), (n, signature.hex())
+            checked += 1
+    assert checked == 280
