@@ -79,11 +79,15 @@ def _answers(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes the connection (a FIN, or a reset when it dropped it with
+    bytes still unread) within SETTLE seconds."""
     sock.settimeout(SETTLE)
     try:
         while sock.recv(65536):
             pass
-    except (ConnectionResetError, TimeoutError):
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
         return False
     return True
 
