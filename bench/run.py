@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html.parser
+import io
 import json
 import os
 import re
@@ -42,9 +43,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urljoin, urlsplit
 
 import apache_peer
+import chart
 import httpx
 import many_tokens
 import stores
@@ -161,6 +164,27 @@ class Row:
 
 
 def main() -> int:
+    # What is printed (the tables) is kept too: bench/chart.py draws the chart from it.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, printed)):
+        return _main(printed)
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def _main(printed: io.StringIO) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run of 2 s per figure")
     parser.add_argument("--runs", type=int, default=5)
@@ -196,33 +220,22 @@ def main() -> int:
     print(f"# oauth-gateway benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"wrk -c{CONNECTIONS}, {runs} x {seconds}s per figure, fd limit "
           f"{_fd_limit()}")
-    rows: list[Row] = []
     if "verify" in only:
-        rows = _verify_scenario(runs, seconds)
-        _print_table(rows)
+        _print_table(_verify_scenario(runs, seconds))
     if "tokens" in only:
-        many = _tokens_scenario(runs, seconds)
-        _print_table(many)
-        rows += _without_second_hello(rows, many)
+        _print_table(_tokens_scenario(runs, seconds))
     if "peer" in only:
         peer = _peer_scenario(runs, seconds)
         if peer:
             _print_peer(peer)
-            rows += _without_second_hello(rows, peer)
     if "auth" in only:
-        auth = _auth_scenario(runs, seconds)
-        _print_table(auth)
-        rows += _without_second_hello(rows, auth)
+        _print_table(_auth_scenario(runs, seconds))
     if "stores" in only:
         hello, table = _stores_scenario(runs, seconds,
                                         QUICK_STORE_LOGINS if args.quick else STORE_LOGINS)
         _print_stores(hello, table)
-        rows += _without_second_hello(rows, [hello, *(row for by_store in table.values()
-                                                      for row in by_store.values())])
     if "workers" in only:
-        workers = _workers_scenario(runs, seconds)
-        _print_workers(workers)
-        rows += workers
+        _print_workers(_workers_scenario(runs, seconds))
     logins: LoginFigures | None = None
     if "callback" in only or "c10k" in only:
         count = args.logins if "callback" in only and not args.quick else 500
@@ -231,7 +244,6 @@ def main() -> int:
             _print_callback(logins)
             eddsa = _callback_scenario(runs, count, args.clients, algorithm="EdDSA")
             _print_login_ratios({"RS256": logins, "EdDSA": eddsa})
-    parked_figures: dict | None = None
     if "c10k" in only:
         assert logins is not None
         print(f"\n# c10k: {parked} parked logins + {parked} idle keep-alive connections, "
@@ -240,16 +252,12 @@ def main() -> int:
               f"~{2 * parked}; --parked sizes it", file=sys.stderr)
         parked_figures = _c10k_scenario(parked, args.stall, runs, 1 if args.quick else 3)
         _print_c10k(parked_figures, logins)
-    _chart(args.chart, rows, logins, parked_figures)
+    if chart.draw(printed.getvalue(), args.chart):
+        print(f"chart: {args.chart}", file=sys.stderr)
+    else:
+        print("chart skipped: matplotlib is not installed (pip install -e .[bench])",
+              file=sys.stderr)
     return 0
-
-
-def _without_second_hello(rows: list[Row], more: list[Row]) -> list[Row]:
-    """`more`, without its bare hello-world row if `rows` has one (one bar per name in the
-    chart)."""
-    if any(row.scenario == BARE for row in rows):
-        return [row for row in more if row.scenario != BARE]
-    return more
 
 
 def _raise_fd_limit() -> int:
@@ -1036,50 +1044,6 @@ def _print_c10k(c10k: dict, logins: LoginFigures) -> None:
     errors = c10k["errors"] + busy.errors
     print(f"| release: errors | {errors} {c10k['error_kinds'] or ''} | 0 "
           f"| {_verdict(errors == 0)} |")
-
-
-def _chart(path: Path, rows: list[Row], logins: LoginFigures | None,
-           c10k: dict | None) -> None:
-    """Throughput and p99 per scenario, as a PNG (skipped without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("chart skipped: matplotlib is not installed (pip install -e .[bench])",
-              file=sys.stderr)
-        return
-    names, rates, p99s = [], [], []
-    for row in rows:
-        names.append(row.scenario)
-        rates.append(row.median("requests_per_second"))
-        p99s.append(row.median("p99_ms"))
-    if c10k is not None:
-        for label, figure in (("/verify, c10k idle", c10k["idle"]),
-                              ("/verify, c10k parked", c10k["parked_wrk"])):
-            names.append(label)
-            rates.append(figure.requests_per_second)
-            p99s.append(figure.p99_ms)
-    if logins is not None:
-        names.append("callback: full logins")
-        rates.append(logins.median("logins_per_second"))
-        p99s.append(logins.median("p99_ms"))
-    if not names:
-        return
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(names) + 1.5),
-                                         sharey=True)
-    left.barh(names, rates, color="#1a73e8")
-    left.set_xlabel("requests/s (logins/s for the callback)")
-    right.barh(names, p99s, color="#b06000")
-    right.set_xlabel("p99 latency, ms (per login for the callback)")
-    left.invert_yaxis()
-    figure.suptitle(f"oauth-gateway benchmark {time.strftime('%Y-%m-%d')}, "
-                    f"{os.cpu_count()} cores (shared, noisy)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    print(f"chart: {path}", file=sys.stderr)
 
 
 def _free_port() -> int:
