@@ -161,12 +161,13 @@ def _parser() -> argparse.ArgumentParser:
                     "back-channel logout to the apps that took part.",
         epilog="examples:\n"
                "  oauth-gateway sessions list --sub google:1098 --config gateway.toml\n"
-               "  oauth-gateway sessions revoke --sid 3q2-7wEAAAAA --config gateway.toml")
+               "  oauth-gateway sessions revoke --sid=3q2-7wEAAAAA --config gateway.toml")
     sessions.add_argument("action", choices=["list", "revoke"], metavar="{list,revoke}",
                           help="what to do")
     whom = sessions.add_mutually_exclusive_group(required=True)
     whom.add_argument("--sub", help="the user: the `sub` claim of their tokens")
-    whom.add_argument("--sid", help="one session: the `sid` claim of its tokens (revoke only)")
+    whom.add_argument("--sid", help="one session: the `sid` claim of its tokens (revoke only); "
+                      "write --sid=SID, since a sid may begin with '-'")
     sessions.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
 
     store = commands.add_parser(

@@ -402,7 +402,9 @@ def test_P8_sessions_list_and_revoke_find_a_users_sessions_in_the_store(tmp_path
     assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted(
         [cookies["laptop-sid"], cookies["phone-sid"]])
 
-    one = run_cli("sessions", "revoke", "--sid", cookies["phone-sid"], "--config", str(config),
+    # `--sid=`: a sid is base64url, and one in 64 begins with "-", which argparse would read as
+    # an option after a bare `--sid` (CI met one).
+    one = run_cli("sessions", "revoke", f"--sid={cookies['phone-sid']}", "--config", str(config),
                   cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     assert [asyncio.run(alive(cookies[n])) for n in ("laptop", "phone", "grace")] == [
