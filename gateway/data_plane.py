@@ -21,7 +21,7 @@ a 400 and the connection closed. The limits are the main listener's (gateway/htt
 past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of body the connection is dropped; a
 connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its
 body, then it is closed. Requests on one connection are answered in order, one at a time
-(reading pauses meanwhile).
+(reading pauses meanwhile); more than MAX_PIPELINED at once drop the connection.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ from gateway.handlers.base import NotFoundHandler
 log = logging.getLogger("gateway.data_plane")
 
 VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
+# Requests parsed from what one read brought, before any is answered: each waits in memory as
+# a request object, so a client sending thousands at once is dropped instead (Tornado reads
+# one request at a time; proxies do not pipeline).
+MAX_PIPELINED = 128
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -188,6 +192,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         request = tornado.httputil.HTTPServerRequest(
             connection=self, start_line=start_line, headers=headers,
             body=b"".join(self._body))
+        if len(self._queue) >= MAX_PIPELINED:
+            raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
         self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
         self._cancel_timer()
 

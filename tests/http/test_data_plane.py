@@ -8,6 +8,7 @@ Everything is raw bytes over a real socket, as a proxy or an attacker would send
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -311,3 +312,18 @@ def test_a_name_that_would_split_a_header_is_encoded_the_same_way(
     _same(_exchange(_main_port(stack), request), answer)
     assert b"X-Auth-Request-Preferred-Username: Zo%C3%AB%0D%0AX-Evil: 1\r\n" in answer
     assert b"\r\nX-Evil" not in answer
+
+
+def test_H7_a_flood_of_pipelined_requests_drops_the_connection(plane: tuple[Stack, int]) -> None:
+    """What one read brings is parsed before anything is answered, each request kept in
+    memory: past MAX_PIPELINED the connection goes. Up to it, every one is answered."""
+    from gateway.data_plane import MAX_PIPELINED
+
+    _, port = plane
+    request = _get("/verify", "Authorization: Bearer x.y.z")
+    answered = _exchange(port, request * MAX_PIPELINED, answers=MAX_PIPELINED)
+    assert _complete_answers(answered) == MAX_PIPELINED
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # dropped mid-send
+            sock.sendall(request * (MAX_PIPELINED * 16))
+        assert _closed_by_server(sock)
