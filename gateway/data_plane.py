@@ -33,16 +33,14 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import httptools
 import tornado.httputil
 import tornado.iostream
-import tornado.netutil
 import tornado.web
 
 from gateway import http_limits
-from gateway.fast_route import DirectConnection
+from gateway.fast_route import DirectConnection, FastRoute
 from gateway.handlers.base import NotFoundHandler
 
 log = logging.getLogger("gateway.data_plane")
@@ -67,9 +65,9 @@ class DataPlane:
     """The listener: its sockets, its connections, the routes it serves."""
 
     def __init__(self, application: tornado.web.Application,
-                 routes: dict[str, Any]) -> None:
+                 routes: dict[str, FastRoute]) -> None:
         self.application = application
-        self.routes = routes  # path -> a Router (find_handler)
+        self.routes = routes  # path -> its Router (gateway/fast_route.py)
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[_Connection] = set()
 
@@ -96,8 +94,7 @@ class DataPlane:
         route = self.routes.get(request.path)
         if route is None:
             return self.application.get_handler_delegate(request, NotFoundHandler)
-        delegate: tornado.httputil.HTTPMessageDelegate = route.find_handler(request)
-        return delegate
+        return route.find_handler(request)
 
 
 class _Connection(asyncio.Protocol, DirectConnection):
@@ -180,6 +177,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if len(self._queue) >= MAX_PIPELINED:
+            raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
         version = VERSIONS.get(self.parser.get_http_version())
         if version is None:
             raise _Refused("HTTP version not supported")
@@ -192,8 +191,6 @@ class _Connection(asyncio.Protocol, DirectConnection):
         request = tornado.httputil.HTTPServerRequest(
             connection=self, start_line=start_line, headers=headers,
             body=b"".join(self._body))
-        if len(self._queue) >= MAX_PIPELINED:
-            raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
         self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
         self._cancel_timer()
 
@@ -343,10 +340,6 @@ class _Dropped(Exception):
 
 class _Refused(Exception):
     """A request llhttp parsed that we refuse all the same: 400, and the connection closed."""
-
-
-def bind(address: str, port: int) -> list[socket.socket]:
-    return tornado.netutil.bind_sockets(port, address or None)
 
 
 @functools.lru_cache(maxsize=256)

