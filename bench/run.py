@@ -243,7 +243,8 @@ def _main(printed: io.StringIO) -> int:
         if "callback" in only:
             _print_callback(logins)
             eddsa = _callback_scenario(runs, count, args.clients, algorithm="EdDSA")
-            _print_login_ratios({"RS256": logins, "EdDSA": eddsa})
+            floor = _callback_scenario(runs, count, args.clients, algorithm="floor")
+            _print_login_ratios({"RS256": logins, "EdDSA": eddsa}, floor)
     if "c10k" in only:
         assert logins is not None
         print(f"\n# c10k: {parked} parked logins + {parked} idle keep-alive connections, "
@@ -810,6 +811,25 @@ class LoginFigures:
 
 
 @contextlib.contextmanager
+def _floor_stack() -> Iterator[tuple[str, str, int, int]]:
+    """bench/login_floor.py's two parts, pinned as `_split_stack` pins the gateway and the
+    stand-in: Tornado doing a login's HTTP and nothing else."""
+    gateway_port, provider_port = _free_port(), _free_port()
+    floor = [sys.executable, str(BENCH_DIR / "login_floor.py")]
+    with contextlib.ExitStack() as stack:
+        provider = subprocess.Popen(["taskset", "-c", LOAD_CORE, *floor, "provider",
+                                     str(gateway_port), str(provider_port)])
+        stack.callback(_stop, provider)
+        gateway = subprocess.Popen(["taskset", "-c", SERVER_CORE, *floor, "gateway",
+                                    str(provider_port), str(gateway_port)])
+        stack.callback(_stop, gateway)
+        _wait_for_port(provider_port)
+        _wait_for_port(gateway_port)
+        yield (f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{provider_port}",
+               gateway.pid, provider.pid)
+
+
+@contextlib.contextmanager
 def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout: float = 10,
                  algorithm: str = "RS256", workers: int = 1, pinned: bool = True,
                  settings: Mapping[str, Mapping[str, object]] | None = None
@@ -911,7 +931,8 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
     figures = []
     with contextlib.ExitStack() as stack:
         hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
-        base, standin, pid, standin_pid = stack.enter_context(_split_stack(algorithm=algorithm))
+        base, standin, pid, standin_pid = stack.enter_context(
+            _floor_stack() if algorithm == "floor" else _split_stack(algorithm=algorithm))
         _load("callback", base, standin, "--logins", "200", "--clients", str(clients))  # warm
         for _ in range(runs):
             hello = _wrk(f"http://127.0.0.1:{hello_port}/", HOST_CHECK_SECONDS, {}, None, {},
@@ -996,19 +1017,33 @@ def _print_callback(logins: LoginFigures) -> None:
           f"| {_verdict(sum(r['errors'] for r in logins.runs) == 0)} |")
 
 
-def _print_login_ratios(by_algorithm: dict[str, LoginFigures]) -> None:
+def _print_login_ratios(by_algorithm: dict[str, LoginFigures], floor: LoginFigures) -> None:
     """Complete logins a second against the bare hello-world measured before each run, per
-    access-token algorithm (RS256 signs each in about 250-800 us, EdDSA in about 50)."""
+    access-token algorithm (RS256 signs each in about 250-800 us, EdDSA in about 50); also
+    per second of the gateway's CPU (whatever the load core manages), and the floor under
+    them: Tornado doing the same HTTP and nothing else (bench/login_floor.py)."""
     print()
     print("| callback: complete logins, access tokens in | logins/s (median, spread) "
-          "| x hello-world (median, spread) | target |")
-    print("|---|---|---|---|")
+          "| x hello-world (median, spread) | per gateway CPU second, x hello-world "
+          "| target |")
+    print("|---|---|---|---|---|")
     for algorithm, figures in by_algorithm.items():
         ratios = [run["x_hello"] for run in figures.runs]
         wanted = TARGET_LOGINS_X_HELLO[algorithm]
         print(f"| {algorithm} | {figures.median('logins_per_second'):.0f} "
               f"({figures.spread('logins_per_second')}) | {_ratio(ratios, 3)} "
+              f"| {_ratio(_per_cpu_x_hello(figures), 3)} "
               f"| >= {wanted} x hello: {_verdict(statistics.median(ratios) >= wanted)} |")
+    print(f"| floor: Tornado alone, the same HTTP | "
+          f"{floor.median('logins_per_second'):.0f} ({floor.spread('logins_per_second')}) "
+          f"| {_ratio([run['x_hello'] for run in floor.runs], 3)} "
+          f"| {_ratio(_per_cpu_x_hello(floor), 3)} | |")
+
+
+def _per_cpu_x_hello(figures: LoginFigures) -> list[float]:
+    """Logins per second of the gateway's own CPU against hello-world's requests a second
+    (which keep its core busy: per second of its CPU too)."""
+    return [run["logins_per_cpu_second"] / run["hello_per_second"] for run in figures.runs]
 
 
 def _print_c10k(c10k: dict, logins: LoginFigures) -> None:

@@ -1,4 +1,4 @@
-"""Ed25519 signature checks with libsodium (PyNaCl), for EdDSA tokens.
+"""Ed25519 signatures and their checks with libsodium (PyNaCl), for EdDSA tokens.
 
 A token seen for the first time costs one signature check, and for EdDSA that check is most of
 it: libsodium's takes about half the time of OpenSSL's, which cryptography (and so PyJWT) uses
@@ -9,9 +9,16 @@ by any correct signer passes both.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from nacl.bindings import crypto_sign_BYTES, crypto_sign_open
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
 
 
@@ -29,3 +36,10 @@ def verifies(public: bytes, message: bytes, signature: bytes) -> bool:
     except BadSignatureError:
         return False
     return True
+
+
+def signer(key: Ed25519PrivateKey) -> Callable[[bytes], bytes]:
+    """A function giving `key`'s Ed25519 signature of a message, made by libsodium."""
+    seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    _, secret = crypto_sign_seed_keypair(seed)
+    return lambda message: crypto_sign(message, secret)[:crypto_sign_BYTES]

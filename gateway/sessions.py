@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from gateway.identity import Identity
@@ -196,7 +196,7 @@ class Sessions:
         self._changes += 1
         self._recent.pop(key, None)
         ttl = self._ttl(session)
-        await self._store.put(NAMESPACE, key, asdict(session), ttl)
+        await self._store.put(NAMESPACE, key, _record(session), ttl)
         for sid in session.all_sids:
             await self._store.put(SID_INDEX, sid, {"key": key}, ttl)
         await self._store.add_member(BY_SUB, _key(session.sub), key, ttl)
@@ -218,3 +218,12 @@ class Sessions:
 def _key(session_id: str) -> str:
     # Stored under a hash: a dump of the store holds no usable session cookie.
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+_SESSION_FIELDS = tuple(f.name for f in fields(Session))
+
+
+def _record(session: Session) -> dict[str, Any]:
+    """The session as stored: its fields, shallow (every store copies or serializes it; a
+    deep `asdict` per login would copy the claims once more)."""
+    return {name: getattr(session, name) for name in _SESSION_FIELDS}

@@ -23,7 +23,8 @@ from gateway import jose
 from gateway.errors import InvalidToken
 from gateway.identity import Identity
 from gateway.jose import COMPACT_JWS, JoseError
-from gateway.keys import KeySet
+from gateway.keys import KeySet, SigningKey
+from gateway.signing import Signer, compact_jws, signer_for
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 section 2.1
 # OIDC Core 2 and RFC 8725 3.11: ID tokens say "JWT", so one is never taken for an access token.
@@ -39,6 +40,7 @@ VERIFIED_CACHE_BYTES = 64 * 2**20
 ENTRY_BYTES = 1800
 STR_BYTES = 49  # a str object's own header
 HEADER_CACHE_SIZE = 64
+MAX_SIGNERS = 16  # signing functions kept, one per signing key seen
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class TokenIssuer:
     policy: TokenPolicy
     clock: Callable[[], float] = time.time
     new_jti: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(16))
+    _signers: dict[str, tuple[SigningKey, Signer]] = field(default_factory=dict, init=False,
+                                                          repr=False)
 
     def issue_access_token(self, identity: Identity, audience: str,
                            auth_time: int | None = None, *, sid: str | None = None) -> str:
@@ -89,14 +93,19 @@ class TokenIssuer:
         """Sign `claims` as they are, with header `typ` (ID tokens: ID_TOKEN_TYPE), the
         signature in its one canonical form (SECURITY J10). `algorithm`: one of the key set's
         (ID tokens: RS256 or tokens.algorithm, SECURITY J11); default tokens.algorithm."""
-        signing = self.keyset.family(algorithm or self.keyset.algorithm).signing
-        token = jwt.encode(
-            claims,
-            signing.private_key,
-            algorithm=signing.algorithm,
-            headers={"kid": signing.kid, "typ": typ},
-        )
-        return jose.canonical_jws(token, signing.algorithm)
+        key = self.keyset.family(algorithm or self.keyset.algorithm).signing
+        header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
+        return compact_jws(claims, header, self._signer(key))
+
+    def _signer(self, signing: SigningKey) -> Signer:
+        """The signing function of `signing`, made once per key (rotation brings new ones)."""
+        known = self._signers.get(signing.kid)
+        if known is None or known[0] is not signing:
+            if len(self._signers) >= MAX_SIGNERS:
+                self._signers.clear()
+            known = (signing, signer_for(signing.private_key, signing.algorithm))
+            self._signers[signing.kid] = known
+        return known[1]
 
 
 @dataclass
