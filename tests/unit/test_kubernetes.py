@@ -435,7 +435,8 @@ def test_the_service_and_the_policies_select_the_pods_on_their_ports(
     assert selects(deployment["spec"]["selector"]["matchLabels"])
     service = one(rendered, "Service")
     assert selects(service["spec"]["selector"])
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]  # no admin port
+    # The public port and the data plane; no admin port.
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http", "data-plane"]
     assert selects(one(rendered, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
     for policy in (one(rendered, "NetworkPolicy"),
                    one(rendered, "NetworkPolicy", "oauth-gateway-store")):
@@ -459,7 +460,23 @@ def test_the_network_policy_lets_out_dns_https_and_the_store_alone(
     assert {port for port, _ in egress} == allowed
     ingress = [p["port"] for rule in one(rendered, "NetworkPolicy")["spec"]["ingress"]
                for p in rule["ports"]]
-    assert sorted(ingress) == ["admin", "http"]
+    assert sorted(ingress) == ["admin", "data-plane", "http"]
+
+
+def test_the_data_plane_listens_on_its_named_port_reachable_as_the_public_one(
+        pod: Pod, rendered: list[Resource]) -> None:
+    """/verify and /auth on the lean listener (gateway/data_plane.py): on in the pod, on the
+    container port `data-plane`, behind the Service, and let in from the same namespaces as
+    the public port (the ingress controller's auth_request, the apps)."""
+    settings = pod.settings.data_plane
+    assert settings.enabled and settings.address == "0.0.0.0"
+    assert named_ports(gateway_container(rendered))["data-plane"] == settings.port
+    assert settings.port != pod.settings.listen.port
+    assert "data-plane" in [p["targetPort"] for p in one(rendered, "Service")["spec"]["ports"]]
+    sources = {port["port"]: rule["from"]
+               for rule in one(rendered, "NetworkPolicy")["spec"]["ingress"]
+               for port in rule["ports"]}
+    assert sources["data-plane"] == sources["http"]
 
 
 def test_the_pod_runs_non_root_on_a_read_only_root_with_no_privileges() -> None:
