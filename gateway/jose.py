@@ -152,16 +152,6 @@ def canonical_signature(algorithm: str, signature: bytes) -> bytes:
     return signature[:half] + (order - s).to_bytes(half, "big")
 
 
-def canonical_jws(token: str, algorithm: str) -> str:
-    """`token`, signed by us, with its signature in canonical form (see check_signature)."""
-    head, _, encoded = token.rpartition(".")
-    signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-    canonical = canonical_signature(algorithm, signature)
-    if canonical == signature:
-        return token
-    return f"{head}.{base64.urlsafe_b64encode(canonical).rstrip(b'=').decode('ascii')}"
-
-
 def unverified_payload(token: str) -> dict[str, Any]:
     """The payload of a compact JWS (already matched by COMPACT_JWS) as a JSON object, nothing
     verified. For use after `check_signature`."""

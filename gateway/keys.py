@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import hashlib
 import itertools
 import json
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.errors import ConfigError
+from gateway.signing import Signer, signer_for
 
 log = logging.getLogger("gateway.keys")
 
@@ -65,6 +67,11 @@ class SigningKey:
     @property
     def public_key(self) -> PublicKey:
         return self.private_key.public_key()
+
+    @functools.cached_property
+    def sign(self) -> Signer:
+        """This key's JWS signing function (gateway/signing.py), made on first use."""
+        return signer_for(self.private_key, self.algorithm)
 
     def public_jwk(self) -> dict[str, Any]:
         return {**public_jwk_members(self.public_key), "kid": self.kid, "use": "sig",

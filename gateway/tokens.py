@@ -23,8 +23,8 @@ from gateway import jose
 from gateway.errors import InvalidToken
 from gateway.identity import Identity
 from gateway.jose import COMPACT_JWS, JoseError
-from gateway.keys import KeySet, SigningKey
-from gateway.signing import Signer, compact_jws, signer_for
+from gateway.keys import KeySet
+from gateway.signing import compact_jws
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 section 2.1
 # OIDC Core 2 and RFC 8725 3.11: ID tokens say "JWT", so one is never taken for an access token.
@@ -40,7 +40,6 @@ VERIFIED_CACHE_BYTES = 64 * 2**20
 ENTRY_BYTES = 1800
 STR_BYTES = 49  # a str object's own header
 HEADER_CACHE_SIZE = 64
-MAX_SIGNERS = 16  # signing functions kept, one per signing key seen
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,6 @@ class TokenIssuer:
     policy: TokenPolicy
     clock: Callable[[], float] = time.time
     new_jti: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(16))
-    _signers: dict[str, tuple[SigningKey, Signer]] = field(default_factory=dict, init=False,
-                                                          repr=False)
 
     def issue_access_token(self, identity: Identity, audience: str,
                            auth_time: int | None = None, *, sid: str | None = None) -> str:
@@ -95,17 +92,7 @@ class TokenIssuer:
         (ID tokens: RS256 or tokens.algorithm, SECURITY J11); default tokens.algorithm."""
         key = self.keyset.family(algorithm or self.keyset.algorithm).signing
         header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
-        return compact_jws(claims, header, self._signer(key))
-
-    def _signer(self, signing: SigningKey) -> Signer:
-        """The signing function of `signing`, made once per key (rotation brings new ones)."""
-        known = self._signers.get(signing.kid)
-        if known is None or known[0] is not signing:
-            if len(self._signers) >= MAX_SIGNERS:
-                self._signers.clear()
-            known = (signing, signer_for(signing.private_key, signing.algorithm))
-            self._signers[signing.kid] = known
-        return known[1]
+        return compact_jws(claims, header, key.sign)
 
 
 @dataclass

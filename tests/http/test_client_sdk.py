@@ -20,6 +20,7 @@ from conftest import REPO_ROOT, LoopThread, Stack, query_of
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway import signing
 from gateway.client import (
     GatewayUnavailable,
     GatewayVerifier,
@@ -27,7 +28,6 @@ from gateway.client import (
     bearer_challenge,
     is_api_request,
 )
-from gateway.jose import canonical_jws
 
 ISSUER = "https://login.example.test"
 AUDIENCE = "https://login.example.test"
@@ -100,8 +100,8 @@ class KeyPair:
         now = time.time() if now is None else now
         body = {"iss": ISSUER, "sub": "google:1", "aud": AUDIENCE, "iat": int(now),
                 "nbf": int(now), "exp": int(now) + 600, "jti": "j1", **claims}
-        return canonical_jws(jwt.encode(body, self.private, algorithm="ES256",
-                                        headers={"kid": self.kid, "typ": typ}), "ES256")
+        return signing.compact_jws(body, {"alg": "ES256", "kid": self.kid, "typ": typ},
+                                   signing.signer_for(self.private, "ES256"))
 
 
 class FakeGateway:
