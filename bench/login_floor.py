@@ -20,7 +20,7 @@ import secrets
 import sys
 
 import tornado.web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import HTTPRequest
 
 from gateway.upstream.pool import KeepAliveHTTPClient
 
@@ -52,11 +52,11 @@ class LoginStart(_Answer):
 
 
 class Callback(_Answer):
-    def initialize(self, http: AsyncHTTPClient, token_url: str) -> None:
+    def initialize(self, http: KeepAliveHTTPClient, token_url: str) -> None:
         self.http, self.token_url = http, token_url
 
     async def get(self) -> None:
-        response = await self.http.fetch(HTTPRequest(
+        response = await self.http.call(HTTPRequest(
             self.token_url, method="POST", body=f"code={self.get_argument('code')}"
             "&grant_type=authorization_code&client_id=floor&client_secret=floor",
             headers={"Accept": "application/json"}, follow_redirects=False))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPInputError
+from tornado.iostream import StreamBufferFullError, UnsatisfiableReadError
 from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
 from gateway.config import UpstreamSettings
@@ -156,7 +157,9 @@ class Upstream:
         span = tracing.start_provider_call(provider, what, request) if tracing else None
         status: int | None = None
         try:
-            response = await self.client.fetch(request, raise_error=True)
+            client = self.client
+            response = await (client.call(request) if isinstance(client, KeepAliveHTTPClient)
+                              else client.fetch(request, raise_error=True))
             status = response.code
             return response
         except HTTPTimeoutError as e:
@@ -176,7 +179,7 @@ class Upstream:
                 "The sign-in provider refused the request.",
                 provider=provider, upstream_status=e.code,
                 log_detail=f"{what}: HTTP {e.code}{_oauth_error_of(e.response)}")) from None
-        except (OSError, HTTPInputError) as e:
+        except (OSError, HTTPInputError, UnsatisfiableReadError, StreamBufferFullError) as e:
             raise self._logged(what, UpstreamError(
                 "The sign-in provider could not be reached.",
                 provider=provider, log_detail=f"{what}: {_transport_failure(e)}")) from None
@@ -208,7 +211,7 @@ def _transport_failure(error: Exception) -> str:
         return "connection refused"
     if isinstance(error, ConnectionError):
         return "connection closed"
-    if isinstance(error, HTTPInputError):
+    if isinstance(error, (HTTPInputError, UnsatisfiableReadError, StreamBufferFullError)):
         return "answer not readable (malformed, or over max_response_bytes)"
     return type(error).__name__
 

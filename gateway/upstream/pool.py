@@ -13,28 +13,60 @@ never retried on another connection: a code exchange is single use. In flight no
 each call holds one connection, as before (libcurl, which keeps connections too, costs 16 KB
 more per call in flight: README, Benchmarks).
 
+A call made with `call` that finds an idle connection is sent and read by exchange.py,
+without Tornado's per-call machinery, when it uses nothing that module does not do (a redirect
+followed, a streamed body, a proxy, 100-continue, credentials); every other call, and the
+first to each provider, is Tornado's. Both count against `max_clients` alike.
+
 The hooks used are Tornado's: `SimpleAsyncHTTPClient._connection_class` (there to be
-overridden) and `HTTP1Connection.detach`; `_HTTPConnection` is subclassed for two methods.
+overridden), its `active` and `_release_fetch`, and `HTTP1Connection.detach`;
+`_HTTPConnection` is subclassed for two methods.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import io
 import select
+import socket
+import ssl
 import time
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
-from tornado.iostream import IOStream
-from tornado.netutil import Resolver
-from tornado.simple_httpclient import SimpleAsyncHTTPClient, _HTTPConnection
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.iostream import (
+    IOStream,
+    StreamBufferFullError,
+    StreamClosedError,
+    UnsatisfiableReadError,
+)
+from tornado.netutil import Resolver, _client_ssl_defaults
+from tornado.simple_httpclient import (
+    HTTPStreamClosedError,
+    HTTPTimeoutError,
+    SimpleAsyncHTTPClient,
+    _HTTPConnection,
+)
 from tornado.tcpclient import TCPClient
+
+from gateway.upstream.exchange import (
+    Framing,
+    Target,
+    exchange,
+    keeps_alive,
+    request_message,
+    target_of,
+)
 
 IDLE_SECONDS = 20.0  # a pooled connection older than this is closed instead of reused
 MAX_IDLE_PER_ORIGIN = 128  # idle connections kept per (host, port, TLS settings)
+MAX_HEADER_BYTES = 64 * 1024  # an answer's head, when the client sets none (Tornado's default)
+MAX_TARGETS = 256  # URLs whose parse is kept (the providers' few endpoints)
 
 PoolKey = tuple[Hashable, ...]
 
@@ -49,7 +81,7 @@ class ConnectionPool(TCPClient):
 
     async def connect(self, host: str, port: int, *args: Any, **kwargs: Any) -> IOStream:
         key = _pool_key(host, port, *args, **kwargs)
-        stream = self._take(key) if key is not None else None
+        stream = self.take(key) if key is not None else None
         if stream is not None:
             return stream
         stream = await super().connect(host, port, *args, **kwargs)
@@ -74,7 +106,8 @@ class ConnectionPool(TCPClient):
                 idle.pop()[1].close()
         super().close()
 
-    def _take(self, key: PoolKey) -> IOStream | None:
+    def take(self, key: PoolKey) -> IOStream | None:
+        """An idle stream for `key` that is still clean, or None."""
         idle = self._idle.get(key)
         while idle:
             since, stream = idle.pop()  # the most recently used: the least likely to be stale
@@ -91,9 +124,162 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
         self.tcp_client = ConnectionPool(resolver=self.resolver)
+        self._targets: dict[str, Target | None] = {}
 
     def _connection_class(self) -> type:
         return _KeepAliveConnection
+
+    async def call(self, request: HTTPRequest) -> HTTPResponse:
+        """`fetch(request, raise_error=True)`; on an idle connection, and when exchange.py
+        can make it, without Tornado's per-call machinery. Headers the call needs (Host,
+        Content-Length, ...) are added to `request.headers`, as `fetch` adds them to its copy."""
+        direct = (self._direct_call(request)
+                  if len(self.active) < self.max_clients and not self.queue else None)
+        if direct is None:
+            return await self.fetch(request, raise_error=True)
+        key = object()  # counted against max_clients as Tornado's calls are
+        self.active[key] = (request, _no_callback)
+        try:
+            response = await self._answer_directly(request, *direct)
+        finally:
+            self._release_fetch(key)
+        if response.error is not None:
+            raise response.error
+        return response
+
+    def _direct_call(self, request: HTTPRequest) -> tuple[IOStream, bytes, float, bool] | None:
+        """An idle connection for this call, its request in bytes, its timeout and whether to
+        decompress the answer, when exchange.py can make it; None leaves the call to
+        Tornado's client."""
+        defaults = self.defaults
+
+        def setting(name: str) -> Any:  # as Tornado's _RequestProxy: the client's default
+            value = getattr(request, name)
+            return defaults.get(name) if value is None else value
+
+        if not _direct(setting, request.method):
+            return None
+        url = request.url
+        target = self._targets.get(url, False)
+        if target is False:
+            if len(self._targets) >= MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = target_of(url)
+        if target is None:
+            return None
+        assert isinstance(target, Target)
+        ssl_options = _ssl_options(setting, target.scheme)
+        if ssl_options is False:
+            return None
+        af = socket.AF_INET if setting("allow_ipv6") is False else socket.AF_UNSPEC
+        key = _pool_key(target.host, target.port, af, ssl_options, self.max_buffer_size)
+        pool = self.tcp_client
+        assert isinstance(pool, ConnectionPool)
+        stream = pool.take(key) if key is not None else None
+        if stream is None:
+            return None
+        if not isinstance(request.headers, httputil.HTTPHeaders):
+            request.headers = httputil.HTTPHeaders(request.headers)
+        decompress = bool(setting("decompress_response"))
+        try:
+            message = request_message(request.method, target, request.headers, request.body,
+                                      user_agent=setting("user_agent"), decompress=decompress)
+        except ValueError:  # Tornado's client refuses it, with its own error
+            pool.give_back(stream)
+            return None
+        return stream, message, float(setting("request_timeout")), decompress
+
+    async def _answer_directly(self, request: HTTPRequest, stream: IOStream, message: bytes,
+                               timeout: float, decompress: bool) -> HTTPResponse:
+        """The call's answer, or a 599 response holding the error Tornado's client would give.
+        The stream goes back to the pool if it may carry another call, else it is closed."""
+        loop = asyncio.get_running_loop()
+        started, started_wall = loop.time(), time.time()
+        timed_out = False
+
+        def time_out() -> None:
+            nonlocal timed_out
+            timed_out = True
+            stream.close()
+
+        timer = loop.call_later(timeout, time_out)
+        try:
+            answer = await exchange(stream, message,
+                                    max_header_size=self.max_header_size or MAX_HEADER_BYTES,
+                                    max_body_size=(self.max_body_size if self.max_body_size
+                                                   is not None else stream.max_buffer_size),
+                                    decompress=decompress)
+        except Exception as e:
+            stream.close()
+            return HTTPResponse(request, 599, error=_call_failure(e, timed_out),
+                                request_time=loop.time() - started, start_time=started_wall)
+        except BaseException:  # cancelled: the answer's rest would be read as the next one
+            stream.close()
+            raise
+        finally:
+            timer.cancel()
+        if timed_out:  # an answer delimited by the close that the timer made
+            return HTTPResponse(request, 599, error=HTTPTimeoutError("Timeout during request"),
+                                request_time=loop.time() - started, start_time=started_wall)
+        if (keeps_alive(answer.start_line.version, request.headers, answer.headers,
+                        answer.framing) and not stream.closed()):
+            pool = self.tcp_client
+            assert isinstance(pool, ConnectionPool)
+            pool.give_back(stream)
+        else:
+            stream.close()
+        return HTTPResponse(request, answer.start_line.code, reason=answer.start_line.reason,
+                            headers=answer.headers, request_time=loop.time() - started,
+                            start_time=started_wall, buffer=io.BytesIO(answer.body),
+                            effective_url=request.url)
+
+
+def _no_callback(response: HTTPResponse) -> None:
+    del response
+
+
+def _direct(setting: Callable[[str], Any], method: str) -> bool:
+    """Whether exchange.py can make this call as Tornado's client would."""
+    return (method in ("GET", "POST")
+            and (setting("body") is not None) == (method == "POST")
+            and not setting("follow_redirects") and bool(setting("request_timeout"))
+            and setting("body_producer") is None and not setting("expect_100_continue")
+            and setting("streaming_callback") is None and setting("header_callback") is None
+            and setting("auth_username") is None and not setting("network_interface")
+            and not setting("allow_nonstandard_methods")
+            and not any(setting(name) for name in _PROXY_SETTINGS))
+
+
+_PROXY_SETTINGS = ("proxy_host", "proxy_port", "proxy_username", "proxy_password",
+                   "proxy_auth_mode")
+
+
+def _ssl_options(setting: Callable[[str], Any],
+                 scheme: str) -> ssl.SSLContext | dict[str, Any] | bool | None:
+    """The TLS settings Tornado's client would connect with (so the pool key is the same);
+    False when it would make a context for this call alone (never pooled)."""
+    if scheme != "https":
+        return None
+    options: ssl.SSLContext | dict[str, Any] | None = setting("ssl_options")
+    if options is not None:
+        return options
+    if (setting("validate_cert") and setting("ca_certs") is None
+            and setting("client_cert") is None and setting("client_key") is None):
+        return _client_ssl_defaults()
+    return False
+
+
+def _call_failure(error: Exception, timed_out: bool) -> BaseException:
+    """The error Tornado's client would give for a call that got no usable answer."""
+    if timed_out:
+        return HTTPTimeoutError("Timeout during request")
+    if isinstance(error, StreamClosedError):
+        return error.real_error or HTTPStreamClosedError("Stream closed")
+    if isinstance(error, (httputil.HTTPInputError, UnsatisfiableReadError,
+                          StreamBufferFullError)):
+        # Tornado's client closes on an answer out of protocol or over its limits, and says so.
+        return HTTPStreamClosedError("Connection closed")
+    return error
 
 
 class _KeepAliveConnection(_HTTPConnection):
@@ -136,18 +322,16 @@ class _KeepAliveConnection(_HTTPConnection):
             self.stream.close()
 
     def _reusable(self) -> bool:
-        """RFC 9112 9.3: HTTP/1.1, neither side said `Connection: close`, and the answer had
-        a length (an answer read to the close leaves nothing to reuse). Whether the stream is
-        still clean is checked once, when the pool hands it out (`_usable`)."""
+        """exchange.keeps_alive's rule. Whether the stream is still clean is checked once,
+        when the pool hands it out (`_usable`)."""
         headers = self.headers
-        if headers is None or self._response_version != "HTTP/1.1" or self.stream.closed():
+        if headers is None or self.stream.closed():
             return False
-        closing = (self.request.headers.get("Connection", "").lower() == "close"
-                   or headers.get("Connection", "").lower() == "close")
         delimited = ("Content-Length" in headers
                      or headers.get("Transfer-Encoding", "").lower() == "chunked"
                      or self.code in (204, 304))
-        return not closing and delimited
+        return keeps_alive(self._response_version, self.request.headers, headers,
+                           Framing(0 if delimited else None))
 
 
 def _pool_key(host: str, port: int, af: Any = None, ssl_options: Any = None,

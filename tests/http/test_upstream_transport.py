@@ -363,21 +363,30 @@ def test_bytes_after_an_answer_make_its_connection_unusable(loop_thread: LoopThr
         server.close()
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["new connection", "kept connection"])
 def test_a_compressed_answer_is_capped_after_decompression(
         loop_thread: LoopThread, serve: Callable[..., Provider],
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, kept: bool) -> None:
+    """On a new connection Tornado's client reads it; on a kept one, exchange.py."""
     provider = serve()
-    error = refusal(loop_thread, upstream(loop_thread), f"{provider.url}/bomb")
+    client = upstream(loop_thread)
+    if kept:
+        fetch(loop_thread, client, f"{provider.url}/doc")
+    error = refusal(loop_thread, client, f"{provider.url}/bomb")
     assert error.description == "The sign-in provider could not be reached."
     assert "answer over max_response_bytes" in caplog.text
     assert "MemoryError" not in caplog.text
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["new connection", "kept connection"])
 def test_a_streamed_answer_without_length_is_capped(
         loop_thread: LoopThread, serve: Callable[..., Provider],
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, kept: bool) -> None:
     provider = serve()
-    refusal(loop_thread, upstream(loop_thread), f"{provider.url}/streamed")
+    client = upstream(loop_thread)
+    if kept:
+        fetch(loop_thread, client, f"{provider.url}/doc")
+    refusal(loop_thread, client, f"{provider.url}/streamed")
     assert "answer over max_response_bytes" in caplog.text
 
 
@@ -405,3 +414,160 @@ def test_connections_are_reused_when_descriptors_run_past_1024(
     finally:
         for each in held:
             each.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls made directly on a kept connection (upstream/exchange.py)
+
+
+def counting_direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the calls exchange.py makes (the others are Tornado's client's)."""
+    made: list[int] = []
+    direct = upstream_pool.exchange
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return await direct(*args, **kwargs)
+
+    monkeypatch.setattr(upstream_pool, "exchange", counted)
+    return made
+
+
+def test_calls_after_the_first_are_made_directly_on_the_kept_connection(
+        loop_thread: LoopThread, serve: Callable[..., Provider],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made = counting_direct_calls(monkeypatch)
+    provider = serve()
+    assert len(set(ports_of(loop_thread, upstream(loop_thread), f"{provider.url}/doc", 5))) == 1
+    assert len(made) == 4
+
+
+def test_a_tls_connection_is_used_directly_too(
+        loop_thread: LoopThread, serve: Callable[..., Provider], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made = counting_direct_calls(monkeypatch)
+    authority = Authority.create("private CA")
+    provider = serve(authority.server_context(tmp_path, names=LOOPBACK))
+    client = upstream(loop_thread, ca_file=str(authority.pem(tmp_path)))
+    assert len(set(ports_of(loop_thread, client, f"{provider.url}/doc", 3))) == 1
+    assert len(made) == 2
+
+
+# The client's port -> what the provider sends; None: nothing at all.
+Answer = Callable[[int], bytes] | None
+
+
+def json_answer(port: int, *, head: str = "HTTP/1.1 200 OK", extra: str = "") -> bytes:
+    body = json.dumps({"client_port": port})
+    return (f"{head}\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+def chunked_answer(port: int) -> bytes:
+    body = json.dumps({"client_port": port}).encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:]))
+            + b"0\r\n\r\n")
+
+
+@contextlib.contextmanager
+def scripted_provider(loop: LoopThread, answers: list[Answer]) -> Iterator[str]:
+    """A provider speaking raw HTTP/1.1 on kept-alive connections: the n-th request of the
+    test, on whatever connection, gets `answers[n]`."""
+    served = iter(answers)
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("peername")[1]
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                answer = next(served)
+                if answer is None:
+                    await asyncio.sleep(30)
+                    return
+                writer.write(answer(port))
+                await writer.drain()
+        writer.close()
+
+    server = loop.run(asyncio.start_server(converse, "127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
+    finally:
+        server.close()
+
+
+def test_a_chunked_answer_and_1xx_answers_on_a_kept_connection(
+        loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = counting_direct_calls(monkeypatch)
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    answers: list[Answer] = [json_answer, chunked_answer,
+                             lambda port: early_hints + early_hints + json_answer(port),
+                             json_answer]
+    with scripted_provider(loop_thread, answers) as url:
+        ports = ports_of(loop_thread, upstream(loop_thread), url, 4)
+    assert len(set(ports)) == 1
+    assert len(made) == 3
+
+
+def test_a_provider_silent_on_a_kept_connection_times_out_and_it_is_not_reused(
+        loop_thread: LoopThread) -> None:
+    client = upstream(loop_thread, request_timeout=0.5)
+    with scripted_provider(loop_thread, [json_answer, None, json_answer]) as url:
+        first = ports_of(loop_thread, client, url, 1)
+        with pytest.raises(UpstreamTimeout):
+            fetch(loop_thread, client, url)
+        assert ports_of(loop_thread, client, url, 1) != first
+
+
+@pytest.mark.parametrize("framed_twice", [
+    lambda port: json_answer(port, extra="Transfer-Encoding: chunked\r\n"),
+    lambda port: json_answer(port, extra="Content-Length: 99\r\n"),
+    lambda port: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+], ids=["content-length and chunked", "unequal content-lengths", "bad chunk size"])
+def test_H7_an_answer_out_of_protocol_on_a_kept_connection_is_refused_and_closed(
+        loop_thread: LoopThread, caplog: pytest.LogCaptureFixture,
+        framed_twice: Callable[[int], bytes]) -> None:
+    """Whatever follows such an answer could be read as the next call's: the call fails
+    clearly and the connection is not used again."""
+    client = upstream(loop_thread)
+    with scripted_provider(loop_thread, [json_answer, framed_twice, json_answer]) as url:
+        first = ports_of(loop_thread, client, url, 1)
+        error = refusal(loop_thread, client, url)
+        assert error.description == "The sign-in provider could not be reached."
+        assert ports_of(loop_thread, client, url, 1) != first
+    assert "Traceback" not in caplog.text
+
+
+def test_an_error_status_on_a_kept_connection_is_a_refusal_and_the_connection_stays(
+        loop_thread: LoopThread, caplog: pytest.LogCaptureFixture) -> None:
+    refused_body = b'{"error": "invalid_grant", "error_description": "Bad code"}'
+    refused: Answer = lambda port: (  # noqa: E731
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(refused_body), refused_body))
+    client = upstream(loop_thread)
+    with scripted_provider(loop_thread, [json_answer, refused, json_answer]) as url:
+        first = ports_of(loop_thread, client, url, 1)
+        error = refusal(loop_thread, client, url)
+        assert (error.description, error.upstream_status) == (
+            "The sign-in provider refused the request.", 400)
+        assert ports_of(loop_thread, client, url, 1) == first
+    assert "error=invalid_grant" in caplog.text
+    assert "Bad code" not in caplog.text
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["new connection", "kept connection"])
+def test_an_answer_head_over_the_limit_is_a_clear_failure(
+        loop_thread: LoopThread, caplog: pytest.LogCaptureFixture, kept: bool) -> None:
+    """Tornado's client let this through as an unexpected exception (a 500 at the gateway)."""
+    huge: Answer = lambda port: json_answer(port, extra=f"X-Pad: {'a' * 70_000}\r\n")  # noqa: E731
+    client = upstream(loop_thread)
+    with scripted_provider(loop_thread, [json_answer, huge] if kept else [huge]) as url:
+        if kept:
+            ports_of(loop_thread, client, url, 1)
+        error = refusal(loop_thread, client, url)
+    assert error.description == "The sign-in provider could not be reached."
+    assert "Traceback" not in caplog.text
