@@ -8,6 +8,8 @@ every cookie here is set with explicit flags. Signed cookies are read with `min_
 from __future__ import annotations
 
 import hashlib
+import http.cookies
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,13 +69,25 @@ class CookiePolicy:
 
     def set(self, handler: tornado.web.RequestHandler, base: str, value: str, *,
             max_age: int, signed: bool = False, shared: bool = False) -> None:
+        """What Tornado's `set_cookie` (or `set_signed_cookie`) would send, byte for byte,
+        made here in one step: Tornado checks each value and attribute with a regex of its
+        own, builds a `Morsel` attribute by attribute and formats it again at flush, which
+        is most of a login's cookie cost (docs/benchmarks.md)."""
         name = self.name(base, shared=shared)
-        attributes = self._attributes(base, shared)
         if signed:
-            handler.set_signed_cookie(name, value, expires_days=None, max_age=max_age,
-                                      **attributes)
-        else:
-            handler.set_cookie(name, value, max_age=max_age, **attributes)
+            value = handler.create_signed_value(name, value).decode("ascii")
+        coded = _ENCODER.value_encode(value)[1]  # quoted if it must be, as Morsel does
+        if coded is not value and _CONTROL_OR_SPACE.search(value):  # unquoted: none there
+            raise ValueError(f"Invalid cookie {name!r}")  # as Tornado's set_cookie
+        attributes = self._attributes(base, shared)
+        header = f"{name}={coded}{_attribute_text(attributes, max_age)}"
+        # Into Tornado's own jar: flushed with the others, replacing an earlier cookie of this
+        # name, and kept when an error page replaces the answer, as set_cookie's are.
+        jar = getattr(handler, "_new_cookie", None)
+        if jar is None:
+            jar = handler._new_cookie = http.cookies.SimpleCookie()
+        jar.pop(name, None)
+        jar[name] = _MadeCookie(header)
 
     def _attributes(self, base: str, shared: bool) -> dict[str, Any]:
         samesite = self.settings.samesite
@@ -121,3 +135,36 @@ class CookiePolicy:
               shared: bool = False) -> None:
         """Expire a cookie with the same attributes it was set with (SECURITY P7)."""
         handler.clear_cookie(self.name(base, shared=shared), **self._attributes(base, shared))
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20]")
+_NOT_AN_ATTRIBUTE = re.compile(r"[\x00-\x20\x3b\x7f]")  # Tornado's check of attribute values
+_ENCODER = http.cookies.SimpleCookie()
+
+
+def _attribute_text(attributes: Mapping[str, Any], max_age: int) -> str:
+    """The attributes as `Morsel.OutputString` writes them: sorted by name, flags by name."""
+    domain, samesite = attributes["domain"], attributes["samesite"]
+    for value in (domain, samesite, attributes["path"]):
+        if value is not None and _NOT_AN_ATTRIBUTE.search(value):
+            raise http.cookies.CookieError(f"Invalid cookie attribute {value!r}")
+    return "".join((
+        f"; Domain={domain}" if domain else "",
+        "; HttpOnly" if attributes["httponly"] else "",
+        f"; Max-Age={max_age}",
+        f"; Path={attributes['path']}" if attributes["path"] else "",
+        f"; SameSite={samesite}" if samesite else "",
+        "; Secure" if attributes["secure"] else "",
+    ))
+
+
+class _MadeCookie(http.cookies.Morsel):  # type: ignore[type-arg]
+    """A cookie whose Set-Cookie value is already made: what Tornado's flush asks of the
+    cookies in its jar is `OutputString`."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__()
+        self._header = header
+
+    def OutputString(self, attrs: Any = None) -> str:
+        return self._header
