@@ -114,6 +114,19 @@ def enforces_limits(settings: Settings) -> bool:
     return not settings.dev_mode or settings.rate_limits.enforce_in_dev_mode
 
 
+def provider_routes(ctx: GatewayContext) -> list[Any]:
+    """/login/<name> and /callback/<name> of each enabled provider."""
+    routes: list[Any] = []
+    for connector in ctx.providers.values():
+        kwargs = {"ctx": ctx, "connector": connector}
+        routes.append((rf"/login/{connector.name}", LoginHandler, kwargs))
+        # SECURITY C8: a POST callback (and its XSRF exemption) only for a form_post provider.
+        callback = (FormPostCallbackHandler if isinstance(connector, FormPostConnector)
+                    else CallbackHandler)
+        routes.append((rf"/callback/{connector.name}", callback, kwargs))
+    return routes
+
+
 def make_app(ctx: GatewayContext) -> tornado.web.Application:
     settings = ctx.settings
     verify_route, forward_auth_route = VerifyRoute(ctx), ForwardAuthRoute(ctx)
@@ -122,6 +135,9 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
         # RequestHandler (gateway/fast_route.py).
         Rule(PathMatches(r"/verify"), verify_route),
         Rule(PathMatches(r"/auth"), forward_auth_route),
+        # Then the logins, each a pair of requests, before the pages and OpenID Connect: a
+        # route is found by trying the patterns in order, a regex each.
+        *provider_routes(ctx),
         (r"/", HomeHandler, {"ctx": ctx}),
         (r"/login", ChooserHandler, {"ctx": ctx}),
         (r"/logout", LogoutHandler, {"ctx": ctx}),
@@ -145,13 +161,6 @@ def make_app(ctx: GatewayContext) -> tornado.web.Application:
     if settings.dev_mode:
         routes.append((r"/demo/oidc", DemoStartHandler, {"ctx": ctx}))
         routes.append((DEMO_CALLBACK_PATH, DemoCallbackHandler, {"ctx": ctx}))
-    for connector in ctx.providers.values():
-        kwargs = {"ctx": ctx, "connector": connector}
-        routes.append((rf"/login/{connector.name}", LoginHandler, kwargs))
-        # SECURITY C8: a POST callback (and its XSRF exemption) only for a form_post provider.
-        callback = (FormPostCallbackHandler if isinstance(connector, FormPostConnector)
-                    else CallbackHandler)
-        routes.append((rf"/callback/{connector.name}", callback, kwargs))
     # After the enabled providers: any other name is a clear 404, not the generic one.
     routes.append((r"/(?:login|callback)/[^/]*", UnknownProviderHandler))
     cookie_secret, key_version = versioned_secrets(settings.cookies)

@@ -8,6 +8,7 @@ and Android says "Linux".
 
 from __future__ import annotations
 
+import functools
 import re
 
 UNKNOWN = "Unknown device"
@@ -41,7 +42,12 @@ SYSTEMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 def describe_device(user_agent: str | None) -> str:
     """"<browser> on <system>", either alone when the other is unknown, or "Unknown device"."""
-    header = (user_agent or "")[:MAX_USER_AGENT]
+    return _described((user_agent or "")[:MAX_USER_AGENT])
+
+
+# Users share a handful of browsers: each header is matched against the rules once.
+@functools.lru_cache(maxsize=1024)
+def _described(header: str) -> str:
     browser = _first(BROWSERS, header)
     system = _first(SYSTEMS, header)
     if browser and system:

@@ -95,6 +95,9 @@ class GatewayMetrics:
         self.verified_by_introspect = self.tokens_verified.labels("introspect")
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._refused_children: dict[str, Any] = {}
+        # Bounded label values only: providers are configured, outcomes and calls are ours.
+        self._login_children: dict[tuple[str, str], Any] = {}
+        self._upstream_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request (called by the access log, once per request)."""
@@ -117,10 +120,18 @@ class GatewayMetrics:
         child.inc()
 
     def login(self, provider: str, outcome: str) -> None:
-        self.logins.labels(provider, outcome).inc()
+        child = self._login_children.get((provider, outcome))
+        if child is None:
+            child = self._login_children[(provider, outcome)] = self.logins.labels(
+                provider, outcome)
+        child.inc()
 
     def upstream_call(self, provider: str, call: str, seconds: float) -> None:
-        self.upstream_latency.labels(provider, _call_label(call)).observe(seconds)
+        child = self._upstream_children.get((provider, call))
+        if child is None:
+            child = self._upstream_children[(provider, call)] = self.upstream_latency.labels(
+                provider, _call_label(call))
+        child.observe(seconds)
 
     def upstream_error(self, provider: str, call: str) -> None:
         self.upstream_errors.labels(provider, _call_label(call)).inc()

@@ -16,6 +16,7 @@ default, and a narrow rule is easier to trust. Production settings never get the
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> 
     return any(entry.admits(scheme, host, port, path) for entry in allowlist)
 
 
+# Apps send their users back to a handful of addresses: each is parsed once (a pure function
+# of the string; at most this many, of at most MAX_RETURN_TO_LENGTH, are kept).
+@functools.lru_cache(maxsize=1024)
 def _unambiguous_target(candidate: str) -> tuple[str, str, int | None, str] | None:
     """(scheme, host, port, path) of an absolute http(s) URL that every browser reads as we do;
     None for anything else (see the module's docstring)."""

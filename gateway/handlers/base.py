@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from http.client import responses as HTTP_REASONS
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import tornado.httputil
 import tornado.web
@@ -112,12 +113,25 @@ def edge_of(application: tornado.web.Application) -> Edge:
     return edge
 
 
+def http_date() -> str:
+    """The Date header's value now (RFC 9110 5.6.7: to the second)."""
+    global _last_date
+    second = int(time.time())
+    if second != _last_date[0]:
+        _last_date = (second, tornado.httputil.format_timestamp(second))
+    return _last_date[1]
+
+
+_last_date: tuple[int, str] = (0, "")  # the second last formatted, and its text
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Errors, content negotiation and security headers; subclasses only do their job."""
 
     # Whether errors of this route are JSON always (APIs) or negotiated (browser routes).
     api = False
     _request_id: str | None = None
+    _request_cookies: dict[str, str] | None = None
     _tracing: Tracing | None = None
     _span: Span | None = None
 
@@ -135,10 +149,39 @@ class BaseHandler(tornado.web.RequestHandler):
         return edge_of(self.application).routes.get(type(self), type(self).__name__)
 
     def clear(self) -> None:
-        super().clear()
+        """Tornado's `clear`, less the Server header it adds for set_default_headers to take
+        away again, with the Date made once a second instead of once a request (two
+        requests a login: docs/benchmarks.md)."""
+        headers = tornado.httputil.HTTPHeaders()
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = http_date()
+        self._headers = headers
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
         # Here rather than in set_default_headers: also after an error's clear(), whatever a
         # subclass's default headers are. The id is a sane token (logs.request_id_from).
         self.put_headers(((REQUEST_ID_HEADER, self.request_id),))
+
+    @overload
+    def get_cookie(self, name: str, default: str) -> str: ...
+
+    @overload
+    def get_cookie(self, name: str, default: None = None) -> str | None: ...
+
+    def get_cookie(self, name: str, default: str | None = None) -> str | None:
+        """Tornado's, read from `parse_cookie`'s dict: Tornado's `request.cookies` makes a
+        Morsel of each cookie the request carries, quoting its value again, to read one."""
+        cookies = self._request_cookies
+        if cookies is None:
+            header = self.request.headers.get("Cookie")
+            try:
+                cookies = tornado.httputil.parse_cookie(header) if header else {}
+            except Exception:  # as Tornado: an unreadable Cookie header is no cookie
+                cookies = {}
+            self._request_cookies = cookies
+        return cookies.get(name, default)
 
     def put_headers(self, pairs: tuple[tuple[str, str], ...]) -> None:
         """Set response headers already known to be safe (`constant_headers`, or values made

@@ -147,7 +147,6 @@ class CallbackHandler(ProviderHandler):
         browser_binding = self._take_browser_binding()
         params = self.connector.callback_parameters(self.single_argument)
         tx = await self._take_transaction(params.transaction_key)
-        retry_url = self.login_url(tx.return_to)
         not_permitted: NotPermitted | None = None
         try:
             if params.error is not None:
@@ -158,13 +157,13 @@ class CallbackHandler(ProviderHandler):
         except NotPermitted as e:  # the provider's own rule (Google's hosted domains)
             not_permitted = e
         except GatewayError as e:
-            e.retry_url = retry_url
+            e.retry_url = self.login_url(tx.return_to)
             raise
         else:
             if not self.ctx.access.allows(identity.sub, identity.profile_claims()):
                 not_permitted = NotPermitted(identity.sub)  # the [access] policy
         if not_permitted is not None:  # no session, no token
-            not_permitted.retry_url = retry_url
+            not_permitted.retry_url = self.login_url(tx.return_to)
             raise await self._refusal(not_permitted, tx)
         await self._sign_in(identity)
         return tx.return_to

@@ -16,32 +16,36 @@ PRUNE_FROM = 64  # members of a set before its expired ones are pruned as it gro
 class MemoryStore:
     def __init__(self, *, max_entries: int = 200_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        # A value as JSON text (put), or a counter's dict (incr, changed in place).
+        self._entries: dict[tuple[str, str], tuple[float, str | dict[str, Any]]] = {}
         self._expiry_heap: list[tuple[float, tuple[str, str]]] = []
         self._sets: dict[tuple[str, str], dict[str, float]] = {}  # member -> expiry
         self._max_entries = max_entries
         self.clock = clock
 
     async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
+        self._put(namespace, key, _text(value), ttl)
+
+    def _put(self, namespace: str, key: str, stored: str | dict[str, Any], ttl: float) -> None:
         self._sweep()
         if len(self._entries) >= self._max_entries and (namespace, key) not in self._entries:
             raise StoreFull(namespace)
         expires = self.clock() + ttl
-        self._entries[(namespace, key)] = (expires, _copy(value))
+        self._entries[(namespace, key)] = (expires, stored)
         heapq.heappush(self._expiry_heap, (expires, (namespace, key)))
 
     async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
         entry = self._entries.get((namespace, key))
         if entry is None or entry[0] <= self.clock():
             return None
-        return _copy(entry[1])
+        return _value(entry[1])
 
     async def take(self, namespace: str, key: str) -> dict[str, Any] | None:
         # No await between the read and the delete: atomic on the event loop.
         entry = self._entries.pop((namespace, key), None)
         if entry is None or entry[0] <= self.clock():
             return None
-        return entry[1]
+        return _value(entry[1])
 
     async def delete(self, namespace: str, key: str) -> None:
         self._entries.pop((namespace, key), None)
@@ -49,9 +53,13 @@ class MemoryStore:
     async def incr(self, namespace: str, key: str, ttl: float) -> int:
         entry = self._entries.get((namespace, key))
         if entry is not None and entry[0] > self.clock():
-            entry[1]["count"] += 1  # no await: atomic on the event loop
-            return int(entry[1]["count"])
-        await self.put(namespace, key, {"count": 1}, ttl)
+            counter = entry[1]
+            if isinstance(counter, str):  # put there as a value
+                counter = json.loads(counter)
+                self._entries[(namespace, key)] = (entry[0], counter)
+            counter["count"] += 1  # no await: atomic on the event loop
+            return int(counter["count"])
+        self._put(namespace, key, {"count": 1}, ttl)
         return 1
 
     async def add_member(self, namespace: str, key: str, member: str, ttl: float) -> None:
@@ -103,11 +111,16 @@ class MemoryStore:
                 del self._entries[entry_key]
 
 
-def _copy(value: dict[str, Any]) -> dict[str, Any]:
-    """A copy as the other stores make one, through JSON: a caller never shares our dict, and
-    what SQLite or Redis could not store fails here too (and faster than copy.deepcopy)."""
-    copied: dict[str, Any] = json.loads(json.dumps(value))
-    return copied
+def _text(value: dict[str, Any]) -> str:
+    """Kept as the other stores keep it, as JSON: a caller never shares our dict, and what
+    SQLite or Redis could not store fails here too."""
+    return json.dumps(value)
+
+
+def _value(stored: str | dict[str, Any]) -> dict[str, Any]:
+    """A new dict each time, as the other stores give."""
+    value: dict[str, Any] = json.loads(stored) if isinstance(stored, str) else dict(stored)
+    return value
 
 
 def _power_of_two(n: int) -> bool:
