@@ -151,7 +151,7 @@ def _attribute_text(attributes: Mapping[str, Any], max_age: int) -> str:
     return "".join((
         f"; Domain={domain}" if domain else "",
         "; HttpOnly" if attributes["httponly"] else "",
-        f"; Max-Age={max_age}",
+        f"; Max-Age={int(max_age)}" if max_age else "",  # as Tornado: int(), none for 0
         f"; Path={attributes['path']}" if attributes["path"] else "",
         f"; SameSite={samesite}" if samesite else "",
         "; Secure" if attributes["secure"] else "",

@@ -76,14 +76,18 @@ def is_allowed_return_to(candidate: str, allowlist: Iterable[AllowedReturn]) -> 
     return any(entry.admits(scheme, host, port, path) for entry in allowlist)
 
 
-# Apps send their users back to a handful of addresses: each is parsed once (a pure function
-# of the string; at most this many, of at most MAX_RETURN_TO_LENGTH, are kept).
-@functools.lru_cache(maxsize=1024)
 def _unambiguous_target(candidate: str) -> tuple[str, str, int | None, str] | None:
     """(scheme, host, port, path) of an absolute http(s) URL that every browser reads as we do;
     None for anything else (see the module's docstring)."""
     if not candidate or len(candidate) > MAX_RETURN_TO_LENGTH:
         return None
+    return _parsed_target(candidate)
+
+
+# Apps send their users back to a handful of addresses: each is parsed once (a pure function
+# of the string; at most this many, each at most MAX_RETURN_TO_LENGTH long, are kept).
+@functools.lru_cache(maxsize=1024)
+def _parsed_target(candidate: str) -> tuple[str, str, int | None, str] | None:
     if _UNSAFE_CHARACTERS.search(candidate):
         return None
     try:

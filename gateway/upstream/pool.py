@@ -93,7 +93,10 @@ class ConnectionPool(TCPClient):
         """An answered call's stream, clean and reusable; closed if the pool has no room."""
         key = self._keys.get(stream)
         idle = self._idle.setdefault(key, collections.deque()) if key is not None else None
-        if idle is None or len(idle) >= MAX_IDLE_PER_ORIGIN or stream.closed():
+        # Still writing: the provider answered before our request was all sent (an early
+        # 413); what is left of it would go out ahead of the next call's request.
+        if (idle is None or len(idle) >= MAX_IDLE_PER_ORIGIN or stream.closed()
+                or stream.writing()):
             stream.close()
             return
         # Watched while idle: a close by the provider ends it (and frees the socket) at once.
@@ -134,7 +137,8 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
         can make it, without Tornado's per-call machinery. Headers the call needs (Host,
         Content-Length, ...) are added to `request.headers`, as `fetch` adds them to its copy."""
         direct = (self._direct_call(request)
-                  if len(self.active) < self.max_clients and not self.queue else None)
+                  if len(self.active) < self.max_clients and not self.queue and not self._closed
+                  else None)
         if direct is None:
             return await self.fetch(request, raise_error=True)
         key = object()  # counted against max_clients as Tornado's calls are
@@ -173,19 +177,20 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
             return None
         af = socket.AF_INET if setting("allow_ipv6") is False else socket.AF_UNSPEC
         key = _pool_key(target.host, target.port, af, ssl_options, self.max_buffer_size)
-        pool = self.tcp_client
-        assert isinstance(pool, ConnectionPool)
-        stream = pool.take(key) if key is not None else None
-        if stream is None:
+        if key is None:
             return None
         if not isinstance(request.headers, httputil.HTTPHeaders):
             request.headers = httputil.HTTPHeaders(request.headers)
         decompress = bool(setting("decompress_response"))
-        try:
+        try:  # before a stream is taken: nothing to give back if it fails
             message = request_message(request.method, target, request.headers, request.body,
                                       user_agent=setting("user_agent"), decompress=decompress)
         except ValueError:  # Tornado's client refuses it, with its own error
-            pool.give_back(stream)
+            return None
+        pool = self.tcp_client
+        assert isinstance(pool, ConnectionPool)
+        stream = pool.take(key)
+        if stream is None:
             return None
         return stream, message, float(setting("request_timeout")), decompress
 
@@ -315,6 +320,9 @@ class _KeepAliveConnection(_HTTPConnection):
     def _on_end_request(self) -> None:
         if self._reusable():
             stream = self.connection.detach()  # HTTP/1 processing of this call is over
+            # Tornado turned Nagle's algorithm back on once the request was written; a
+            # direct call (exchange.py) writes its request whole, and at once.
+            stream.set_nodelay(True)
             pool = self.tcp_client
             assert isinstance(pool, ConnectionPool)
             pool.give_back(stream)
@@ -348,7 +356,7 @@ def _pool_key(host: str, port: int, af: Any = None, ssl_options: Any = None,
 def _usable(stream: IOStream) -> bool:
     """Open, nothing buffered, and nothing to read on the socket: an idle HTTP/1.1
     connection receives nothing until we ask, so anything readable is a close or junk."""
-    if stream.closed() or int(getattr(stream, "_read_buffer_size", 0)):
+    if stream.closed() or stream.writing() or int(getattr(stream, "_read_buffer_size", 0)):
         return False
     pending = getattr(stream.socket, "pending", None)  # TLS: decrypted bytes held back
     if pending is not None and pending():

@@ -571,3 +571,38 @@ def test_an_answer_head_over_the_limit_is_a_clear_failure(
         error = refusal(loop_thread, client, url)
     assert error.description == "The sign-in provider could not be reached."
     assert "Traceback" not in caplog.text
+
+
+def test_a_connection_still_sending_when_the_answer_came_is_not_reused(
+        loop_thread: LoopThread) -> None:
+    """A provider may answer before it has read the whole request (a 413 to a large body).
+    What is left of that request would go out ahead of the next call's, which this provider
+    (still reading nothing) would never answer: the connection is closed instead of pooled,
+    and the next call gets a connection of its own."""
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("peername")[1]
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"POST"):  # answered at once, the body left unread
+                    writer.write(b"HTTP/1.1 413 Content Too Large\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}")
+                    await writer.drain()
+                    await asyncio.sleep(30)
+                    return
+                writer.write(json_answer(port))
+                await writer.drain()
+
+    server = loop_thread.run(asyncio.start_server(converse, "127.0.0.1", 0))
+    client = upstream(loop_thread, request_timeout=2)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
+    try:
+        ports_of(loop_thread, client, url, 1)
+        with pytest.raises(UpstreamError) as refused:
+            loop_thread.run(client.fetch_json(
+                client.request(url, method="POST", body="x" * (8 * 1024 * 1024)),
+                provider="google", what="token"))
+        assert refused.value.upstream_status == 413
+        assert len(ports_of(loop_thread, client, url, 1)) == 1  # answered, not timed out
+    finally:
+        server.close()

@@ -65,14 +65,16 @@ VALUES = ["abcDEF012-_", "eyJhbGciOiJFZERTQSJ9." + "x" * 700 + ".c2ln",
                                           (cookies.LOGIN, False), (cookies.X_REQUEST_TOKEN,
                                                                    False)])
 @pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("max_age", [600, 0])
 def test_P1_our_set_cookie_is_tornados_byte_for_byte(settings: CookieSettings, base: str,
-                                                     shared: bool, value: str) -> None:
+                                                     shared: bool, value: str,
+                                                     max_age: int) -> None:
     policy = cookies.CookiePolicy(settings)
     ours = set_cookie_headers(
-        lambda handler: policy.set(handler, base, value, max_age=600, shared=shared))
+        lambda handler: policy.set(handler, base, value, max_age=max_age, shared=shared))
     tornados = set_cookie_headers(
         lambda handler: handler.set_cookie(policy.name(base, shared=shared), value,
-                                           max_age=600, **policy._attributes(base, shared)))
+                                           max_age=max_age, **policy._attributes(base, shared)))
     assert ours == tornados and len(ours) == 1
 
 

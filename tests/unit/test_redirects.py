@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from config_support import write_config
 
+from gateway import redirects
 from gateway.app import build_context
 from gateway.config import load_settings
 from gateway.keys import load_keyset
@@ -112,3 +113,13 @@ def test_R2_production_refuses_a_loopback_app_unless_it_is_listed(tmp_path: Path
     assert is_allowed_return_to("http://localhost:8000/", listed)
     assert not is_allowed_return_to("http://localhost:8001/", listed)  # exactly that port
     assert not is_allowed_return_to("http://127.0.0.1:8000/", listed)
+
+
+def test_R2_an_over_long_return_to_is_refused_before_the_parse_cache() -> None:
+    """Forward auth reads return_to from headers of up to 64 KB: such strings must not be
+    kept in the cache of parsed addresses (1,024 of them would hold 64 MB)."""
+    long_url = "https://app.example.com/console/" + "a" * redirects.MAX_RETURN_TO_LENGTH
+    before = redirects._parsed_target.cache_info().currsize
+    assert not is_allowed_return_to(long_url, CONFIGURED)
+    assert redirects._parsed_target.cache_info().currsize == before
+    assert is_allowed_return_to("https://app.example.com/console/x", CONFIGURED)
