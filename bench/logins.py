@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 CONNECT_AT_ONCE = 100  # the gateway listens with Tornado's backlog of 128
@@ -138,7 +139,8 @@ def _hostport(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-async def callback_scenario(gateway: str, standin: str, logins: int, clients: int) -> dict:
+async def callback_scenario(gateway: str, standin: str, logins: int,
+                            clients: int) -> dict[str, Any]:
     """Scenario 3: `logins` full logins by `clients` concurrent browsers, as fast as it goes."""
     remaining = logins
     errors: dict[str, int] = {}
@@ -178,7 +180,7 @@ async def callback_scenario(gateway: str, standin: str, logins: int, clients: in
             "errors": sum(errors.values()), "error_kinds": errors}
 
 
-async def _stats(standin: str) -> dict:
+async def _stats(standin: str) -> dict[str, Any]:
     connection = Connection(*_hostport(standin))
     try:
         return dict(json.loads((await connection.request("GET", "/bench/stats")).body))
@@ -205,11 +207,11 @@ async def _idle_connection(gateway: str, limit: asyncio.Semaphore) -> Connection
 
 
 async def c10k_scenario(gateway: str, standin: str, parked: int, stall: float,
-                        wrk_seconds: float, wrk_runs: int, token: str, core: str) -> dict:
+                        wrk_seconds: float, wrk_runs: int, token: str, core: str) -> dict[str, Any]:
     """Scenario 2: `parked` logins held by the provider plus as many idle connections, while
     wrk measures /verify; then the time until every parked login finished."""
     verify = f"{gateway}/verify"
-    result: dict = {"parked": parked, "stall": stall}
+    result: dict[str, Any] = {"parked": parked, "stall": stall}
     # The idle baseline, just before.
     result["wrk_idle"] = [await _wrk_with_token(verify, wrk_seconds, token, core)
                           for _ in range(wrk_runs)]
@@ -321,7 +323,7 @@ def main() -> None:
     json.dump(result, sys.stdout)
 
 
-async def _one_token(gateway: str, standin: str) -> dict:
+async def _one_token(gateway: str, standin: str) -> dict[str, Any]:
     login = Login(Connection(*_hostport(gateway)), Connection(*_hostport(standin)))
     with contextlib.closing(login.gateway), contextlib.closing(login.standin):
         await login.start_and_authorize()

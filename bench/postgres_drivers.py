@@ -92,13 +92,13 @@ class Psycopg:
 
     async def execute(self, statement: str, *args: Any) -> None:
         async with self.pool.connection() as connection:
-            await connection.execute(self._statement(statement),  # type: ignore[arg-type]
+            await connection.execute(self._statement(statement),
                                      {f"p{i}": a for i, a in enumerate(args, 1)})
 
     async def fetchval(self, statement: str, *args: Any) -> Any:
         async with self.pool.connection() as connection:
             cursor = await connection.execute(
-                self._statement(statement),  # type: ignore[arg-type]
+                self._statement(statement),
                 {f"p{i}": a for i, a in enumerate(args, 1)})
             row = await cursor.fetchone()
             return None if row is None else row[0]

@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urljoin, urlsplit
 
 import apache_peer
@@ -800,7 +800,7 @@ class _Form(html.parser.HTMLParser):
 
 @dataclass(frozen=True)
 class LoginFigures:
-    runs: list[dict]
+    runs: list[dict[str, Any]]
 
     def median(self, key: str) -> float:
         return float(statistics.median(run[key] for run in self.runs))
@@ -893,7 +893,7 @@ def _toml(issuer: str, sections: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(20)
@@ -902,7 +902,7 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _load(*args: str, timeout: float = 600) -> dict:
+def _load(*args: str, timeout: float = 600) -> dict[str, Any]:
     """bench/logins.py on the load core; its JSON answer."""
     output = subprocess.run(["taskset", "-c", LOAD_CORE, sys.executable,
                              str(BENCH_DIR / "logins.py"), *args], capture_output=True,
@@ -962,7 +962,8 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
     return lf
 
 
-def _c10k_scenario(parked: int, stall: float, runs: int, wrk_seconds: float) -> dict:
+def _c10k_scenario(parked: int, stall: float, runs: int, wrk_seconds: float
+                   ) -> dict[str, Any]:
     # The provider holds every code exchange until all are parked and `stall` seconds have
     # passed; the gateway's upstream timeout must outlast that (a slow provider, not a dead one).
     with _split_stack(hold=True, max_clients=parked + 100, request_timeout=300) as (
@@ -976,9 +977,11 @@ def _c10k_scenario(parked: int, stall: float, runs: int, wrk_seconds: float) -> 
     # Each phase measured `runs` times: the median of each figure, and every error.
     for key, name in (("wrk_idle", "idle"), ("wrk_parked", "parked_wrk")):
         figures = [_parse_wrk(output, 200) for output in result.pop(key)]
-        result[name] = Figure(*(statistics.median(getattr(f, field) for f in figures)
-                                for field in ("requests_per_second", "p50_ms", "p99_ms")),
-                              sum(f.errors for f in figures))
+        result[name] = Figure(
+            requests_per_second=statistics.median(f.requests_per_second for f in figures),
+            p50_ms=statistics.median(f.p50_ms for f in figures),
+            p99_ms=statistics.median(f.p99_ms for f in figures),
+            errors=sum(f.errors for f in figures))
         result[f"{name}_spread"] = Row(name, figures)
     return result
 
@@ -1046,7 +1049,7 @@ def _per_cpu_x_hello(figures: LoginFigures) -> list[float]:
     return [run["logins_per_cpu_second"] / run["hello_per_second"] for run in figures.runs]
 
 
-def _print_c10k(c10k: dict, logins: LoginFigures) -> None:
+def _print_c10k(c10k: dict[str, Any], logins: LoginFigures) -> None:
     idle, busy = c10k["idle"], c10k["parked_wrk"]
     throughput = busy.requests_per_second / idle.requests_per_second
     p99 = busy.p99_ms / idle.p99_ms

@@ -125,7 +125,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pinned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.pinned and os.cpu_count() and os.cpu_count() > 1:
+    cpus = os.cpu_count()
+    if not args.pinned and cpus and cpus > 1:
         return subprocess.run(["taskset", "-c", "0", sys.executable, __file__, "--pinned",
                                "--calls", str(args.calls), "--rounds", str(args.rounds)],
                               check=False).returncode
