@@ -21,12 +21,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from ports import free_port, wait_for_port
 
 APACHE = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
@@ -95,7 +95,7 @@ def running(jwks_uri: str, core: str) -> Iterator[int]:
         (root / "htdocs" / "static.txt").write_bytes(BODY)
         # The worker (www-data when started as root) reads these files; nothing secret here.
         os.chmod(root, 0o755)  # noqa: S103
-        port = _free_port()
+        port = free_port()
         user = "www-data" if os.getuid() == 0 else str(os.getuid())
         group = "www-data" if os.getuid() == 0 else str(os.getgid())
         (root / "httpd.conf").write_text(CONFIG.format(
@@ -105,7 +105,7 @@ def running(jwks_uri: str, core: str) -> Iterator[int]:
                                     "-DFOREGROUND"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
-            _wait_for_port(port, process, root)
+            wait_for_port(port, still_starting=lambda: _still_starting(process, root))
             yield port
         finally:
             process.send_signal(signal.SIGTERM)
@@ -113,6 +113,12 @@ def running(jwks_uri: str, core: str) -> Iterator[int]:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _still_starting(process: subprocess.Popen[bytes], root: Path) -> None:
+    if process.poll() is not None:
+        log = (root / "error.log").read_text() if (root / "error.log").exists() else ""
+        raise RuntimeError(f"apache2 exited ({process.returncode}): {log[-2000:]}")
 
 
 def version() -> str:
@@ -124,22 +130,3 @@ def version() -> str:
     mod = subprocess.run([module, "-W", "-f=${Version}", "libapache2-mod-oauth2"],
                          capture_output=True, text=True, check=False).stdout
     return f"{first.removeprefix('Server version: ')}, mod_oauth2 {mod or '?'}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], root: Path,
-                   timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = (root / "error.log").read_text() if (root / "error.log").exists() else ""
-            raise RuntimeError(f"apache2 exited ({process.returncode}): {log[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"apache2 did not listen on {port} within {timeout:.0f} s")

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import gc
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from ports import free_port
 
 from gateway.identity import Identity
 from gateway.keys import load_keyset
@@ -84,12 +84,6 @@ def memory_store_sessions(count: int) -> int:
     grown, ids = allocated(lambda: start_sessions(store, count))
     assert isinstance(ids, list) and len(ids) == count
     return grown
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,18 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
+from ports import free_port
 
 MASTER_NAME = "bench-master"
 SENTINELS = 3
 QUORUM = 2
 START_DEADLINE = 30.0  # seconds; the sentinels must find each other on a busy machine
 POLL = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def until(condition: Callable[[], bool], what: str) -> None:

@@ -34,7 +34,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import chart
 import httpx
 import many_tokens
 import stores
+from ports import free_port, wait_for_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -734,11 +734,11 @@ def _ratio(values: list[float], digits: int = 2) -> str:
 
 @contextlib.contextmanager
 def _server(command: list[str], env: dict[str, str] | None = None) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command, str(port)],
                                env={**os.environ, **(env or {})})
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         yield port
     finally:
         process.send_signal(signal.SIGTERM)
@@ -752,7 +752,7 @@ def _gateway(algorithm: str, settings: dict[str, str] | None = None
     variables), with its data plane on: the URL of each listener, an access token from a real
     login, and the state directory (its keys)."""
     with tempfile.TemporaryDirectory() as state:
-        port, plane_port = _free_port(), _free_port()
+        port, plane_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(GATEWAY_LISTEN__PORT=str(port), GATEWAY_DEV__PROVIDER_PORT="0",
                    GATEWAY_ADMIN__PORT="0", GATEWAY_DEV__STATE_DIR=state,
@@ -763,8 +763,8 @@ def _gateway(algorithm: str, settings: dict[str, str] | None = None
                                     "gateway", "serve", "--dev"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_for_port(port)
-            _wait_for_port(plane_port)
+            wait_for_port(port)
+            wait_for_port(plane_port)
             base = f"http://localhost:{port}"
             yield base, _login(base), Path(state), f"http://127.0.0.1:{plane_port}"
         finally:
@@ -814,7 +814,7 @@ class LoginFigures:
 def _floor_stack() -> Iterator[tuple[str, str, int, int]]:
     """bench/login_floor.py's two parts, pinned as `_split_stack` pins the gateway and the
     stand-in: Tornado doing a login's HTTP and nothing else."""
-    gateway_port, provider_port = _free_port(), _free_port()
+    gateway_port, provider_port = free_port(), free_port()
     floor = [sys.executable, str(BENCH_DIR / "login_floor.py")]
     with contextlib.ExitStack() as stack:
         provider = subprocess.Popen(["taskset", "-c", LOAD_CORE, *floor, "provider",
@@ -823,8 +823,8 @@ def _floor_stack() -> Iterator[tuple[str, str, int, int]]:
         gateway = subprocess.Popen(["taskset", "-c", SERVER_CORE, *floor, "gateway",
                                     str(provider_port), str(gateway_port)])
         stack.callback(_stop, gateway)
-        _wait_for_port(provider_port)
-        _wait_for_port(gateway_port)
+        wait_for_port(provider_port)
+        wait_for_port(gateway_port)
         yield (f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{provider_port}",
                gateway.pid, provider.pid)
 
@@ -839,7 +839,7 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
     `settings` adds to or overrides the file's sections ({"store": {"url": ...}})."""
     with tempfile.TemporaryDirectory() as state, contextlib.ExitStack() as stack:
         tmp = Path(state)
-        gateway_port, standin_port = _free_port(), _free_port()
+        gateway_port, standin_port = free_port(), free_port()
         issuer = f"http://127.0.0.1:{gateway_port}"
         subprocess.run([sys.executable, "-m", "gateway", "keys", "generate", "--dir",
                         str(tmp / "keys"), "--algorithm", algorithm], check=True,
@@ -850,7 +850,7 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
              str(standin_port), issuer, str(section_path), *(["--hold"] if hold else [])],
             cwd=BENCH_DIR.parent)
         stack.callback(_stop, standin)
-        _wait_for_port(standin_port)
+        wait_for_port(standin_port)
         section = json.loads(section_path.read_text())
         sections: dict[str, dict[str, object]] = {
             "listen": {"address": "127.0.0.1", "port": gateway_port},
@@ -880,7 +880,7 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
             command = ["taskset", "-c", SERVER_CORE, *command]
         gateway = subprocess.Popen(command, env=env, cwd=BENCH_DIR.parent)
         stack.callback(_stop, gateway)
-        _wait_for_port(gateway_port)
+        wait_for_port(gateway_port)
         yield issuer, f"http://127.0.0.1:{standin_port}", gateway.pid, standin.pid
 
 
@@ -1082,21 +1082,6 @@ def _print_c10k(c10k: dict[str, Any], logins: LoginFigures) -> None:
     errors = c10k["errors"] + busy.errors
     print(f"| release: errors | {errors} {c10k['error_kinds'] or ''} | 0 "
           f"| {_verdict(errors == 0)} |")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def _fd_limit() -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -27,16 +26,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from ports import free_port
 
 from gateway.store.redis import RedisStore
 
 START_DEADLINE = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
