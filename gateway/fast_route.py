@@ -11,7 +11,6 @@ would send (built from the same functions, handlers/base.py); tests compare the 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import tornado.httputil
@@ -24,6 +23,7 @@ from gateway.handlers.base import (
     MAX_HEADER_BYTES,
     NO_EDGE,
     edge_of,
+    http_date,
     request_header_bytes,
     wants_hsts,
 )
@@ -54,8 +54,6 @@ class FastRoute(tornado.routing.Router):
         self.application: tornado.web.Application | None = None
         self.access_log: AccessLog | None = None
         self.edge = NO_EDGE
-        self._date_second = -1
-        self._date = ""
 
     def attach(self, application: tornado.web.Application, access_log: AccessLog) -> None:
         self.application = application
@@ -82,14 +80,6 @@ class FastRoute(tornado.routing.Router):
         return (request.method in methods and "Content-Length" not in headers
                 and "Transfer-Encoding" not in headers
                 and request_header_bytes(request) <= MAX_HEADER_BYTES)
-
-    def date(self) -> str:
-        """The Date header (RFC 9110 6.6.1), formatted once a second."""
-        now = time.time()
-        if int(now) != self._date_second:
-            self._date_second = int(now)
-            self._date = tornado.httputil.format_timestamp(now)
-        return self._date
 
 
 class DirectConnection(tornado.httputil.HTTPConnection):
@@ -124,7 +114,7 @@ class FastAnswer(tornado.httputil.HTTPMessageDelegate):
         # In the handler's order (RequestHandler.clear, then BaseHandler's defaults, then the
         # handler's own; a later value replaces an earlier one in its place, as in Tornado's
         # HTTPHeaders), so that the two answers are the same bytes.
-        fields = {"Content-Type": HANDLER_CONTENT_TYPE, "Date": route.date()}
+        fields = {"Content-Type": HANDLER_CONTENT_TYPE, "Date": http_date()}
         fields.update(route.edge.security_headers)
         if wants_hsts(route.edge, request):
             fields.update(HSTS_HEADERS)

@@ -94,10 +94,7 @@ class GatewayMetrics:
         self.verified_by_verify = self.tokens_verified.labels("verify")
         self.verified_by_introspect = self.tokens_verified.labels("introspect")
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._refused_children: dict[str, Any] = {}
-        # Bounded label values only: providers are configured, outcomes and calls are ours.
-        self._login_children: dict[tuple[str, str], Any] = {}
-        self._upstream_children: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}  # see _child
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request (called by the access log, once per request)."""
@@ -112,26 +109,23 @@ class GatewayMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def token_refused(self, reason: str) -> None:
-        label = refusal_reason(reason)
-        child = self._refused_children.get(label)  # bounded: the labels of REFUSAL_REASONS
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, bound once and kept. Only for bounded label values:
+        refusal reasons, configured providers, our own outcomes and call names."""
+        key = (metric, *labels)
+        child = self._children.get(key)
         if child is None:
-            child = self._refused_children[label] = self.tokens_refused.labels(label)
-        child.inc()
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def token_refused(self, reason: str) -> None:
+        self._child(self.tokens_refused, refusal_reason(reason)).inc()
 
     def login(self, provider: str, outcome: str) -> None:
-        child = self._login_children.get((provider, outcome))
-        if child is None:
-            child = self._login_children[(provider, outcome)] = self.logins.labels(
-                provider, outcome)
-        child.inc()
+        self._child(self.logins, provider, outcome).inc()
 
     def upstream_call(self, provider: str, call: str, seconds: float) -> None:
-        child = self._upstream_children.get((provider, call))
-        if child is None:
-            child = self._upstream_children[(provider, call)] = self.upstream_latency.labels(
-                provider, _call_label(call))
-        child.observe(seconds)
+        self._child(self.upstream_latency, provider, _call_label(call)).observe(seconds)
 
     def upstream_error(self, provider: str, call: str) -> None:
         self.upstream_errors.labels(provider, _call_label(call)).inc()

@@ -56,7 +56,6 @@ from tornado.tcpclient import TCPClient
 
 from gateway.upstream.exchange import (
     Framing,
-    Target,
     exchange,
     keeps_alive,
     request_message,
@@ -66,7 +65,6 @@ from gateway.upstream.exchange import (
 IDLE_SECONDS = 20.0  # a pooled connection older than this is closed instead of reused
 MAX_IDLE_PER_ORIGIN = 128  # idle connections kept per (host, port, TLS settings)
 MAX_HEADER_BYTES = 64 * 1024  # an answer's head, when the client sets none (Tornado's default)
-MAX_TARGETS = 256  # URLs whose parse is kept (the providers' few endpoints)
 
 PoolKey = tuple[Hashable, ...]
 
@@ -127,7 +125,6 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
         self.tcp_client = ConnectionPool(resolver=self.resolver)
-        self._targets: dict[str, Target | None] = {}
 
     def _connection_class(self) -> type:
         return _KeepAliveConnection
@@ -163,15 +160,9 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
 
         if not _direct(setting, request.method):
             return None
-        url = request.url
-        target = self._targets.get(url, False)
-        if target is False:
-            if len(self._targets) >= MAX_TARGETS:
-                self._targets.clear()
-            target = self._targets[url] = target_of(url)
+        target = target_of(request.url)  # urlsplit keeps its own cache
         if target is None:
             return None
-        assert isinstance(target, Target)
         ssl_options = _ssl_options(setting, target.scheme)
         if ssl_options is False:
             return None
@@ -208,6 +199,7 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
             stream.close()
 
         timer = loop.call_later(timeout, time_out)
+        failure: BaseException | None = None
         try:
             answer = await exchange(stream, message,
                                     max_header_size=self.max_header_size or MAX_HEADER_BYTES,
@@ -215,16 +207,16 @@ class KeepAliveHTTPClient(SimpleAsyncHTTPClient):
                                                    is not None else stream.max_buffer_size),
                                     decompress=decompress)
         except Exception as e:
-            stream.close()
-            return HTTPResponse(request, 599, error=_call_failure(e, timed_out),
-                                request_time=loop.time() - started, start_time=started_wall)
+            failure = _call_failure(e)
         except BaseException:  # cancelled: the answer's rest would be read as the next one
             stream.close()
             raise
         finally:
             timer.cancel()
-        if timed_out:  # an answer delimited by the close that the timer made
-            return HTTPResponse(request, 599, error=HTTPTimeoutError("Timeout during request"),
+        if timed_out or failure is not None:  # timed out: even an answer the close ended
+            stream.close()
+            return HTTPResponse(request, 599, error=(HTTPTimeoutError("Timeout during request")
+                                                     if timed_out else failure),
                                 request_time=loop.time() - started, start_time=started_wall)
         if (keeps_alive(answer.start_line.version, request.headers, answer.headers,
                         answer.framing) and not stream.closed()):
@@ -274,10 +266,8 @@ def _ssl_options(setting: Callable[[str], Any],
     return False
 
 
-def _call_failure(error: Exception, timed_out: bool) -> BaseException:
+def _call_failure(error: Exception) -> BaseException:
     """The error Tornado's client would give for a call that got no usable answer."""
-    if timed_out:
-        return HTTPTimeoutError("Timeout during request")
     if isinstance(error, StreamClosedError):
         return error.real_error or HTTPStreamClosedError("Stream closed")
     if isinstance(error, (httputil.HTTPInputError, UnsatisfiableReadError,
