@@ -1,4 +1,5 @@
-"""The data-plane listener: `/verify` and `/auth` on a port of their own, parsed by llhttp.
+"""The data-plane listener: `/verify` and `/auth` on a port of their own, parsed by llhttp; or,
+with `[listen] http_parser = "llhttp"`, every route of the public listener.
 
 Every request of every app behind the gateway asks `/verify` (the apps) or `/auth` (their
 reverse proxy). Their common answer is already known (gateway/fast_route.py), and what is left is
@@ -12,6 +13,13 @@ listener (VerifyRoute, ForwardAuthRoute): a fast answer, or the route's RequestH
 this connection. So the answers are the main listener's, byte for byte (tests compare them).
 Any other path gets the application's 404; logins, OpenID Connect, admin and pages stay on the
 main listener.
+
+As the public listener (`every_route`), every other path goes to the application's own routing
+(`Application.find_handler`, as Tornado's server does), and the connection does what Tornado's
+HTTP/1.1 layer does for handlers that need it: `100 Continue` for a request that expects it, a
+chunked answer when a handler flushes before it knows its length (HTTP/1.1; an HTTP/1.0 answer of
+unknown length ends with the connection), and a handler's flush waits while the client is not
+reading (asyncio's write buffer limits).
 
 Hardened as the main listener is (SECURITY H7): llhttp in its strict mode refuses conflicting
 or duplicate Content-Length, Content-Length beside Transfer-Encoding, a Transfer-Encoding that
@@ -51,6 +59,7 @@ VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 # one request at a time; proxies do not pipeline).
 MAX_PIPELINED = 128
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"  # Tornado's spelling
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,12 @@ class DataPlane:
     """The listener: its sockets, its connections, the routes it serves."""
 
     def __init__(self, application: tornado.web.Application,
-                 routes: dict[str, FastRoute]) -> None:
+                 routes: dict[str, FastRoute], *, every_route: bool = False) -> None:
         self.application = application
         self.routes = routes  # path -> its Router (gateway/fast_route.py)
+        self.every_route = every_route  # the public listener: the application's routing
         self._servers: list[asyncio.AbstractServer] = []
+        self._starting: asyncio.Future[None] | None = None  # `listen`'s start
         self._connections: set[_Connection] = set()
 
     async def start(self, sockets: Sequence[socket.socket]) -> None:
@@ -77,8 +88,16 @@ class DataPlane:
             self._servers.append(await loop.create_server(
                 lambda: _Connection(self), sock=sock, start_serving=True))
 
+    def listen(self, sockets: Sequence[socket.socket]) -> None:
+        """`start`, from code that cannot await (inside the loop): the sockets already listen,
+        so a client that connects meanwhile waits in the backlog."""
+        self._starting = asyncio.ensure_future(self.start(sockets))
+
     def stop(self) -> None:
         """Stop accepting connections."""
+        if self._starting is not None and not self._starting.done():
+            self._starting.add_done_callback(lambda _: self.stop())
+            return
         for server in self._servers:
             server.close()
 
@@ -92,9 +111,11 @@ class DataPlane:
     def delegate_for(self, request: tornado.httputil.HTTPServerRequest
                      ) -> tornado.httputil.HTTPMessageDelegate:
         route = self.routes.get(request.path)
-        if route is None:
-            return self.application.get_handler_delegate(request, NotFoundHandler)
-        return route.find_handler(request)
+        if route is not None:
+            return route.find_handler(request)
+        if self.every_route:
+            return self.application.find_handler(request)
+        return self.application.get_handler_delegate(request, NotFoundHandler)
 
 
 class _Connection(asyncio.Protocol, DirectConnection):
@@ -115,6 +136,9 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._in_loop = False
+        self._chunking = False  # the answer being written is chunked
+        self._writing_paused = False  # asyncio's write buffer is past its high-water mark
+        self._flushes: list[asyncio.Future[None]] = []  # waiting for the buffer to drain
         self._reset_message()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -149,6 +173,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self.plane._connections.discard(self)
         self._cancel_timer()
         self._queue.clear()
+        self._writing_paused = False
+        self._end_flushes(closed=True)
         callback, self._close_callback = self._close_callback, None
         if callback is not None:
             callback()
@@ -169,6 +195,19 @@ class _Connection(asyncio.Protocol, DirectConnection):
 
     def on_headers_complete(self) -> None:
         self._wait(http_limits.BODY_TIMEOUT)
+        length = expect = b""
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                length = value
+            elif lowered == b"expect":
+                expect = value.lower()
+        if length.isdigit() and int(length) > http_limits.MAX_BODY_BYTES:
+            raise _Dropped("body too large")  # before any 100 Continue invites it
+        if (expect == b"100-continue" and self.parser.get_http_version() == "1.1"
+                and self._answering is None and not self._queue and self.transport is not None):
+            # Only when nothing is being answered: a 100 never goes ahead of an earlier answer.
+            self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -204,7 +243,20 @@ class _Connection(asyncio.Protocol, DirectConnection):
                       headers: tornado.httputil.HTTPHeaders, chunk: bytes | None = None
                       ) -> asyncio.Future[None]:
         assert isinstance(start_line, tornado.httputil.ResponseStartLine)
-        return self._send(self._head_bytes(start_line, headers.get_all(), chunk))
+        request = self._answering
+        assert request is not None
+        code = start_line.code
+        sized = "Content-Length" in headers or "Transfer-Encoding" in headers
+        bodiless = self._head or code in (204, 304) or code < 200
+        # Tornado's rule (HTTP1Connection.write_headers): a handler that flushed before it
+        # finished has no Content-Length; HTTP/1.1 frames its answer in chunks.
+        self._chunking = not sized and not bodiless and request.version == "HTTP/1.1"
+        if not sized and not bodiless and not self._chunking:
+            self._keep_alive = False  # HTTP/1.0: the end of the connection ends the answer
+        data = self._head_bytes(start_line, headers.get_all(), None)
+        if chunk:
+            data += self._framed(chunk)
+        return self._send(data)
 
     def write_answer(self, start_line: tornado.httputil.ResponseStartLine,
                      fields: dict[str, str], body: bytes | None) -> None:
@@ -222,9 +274,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
         lines.extend(f"{name}: {value}" for name, value in fields)
         if request.version == "HTTP/1.1" and not self._keep_alive:
             lines.append("Connection: close")
-        if request.version == "HTTP/1.0" and \
+        if request.version == "HTTP/1.0" and self._keep_alive and \
                 request.headers.get("Connection", "").lower() == "keep-alive":
             lines.append("Connection: Keep-Alive")
+        if self._chunking:
+            lines.append("Transfer-Encoding: chunked")
         if any("\r" in line or "\n" in line for line in lines):  # no header splitting
             raise ValueError("Illegal characters (CR or LF) in header")
         data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
@@ -233,9 +287,17 @@ class _Connection(asyncio.Protocol, DirectConnection):
         return data
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
-        return self._send(b"" if self._head else chunk)
+        return self._send(self._framed(chunk))
+
+    def _framed(self, chunk: bytes) -> bytes:
+        if self._head or not chunk:
+            return b""
+        return b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunking else chunk
 
     def finish(self) -> None:
+        if self._chunking:
+            self._chunking = False
+            self._send(b"0\r\n\r\n")
         self._answering = None
         if not self._keep_alive or self._closing:
             self._queue.clear()
@@ -281,6 +343,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
+        """Write `data`; the future is done once the write buffer has room again (a handler's
+        flush waits on it, as on Tornado's IOStream)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.transport is None or self.transport.is_closing():
             future.set_exception(tornado.iostream.StreamClosedError())
@@ -288,8 +352,30 @@ class _Connection(asyncio.Protocol, DirectConnection):
         else:
             if data:
                 self.transport.write(data)
-            future.set_result(None)
+            if self._writing_paused:
+                self._flushes.append(future)
+            else:
+                future.set_result(None)
         return future
+
+    # asyncio's flow control: the transport's buffer passed its high-water mark, and drained.
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._end_flushes(closed=False)
+
+    def _end_flushes(self, *, closed: bool) -> None:
+        flushes, self._flushes = self._flushes, []
+        for future in flushes:
+            if future.done():
+                continue
+            if closed:
+                future.set_exception(tornado.iostream.StreamClosedError())
+                future.exception()
+            else:
+                future.set_result(None)
 
     def _reset_message(self) -> None:
         self._url = b""

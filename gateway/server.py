@@ -62,17 +62,27 @@ def bound_port(sockets: Sequence[socket.socket]) -> int:
     return int(sockets[0].getsockname()[1])
 
 
+Listener = tornado.httpserver.HTTPServer | DataPlane
+
+
 def start_gateway(settings: Settings, sockets: Sequence[socket.socket], *,
-                  shared_socket: bool = False
-                  ) -> tuple[GatewayContext, tornado.httpserver.HTTPServer]:
-    """Load keys, build the app and serve it on already bound sockets (call inside the loop)."""
+                  shared_socket: bool = False) -> tuple[GatewayContext, Listener]:
+    """Load keys, build the app and serve it on already bound sockets (call inside the loop):
+    with Tornado's HTTP server, or with `listen.http_parser = "llhttp"` the data plane's
+    connection for every route (gateway/data_plane.py)."""
     tokens = settings.tokens
     keys = KeyDirectory(Path(tokens.keys_dir), tokens.algorithm, tokens.key_activation_delay,
                         require_rs256=True)
     keyset = keys.load(generate_if_empty=settings.dev_mode)
     ctx = build_context(settings, keyset)
-    server = make_http_server(make_app(ctx), shared_socket=shared_socket)
-    server.add_sockets(sockets)
+    app = make_app(ctx)
+    server: Listener
+    if settings.listen.http_parser == "llhttp":
+        server = DataPlane(app, fast_routes(app), every_route=True)
+        server.listen(sockets)
+    else:
+        server = make_http_server(app, shared_socket=shared_socket)
+        server.add_sockets(sockets)
     if tokens.key_reload_interval > 0:
         watch_keys(ctx, keys, tokens.key_reload_interval)
     return ctx, server
@@ -132,13 +142,13 @@ def bind_data_plane(settings: Settings) -> list[socket.socket]:
     return bind(data_plane.address, data_plane.port) if data_plane.enabled else []
 
 
-async def start_data_plane(settings: Settings, http_server: tornado.httpserver.HTTPServer,
+async def start_data_plane(settings: Settings, http_server: Listener,
                            sockets: Sequence[socket.socket]) -> DataPlane | None:
     """The data-plane listener (gateway/data_plane.py) on `sockets`, serving the application's
     fast routes; None without sockets."""
     if not sockets:
         return None
-    application = _application_of(http_server)
+    application = application_of(http_server)
     plane = DataPlane(application, fast_routes(application))
     await plane.start(sockets)
     host, port = sockets[0].getsockname()[:2]
@@ -174,7 +184,7 @@ async def _serve_until_stopped(settings: Settings, sockets: Sequence[socket.sock
                                stop: asyncio.Event, parent: int | None, worker: int) -> None:
     # Workers share one listening socket (forked after the bind).
     ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
-    servers: list[tornado.httpserver.HTTPServer | DataPlane] = [http_server]
+    servers: list[Listener] = [http_server]
     data_plane = await start_data_plane(settings, http_server, data_plane_sockets)
     servers.extend([data_plane] if data_plane else [])
     admin = start_admin(settings, ctx, worker=worker if parent is not None else None)
@@ -242,7 +252,7 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def drain(servers: Sequence[tornado.httpserver.HTTPServer | DataPlane],
+async def drain(servers: Sequence[Listener],
                 ctx: GatewayContext, timeout: float = DRAIN_SECONDS) -> None:
     """Stop accepting, let in-flight requests finish (bounded), then close the connections
     that are left (idle keep-alives), let back-channel logouts finish (bounded), close the
@@ -250,9 +260,9 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer | DataPlane],
     for server in servers:
         server.stop()
     # The data plane's handlers count in their application's, the public listener's.
-    in_flight = [inflight for server in servers
-                 if isinstance(server, tornado.httpserver.HTTPServer)
-                 and (inflight := edge_of(_application_of(server)).inflight) is not None]
+    applications = {id(app): app for app in map(application_of, servers)}.values()
+    in_flight = [inflight for app in applications
+                 if (inflight := edge_of(app).inflight) is not None]
     idle = await asyncio.gather(*(i.wait_until_idle(timeout) for i in in_flight))
     if not all(idle):
         log.warning("drain time of %.0fs exceeded; closing remaining connections", timeout)
@@ -270,7 +280,9 @@ async def drain(servers: Sequence[tornado.httpserver.HTTPServer | DataPlane],
         await asyncio.get_running_loop().run_in_executor(None, ctx.tracing.shutdown)
 
 
-def _application_of(server: tornado.httpserver.HTTPServer) -> tornado.web.Application:
+def application_of(server: Listener) -> tornado.web.Application:
+    if isinstance(server, DataPlane):
+        return server.application
     application = server.request_callback
     assert isinstance(application, tornado.web.Application)
     return application

@@ -16,12 +16,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+import tornado.web
 from log_canaries import SCAN, LogScan
 
 from gateway.context import GatewayContext
 from gateway.dev.mode import DevStack, prepare_dev_stack
 from gateway.dev.standins.google import GoogleStandIn
-from gateway.server import start_gateway
+from gateway.server import application_of, start_gateway
 
 
 class LoopThread:
@@ -52,7 +53,11 @@ class Stack:
     dev: DevStack
     ctx: GatewayContext
     loop: LoopThread
-    server: Any = None  # the gateway's tornado HTTPServer
+    server: Any = None  # the gateway's listener: Tornado's HTTPServer, or llhttp's DataPlane
+
+    @property
+    def application(self) -> tornado.web.Application:
+        return application_of(self.server)
 
     @property
     def url(self) -> str:
@@ -70,6 +75,11 @@ class Stack:
 
 
 UNIT_TESTS = Path(__file__).parent / "unit"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--http-parser", default="tornado", choices=("tornado", "llhttp"),
+                     help="the gateways' listen.http_parser in tests that start a stack")
 
 
 @pytest.fixture(autouse=True)
@@ -204,8 +214,8 @@ def cluster_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Callable[..., Stack]]:
+def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory,
+               pytestconfig: pytest.Config) -> Iterator[Callable[..., Stack]]:
     """Start a gateway + stand-in with configuration overrides: `make_stack(tokens={...})`."""
     servers: list[Any] = []
     stacks: list[DevStack] = []
@@ -217,7 +227,7 @@ def make_stack(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
         stand-in on another host, another site (`{"apple": "127.0.0.1"}` beside `localhost`)."""
         state_dir = tmp_path_factory.mktemp("gateway-state")
         base: dict[str, Any] = {
-            "listen": {"port": 0},
+            "listen": {"port": 0, "http_parser": pytestconfig.getoption("http_parser")},
             "dev": {"provider_port": 0, "state_dir": str(state_dir)},
         }
         for section, values in overrides.items():

@@ -58,6 +58,9 @@ class ListenSettings:
     # Processes serving the port (`serve --workers N`): 1 serves in the process itself; more
     # fork that many workers from a supervising parent (gateway/workers.py).
     workers: int = 1
+    # "tornado": Tornado's HTTP/1.1 server; "llhttp": the data plane's (gateway/data_plane.py)
+    # for every route, the same handlers behind it, cheaper per request.
+    http_parser: str = "tornado"
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from gateway.store.location import StoreLocation, parse_store_url, store_url
 MIN_API_TOKEN_LENGTH = 32
 MAX_VERIFIED_CACHE_MB = 65_536
 MAX_REPLICAS_ACK = 16  # store.min_replicas_ack
+HTTP_PARSERS = ("tornado", "llhttp")  # listen.http_parser
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})+")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -83,6 +84,7 @@ def validate(settings: Settings) -> None:
     _check_access(settings.access, list(settings.providers.oidc))
 
 
+
 def _check_issuer_and_listen(settings: Settings) -> None:
     _check_public_url("issuer", settings.issuer, settings.dev_mode)
     if settings.issuer.endswith("/") or urlsplit(settings.issuer)[3:] != ("", ""):
@@ -91,6 +93,8 @@ def _check_issuer_and_listen(settings: Settings) -> None:
         raise ConfigError("listen.port", "must be between 0 and 65535")
     if not 1 <= settings.listen.workers <= MAX_WORKERS:
         raise ConfigError("listen.workers", f"must be between 1 and {MAX_WORKERS}")
+    if settings.listen.http_parser not in HTTP_PARSERS:
+        raise ConfigError("listen.http_parser", f"must be one of {', '.join(HTTP_PARSERS)}")
 
 
 def _check_tokens(tokens: TokenSettings) -> None:

@@ -297,7 +297,7 @@ def test_L2_a_flood_of_forged_tokens_does_not_flood_the_log(stack: Stack, logs: 
     assert httpx.get(f"{stack.url}/verify", headers=bearer(token)).status_code == 200
     head, payload, _ = token.split(".")
     # The whole flood within one second of the budget's clock, however slow this machine is.
-    edge_of(stack.server.request_callback).refusal_log = LogBudget(
+    edge_of(stack.application).refusal_log = LogBudget(
         REFUSAL_LINES_PER_SECOND, clock=lambda: 7.0)
     with httpx.Client() as client:
         for n in range(120):
