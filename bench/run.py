@@ -92,6 +92,7 @@ TARGET_WORKERS = 1.5
 # Targets of the performance issue, as ratios measured in the same run.
 TARGET_LOGINS_PER_SECOND = 500
 TARGET_LOGINS_X_HELLO = {"RS256": 0.12, "EdDSA": 0.15}  # issue 18, per access-token algorithm
+LLHTTP_LISTENER = "listen.http_parser = llhttp"
 # The issue's orientation figure for a bare hello-world on its machine class; the callback
 # target is absolute, so the callback is also shown scaled to a host that fast.
 REFERENCE_HELLO_PER_SECOND = 6000
@@ -243,8 +244,14 @@ def _main(printed: io.StringIO) -> int:
         if "callback" in only:
             _print_callback(logins)
             eddsa = _callback_scenario(runs, count, args.clients, algorithm="EdDSA")
+            # The same logins with the public listener on llhttp (`listen.http_parser`).
+            rs256_llhttp, eddsa_llhttp = (
+                _callback_scenario(runs, count, args.clients, algorithm=algorithm,
+                                   http_parser="llhttp") for algorithm in ("RS256", "EdDSA"))
             floor = _callback_scenario(runs, count, args.clients, algorithm="floor")
-            _print_login_ratios({"RS256": logins, "EdDSA": eddsa}, floor)
+            _print_login_ratios({"RS256": logins, "EdDSA": eddsa,
+                                 f"RS256, {LLHTTP_LISTENER}": rs256_llhttp,
+                                 f"EdDSA, {LLHTTP_LISTENER}": eddsa_llhttp}, floor)
     if "c10k" in only:
         assert logins is not None
         print(f"\n# c10k: {parked} parked logins + {parked} idle keep-alive connections, "
@@ -832,6 +839,7 @@ def _floor_stack() -> Iterator[tuple[str, str, int, int]]:
 @contextlib.contextmanager
 def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout: float = 10,
                  algorithm: str = "RS256", workers: int = 1, pinned: bool = True,
+                 http_parser: str = "tornado",
                  settings: Mapping[str, Mapping[str, object]] | None = None
                  ) -> Iterator[tuple[str, str, int, int]]:
     """The Google stand-in in its own process on the load core, and the gateway from a TOML file
@@ -853,7 +861,8 @@ def _split_stack(*, hold: bool = False, max_clients: int = 1000, request_timeout
         wait_for_port(standin_port)
         section = json.loads(section_path.read_text())
         sections: dict[str, dict[str, object]] = {
-            "listen": {"address": "127.0.0.1", "port": gateway_port},
+            "listen": {"address": "127.0.0.1", "port": gateway_port,
+                       "http_parser": http_parser},
             "tokens": {"algorithm": algorithm, "keys_dir": str(tmp / "keys")},
             "cookies": {"secret": secrets.token_urlsafe(48), "secure": False},
             # Several workers share state through a store they can all open.
@@ -921,8 +930,8 @@ def _peak_rss_mb(pid: int) -> float:
     return int(kb.group(1)) / 1024 if kb else float("nan")
 
 
-def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "RS256"
-                       ) -> LoginFigures:
+def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "RS256",
+                       http_parser: str = "tornado") -> LoginFigures:
     """Scenario 3: complete logins per second through one gateway process, instant provider.
     Also logins per second of the gateway's own CPU time (its capacity, whatever the load
     generator and the stand-in on the other core manage), and how fast the host is in the
@@ -932,7 +941,8 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
     with contextlib.ExitStack() as stack:
         hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
         base, standin, pid, standin_pid = stack.enter_context(
-            _floor_stack() if algorithm == "floor" else _split_stack(algorithm=algorithm))
+            _floor_stack() if algorithm == "floor"
+            else _split_stack(algorithm=algorithm, http_parser=http_parser))
         _load("callback", base, standin, "--logins", "200", "--clients", str(clients))  # warm
         for _ in range(runs):
             hello = _wrk(f"http://127.0.0.1:{hello_port}/", HOST_CHECK_SECONDS, {}, None, {},
@@ -957,7 +967,8 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
     for result in figures:
         result["rsa_sign_us"] = rsa_us
     lf = LoginFigures(figures)
-    print(f"  measured callback ({algorithm}): {lf.median('logins_per_second'):.0f} logins/s",
+    print(f"  measured callback ({algorithm}, {http_parser}): "
+          f"{lf.median('logins_per_second'):.0f} logins/s",
           file=sys.stderr)
     return lf
 
@@ -1030,10 +1041,10 @@ def _print_login_ratios(by_algorithm: dict[str, LoginFigures], floor: LoginFigur
           "| x hello-world (median, spread) | per gateway CPU second, x hello-world "
           "| target |")
     print("|---|---|---|---|---|")
-    for algorithm, figures in by_algorithm.items():
+    for label, figures in by_algorithm.items():
         ratios = [run["x_hello"] for run in figures.runs]
-        wanted = TARGET_LOGINS_X_HELLO[algorithm]
-        print(f"| {algorithm} | {figures.median('logins_per_second'):.0f} "
+        wanted = TARGET_LOGINS_X_HELLO[label.split(",")[0]]
+        print(f"| {label} | {figures.median('logins_per_second'):.0f} "
               f"({figures.spread('logins_per_second')}) | {_ratio(ratios, 3)} "
               f"| {_ratio(_per_cpu_x_hello(figures), 3)} "
               f"| >= {wanted} x hello: {_verdict(statistics.median(ratios) >= wanted)} |")
