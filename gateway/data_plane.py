@@ -29,7 +29,8 @@ a 400 and the connection closed. The limits are the main listener's (gateway/htt
 past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of body the connection is dropped; a
 connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its
 body, then it is closed. Requests on one connection are answered in order, one at a time
-(reading pauses meanwhile); more than MAX_PIPELINED at once drop the connection.
+(reading pauses while one waits behind another); more than MAX_PIPELINED at once drop the
+connection.
 """
 
 from __future__ import annotations
@@ -336,11 +337,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._in_loop = False
         if self.transport is None or self.transport.is_closing():
             return
-        if self._answering is not None:
-            self.transport.pause_reading()
-        else:
-            self.transport.resume_reading()
+        if self._answering is None:
+            self.transport.resume_reading()  # nothing to do unless it was paused
             self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+        elif self._queue:
+            # A request waits behind the one being answered: read no more until its turn.
+            # (Not before: pausing and resuming for every handler's answer are two epoll
+            # calls, and what a client can send meanwhile is one request, within the limits.)
+            self.transport.pause_reading()
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
         """Write `data`; the future is done once the write buffer has room again (a handler's

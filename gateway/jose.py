@@ -304,9 +304,13 @@ def check_text(claims: dict[str, Any], name: str) -> str:
     return value
 
 
+def base64url(raw: bytes) -> str:
+    """RFC 7515 2: base64url without padding, the one spelling of JOSE, PKCE and thumbprints."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def left_half_hash(value: str, algorithm: str) -> str:
     """`at_hash` (OIDC Core 3.1.3.6): base64url of the left half of the hash that the token's
     algorithm uses: SHA-256 for RS256 and ES256, SHA-512 for EdDSA with Ed25519."""
     digest = (hashlib.sha512 if algorithm == "EdDSA" else hashlib.sha256)(value.encode()).digest()
-    half = digest[: len(digest) // 2]
-    return base64.urlsafe_b64encode(half).rstrip(b"=").decode("ascii")
+    return base64url(digest[: len(digest) // 2])

@@ -19,7 +19,6 @@ its own signing key.
 
 from __future__ import annotations
 
-import base64
 import calendar
 import functools
 import hashlib
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from gateway import jose
 from gateway.errors import ConfigError
 from gateway.signing import Signer, signer_for
 
@@ -194,7 +194,7 @@ def thumbprint(public_key: PublicKey) -> str:
     members = {name: jwk[name] for name in THUMBPRINT_MEMBERS[jwk["kty"]]}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     digest = hashlib.sha256(canonical).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return jose.base64url(digest)
 
 
 def write_new_key(keys_dir: Path, algorithm: str, now: float | None = None) -> Path:

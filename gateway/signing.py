@@ -9,6 +9,7 @@ signature cost about as much as an Ed25519 signature itself. Ed25519 signs with 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -43,11 +44,17 @@ def signer_for(private_key: Any, algorithm: str) -> Signer:
     raise ValueError(f"no signer for {algorithm} with a {type(private_key).__name__}")
 
 
-def compact_jws(claims: dict[str, Any], header: dict[str, Any], sign: Signer) -> str:
+def compact_jws(claims: dict[str, Any], header: dict[str, str], sign: Signer) -> str:
     """`claims` signed under `header` (which names the algorithm `sign` uses)."""
-    signing_input = (_segment(json.dumps(header, separators=(",", ":"), sort_keys=True))
-                     + b"." + _segment(json.dumps(claims, separators=(",", ":"))))
+    signing_input = (_header_segment(tuple(header.items())) + b"."
+                     + _segment(json.dumps(claims, separators=(",", ":"))))
     return (signing_input + b"." + _b64(sign(signing_input))).decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _header_segment(header: tuple[tuple[str, str], ...]) -> bytes:
+    """A header's segment: the same few (one per key and token type) for every token."""
+    return _segment(json.dumps(dict(header), separators=(",", ":"), sort_keys=True))
 
 
 def _segment(text: str) -> bytes:

@@ -8,13 +8,13 @@ The callback takes the transaction out of the store, so a `state` works once (SE
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+from gateway import jose
 from gateway.errors import LoginFailed
 
 NAMESPACE = "login-tx"
@@ -36,7 +36,9 @@ class LoginTransaction:
         return pkce_s256_challenge(self.code_verifier)
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a str or a float: a shallow copy is whole (`asdict` deep-copies each,
+        # once per login).
+        return dict(vars(self))
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoginTransaction:
@@ -65,7 +67,7 @@ def new_transaction(provider: str, browser_id: str, return_to: str, now: float) 
 def pkce_s256_challenge(code_verifier: str) -> str:
     """RFC 7636 4.2: BASE64URL(SHA256(ASCII(code_verifier))) without padding."""
     digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return jose.base64url(digest)
 
 
 def check_transaction(

@@ -24,7 +24,6 @@ hold too. Later, it revokes the whole family.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import logging
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from gateway import jose
 from gateway.config import ClientSettings, TokenSettings
 from gateway.errors import InvalidGrant, InvalidScope, Unavailable
 from gateway.oidc.authorization import (
@@ -213,7 +213,7 @@ class Grants:
     def successor(self, refresh_token: str) -> str:
         """The one refresh token that rotating `refresh_token` gives (T4)."""
         digest = hmac.new(self._successor_key, refresh_token.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return jose.base64url(digest)
 
     async def _store_refresh_token(self, token: str, family: Family) -> None:
         now = self._clock()

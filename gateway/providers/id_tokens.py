@@ -8,7 +8,6 @@ signature, then each claim. Each connector gives its own issuers, client id and 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Callable, Collection
 from typing import Any
@@ -101,8 +100,7 @@ def left_half_hash(value: str, algorithm: str) -> str:
     if algorithm.endswith(("384", "512")):
         digest = (hashlib.sha384 if algorithm.endswith("384") else hashlib.sha512)(
             value.encode()).digest()
-        half = digest[: len(digest) // 2]
-        return base64.urlsafe_b64encode(half).rstrip(b"=").decode("ascii")
+        return jose.base64url(digest[: len(digest) // 2])
     return jose.left_half_hash(value, algorithm)
 
 

@@ -13,6 +13,7 @@ lacks the email or the name, and refused when it names another `sub`.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 import urllib.parse
 from collections.abc import Callable, Collection, Sequence
@@ -114,16 +115,18 @@ class OidcConnector:
     async def exchange_code(self, metadata: ProviderMetadata, code: str,
                             code_verifier: str) -> dict[str, Any]:
         """RFC 6749 4.1.3 with the PKCE verifier. Never retried: a code is single use."""
-        form = {"grant_type": "authorization_code", "code": code,
-                "redirect_uri": self.callback_url, "code_verifier": code_verifier}
+        fixed = {"redirect_uri": self.callback_url}
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if metadata.token_endpoint_auth_method == "client_secret_basic":
             headers["Authorization"] = basic_authorization(self.client_id,
                                                            self.client_secret.reveal())
         else:
-            form.update(client_id=self.client_id, client_secret=self.client_secret.reveal())
-        request = self.upstream.request(metadata.token_endpoint, method="POST",
-                                        body=urllib.parse.urlencode(form), headers=headers)
+            fixed.update(client_id=self.client_id, client_secret=self.client_secret.reveal())
+        body = (urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
+                                        "code_verifier": code_verifier})
+                + "&" + _form_encoded(tuple(fixed.items())))
+        request = self.upstream.request(metadata.token_endpoint, method="POST", body=body,
+                                        headers=headers)
         return await self.upstream.fetch_json(request, provider=self.name, what="token")
 
     def keys(self, metadata: ProviderMetadata) -> UpstreamKeys:
@@ -210,6 +213,12 @@ def identity_from_claims(idp: str, id_claims: dict[str, Any],
         name=text_claim(merged.get("name")),
         picture=checked_picture_url(merged.get("picture")),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _form_encoded(fields: tuple[tuple[str, str], ...]) -> str:
+    """The fields every code exchange of a connector sends alike, encoded once."""
+    return urllib.parse.urlencode(fields)
 
 
 def _header_alg(id_token: str) -> str:
