@@ -280,9 +280,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
             lines.append("Connection: Keep-Alive")
         if self._chunking:
             lines.append("Transfer-Encoding: chunked")
-        if any("\r" in line or "\n" in line for line in lines):  # no header splitting
+        text = "\r\n".join(lines)
+        # No header splitting: the only CR and LF are the separators just put in.
+        if text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
             raise ValueError("Illegal characters (CR or LF) in header")
-        data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
+        data = text.encode("latin1") + b"\r\n\r\n"
         if chunk and not self._head:
             data += chunk
         return data

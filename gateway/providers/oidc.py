@@ -223,5 +223,10 @@ def _form_encoded(fields: tuple[tuple[str, str], ...]) -> str:
 
 def _header_alg(id_token: str) -> str:
     """The `alg` of a token whose header verified_id_token has already parsed and checked."""
-    header = jose.unverified_header(id_token, max_length=id_tokens.MAX_ID_TOKEN_LENGTH)
-    return str(header["alg"])
+    return _alg_of_header(id_token.partition(".")[0])
+
+
+@functools.lru_cache(maxsize=16)
+def _alg_of_header(segment: str) -> str:
+    # A provider's header is the same for every token one key signs: parsed once per key.
+    return str(jose.parse_header_segment(segment)["alg"])
