@@ -29,8 +29,9 @@ a 400 and the connection closed. The limits are the main listener's (gateway/htt
 past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of body the connection is dropped; a
 connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its
 body, then it is closed. Requests on one connection are answered in order, one at a time
-(reading pauses while one waits behind another); more than MAX_PIPELINED at once drop the
-connection.
+(reading pauses while one waits behind another, and while the client leaves answers unread:
+asyncio's write buffer past its high-water mark); more than MAX_PIPELINED at once drop the
+connection. A malformed request behind one being answered gets its 400 after that answer.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 # a request object, so a client sending thousands at once is dropped instead (Tornado reads
 # one request at a time; proxies do not pipeline).
 MAX_PIPELINED = 128
+LISTEN_BACKLOG = 128  # tornado.netutil.bind_sockets's
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"  # Tornado's spelling
 
@@ -83,16 +85,24 @@ class DataPlane:
         self._starting: asyncio.Future[None] | None = None  # `listen`'s start
         self._connections: set[_Connection] = set()
 
-    async def start(self, sockets: Sequence[socket.socket]) -> None:
+    async def start(self, sockets: Sequence[socket.socket], *,
+                    shared_socket: bool = False) -> None:
+        """Serve on `sockets`. A socket several worker processes accept on (`shared_socket`)
+        is accepted from one connection per wake-up, as server.SharedSocketHTTPServer does,
+        so that a burst is shared instead of taken by the first worker awake."""
         loop = asyncio.get_running_loop()
         for sock in sockets:
+            # asyncio's `backlog` is both listen()'s and how many it accepts per wake-up.
             self._servers.append(await loop.create_server(
-                lambda: _Connection(self), sock=sock, start_serving=True))
+                lambda: _Connection(self), sock=sock, start_serving=True,
+                backlog=1 if shared_socket else LISTEN_BACKLOG))
+            sock.listen(LISTEN_BACKLOG)  # the kernel's queue stays Tornado's length
 
-    def listen(self, sockets: Sequence[socket.socket]) -> None:
+    def listen(self, sockets: Sequence[socket.socket], *, shared_socket: bool = False) -> None:
         """`start`, from code that cannot await (inside the loop): the sockets already listen,
         so a client that connects meanwhile waits in the backlog."""
-        self._starting = asyncio.ensure_future(self.start(sockets))
+        self._starting = asyncio.ensure_future(self.start(sockets, shared_socket=shared_socket))
+        self._starting.add_done_callback(_started)
 
     def stop(self) -> None:
         """Stop accepting connections."""
@@ -119,6 +129,12 @@ class DataPlane:
         return self.application.get_handler_delegate(request, NotFoundHandler)
 
 
+def _started(starting: asyncio.Future[None]) -> None:
+    """Say at once when `listen`'s start failed (else only a collected task would)."""
+    if not starting.cancelled() and (error := starting.exception()) is not None:
+        log.critical("the listener could not start: %s", error, exc_info=error)
+
+
 class _Connection(asyncio.Protocol, DirectConnection):
     """One client connection: llhttp's callbacks in, Tornado's HTTPConnection interface out
     (write_headers, write, finish, set_close_callback), for the requests it hands on."""
@@ -140,6 +156,9 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._chunking = False  # the answer being written is chunked
         self._writing_paused = False  # asyncio's write buffer is past its high-water mark
         self._flushes: list[asyncio.Future[None]] = []  # waiting for the buffer to drain
+        self._continue_owed = False  # a request expects 100 Continue once its turn comes
+        self._remaining: int | None = None  # body bytes the answer's Content-Length still owes
+        self._refusal_owed = False  # a 400 to send once the answer being written is done
         self._reset_message()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -184,6 +203,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
 
     def on_message_begin(self) -> None:
         self._reset_message()
+        self._continue_owed = False
         self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)  # for the headers (slow clients)
 
     def on_url(self, url: bytes) -> None:
@@ -205,9 +225,15 @@ class _Connection(asyncio.Protocol, DirectConnection):
                 expect = value.lower()
         if length.isdigit() and int(length) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")  # before any 100 Continue invites it
-        if (expect == b"100-continue" and self.parser.get_http_version() == "1.1"
-                and self._answering is None and not self._queue and self.transport is not None):
-            # Only when nothing is being answered: a 100 never goes ahead of an earlier answer.
+        if expect == b"100-continue" and self.parser.get_http_version() == "1.1":
+            # Never ahead of an earlier answer: then once its turn comes (_answer_queued).
+            self._continue_owed = True
+            self._send_continue_if_due()
+
+    def _send_continue_if_due(self) -> None:
+        if (self._continue_owed and self._answering is None and not self._queue
+                and self.transport is not None and not self.transport.is_closing()):
+            self._continue_owed = False
             self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -254,6 +280,9 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._chunking = not sized and not bodiless and request.version == "HTTP/1.1"
         if not sized and not bodiless and not self._chunking:
             self._keep_alive = False  # HTTP/1.0: the end of the connection ends the answer
+        length = headers.get("Content-Length")
+        self._remaining = 0 if bodiless else (
+            int(length) if length is not None and length.isdigit() else None)
         data = self._head_bytes(start_line, headers.get_all(), None)
         if chunk:
             data += self._framed(chunk)
@@ -295,15 +324,30 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def _framed(self, chunk: bytes) -> bytes:
         if self._head or not chunk:
             return b""
-        return b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunking else chunk
+        if self._chunking:
+            return b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        if self._remaining is not None:
+            if len(chunk) > self._remaining:  # as Tornado: never past the announced length
+                raise tornado.httputil.HTTPOutputError(
+                    "Tried to write more data than Content-Length")
+            self._remaining -= len(chunk)
+        return chunk
 
     def finish(self) -> None:
         if self._chunking:
             self._chunking = False
             self._send(b"0\r\n\r\n")
+        if self._remaining:
+            # Short of its Content-Length (a handler that failed after its headers): the
+            # client would read the next answer as the rest of this one.
+            self._keep_alive = False
+        self._remaining = None
         self._answering = None
         if not self._keep_alive or self._closing:
             self._queue.clear()
+            if self._refusal_owed and self.transport is not None \
+                    and not self.transport.is_closing():
+                self.transport.write(BAD_REQUEST)
             self._close()
         elif not self._in_loop:  # an answer that waited (a handler): on to the next request
             self._answer_queued()
@@ -320,7 +364,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         once, a handler's later (its `finish` comes back here). Reading pauses meanwhile."""
         self._in_loop = True
         try:
-            while self._queue and self._answering is None:
+            while self._queue and self._answering is None and not self._writing_paused:
                 request, start_line, self._keep_alive = self._queue.popleft()
                 self._answering = request
                 self._head = request.method == "HEAD"
@@ -339,14 +383,18 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._in_loop = False
         if self.transport is None or self.transport.is_closing():
             return
-        if self._answering is None:
+        if self._answering is None and not self._writing_paused:
             self.transport.resume_reading()  # nothing to do unless it was paused
             self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
-        elif self._queue:
-            # A request waits behind the one being answered: read no more until its turn.
-            # (Not before: pausing and resuming for every handler's answer are two epoll
-            # calls, and what a client can send meanwhile is one request, within the limits.)
+            self._send_continue_if_due()
+        elif self._queue or self._writing_paused:
+            # A request waits behind the one being answered, or the client is not reading its
+            # answers: read no more until then. (Not before: pausing and resuming for every
+            # handler's answer are two epoll calls, and what a client can send meanwhile is
+            # one request, within the limits.)
             self.transport.pause_reading()
+            if self._answering is None:  # a client that never reads is closed in time
+                self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
         """Write `data`; the future is done once the write buffer has room again (a handler's
@@ -367,10 +415,15 @@ class _Connection(asyncio.Protocol, DirectConnection):
     # asyncio's flow control: the transport's buffer passed its high-water mark, and drained.
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self.transport is not None:
+            # No more requests read, so no more answers, until the client reads these.
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._end_flushes(closed=False)
+        if self._answering is None and not self._in_loop and not self._closing:
+            self._answer_queued()  # the requests read meanwhile, then reading again
 
     def _end_flushes(self, *, closed: bool) -> None:
         flushes, self._flushes = self._flushes, []
@@ -396,15 +449,30 @@ class _Connection(asyncio.Protocol, DirectConnection):
             raise _Dropped("headers too large")
 
     def _refuse(self, reason: str) -> None:
-        """A malformed request: 400 and close, as Tornado answers one."""
+        """A malformed request: 400 and close, as Tornado answers one (after the answer being
+        written, if any: never in its place)."""
         log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
+        if self._answering is not None:
+            self._refusal_owed = True
+            self._close_after_answer()
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(BAD_REQUEST)
         self._close()
 
     def _drop(self, reason: str) -> None:
         log.info("connection from %s dropped: %s", self.context.remote_ip, reason)
-        self._close()
+        if self._answering is not None:
+            self._close_after_answer()
+            return
+        self._abort()
+
+    def _close_after_answer(self) -> None:
+        """Nothing more is read or answered; the answer being written ends the connection."""
+        self._closing = True
+        self._queue.clear()
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def _wait(self, seconds: float) -> None:
         self._cancel_timer()
@@ -413,7 +481,12 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def _timed_out(self) -> None:
         self._timer = None
         if self._answering is None:
-            self._close()
+            self._abort()  # a client that stopped reading gets no time to drain its buffer
+
+    def _abort(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

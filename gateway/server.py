@@ -79,7 +79,7 @@ def start_gateway(settings: Settings, sockets: Sequence[socket.socket], *,
     server: Listener
     if settings.listen.http_parser == "llhttp":
         server = DataPlane(app, fast_routes(app), every_route=True)
-        server.listen(sockets)
+        server.listen(sockets, shared_socket=shared_socket)
     else:
         server = make_http_server(app, shared_socket=shared_socket)
         server.add_sockets(sockets)
@@ -143,14 +143,15 @@ def bind_data_plane(settings: Settings) -> list[socket.socket]:
 
 
 async def start_data_plane(settings: Settings, http_server: Listener,
-                           sockets: Sequence[socket.socket]) -> DataPlane | None:
+                           sockets: Sequence[socket.socket], *,
+                           shared_socket: bool = False) -> DataPlane | None:
     """The data-plane listener (gateway/data_plane.py) on `sockets`, serving the application's
     fast routes; None without sockets."""
     if not sockets:
         return None
     application = application_of(http_server)
     plane = DataPlane(application, fast_routes(application))
-    await plane.start(sockets)
+    await plane.start(sockets, shared_socket=shared_socket)
     host, port = sockets[0].getsockname()[:2]
     log.info("data plane (/verify, /auth) on %s:%d", host, port)
     return plane
@@ -185,7 +186,8 @@ async def _serve_until_stopped(settings: Settings, sockets: Sequence[socket.sock
     # Workers share one listening socket (forked after the bind).
     ctx, http_server = start_gateway(settings, sockets, shared_socket=parent is not None)
     servers: list[Listener] = [http_server]
-    data_plane = await start_data_plane(settings, http_server, data_plane_sockets)
+    data_plane = await start_data_plane(settings, http_server, data_plane_sockets,
+                                        shared_socket=parent is not None)
     servers.extend([data_plane] if data_plane else [])
     admin = start_admin(settings, ctx, worker=worker if parent is not None else None)
     servers.extend([admin[0]] if admin else [])

@@ -13,33 +13,35 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import tornado.netutil
 import tornado.web
 from conftest import Stack
-from test_data_plane import SETTLE, _answers, _exchange, _get, _main_port, _same
+from test_data_plane import SETTLE, _answers, _exchange, _get, _main_port, _same, _signed_in
 
+from gateway import data_plane
 from gateway.data_plane import DataPlane
 from gateway.fast_route import fast_routes
 
 
 def _serve_every_route(stack: Stack, application: tornado.web.Application | None = None
-                       ) -> Iterator[int]:
+                       ) -> Iterator[tuple[int, DataPlane]]:
     """`application` (the stack's own by default) on a free port, as `listen.http_parser =
     "llhttp"` serves it."""
     app = application or stack.application
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     plane = DataPlane(app, fast_routes(app), every_route=True)
     stack.loop.run(plane.start(sockets))
-    yield int(sockets[0].getsockname()[1])
+    yield int(sockets[0].getsockname()[1]), plane
     stack.loop.call(plane.stop)
     stack.loop.run(plane.close_all_connections())
 
 
 @pytest.fixture
 def every_route(stack: Stack) -> Iterator[tuple[Stack, int]]:
-    for port in _serve_every_route(stack):
+    for port, _ in _serve_every_route(stack):
         yield stack, port
 
 
@@ -131,7 +133,8 @@ class _Streaming(tornado.web.RequestHandler):
 @pytest.fixture
 def streaming(stack: Stack) -> Iterator[int]:
     _Streaming.flushed = 0
-    yield from _serve_every_route(stack, tornado.web.Application([(r"/stream", _Streaming)]))
+    for port, _ in _serve_every_route(stack, tornado.web.Application([(r"/stream", _Streaming)])):
+        yield port
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -185,3 +188,142 @@ def test_a_flush_waits_while_the_client_does_not_read(stack: Stack, streaming: i
     assert _Streaming.flushed == _Streaming.chunks
     body = received.partition(b"\r\n\r\n")[2]
     assert body.count(b"x") == _Streaming.chunks * _Streaming.size
+
+
+class _Transport(asyncio.Transport):
+    """What the connection writes, and whether it reads: asyncio's flow control driven by the
+    test instead of by a socket's buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+
+def test_H7_pipelined_requests_are_not_answered_while_the_client_is_not_reading(
+        stack: Stack) -> None:
+    """Once the transport's buffer is past its high-water mark (the client reads nothing),
+    no more requests are read or answered until it drains: else a client sending requests
+    and reading nothing would make answers pile up in memory without bound."""
+    _, token = _signed_in(stack)
+    request = _get("/verify", f"Authorization: Bearer {token}")  # a fast answer: at once
+
+    def scenario() -> tuple[int, bool, int, int, bool]:
+        app = stack.application
+        connection = data_plane._Connection(DataPlane(app, fast_routes(app), every_route=True))
+        transport = _Transport()
+        connection.connection_made(transport)
+        connection.data_received(request)
+        answered = transport.written.count(b"HTTP/1.1 200 OK")
+        connection.pause_writing()
+        reading_while_paused = transport.reading
+        connection.data_received(request * 3)  # what the kernel had already
+        while_paused = transport.written.count(b"HTTP/1.1 200 OK")
+        connection.resume_writing()
+        after = transport.written.count(b"HTTP/1.1 200 OK")
+        reading_after = transport.reading
+        connection.connection_lost(None)
+        return answered, reading_while_paused, while_paused, after, reading_after
+
+    assert stack.loop.call(scenario) == (1, False, 1, 4, True)
+
+
+class _Gated(tornado.web.RequestHandler):
+    """Answers once the test opens its gate: an answer still owed while more bytes come."""
+
+    gate: asyncio.Event
+
+    async def get(self) -> None:
+        await self.gate.wait()
+        self.finish("slow")
+
+    def post(self) -> None:
+        self.finish(b"posted " + self.request.body)
+
+
+@pytest.fixture
+def gated(stack: Stack) -> Iterator[int]:
+    _Gated.gate = stack.loop.call(asyncio.Event)
+    app = tornado.web.Application([(r"/gated", _Gated)])
+    for port, _ in _serve_every_route(stack, app):
+        yield port
+
+
+def test_H7_a_malformed_request_after_one_being_answered_waits_for_its_answer(
+        stack: Stack, gated: int) -> None:
+    with socket.create_connection(("127.0.0.1", gated), timeout=SETTLE) as sock:
+        sock.sendall(_get("/gated"))
+        stack.loop.run(asyncio.sleep(0.1))
+        sock.sendall(b"\x00garbage\r\n\r\n")
+        stack.loop.run(asyncio.sleep(0.1))
+        stack.loop.call(_Gated.gate.set)
+        received = _read_all(sock)
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert received.endswith(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+
+
+def test_100_continue_for_a_request_behind_another_comes_once_its_turn_does(
+        stack: Stack, gated: int) -> None:
+    body = b"abc"
+    head = (b"POST /gated HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gated), timeout=SETTLE) as sock:
+        sock.sendall(_get("/gated") + head)
+        stack.loop.run(asyncio.sleep(0.1))
+        stack.loop.call(_Gated.gate.set)
+        received = b""
+        while not received.endswith(b"HTTP/1.1 100 (Continue)\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the 100"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200 OK")  # the earlier answer first
+        sock.sendall(body)
+        received = b""
+        while not received.endswith(b"posted abc"):
+            received += sock.recv(65536)
+
+
+class _Short(tornado.web.RequestHandler):
+    """Announces ten bytes and sends five: a handler that failed after its headers."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Length", "10")
+        self.write(b"12345")
+        await self.flush()
+        self.request.connection.finish()  # type: ignore[union-attr]
+        self._finished = True
+
+
+def test_H7_an_answer_short_of_its_content_length_ends_the_connection(stack: Stack) -> None:
+    """Else the client would read the next answer on the connection as the rest of this one."""
+    app = tornado.web.Application([(r"/short", _Short)])
+    for port, _ in _serve_every_route(stack, app):
+        with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+            sock.sendall(_get("/short") + _get("/short"))
+            received = _read_all(sock)  # returns: the server closes the connection
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert b"Content-Length: 10" in head
+        assert body == b"12345"  # and no second answer
