@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import json
 import signal
-import time
 from collections.abc import Awaitable
-from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -39,6 +37,7 @@ import httptools
 
 from gateway.dev.standins.common import ProtocolError
 from gateway.dev.standins.google import GoogleStandIn, dev_provider
+from gateway.handlers.base import http_date  # the gateway's Date, made once a second
 
 SIGNED_IN_ACCOUNT = "ada"
 MAX_BODY_BYTES = 64 * 1024
@@ -59,7 +58,7 @@ class Answer:
     def encoded(self, keep_alive: bool) -> bytes:
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Error')}",
                  *(f"{name}: {value}" for name, value in self.headers),
-                 f"Date: {_date()}", f"Content-Length: {len(self.body)}"]
+                 f"Date: {http_date()}", f"Content-Length: {len(self.body)}"]
         if not keep_alive:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
@@ -72,17 +71,6 @@ def json_answer(document: dict[str, object], status: int = 200) -> Answer:
 
 def _error(e: ProtocolError) -> Answer:
     return json_answer({"error": e.error, "error_description": e.description}, e.status)
-
-
-_last_date: tuple[int, str] = (0, "")
-
-
-def _date() -> str:
-    global _last_date
-    second = int(time.time())
-    if second != _last_date[0]:
-        _last_date = (second, formatdate(second, usegmt=True))
-    return _last_date[1]
 
 
 def _once(pairs: list[tuple[str, str]]) -> dict[str, str | None]:

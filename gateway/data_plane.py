@@ -213,19 +213,18 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         self._headers.append((name, value))
+        # The two this connection acts on before the body; a length test first, as every
+        # request of every app passes here.
+        if len(name) == 14 and name.lower() == b"content-length":
+            self._length = value
+        elif len(name) == 6 and name.lower() == b"expect":
+            self._expect = value.lower()
 
     def on_headers_complete(self) -> None:
         self._wait(http_limits.BODY_TIMEOUT)
-        length = expect = b""
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                length = value
-            elif lowered == b"expect":
-                expect = value.lower()
-        if length.isdigit() and int(length) > http_limits.MAX_BODY_BYTES:
+        if self._length.isdigit() and int(self._length) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")  # before any 100 Continue invites it
-        if expect == b"100-continue" and self.parser.get_http_version() == "1.1":
+        if self._expect == b"100-continue" and self.parser.get_http_version() == "1.1":
             # Never ahead of an earlier answer: then once its turn comes (_answer_queued).
             self._continue_owed = True
             self._send_continue_if_due()
@@ -273,14 +272,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
         request = self._answering
         assert request is not None
         code = start_line.code
-        sized = "Content-Length" in headers or "Transfer-Encoding" in headers
+        length = headers.get("Content-Length")
+        sized = length is not None or "Transfer-Encoding" in headers
         bodiless = self._head or code in (204, 304) or code < 200
         # Tornado's rule (HTTP1Connection.write_headers): a handler that flushed before it
         # finished has no Content-Length; HTTP/1.1 frames its answer in chunks.
         self._chunking = not sized and not bodiless and request.version == "HTTP/1.1"
         if not sized and not bodiless and not self._chunking:
             self._keep_alive = False  # HTTP/1.0: the end of the connection ends the answer
-        length = headers.get("Content-Length")
         self._remaining = 0 if bodiless else (
             int(length) if length is not None and length.isdigit() else None)
         data = self._head_bytes(start_line, headers.get_all(), None)
@@ -439,6 +438,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def _reset_message(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._length = self._expect = b""  # the Content-Length and Expect headers' values
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_bytes = 0

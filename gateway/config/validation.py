@@ -84,7 +84,6 @@ def validate(settings: Settings) -> None:
     _check_access(settings.access, list(settings.providers.oidc))
 
 
-
 def _check_issuer_and_listen(settings: Settings) -> None:
     _check_public_url("issuer", settings.issuer, settings.dev_mode)
     if settings.issuer.endswith("/") or urlsplit(settings.issuer)[3:] != ("", ""):
