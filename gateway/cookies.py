@@ -76,7 +76,7 @@ class CookiePolicy:
         name = self.name(base, shared=shared)
         if signed:
             value = handler.create_signed_value(name, value).decode("ascii")
-        coded = _ENCODER.value_encode(value)[1]  # quoted if it must be, as Morsel does
+        coded = coded_value(value)
         if coded is not value and _CONTROL_OR_SPACE.search(value):  # unquoted: none there
             raise ValueError(f"Invalid cookie {name!r}")  # as Tornado's set_cookie
         attributes = self._attributes(base, shared)
@@ -140,6 +140,20 @@ class CookiePolicy:
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20]")
 _NOT_AN_ATTRIBUTE = re.compile(r"[\x00-\x20\x3b\x7f]")  # Tornado's check of attribute values
 _ENCODER = http.cookies.SimpleCookie()
+# http.cookies' alphabets: what a value may hold unquoted, and what quoting leaves as it is.
+_LEGAL = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
+_UNESCAPED = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~: ()/<=>?@\[\]{}]+")
+
+
+def coded_value(value: str) -> str:
+    """The value as Morsel writes it (`SimpleCookie.value_encode`), without its translation
+    table for the common quoted case: a signed value's base64 ends in `=`, which must be
+    quoted but not escaped."""
+    if _LEGAL.fullmatch(value):
+        return value
+    if _UNESCAPED.fullmatch(value):
+        return f'"{value}"'
+    return str(_ENCODER.value_encode(value)[1])
 
 
 def _attribute_text(attributes: Mapping[str, Any], max_age: int) -> str:

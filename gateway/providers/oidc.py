@@ -122,9 +122,10 @@ class OidcConnector:
                                                            self.client_secret.reveal())
         else:
             fixed.update(client_id=self.client_id, client_secret=self.client_secret.reveal())
-        body = (urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
-                                        "code_verifier": code_verifier})
-                + "&" + _form_encoded(tuple(fixed.items())))
+        # urlencode's output, less its per-pair work on a login's path.
+        quote = urllib.parse.quote_plus
+        body = (f"grant_type=authorization_code&code={quote(code)}"
+                f"&code_verifier={quote(code_verifier)}&{_form_encoded(tuple(fixed.items()))}")
         request = self.upstream.request(metadata.token_endpoint, method="POST", body=body,
                                         headers=headers)
         return await self.upstream.fetch_json(request, provider=self.name, what="token")

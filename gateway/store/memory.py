@@ -10,14 +10,17 @@ from typing import Any
 
 from gateway.store import StoreFull
 
+# What a key holds: a value as `_text` keeps it, or a counter's dict (`incr`).
+Stored = str | tuple[tuple[str, Any], ...] | dict[str, Any]
+
 PRUNE_FROM = 64  # members of a set before its expired ones are pruned as it grows
 
 
 class MemoryStore:
     def __init__(self, *, max_entries: int = 200_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        # A value as JSON text (put), or a counter's dict (incr, changed in place).
-        self._entries: dict[tuple[str, str], tuple[float, str | dict[str, Any]]] = {}
+        # A value as `_text` keeps it (put), or a counter's dict (incr, changed in place).
+        self._entries: dict[tuple[str, str], tuple[float, Stored]] = {}
         self._expiry_heap: list[tuple[float, tuple[str, str]]] = []
         self._sets: dict[tuple[str, str], dict[str, float]] = {}  # member -> expiry
         self._max_entries = max_entries
@@ -26,7 +29,7 @@ class MemoryStore:
     async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
         self._put(namespace, key, _text(value), ttl)
 
-    def _put(self, namespace: str, key: str, stored: str | dict[str, Any], ttl: float) -> None:
+    def _put(self, namespace: str, key: str, stored: Stored, ttl: float) -> None:
         self._sweep()
         if len(self._entries) >= self._max_entries and (namespace, key) not in self._entries:
             raise StoreFull(namespace)
@@ -54,8 +57,8 @@ class MemoryStore:
         entry = self._entries.get((namespace, key))
         if entry is not None and entry[0] > self.clock():
             counter = entry[1]
-            if isinstance(counter, str):  # put there as a value
-                counter = json.loads(counter)
+            if not isinstance(counter, dict):  # put there as a value
+                counter = _value(counter)
                 self._entries[(namespace, key)] = (entry[0], counter)
             counter["count"] += 1  # no await: atomic on the event loop
             return int(counter["count"])
@@ -111,13 +114,19 @@ class MemoryStore:
                 del self._entries[entry_key]
 
 
-def _text(value: dict[str, Any]) -> str:
-    """Kept as the other stores keep it, as JSON: a caller never shares our dict, and what
-    SQLite or Redis could not store fails here too."""
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _text(value: dict[str, Any]) -> str | tuple[tuple[str, Any], ...]:
+    """Kept so that a caller never shares what we hold, and what SQLite or Redis could not
+    store fails here too: a record of plain values (a login's transaction) as its pairs,
+    which no one can change; any other as JSON, as the other stores keep it."""
+    if all(type(key) is str and type(item) in _SCALARS for key, item in value.items()):
+        return tuple(value.items())
     return json.dumps(value)
 
 
-def _value(stored: str | dict[str, Any]) -> dict[str, Any]:
+def _value(stored: Stored) -> dict[str, Any]:
     """A new dict each time, as the other stores give."""
     value: dict[str, Any] = json.loads(stored) if isinstance(stored, str) else dict(stored)
     return value

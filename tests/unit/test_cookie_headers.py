@@ -5,6 +5,8 @@ reads back. A handler here is a real RequestHandler whose answer is flushed into
 from __future__ import annotations
 
 import http.cookies
+import random
+import string
 from typing import Any
 
 import pytest
@@ -113,3 +115,16 @@ def test_a_value_with_controls_or_spaces_is_refused_as_tornado_does(value: str) 
     with pytest.raises(ValueError):
         set_cookie_headers(lambda handler: policy.set(handler, cookies.SESSION, value,
                                                       max_age=600))
+
+
+def test_a_value_is_coded_as_morsel_codes_it() -> None:
+    """`coded_value` is `SimpleCookie.value_encode`'s coding, for every kind of character:
+    legal as it is, quoted only, or quoted and escaped."""
+    chooser = random.Random(7)
+    alphabet = string.printable + "\x00\x7f\xe9\u20ac\"\\;,="
+    encoder = http.cookies.SimpleCookie()
+    values = ["", "=", "a=b", "2|1:0|10:17|7:session|4:YWI=|ff", '"', "a\\b", "caf\u00e9"]
+    values += ["".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 16)))
+               for _ in range(20_000)]
+    for value in values:
+        assert cookies.coded_value(value) == encoder.value_encode(value)[1], value

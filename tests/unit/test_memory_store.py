@@ -50,3 +50,50 @@ def test_a_new_set_past_the_bound_is_refused() -> None:
             await store.add_member("sessions-of", "c", "1", 60)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("record", [
+    {"provider": "google", "created": 1.5, "count": 3, "ok": True, "gone": None},  # plain
+    {"sub": "ada", "profile": {"name": "Ada"}, "sids": ["a", "b"]},  # nested: kept as JSON
+])
+def test_a_value_is_never_shared_with_its_caller(record: dict[str, object]) -> None:
+    """What was put is what comes back, however the caller changes its dicts afterwards."""
+    store = MemoryStore()
+    kept = {key: (dict(value) if isinstance(value, dict) else
+                  list(value) if isinstance(value, list) else value)
+            for key, value in record.items()}
+
+    async def scenario() -> None:
+        await store.put("ns", "k", record, 60)
+        record["added"] = "later"
+        for value in record.values():
+            if isinstance(value, (dict, list)):
+                value.clear()
+        first = await store.get("ns", "k")
+        assert first == kept
+        assert first is not None
+        first["added"] = "by a reader"
+        assert await store.get("ns", "k") == kept
+        assert await store.incr("ns", "counted", 60) == 1
+        assert await store.take("ns", "k") == kept
+        assert await store.get("ns", "k") is None
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("record", [{"when": object()}, {1: "an int key"}, {"s": {1, 2}}])
+def test_a_value_no_other_store_could_keep_is_refused_or_kept_as_json(
+        record: dict[object, object]) -> None:
+    """As SQLite and Redis keep it: JSON, so what JSON cannot hold fails here too, and an int
+    key comes back as a str."""
+    store = MemoryStore()
+
+    async def scenario() -> None:
+        if 1 in record:
+            await store.put("ns", "k", record, 60)  # type: ignore[arg-type]
+            assert await store.get("ns", "k") == {"1": "an int key"}
+        else:
+            with pytest.raises(TypeError):
+                await store.put("ns", "k", record, 60)  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
