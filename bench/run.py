@@ -935,8 +935,8 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
     """Scenario 3: complete logins per second through one gateway process, instant provider.
     Also logins per second of the gateway's own CPU time (its capacity, whatever the load
     generator and the stand-in on the other core manage), and how fast the host is in the
-    same minutes: a bare hello-world before each run, and one RSA-2048 signature (the access
-    token's, RS256), both on the server core."""
+    same minutes: a bare hello-world before and after each run (the run's baseline is their
+    mean), and one RSA-2048 signature (the access token's, RS256), both on the server core."""
     figures = []
     with contextlib.ExitStack() as stack:
         hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
@@ -944,22 +944,31 @@ def _callback_scenario(runs: int, logins: int, clients: int, algorithm: str = "R
             _floor_stack() if algorithm == "floor"
             else _split_stack(algorithm=algorithm, http_parser=http_parser))
         _load("callback", base, standin, "--logins", "200", "--clients", str(clients))  # warm
+
+        def hello_world() -> float:
+            return _wrk(f"http://127.0.0.1:{hello_port}/", HOST_CHECK_SECONDS, {}, None, {},
+                        200).requests_per_second
+
+        # Each run between two hello-world checks, its baseline their mean: the host's speed
+        # drifts within minutes, and a check on one side only counts the drift in the ratio.
+        hello_after = hello_world()
         for _ in range(runs):
-            hello = _wrk(f"http://127.0.0.1:{hello_port}/", HOST_CHECK_SECONDS, {}, None, {},
-                         200)
+            hello_before = hello_after
             cpu, standin_cpu = _cpu_seconds(pid), _cpu_seconds(standin_pid)
             result = _load("callback", base, standin, "--logins", str(logins), "--clients",
                            str(clients))
             cpu = _cpu_seconds(pid) - cpu
             standin_cpu = _cpu_seconds(standin_pid) - standin_cpu
+            hello_after = hello_world()
+            hello = (hello_before + hello_after) / 2
+            result["hello_before_after"] = (hello_before, hello_after)
             result["logins_per_cpu_second"] = result["logins"] / cpu if cpu else float("nan")
             result["gateway_cpu_share"] = cpu / result["seconds"]
             result["standin_cpu_share"] = standin_cpu / result["seconds"]
-            result["hello_per_second"] = hello.requests_per_second
-            result["x_hello"] = result["logins_per_second"] / hello.requests_per_second
+            result["hello_per_second"] = hello
+            result["x_hello"] = result["logins_per_second"] / hello
             result["scaled_logins_per_second"] = (result["logins_per_second"]
-                                                  * REFERENCE_HELLO_PER_SECOND
-                                                  / hello.requests_per_second)
+                                                  * REFERENCE_HELLO_PER_SECOND / hello)
             figures.append(result)
     rsa_us = float(subprocess.run(["taskset", "-c", SERVER_CORE, sys.executable, "-c",
                                    RSA_SIGN_PROBE], capture_output=True, text=True,
@@ -1032,7 +1041,7 @@ def _print_callback(logins: LoginFigures) -> None:
 
 
 def _print_login_ratios(by_algorithm: dict[str, LoginFigures], floor: LoginFigures) -> None:
-    """Complete logins a second against the bare hello-world measured before each run, per
+    """Complete logins a second against the bare hello-world measured around each run, per
     access-token algorithm (RS256 signs each in about 250-800 us, EdDSA in about 50); also
     per second of the gateway's CPU (whatever the load core manages), and the floor under
     them: Tornado doing the same HTTP and nothing else (bench/login_floor.py)."""
