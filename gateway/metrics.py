@@ -128,13 +128,13 @@ class GatewayMetrics:
         self._child(self.upstream_latency, provider, _call_label(call)).observe(seconds)
 
     def upstream_error(self, provider: str, call: str) -> None:
-        self.upstream_errors.labels(provider, _call_label(call)).inc()
+        self._child(self.upstream_errors, provider, _call_label(call)).inc()
 
     def backchannel_logout(self, outcome: str) -> None:
-        self.backchannel_logouts.labels(outcome).inc()
+        self._child(self.backchannel_logouts, outcome).inc()
 
     def store_error(self, kind: str) -> None:
-        self.store_errors.labels(kind).inc()
+        self._child(self.store_errors, kind).inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -31,6 +31,7 @@ import io
 import select
 import socket
 import ssl
+import sys
 import time
 import weakref
 from collections.abc import Callable, Hashable
@@ -55,7 +56,7 @@ from tornado.simple_httpclient import (
 from tornado.tcpclient import TCPClient
 
 from gateway.upstream.exchange import (
-    Framing,
+    body_framing,
     exchange,
     keeps_alive,
     request_message,
@@ -323,13 +324,13 @@ class _KeepAliveConnection(_HTTPConnection):
         """exchange.keeps_alive's rule. Whether the stream is still clean is checked once,
         when the pool hands it out (`_usable`)."""
         headers = self.headers
-        if headers is None or self.stream.closed():
+        if headers is None or self.code is None or self.stream.closed():
             return False
-        delimited = ("Content-Length" in headers
-                     or headers.get("Transfer-Encoding", "").lower() == "chunked"
-                     or self.code in (204, 304))
-        return keeps_alive(self._response_version, self.request.headers, headers,
-                           Framing(0 if delimited else None))
+        try:  # Tornado read the answer, so its framing holds; exchange.py's rule names it
+            framing = body_framing(self.code, headers, sys.maxsize)
+        except httputil.HTTPInputError:
+            return False
+        return keeps_alive(self._response_version, self.request.headers, headers, framing)
 
 
 def _pool_key(host: str, port: int, af: Any = None, ssl_options: Any = None,
