@@ -250,7 +250,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
         method = self.parser.get_method().decode("latin1")
         headers = tornado.httputil.HTTPHeaders()
         for name, value in self._headers:
-            headers.add(name.decode("latin1"), value.decode("latin1"))
+            # llhttp refused a name that is not a token and a control character in a value,
+            # all that Tornado's `add` checks again; the whitespace it leaves after a value is
+            # not part of it (RFC 9110 5.5), and Tornado's own parser strips it too.
+            key, text = name.decode("latin1"), value.rstrip(b" \t").decode("latin1")
+            if key in headers:
+                headers.add(key, text)
+            else:
+                headers[key] = text
         start_line = tornado.httputil.RequestStartLine(method, self._url.decode("latin1"),
                                                        version)
         request = tornado.httputil.HTTPServerRequest(

@@ -193,6 +193,11 @@ SMUGGLING = {
     "an upgrade": b"GET /verify HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
     b"Upgrade: websocket\r\n\r\n",
     "CONNECT": b"CONNECT gateway.test:443 HTTP/1.1\r\nHost: gateway.test:443\r\n\r\n",
+    # What Tornado's HTTPHeaders.add would refuse, refused by llhttp (data_plane.py relies on it).
+    "NUL in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n",
+    "DEL in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\x7fb\r\n\r\n",
+    "a bare CR in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n",
+    "a name that is not a token": b"GET /verify HTTP/1.1\r\nHost: a\r\nX(A): b\r\n\r\n",
 }
 
 

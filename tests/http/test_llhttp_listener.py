@@ -67,6 +67,9 @@ SAME_ANSWERS = {
                                 "Accept: application/json"),
     "http/1.0 keep-alive": _get("/healthz", "Connection: keep-alive", version="1.0"),
     "connection close": _get("/healthz", "Connection: close"),
+    # Whitespace around a value is not part of it (RFC 9110 5.5): Tornado's parser strips it.
+    "whitespace after a value": _get("/nothing-here", "Accept: application/json \t"),
+    "a header given twice": _get("/nothing-here", "Accept: text/html", "Accept: application/json"),
 }
 
 
