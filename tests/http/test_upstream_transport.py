@@ -360,7 +360,7 @@ def test_bytes_after_an_answer_make_its_connection_unusable(loop_thread: LoopThr
         assert all("forged" not in answer for answer in answers)
         assert len({answer["client_port"] for answer in answers}) == 3
     finally:
-        server.close()
+        loop_thread.call(server.close)  # in its loop: asyncio's Server is not thread-safe
 
 
 @pytest.mark.parametrize("kept", [False, True], ids=["new connection", "kept connection"])
@@ -497,7 +497,7 @@ def scripted_provider(loop: LoopThread, answers: list[Answer]) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
     finally:
-        server.close()
+        loop.call(server.close)  # in its loop: asyncio's Server is not thread-safe
 
 
 def test_a_chunked_answer_and_1xx_answers_on_a_kept_connection(
@@ -605,4 +605,4 @@ def test_a_connection_still_sending_when_the_answer_came_is_not_reused(
         assert refused.value.upstream_status == 413
         assert len(ports_of(loop_thread, client, url, 1)) == 1  # answered, not timed out
     finally:
-        server.close()
+        loop_thread.call(server.close)  # in its loop: asyncio's Server is not thread-safe
