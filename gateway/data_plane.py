@@ -150,6 +150,9 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._keep_alive = True
         self._head = False
         self._close_callback: Callable[[], None] | None = None
+        # When the connection is aborted unless it moves on (None: never), and the one timer
+        # that checks it, due at or before it (`_wait`).
+        self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._in_loop = False
@@ -159,6 +162,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._continue_owed = False  # a request expects 100 Continue once its turn comes
         self._remaining: int | None = None  # body bytes the answer's Content-Length still owes
         self._refusal_owed = False  # a 400 to send once the answer being written is done
+        self._in_message = False  # llhttp is inside a request (begun, not complete)
         self._reset_message()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -204,7 +208,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def on_message_begin(self) -> None:
         self._reset_message()
         self._continue_owed = False
-        self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)  # for the headers (slow clients)
+        self._in_message = True
+        # The headers' limit, from their first byte; then the body's, from the headers' end.
+        # Neither moves as more bytes come: a client sending a byte now and then (slowloris)
+        # is cut all the same, as Tornado's header and body timeouts cut it.
+        self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -264,7 +272,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
             connection=self, start_line=start_line, headers=headers,
             body=b"".join(self._body))
         self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
-        self._cancel_timer()
+        self._in_message = False
+        self._deadline = None  # no time limit while it waits for its answer
 
     # -- Tornado's HTTPConnection, for the request being answered ----------------------------
 
@@ -391,7 +400,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
             return
         if self._answering is None and not self._writing_paused:
             self.transport.resume_reading()  # nothing to do unless it was paused
-            self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+            if not self._in_message:  # else the message's own limit holds (on_message_begin)
+                self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
             self._send_continue_if_due()
         elif self._queue or self._writing_paused:
             # A request waits behind the one being answered, or the client is not reading its
@@ -482,11 +492,27 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self.transport.pause_reading()
 
     def _wait(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+        """Abort the connection unless it moves on within `seconds`. Each request moves its
+        deadline three times: the timer stays where it is unless the new deadline comes
+        before it, and when it fires early it waits again for what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._check_deadline)
 
-    def _timed_out(self) -> None:
+    def _check_deadline(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
+        self._deadline = None
         if self._answering is None:
             self._abort()  # a client that stopped reading gets no time to drain its buffer
 
@@ -496,6 +522,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self.transport.abort()
 
     def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

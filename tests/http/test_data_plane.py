@@ -281,6 +281,54 @@ def test_H7_an_idle_or_slow_client_is_disconnected(short_timeouts: None, stack: 
             assert time.monotonic() - started < SETTLE
 
 
+def test_H7_a_slow_body_is_cut_at_the_body_limit_not_the_idle_one(
+        monkeypatch: pytest.MonkeyPatch, stack: Stack) -> None:
+    """The body's limit comes before the idle connection's: the connection's one timer is
+    brought forward to it (data_plane.py `_wait`)."""
+    monkeypatch.setattr(http_limits, "IDLE_CONNECTION_TIMEOUT", 600.0)
+    monkeypatch.setattr(http_limits, "BODY_TIMEOUT", 0.3)
+    for _, port in _started(stack):
+        with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+            sock.sendall(b"POST /verify HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            assert _closed_by_server(sock)
+
+
+def _cut_while_dripping(port: int, start: bytes, drip: bytes) -> bool:
+    """Send `start`, then `drip` every 0.1 s: whether the server closes the connection
+    within SETTLE seconds although bytes keep coming."""
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(start)
+        sock.settimeout(0.1)
+        give_up = time.monotonic() + SETTLE
+        while time.monotonic() < give_up:
+            try:
+                sock.sendall(drip)
+                if sock.recv(65536) == b"":
+                    return True
+            except TimeoutError:
+                continue
+            except OSError:  # reset, or a broken pipe: closed
+                return True
+    return False
+
+
+@pytest.mark.parametrize("limit, start, drip", [
+    ("IDLE_CONNECTION_TIMEOUT", b"GET /verify HTTP/1.1\r\nHost: a\r\n", b"X"),
+    ("BODY_TIMEOUT", b"POST /verify HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n",
+     b"a"),
+], ids=["headers", "body"])
+def test_H7_a_request_sent_a_byte_at_a_time_is_cut_at_its_limit(
+        monkeypatch: pytest.MonkeyPatch, stack: Stack, limit: str, start: bytes,
+        drip: bytes) -> None:
+    """Slowloris: each byte that comes does not move the limit of the headers (from their
+    first byte) or of the body (from the headers' end), as with Tornado's timeouts."""
+    monkeypatch.setattr(http_limits, "IDLE_CONNECTION_TIMEOUT", 600.0)
+    monkeypatch.setattr(http_limits, "BODY_TIMEOUT", 600.0)
+    monkeypatch.setattr(http_limits, limit, 0.5)
+    for _, port in _started(stack):
+        assert _cut_while_dripping(port, start, drip)
+
+
 def test_a_drain_closes_idle_connections_and_finishes_answers(stack: Stack) -> None:
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     port = sockets[0].getsockname()[1]

@@ -253,6 +253,29 @@ def test_H7_pipelined_requests_are_not_answered_while_the_client_is_not_reading(
     assert stack.loop.call(scenario) == (1, False, 1, 4, True)
 
 
+def test_H7_a_deadline_pushed_later_holds_and_one_brought_earlier_is_met(stack: Stack) -> None:
+    """One timer a connection (`_Connection._wait`): a timer set for an earlier deadline does
+    not cut a connection whose deadline has moved later since, and a deadline brought earlier
+    than the timer is met."""
+    async def scenario() -> tuple[bool, bool, bool]:
+        app = stack.application
+        connection = data_plane._Connection(DataPlane(app, fast_routes(app), every_route=True))
+        transport = _Transport()
+        connection.connection_made(transport)  # the idle limit
+        connection._wait(0.05)  # brought earlier: the timer moves to it
+        connection._wait(60)  # pushed later: the timer stays, and waits again once it fires
+        await asyncio.sleep(0.3)
+        open_past_the_early_timer = not transport.closed
+        rearmed = connection._timer is not None
+        connection._wait(0.05)  # brought earlier than the re-armed timer
+        await asyncio.sleep(0.3)
+        aborted = transport.closed
+        connection.connection_lost(None)
+        return open_past_the_early_timer, rearmed, aborted
+
+    assert stack.loop.run(scenario()) == (True, True, True)
+
+
 class _Gated(tornado.web.RequestHandler):
     """Answers once the test opens its gate: an answer still owed while more bytes come."""
 
