@@ -219,7 +219,12 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:
+            # A chunked body's trailer: never a request header, and refused, as Tornado does.
+            raise _Refused("trailer fields are not accepted")
         self._count(len(name) + len(value) + 4)
+        # The whitespace llhttp leaves after a value is not part of it (RFC 9110 5.5).
+        value = value.rstrip(b" \t")
         self._headers.append((name, value))
         # The two this connection acts on before the body; a length test first, as every
         # request of every app passes here.
@@ -229,6 +234,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._expect = value.lower()
 
     def on_headers_complete(self) -> None:
+        self._headers_done = True
         self._wait(http_limits.BODY_TIMEOUT)
         if self._length.isdigit() and int(self._length) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")  # before any 100 Continue invites it
@@ -242,6 +248,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
                 and self.transport is not None and not self.transport.is_closing()):
             self._continue_owed = False
             self.transport.write(CONTINUE)
+            self._wait(http_limits.BODY_TIMEOUT)  # the body's time starts with the invitation
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -259,9 +266,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         headers = tornado.httputil.HTTPHeaders()
         for name, value in self._headers:
             # llhttp refused a name that is not a token and a control character in a value,
-            # all that Tornado's `add` checks again; the whitespace it leaves after a value is
-            # not part of it (RFC 9110 5.5), and Tornado's own parser strips it too.
-            key, text = name.decode("latin1"), value.rstrip(b" \t").decode("latin1")
+            # all that Tornado's `add` checks again (the value is stripped, in on_header).
+            key, text = name.decode("latin1"), value.decode("latin1")
             if key in headers:
                 headers.add(key, text)
             else:
@@ -400,8 +406,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             return
         if self._answering is None and not self._writing_paused:
             self.transport.resume_reading()  # nothing to do unless it was paused
-            if not self._in_message:  # else the message's own limit holds (on_message_begin)
-                self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+            self._limit_waiting()
             self._send_continue_if_due()
         elif self._queue or self._writing_paused:
             # A request waits behind the one being answered, or the client is not reading its
@@ -410,7 +415,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             # one request, within the limits.)
             self.transport.pause_reading()
             if self._answering is None:  # a client that never reads is closed in time
-                self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+                self._limit_waiting()
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
         """Write `data`; the future is done once the write buffer has room again (a handler's
@@ -457,6 +462,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._headers: list[tuple[bytes, bytes]] = []
         self._length = self._expect = b""  # the Content-Length and Expect headers' values
         self._header_bytes = 0
+        self._headers_done = False
         self._body: list[bytes] = []
         self._body_bytes = 0
 
@@ -491,30 +497,44 @@ class _Connection(asyncio.Protocol, DirectConnection):
         if self.transport is not None:
             self.transport.pause_reading()
 
+    def _limit_waiting(self) -> None:
+        """Nothing being answered: the idle limit between requests; inside one, its own
+        limit stands, even one that passed while an earlier request was answered."""
+        if self._in_message:
+            self._arm()
+        else:
+            self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
+
     def _wait(self, seconds: float) -> None:
-        """Abort the connection unless it moves on within `seconds`. Each request moves its
-        deadline three times: the timer stays where it is unless the new deadline comes
-        before it, and when it fires early it waits again for what is left."""
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline = loop.time() + seconds
+        """Abort the connection unless it moves on within `seconds`."""
+        self._deadline = asyncio.get_running_loop().time() + seconds
+        self._arm()
+
+    def _arm(self) -> None:
+        """The connection's one timer, due at or before its deadline. Each request moves the
+        deadline three times: the timer stays where it is unless the deadline comes before
+        it, and when it fires early it waits again for what is left."""
+        deadline = self._deadline
+        if deadline is None:
+            return
         timer = self._timer
         if timer is None or timer.when() > deadline:
             if timer is not None:
                 timer.cancel()
-            self._timer = loop.call_at(deadline, self._check_deadline)
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._check_deadline)
 
     def _check_deadline(self) -> None:
         self._timer = None
         deadline = self._deadline
         if deadline is None:
             return
-        loop = asyncio.get_running_loop()
-        if loop.time() < deadline:
-            self._timer = loop.call_at(deadline, self._check_deadline)
-            return
-        self._deadline = None
-        if self._answering is None:
+        if asyncio.get_running_loop().time() < deadline:
+            self._arm()
+        elif self._answering is None:
+            self._deadline = None
             self._abort()  # a client that stopped reading gets no time to drain its buffer
+        # Else an answer is being written: the deadline stays, and is met once it is done
+        # (_limit_waiting).
 
     def _abort(self) -> None:
         self._cancel_timer()

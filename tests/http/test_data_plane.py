@@ -198,6 +198,9 @@ SMUGGLING = {
     "DEL in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\x7fb\r\n\r\n",
     "a bare CR in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n",
     "a name that is not a token": b"GET /verify HTTP/1.1\r\nHost: a\r\nX(A): b\r\n\r\n",
+    # llhttp hands a chunked body's trailer over as headers: refused, as by Tornado.
+    "a trailer after a chunked body": b"POST /verify HTTP/1.1\r\nHost: a\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Forwarded-User: x\r\n\r\n",
 }
 
 

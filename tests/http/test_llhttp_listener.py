@@ -21,7 +21,7 @@ import tornado.web
 from conftest import Stack
 from test_data_plane import SETTLE, _answers, _exchange, _get, _main_port, _same, _signed_in
 
-from gateway import data_plane
+from gateway import data_plane, http_limits
 from gateway.data_plane import DataPlane
 from gateway.fast_route import fast_routes
 
@@ -109,12 +109,13 @@ def test_a_request_that_expects_100_continue_gets_it_then_its_answer(
     assert received.startswith(b"HTTP/1.1 401 ")
 
 
+@pytest.mark.parametrize("after", ["", " \t"], ids=["plain", "whitespace after the values"])
 def test_H7_a_body_announced_past_the_limit_is_refused_before_100_continue(
-        every_route: tuple[Stack, int]) -> None:
+        every_route: tuple[Stack, int], after: str) -> None:
     _, port = every_route
     with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
-        sock.sendall(b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(f"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999{after}\r\n"
+                     f"Expect: 100-continue{after}\r\n\r\n".encode())
         assert sock.recv(65536) == b""  # dropped: no 100 invites the body
 
 
@@ -330,6 +331,51 @@ def test_100_continue_for_a_request_behind_another_comes_once_its_turn_does(
         received = b""
         while not received.endswith(b"posted abc"):
             received += sock.recv(65536)
+
+
+@pytest.fixture
+def short_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_limits, "IDLE_CONNECTION_TIMEOUT", 0.3)
+    monkeypatch.setattr(http_limits, "BODY_TIMEOUT", 0.3)
+
+
+@pytest.mark.parametrize("unfinished", [b"GET /gated HTTP/1.1\r\nHo",
+                                        b"POST /gated HTTP/1.1\r\nHost: a\r\n"
+                                        b"Content-Length: 10\r\n\r\nabc"],
+                         ids=["headers", "body"])
+def test_H7_a_request_left_unfinished_behind_a_slow_answer_is_cut_after_it(
+        stack: Stack, gated: int, short_limits: None, unfinished: bytes) -> None:
+    """Its limit passed while the answer before it was written: once that answer is out, the
+    connection is cut (it is never left with no limit at all)."""
+    with socket.create_connection(("127.0.0.1", gated), timeout=SETTLE) as sock:
+        sock.sendall(_get("/gated") + unfinished)
+        stack.loop.run(asyncio.sleep(0.6))  # past both limits, the answer still owed
+        stack.loop.call(_Gated.gate.set)
+        received = _read_all(sock)  # until the server closes (SETTLE at most)
+    assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b"slow")
+
+
+def test_H7_a_body_has_its_whole_time_from_its_100_continue(
+        stack: Stack, gated: int, short_limits: None) -> None:
+    """A 100 Continue held back behind a slow answer starts the body's time when it is sent,
+    not when the headers came."""
+    head = (b"POST /gated HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gated), timeout=SETTLE) as sock:
+        sock.sendall(_get("/gated") + head)
+        stack.loop.run(asyncio.sleep(0.6))  # longer than the body's limit
+        stack.loop.call(_Gated.gate.set)
+        received = b""
+        while not received.endswith(b"HTTP/1.1 100 (Continue)\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the 100"
+            received += chunk
+        sock.sendall(b"abc")
+        received = b""
+        while not received.endswith(b"posted abc"):
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the answer"
+            received += chunk
 
 
 class _Short(tornado.web.RequestHandler):
