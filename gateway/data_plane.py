@@ -60,6 +60,7 @@ VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 # a request object, so a client sending thousands at once is dropped instead (Tornado reads
 # one request at a time; proxies do not pipeline).
 MAX_PIPELINED = 128
+MAX_READ = 256 * 1024  # the most one data_received brings (asyncio's selector transports)
 LISTEN_BACKLOG = 128  # tornado.netutil.bind_sockets's
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"  # Tornado's spelling
@@ -191,6 +192,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
         except httptools.HttpParserError as e:
             self._refuse(str(e))
             return
+        if self._in_message and not self._headers_done:
+            # llhttp keeps a header's name or value whole before `on_header` counts it: one
+            # endless header would grow without bound. Every read while the head is incomplete
+            # counts here (the first may hold the end of the request before: one read more).
+            self._head_read += len(data)
+            if self._head_read > http_limits.MAX_HEADER_BYTES + MAX_READ:
+                self._drop("headers too large")
+                return
         self._answer_queued()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -232,9 +241,15 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._length = value
         elif len(name) == 6 and name.lower() == b"expect":
             self._expect = value.lower()
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._transfer_encoding = value
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        if self._transfer_encoding and self._transfer_encoding.lower() != b"chunked":
+            # llhttp takes `gzip, chunked` and hands the body over still coded: Tornado
+            # refuses any coding but chunked, and so do we.
+            raise _Refused("transfer coding other than chunked")
         self._wait(http_limits.BODY_TIMEOUT)
         if self._length.isdigit() and int(self._length) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")  # before any 100 Continue invites it
@@ -257,6 +272,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.parser.should_upgrade():  # refused, never answered (before any queued)
+            raise _Refused("upgrade or CONNECT")
         if len(self._queue) >= MAX_PIPELINED:
             raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
         version = VERSIONS.get(self.parser.get_http_version())
@@ -279,6 +296,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             body=b"".join(self._body))
         self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
         self._in_message = False
+        self._continue_owed = False  # the body came without it
         self._deadline = None  # no time limit while it waits for its answer
 
     # -- Tornado's HTTPConnection, for the request being answered ----------------------------
@@ -364,11 +382,15 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._keep_alive = False
         self._remaining = None
         self._answering = None
-        if not self._keep_alive or self._closing:
+        if not self._keep_alive:
+            # What came after a request that ends the connection is never read, nor refused
+            # (Tornado stops reading there).
             self._queue.clear()
-            if self._refusal_owed and self.transport is not None \
-                    and not self.transport.is_closing():
-                self.transport.write(BAD_REQUEST)
+            self._close()
+        elif self._refusal_owed and not self._queue:
+            self._send_refusal()
+        elif self._closing and not self._refusal_owed:
+            self._queue.clear()
             self._close()
         elif not self._in_loop:  # an answer that waited (a handler): on to the next request
             self._answer_queued()
@@ -404,11 +426,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._in_loop = False
         if self.transport is None or self.transport.is_closing():
             return
-        if self._answering is None and not self._writing_paused:
+        if self._answering is None and not self._writing_paused and not self._refusal_owed:
             self.transport.resume_reading()  # nothing to do unless it was paused
             self._limit_waiting()
             self._send_continue_if_due()
-        elif self._queue or self._writing_paused:
+        elif self._queue or self._writing_paused or self._refusal_owed:
             # A request waits behind the one being answered, or the client is not reading its
             # answers: read no more until then. (Not before: pausing and resuming for every
             # handler's answer are two epoll calls, and what a client can send meanwhile is
@@ -462,7 +484,9 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._headers: list[tuple[bytes, bytes]] = []
         self._length = self._expect = b""  # the Content-Length and Expect headers' values
         self._header_bytes = 0
+        self._head_read = 0  # bytes read while this request's head was incomplete
         self._headers_done = False
+        self._transfer_encoding = b""
         self._body: list[bytes] = []
         self._body_bytes = 0
 
@@ -475,10 +499,15 @@ class _Connection(asyncio.Protocol, DirectConnection):
         """A malformed request: 400 and close, as Tornado answers one (after the answer being
         written, if any: never in its place)."""
         log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
-        if self._answering is not None:
-            self._refusal_owed = True
-            self._close_after_answer()
-            return
+        self._refusal_owed = True
+        if self.transport is not None:
+            self.transport.pause_reading()  # nothing after it is read
+        if self._answering is None and not self._queue:
+            self._send_refusal()
+        else:  # the requests read before it are answered first, as Tornado would
+            self._answer_queued()
+
+    def _send_refusal(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(BAD_REQUEST)
         self._close()
@@ -551,6 +580,10 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # asyncio closes once the client has read what is buffered: one that never
+                # reads is cut in time, as on a connection kept open.
+                self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
 
 
 class _Dropped(Exception):

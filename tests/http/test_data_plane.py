@@ -198,6 +198,9 @@ SMUGGLING = {
     "DEL in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\x7fb\r\n\r\n",
     "a bare CR in a value": b"GET /verify HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n",
     "a name that is not a token": b"GET /verify HTTP/1.1\r\nHost: a\r\nX(A): b\r\n\r\n",
+    # llhttp takes this and hands the body over still gzipped; Tornado refuses it.
+    "a coding before chunked": b"POST /verify HTTP/1.1\r\nHost: a\r\n"
+    b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     # llhttp hands a chunked body's trailer over as headers: refused, as by Tornado.
     "a trailer after a chunked body": b"POST /verify HTTP/1.1\r\nHost: a\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Forwarded-User: x\r\n\r\n",
@@ -330,6 +333,44 @@ def test_H7_a_request_sent_a_byte_at_a_time_is_cut_at_its_limit(
     monkeypatch.setattr(http_limits, limit, 0.5)
     for _, port in _started(stack):
         assert _cut_while_dripping(port, start, drip)
+
+
+def test_H7_one_endless_header_is_cut_near_the_header_limit(plane: tuple[Stack, int]) -> None:
+    """llhttp keeps a header value whole until its end: without a count of the bytes read
+    meanwhile, one value without end would grow (and be copied) until memory runs out."""
+    _, port = plane
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(b"GET /verify HTTP/1.1\r\nHost: a\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # reset, or a broken pipe: cut
+            for _ in range(128):  # 8 MiB, far past the limit and a read
+                sock.sendall(b"a" * 65536)
+        assert _closed_by_server(sock)
+
+
+def test_H7_a_malformed_request_read_with_valid_ones_is_refused_after_their_answers(
+        plane: tuple[Stack, int]) -> None:
+    """In one read: the valid requests before it are answered, then the 400, as Tornado
+    (which reads one request at a time) answers them."""
+    _, port = plane
+    request = _get("/verify", "Authorization: Bearer x.y.z")
+    received = _exchange(port, request * 2 + b"\x00garbage\r\n\r\n", answers=3)
+    heads = [head for head, _ in _answers(received)]
+    assert [head.split(b"\r\n")[0] for head in heads] == [
+        b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 400 Bad Request"]
+
+
+def test_bytes_after_a_request_that_closes_the_connection_are_never_read(
+        plane: tuple[Stack, int]) -> None:
+    """Neither answered nor refused: Tornado stops reading after such a request too."""
+    _, port = plane
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(_get("/verify", "Authorization: Bearer x.y.z", "Connection: close")
+                     + _get("/verify"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert [head.split(b"\r\n")[0] for head, _ in _answers(received)] == [
+        b"HTTP/1.1 401 Unauthorized"]
 
 
 def test_a_drain_closes_idle_connections_and_finishes_answers(stack: Stack) -> None:

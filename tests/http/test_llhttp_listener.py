@@ -225,6 +225,26 @@ class _Transport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # all written at once
+
+
+class _Unread(_Transport):
+    """A client that reads nothing: what is written stays in the buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = self.close_called = False
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.written)
+
+    def close(self) -> None:
+        self.closed = self.close_called = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
 
 def test_H7_pipelined_requests_are_not_answered_while_the_client_is_not_reading(
         stack: Stack) -> None:
@@ -275,6 +295,43 @@ def test_H7_a_deadline_pushed_later_holds_and_one_brought_earlier_is_met(stack: 
         return open_past_the_early_timer, rearmed, aborted
 
     assert stack.loop.run(scenario()) == (True, True, True)
+
+
+def test_H7_a_client_that_never_reads_a_closing_answer_is_cut_in_time(
+        stack: Stack, short_limits: None) -> None:
+    """asyncio's close waits until the client has read what is buffered: one that never reads
+    would hold the socket for ever. Cut after the idle limit, as on a kept connection."""
+    async def scenario() -> tuple[bool, bool]:
+        app = stack.application
+        connection = data_plane._Connection(DataPlane(app, fast_routes(app), every_route=True))
+        transport = _Unread()
+        connection.connection_made(transport)
+        connection.data_received(_get("/healthz", "Connection: close"))
+        for _ in range(int(SETTLE / 0.05)):  # answered, closed, then cut past the idle limit
+            if transport.aborted:
+                break
+            await asyncio.sleep(0.05)
+        connection.connection_lost(None)
+        return transport.close_called, transport.aborted
+
+    assert stack.loop.run(scenario()) == (True, True)
+
+
+def test_no_100_continue_once_the_body_came_without_it(every_route: tuple[Stack, int]) -> None:
+    """A request that expects 100 Continue, read whole behind another: its 100 is no longer
+    owed (it would come after the final answer, as a stray interim answer)."""
+    _, port = every_route
+    request = _post("/token", b"grant_type=x", "Expect: 100-continue")
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(_get("/healthz") + request)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2:
+            received += sock.recv(65536)
+        sock.sendall(_get("/healthz", "Connection: close"))  # what comes before its answer
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK") == 2
+    assert b"100 (Continue)" not in received
 
 
 class _Gated(tornado.web.RequestHandler):
