@@ -31,7 +31,7 @@ connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIM
 body, then it is closed. Requests on one connection are answered in order, one at a time
 (reading pauses while one waits behind another, and while the client leaves answers unread:
 asyncio's write buffer past its high-water mark); more than MAX_PIPELINED at once drop the
-connection. A malformed request behind one being answered gets its 400 after that answer.
+connection. A malformed request gets its 400 after the answers to those read before it.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._flushes: list[asyncio.Future[None]] = []  # waiting for the buffer to drain
         self._continue_owed = False  # a request expects 100 Continue once its turn comes
         self._remaining: int | None = None  # body bytes the answer's Content-Length still owes
-        self._refusal_owed = False  # a 400 to send once the answer being written is done
+        self._refusal_owed = False  # a 400 to send once the requests before it are answered
         self._in_message = False  # llhttp is inside a request (begun, not complete)
         self._reset_message()
 
@@ -496,8 +496,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
             raise _Dropped("headers too large")
 
     def _refuse(self, reason: str) -> None:
-        """A malformed request: 400 and close, as Tornado answers one (after the answer being
-        written, if any: never in its place)."""
+        """A malformed request: 400 and close, as Tornado answers one (after the answers to the
+        requests read before it: never in their place)."""
         log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
         self._refusal_owed = True
         if self.transport is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.store import StoreFull
 
-# What a key holds: a value as `_text` keeps it, or a counter's dict (`incr`).
+# What a key holds: a value as `_kept` keeps it, or a counter's dict (`incr`).
 Stored = str | tuple[tuple[str, Any], ...] | dict[str, Any]
 
 PRUNE_FROM = 64  # members of a set before its expired ones are pruned as it grows
@@ -19,7 +19,7 @@ PRUNE_FROM = 64  # members of a set before its expired ones are pruned as it gro
 class MemoryStore:
     def __init__(self, *, max_entries: int = 200_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        # A value as `_text` keeps it (put), or a counter's dict (incr, changed in place).
+        # A value as `_kept` keeps it (put), or a counter's dict (incr, changed in place).
         self._entries: dict[tuple[str, str], tuple[float, Stored]] = {}
         self._expiry_heap: list[tuple[float, tuple[str, str]]] = []
         self._sets: dict[tuple[str, str], dict[str, float]] = {}  # member -> expiry
@@ -27,7 +27,7 @@ class MemoryStore:
         self.clock = clock
 
     async def put(self, namespace: str, key: str, value: dict[str, Any], ttl: float) -> None:
-        self._put(namespace, key, _text(value), ttl)
+        self._put(namespace, key, _kept(value), ttl)
 
     def _put(self, namespace: str, key: str, stored: Stored, ttl: float) -> None:
         self._sweep()
@@ -117,7 +117,7 @@ class MemoryStore:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _text(value: dict[str, Any]) -> str | tuple[tuple[str, Any], ...]:
+def _kept(value: dict[str, Any]) -> str | tuple[tuple[str, Any], ...]:
     """Kept so that a caller never shares what we hold, and what SQLite or Redis could not
     store fails here too: a record of plain values (a login's transaction) as its pairs,
     which no one can change; any other as JSON, as the other stores keep it."""

@@ -141,6 +141,16 @@ def streaming(stack: Stack) -> Iterator[int]:
         yield port
 
 
+def _read_until(sock: socket.socket, ending: bytes) -> bytes:
+    """What the server sends until it ends with `ending`; the connection must stay open."""
+    received = b""
+    while not received.endswith(ending):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {ending!r}"
+        received += chunk
+    return received
+
+
 def _read_all(sock: socket.socket) -> bytes:
     received = b""
     while chunk := sock.recv(1 << 20):
@@ -378,16 +388,10 @@ def test_100_continue_for_a_request_behind_another_comes_once_its_turn_does(
         sock.sendall(_get("/gated") + head)
         stack.loop.run(asyncio.sleep(0.1))
         stack.loop.call(_Gated.gate.set)
-        received = b""
-        while not received.endswith(b"HTTP/1.1 100 (Continue)\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk, "closed before the 100"
-            received += chunk
+        received = _read_until(sock, b"HTTP/1.1 100 (Continue)\r\n\r\n")
         assert received.startswith(b"HTTP/1.1 200 OK")  # the earlier answer first
         sock.sendall(body)
-        received = b""
-        while not received.endswith(b"posted abc"):
-            received += sock.recv(65536)
+        _read_until(sock, b"posted abc")
 
 
 @pytest.fixture
@@ -422,17 +426,9 @@ def test_H7_a_body_has_its_whole_time_from_its_100_continue(
         sock.sendall(_get("/gated") + head)
         stack.loop.run(asyncio.sleep(0.6))  # longer than the body's limit
         stack.loop.call(_Gated.gate.set)
-        received = b""
-        while not received.endswith(b"HTTP/1.1 100 (Continue)\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk, "closed before the 100"
-            received += chunk
+        _read_until(sock, b"HTTP/1.1 100 (Continue)\r\n\r\n")
         sock.sendall(b"abc")
-        received = b""
-        while not received.endswith(b"posted abc"):
-            chunk = sock.recv(65536)
-            assert chunk, "closed before the answer"
-            received += chunk
+        _read_until(sock, b"posted abc")
 
 
 class _Short(tornado.web.RequestHandler):
