@@ -37,6 +37,7 @@ connection. A malformed request gets its 400 after the answers to those read bef
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import socket
@@ -144,6 +145,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self.plane = plane
         self.transport: asyncio.Transport | None = None
         self.context = _Context("")
+        self._context = contextvars.Context()
         self.parser = httptools.HttpRequestParser(self)
         self._queue: deque[tuple[tornado.httputil.HTTPServerRequest,
                                  tornado.httputil.RequestStartLine, bool]] = deque()
@@ -171,6 +173,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._context = contextvars.copy_context()  # the connection's own, as it was accepted
         peer = transport.get_extra_info("peername")
         self.context = _Context(peer[0] if isinstance(peer, tuple) else "")
         self.plane._connections.add(self)
@@ -266,10 +269,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._wait(http_limits.BODY_TIMEOUT)  # the body's time starts with the invitation
 
     def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
-        if self._body_bytes > http_limits.MAX_BODY_BYTES:
+        if len(self._body) + len(body) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")
-        self._body.append(body)
+        # One buffer, not a list of the pieces llhttp hands over: a chunked body of 2-byte
+        # chunks would be half a million bytes objects, twenty times its size in memory.
+        self._body += body
 
     def on_message_complete(self) -> None:
         if self.parser.should_upgrade():  # refused, never answered (before any queued)
@@ -293,8 +297,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
                                                        version)
         request = tornado.httputil.HTTPServerRequest(
             connection=self, start_line=start_line, headers=headers,
-            body=b"".join(self._body))
+            body=bytes(self._body))
         self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
+        # The request holds what it needs: its body and headers are not kept here as well
+        # while it is answered, nor after, for as long as the connection idles.
+        self._reset_message()
         self._in_message = False
         self._continue_owed = False  # the body came without it
         self._deadline = None  # no time limit while it waits for its answer
@@ -393,11 +400,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._queue.clear()
             self._close()
         elif not self._in_loop:  # an answer that waited (a handler): on to the next request
-            self._answer_queued()
+            self._answer_next()
 
     def close_when_idle(self) -> None:
         self._closing = True
-        if self._answering is None and not self._queue:
+        if self._answering is None:
+            # Requests read but not yet answered (the client left earlier answers unread) are
+            # dropped as Tornado drops them: else nothing would answer them, nor close.
+            self._queue.clear()
             self._close()
 
     # -- the rest ----------------------------------------------------------------------------
@@ -439,6 +449,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
             if self._answering is None:  # a client that never reads is closed in time
                 self._limit_waiting()
 
+    def _answer_next(self) -> None:
+        """`_answer_queued`, called from a handler's task or a write callback: run in the
+        connection's own context, not in theirs. Else the next requests' handlers (a task
+        copies the context it starts in), the reads asyncio resumes (its callback too) and this
+        connection's log lines would carry that request's id and span into the requests after
+        it, where Tornado starts each in its connection's task."""
+        self._context.copy().run(self._answer_queued)
+
     def _send(self, data: bytes) -> asyncio.Future[None]:
         """Write `data`; the future is done once the write buffer has room again (a handler's
         flush waits on it, as on Tornado's IOStream)."""
@@ -466,7 +484,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._writing_paused = False
         self._end_flushes(closed=False)
         if self._answering is None and not self._in_loop and not self._closing:
-            self._answer_queued()  # the requests read meanwhile, then reading again
+            self._answer_next()  # the requests read meanwhile, then reading again
 
     def _end_flushes(self, *, closed: bool) -> None:
         flushes, self._flushes = self._flushes, []
@@ -487,8 +505,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._head_read = 0  # bytes read while this request's head was incomplete
         self._headers_done = False
         self._transfer_encoding = b""
-        self._body: list[bytes] = []
-        self._body_bytes = 0
+        self._body = bytearray()
 
     def _count(self, size: int) -> None:
         self._header_bytes += size

@@ -11,7 +11,10 @@ for a client that does not read. The whole suite also runs with `pytest --http-p
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import socket
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -452,3 +455,132 @@ def test_H7_an_answer_short_of_its_content_length_ends_the_connection(stack: Sta
         head, _, body = received.partition(b"\r\n\r\n")
         assert b"Content-Length: 10" in head
         assert body == b"12345"  # and no second answer
+
+
+def _traced_growth(stack: Stack, exchange: Callable[[], None]) -> tuple[int, int]:
+    """The memory the process holds more after `exchange` than before, and the most it held
+    more meanwhile (bytes, as tracemalloc counts them: no clock involved)."""
+    tracemalloc.start()
+    try:
+        stack.loop.run(asyncio.sleep(0))
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        exchange()
+        stack.loop.run(asyncio.sleep(0))
+        gc.collect()
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before, peak - before
+
+
+def test_H7_an_idle_connection_keeps_nothing_of_the_request_it_answered(
+        every_route: tuple[Stack, int]) -> None:
+    """Each of these connections sent a body near the limit and got its answer: idle, they
+    hold none of it (Tornado's hold nothing either), else a client could park a MiB on each
+    connection for the whole idle limit."""
+    stack, port = every_route
+    body = b"a" * (http_limits.MAX_BODY_BYTES - 1024)
+    request = _post("/nothing-here", body)
+    connections: list[socket.socket] = []
+
+    def exchange() -> None:
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=SETTLE)
+            connections.append(sock)
+            sock.sendall(request)
+            received = b""
+            while not _answers(received):
+                chunk = sock.recv(65536)
+                assert chunk, "closed before its answer"
+                received += chunk
+
+    try:
+        held, _ = _traced_growth(stack, exchange)
+    finally:
+        for sock in connections:
+            sock.close()
+    assert held < 2 * len(body)  # not one body for each of the 8 connections
+
+
+def test_H7_a_body_of_tiny_chunks_takes_no_more_memory_than_its_size(
+        every_route: tuple[Stack, int]) -> None:
+    """llhttp hands a chunked body over chunk by chunk: 2-byte chunks kept each as an object
+    of its own would take some twenty times the body's size while it comes."""
+    stack, port = every_route
+    chunks = 250_000
+    head, _, _ = _post("/nothing-here", b"").partition(b"\r\n\r\n")
+    head = head.replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    request = head + b"\r\n\r\n" + b"2\r\naa\r\n" * chunks + b"0\r\n\r\n"
+
+    def exchange() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+            sock.sendall(request)
+            received = b""
+            while not _answers(received):
+                chunk = sock.recv(65536)
+                assert chunk, "closed before its answer"
+                received += chunk
+
+    _, peak = _traced_growth(stack, exchange)
+    assert peak < 8 * 2 * chunks  # the body, a copy of it, and room to spare
+
+
+def test_H7_a_request_carries_nothing_of_the_context_of_the_one_before_it(
+        every_route: tuple[Stack, int], logs: Any) -> None:
+    """Two requests answered by handlers, pipelined: what the connection does after them
+    (here, refuse a malformed request) must not run in the context of one of them, whose
+    request id (and span) would be on it; Tornado runs it in the connection's own task."""
+    _, port = every_route
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(_get("/healthz") + _get("/verify"))  # /verify without a token: a handler
+        received = b""
+        while len(_answers(received)) < 2:
+            received += sock.recv(65536)
+        sock.sendall(b"\x00malformed\r\n\r\n")
+        _read_all(sock)
+    records = [json.loads(line) for line in logs.lines]
+    ids = {record["request_id"] for record in records if record["logger"] == "gateway.access"}
+    assert len(ids) == 2
+    refusals = [record for record in records if "malformed" in record["message"]]
+    assert len(refusals) == 1 and "request_id" not in refusals[0]
+
+
+class _Big(tornado.web.RequestHandler):
+    """An answer larger than the socket buffers: it waits in the write buffer until read."""
+
+    size = 16 * 1024 * 1024
+    finished = 0
+
+    def get(self) -> None:
+        self.finish(b"x" * self.size)
+
+    def on_finish(self) -> None:
+        type(self).finished += 1
+
+
+def test_H7_a_drain_closes_a_connection_whose_queued_requests_wait_for_a_reader(
+        stack: Stack) -> None:
+    """Two requests pipelined; the client reads nothing, so the second waits unanswered when
+    the drain comes. Once the client reads the first answer the connection must close (as on
+    Tornado, which closes at once), not wait with a request nothing will ever answer."""
+    _Big.finished = 0
+    app = tornado.web.Application([(r"/big", _Big)])
+    for port, plane in _serve_every_route(stack, app):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connect
+            sock.settimeout(SETTLE)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(_get("/big") + _get("/big"))
+            for _ in range(int(SETTLE / 0.05)):  # until the first answer waits to be read
+                if _Big.finished:
+                    break
+                stack.loop.run(asyncio.sleep(0.05))
+            assert _Big.finished == 1
+            draining = asyncio.run_coroutine_threadsafe(plane.close_all_connections(),
+                                                        stack.loop.loop)
+            received = _read_all(sock)  # returns: the server closes the connection
+        draining.result(SETTLE)
+        assert received.count(b"HTTP/1.1 200 OK") == 1 and received.endswith(b"x" * 1024)
+        assert _Big.finished == 1
