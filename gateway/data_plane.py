@@ -24,14 +24,16 @@ reading (asyncio's write buffer limits).
 Hardened as the main listener is (SECURITY H7): llhttp in its strict mode refuses conflicting
 or duplicate Content-Length, Content-Length beside Transfer-Encoding, a Transfer-Encoding that
 does not end in chunked, obsolete line folding, bare CR or LF and invalid characters (request
-smuggling); anything but HTTP/1.0 and 1.1, upgrades and CONNECT are refused too. Each of those is
-a 400 and the connection closed. The limits are the main listener's (gateway/http_limits.py):
-past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of body the connection is dropped; a
-connection gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its
-body, then it is closed. Requests on one connection are answered in order, one at a time
-(reading pauses while one waits behind another, and while the client leaves answers unread:
-asyncio's write buffer past its high-water mark); more than MAX_PIPELINED at once drop the
-connection. A malformed request gets its 400 after the answers to those read before it.
+smuggling); anything but HTTP/1.0 and 1.1 and CONNECT are refused too. Each of those is a 400
+and the connection closed. An offer to switch protocols is declined, as Tornado declines it: the
+request is answered over HTTP/1.1, and the connection ends with that answer. The limits are the
+main listener's (gateway/http_limits.py): past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of
+body the connection is dropped; a connection gets IDLE_CONNECTION_TIMEOUT to send a request's
+headers and BODY_TIMEOUT for its body, then it is closed. Requests on one connection are
+answered in order, one at a time (reading pauses while one waits behind another, and while the
+client leaves answers unread: asyncio's write buffer past its high-water mark); more than
+MAX_PIPELINED at once drop the connection. A malformed request gets its 400 after the answers
+to those read before it.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
     """One client connection: llhttp's callbacks in, Tornado's HTTPConnection interface out
     (write_headers, write, finish, set_close_callback), for the requests it hands on."""
 
+    _transfer_encoding: bytes  # the request's Transfer-Encoding fields, joined (_reset_message)
+
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
         self.transport: asyncio.Transport | None = None
@@ -180,21 +184,23 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._wait(http_limits.IDLE_CONNECTION_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse("upgrade or CONNECT")
-            return
-        except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, _Dropped):
-                self._drop(str(cause))
-            else:
-                self._refuse(str(cause))
-            return
-        except httptools.HttpParserError as e:
-            self._refuse(str(e))
-            return
+        while True:  # once more for each offer to switch protocols (a loop: never recursion)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as offer:
+                data = self._declined(data[offer.args[0]:])
+                continue
+            except httptools.HttpParserCallbackError as e:
+                cause = e.__context__
+                if isinstance(cause, _Dropped):
+                    self._drop(str(cause))
+                else:
+                    self._refuse(str(cause))
+                return
+            except httptools.HttpParserError as e:
+                self._refuse(str(e))
+                return
+            break
         if self._in_message and not self._headers_done:
             # llhttp keeps a header's name or value whole before `on_header` counts it: one
             # endless header would grow without bound. Every read while the head is incomplete
@@ -245,10 +251,17 @@ class _Connection(asyncio.Protocol, DirectConnection):
         elif len(name) == 6 and name.lower() == b"expect":
             self._expect = value.lower()
         elif len(name) == 17 and name.lower() == b"transfer-encoding":
-            self._transfer_encoding = value
+            # Every field of it, as one list (RFC 9110 5.3): `gzip` and then `chunked` in two
+            # fields is a coding before chunked all the same.
+            self._transfer_encoding = (self._transfer_encoding + b", " + value
+                                       if self._transfer_encoding else value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        if self.parser.should_upgrade():
+            if self.parser.get_method() == b"CONNECT":
+                raise _Refused("CONNECT")  # a tunnel (Tornado reads its bytes as requests)
+            return  # an offer to switch protocols: declined (_declined), the head read again
         if self._transfer_encoding and self._transfer_encoding.lower() != b"chunked":
             # llhttp takes `gzip, chunked` and hands the body over still coded: Tornado
             # refuses any coding but chunked, and so do we.
@@ -260,6 +273,22 @@ class _Connection(asyncio.Protocol, DirectConnection):
             # Never ahead of an earlier answer: then once its turn comes (_answer_queued).
             self._continue_owed = True
             self._send_continue_if_due()
+
+    def _declined(self, rest: bytes) -> bytes:
+        """What to parse after a request that offers to switch protocols (`Upgrade: h2c`, which
+        Java's HttpClient sends with every request over plain HTTP; a websocket): the offer is
+        declined and the request answered over HTTP/1.1, as Tornado does (RFC 9110 7.8),
+        where a 400 would fail those clients. llhttp stops at the end of its head, so the head
+        goes again to a new parser, without the offer and with `Connection: close`: a proxy
+        that took the offer for a switch gets no tunnel for later requests. `rest` is what
+        followed the head (its body first)."""
+        method, version = self.parser.get_method(), self.parser.get_http_version()
+        lines = [b"%s %s HTTP/%s" % (method, self._url, version.encode("latin1"))]
+        lines.extend(name + b": " + value for name, value in self._headers
+                     if name.lower() not in (b"upgrade", b"connection"))
+        lines.append(b"Connection: close")
+        self.parser = httptools.HttpRequestParser(self)
+        return b"\r\n".join(lines) + b"\r\n\r\n" + rest
 
     def _send_continue_if_due(self) -> None:
         if (self._continue_owed and self._answering is None and not self._queue
@@ -276,8 +305,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._body += body
 
     def on_message_complete(self) -> None:
-        if self.parser.should_upgrade():  # refused, never answered (before any queued)
-            raise _Refused("upgrade or CONNECT")
+        if self.parser.should_upgrade():  # llhttp stops here, its body unread: _declined
+            return
         if len(self._queue) >= MAX_PIPELINED:
             raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
         version = VERSIONS.get(self.parser.get_http_version())
