@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import logging
 import socket
 from collections import deque
@@ -349,15 +350,20 @@ class _Connection(asyncio.Protocol, DirectConnection):
         assert request is not None
         code = start_line.code
         length = headers.get("Content-Length")
-        sized = length is not None or "Transfer-Encoding" in headers
         bodiless = self._head or code in (204, 304) or code < 200
         # Tornado's rule (HTTP1Connection.write_headers): a handler that flushed before it
         # finished has no Content-Length; HTTP/1.1 frames its answer in chunks.
-        self._chunking = not sized and not bodiless and request.version == "HTTP/1.1"
-        if not sized and not bodiless and not self._chunking:
+        self._chunking = length is None and not bodiless and request.version == "HTTP/1.1"
+        if length is None and not bodiless and not self._chunking:
             self._keep_alive = False  # HTTP/1.0: the end of the connection ends the answer
         self._remaining = 0 if bodiless else (
             int(length) if length is not None and length.isdigit() else None)
+        # The connection's own fields replace a handler's of the same name, in its place, as
+        # on HTTP1Connection: a handler's `Transfer-Encoding: chunked` would otherwise announce
+        # chunks its body is not framed in (the client would read the body as the next
+        # answer), and its `Connection: keep-alive` would stand beside our `close`.
+        for name, value in self._framing_fields(request):
+            headers[name] = value
         data = self._head_bytes(start_line, headers.get_all(), None)
         if chunk:
             data += self._framed(chunk)
@@ -365,25 +371,34 @@ class _Connection(asyncio.Protocol, DirectConnection):
 
     def write_answer(self, start_line: tornado.httputil.ResponseStartLine,
                      fields: dict[str, str], body: bytes | None) -> None:
-        self._send(self._head_bytes(start_line, ((_spelled(name), value)
-                                                 for name, value in fields.items()), body))
+        request = self._answering
+        assert request is not None
+        # A fast answer's fields are never those the connection sets: they go after them.
+        self._send(self._head_bytes(start_line, itertools.chain(
+            ((_spelled(name), value) for name, value in fields.items()),
+            self._framing_fields(request)), body))
         self.finish()
+
+    def _framing_fields(self, request: tornado.httputil.HTTPServerRequest
+                        ) -> list[tuple[str, str]]:
+        """The fields HTTP1Connection.write_headers sets itself: whether the connection ends
+        with the answer, and its chunks."""
+        fields = []
+        if request.version == "HTTP/1.1" and not self._keep_alive:
+            fields.append(("Connection", "close"))
+        if request.version == "HTTP/1.0" and self._keep_alive and \
+                request.headers.get("Connection", "").lower() == "keep-alive":
+            fields.append(("Connection", "Keep-Alive"))
+        if self._chunking:
+            fields.append(("Transfer-Encoding", "chunked"))
+        return fields
 
     def _head_bytes(self, start_line: tornado.httputil.ResponseStartLine,
                     fields: Iterable[tuple[str, str]], chunk: bytes | None) -> bytes:
         """The status line and header fields as HTTP1Connection.write_headers writes them, and
         the body's first chunk (none for a HEAD)."""
-        request = self._answering
-        assert request is not None
         lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}"]
         lines.extend(f"{name}: {value}" for name, value in fields)
-        if request.version == "HTTP/1.1" and not self._keep_alive:
-            lines.append("Connection: close")
-        if request.version == "HTTP/1.0" and self._keep_alive and \
-                request.headers.get("Connection", "").lower() == "keep-alive":
-            lines.append("Connection: Keep-Alive")
-        if self._chunking:
-            lines.append("Transfer-Encoding: chunked")
         text = "\r\n".join(lines)
         # No header splitting: the only CR and LF are the separators just put in.
         if text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:

@@ -24,7 +24,7 @@ import tornado.web
 from conftest import Stack
 from test_data_plane import SETTLE, _answers, _exchange, _get, _main_port, _same, _signed_in
 
-from gateway import data_plane, http_limits
+from gateway import data_plane, http_limits, server
 from gateway.data_plane import DataPlane
 from gateway.fast_route import fast_routes
 
@@ -619,3 +619,43 @@ def test_H7_an_offer_to_switch_protocols_is_declined_and_answered_as_on_tornado(
     assert closing in received
     # (With `--http-parser llhttp` the stack's own listener is this one: it says so too.)
     _same(tornado_answer.replace(closing, b"\r\n"), received.replace(closing, b"\r\n"))
+
+
+class _OwnFields(tornado.web.RequestHandler):
+    """Sets fields the connection also sets: Tornado's connection replaces them with its own."""
+
+    async def get(self) -> None:
+        self.set_header("Connection", "keep-alive")
+        self.set_header("Transfer-Encoding", "chunked")  # and writes its body unframed
+        self.write(b"0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+        await self.flush()
+        self.finish(b"!")
+
+
+def _serve_on_tornado(stack: Stack, application: tornado.web.Application) -> Iterator[int]:
+    """`application` on Tornado's HTTP server, as the public listener serves it by default."""
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    http_server = stack.loop.call(lambda: server.make_http_server(application))
+    stack.loop.call(lambda: http_server.add_sockets(sockets))
+    yield int(sockets[0].getsockname()[1])
+    stack.loop.call(http_server.stop)
+    stack.loop.run(http_server.close_all_connections())
+
+
+def test_H7_fields_a_handler_sets_that_frame_the_answer_are_the_connections(
+        stack: Stack) -> None:
+    """A handler's own `Transfer-Encoding: chunked` and `Connection`: Tornado's connection
+    sets both itself (it frames the body in chunks, says close when it closes). Written as the
+    handler gave them, the unframed body would be read as chunks, here as a forged second
+    answer, and the client would see `keep-alive` beside `close`."""
+    app = tornado.web.Application([(r"/own", _OwnFields)])
+    request = _get("/own", "Connection: close")
+    for tornado_port in _serve_on_tornado(stack, app):
+        for port, _ in _serve_every_route(stack, app):
+            _same(_read_all_from(tornado_port, request), _read_all_from(port, request))
+
+
+def _read_all_from(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(request)
+        return _read_all(sock)
