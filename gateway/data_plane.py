@@ -328,13 +328,22 @@ class _Connection(asyncio.Protocol, DirectConnection):
         request = tornado.httputil.HTTPServerRequest(
             connection=self, start_line=start_line, headers=headers,
             body=bytes(self._body))
-        self._queue.append((request, start_line, bool(self.parser.should_keep_alive())))
+        self._queue.append((request, start_line, self._keeps_alive(method, version)))
         # The request holds what it needs: its body and headers are not kept here as well
         # while it is answered, nor after, for as long as the connection idles.
         self._reset_message()
         self._in_message = False
         self._continue_owed = False  # the body came without it
         self._deadline = None  # no time limit while it waits for its answer
+
+    def _keeps_alive(self, method: str, version: str) -> bool:
+        """llhttp's answer, but an HTTP/1.0 request keeps the connection only when its end is
+        known, as on Tornado (HTTP1Connection._can_keep_alive): a body sent without a length by
+        an HTTP/1.0 client would otherwise be read as the next request."""
+        if not self.parser.should_keep_alive():
+            return False
+        return (version == "HTTP/1.1" or bool(self._length) or bool(self._transfer_encoding)
+                or method in ("GET", "HEAD"))
 
     # -- Tornado's HTTPConnection, for the request being answered ----------------------------
 

@@ -659,3 +659,20 @@ def _read_all_from(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
         sock.sendall(request)
         return _read_all(sock)
+
+
+def test_H7_an_http_1_0_request_of_unknown_length_does_not_keep_the_connection(
+        every_route: tuple[Stack, int]) -> None:
+    """HTTP/1.0 knows no chunks: without Content-Length, what follows the head of a POST may be
+    its body, sent by a client that ends it with the connection. Tornado keeps no such
+    connection alive (HTTP1Connection._can_keep_alive), so those bytes are never read as a
+    request; llhttp would keep it and answer them."""
+    stack, port = every_route
+    request = (b"POST /nothing-here HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+               + _get("/healthz", "Connection: keep-alive", version="1.0"))
+    for listener in (_main_port(stack), port):
+        with socket.create_connection(("127.0.0.1", listener), timeout=SETTLE) as sock:
+            sock.sendall(request)
+            received = _read_all(sock)  # returns: the server closes the connection
+        assert len(_answers(received)) == 1
+        assert b"/healthz" not in received and b"200 OK" not in received
