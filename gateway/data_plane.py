@@ -65,6 +65,9 @@ VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 # one request at a time; proxies do not pipeline).
 MAX_PIPELINED = 128
 MAX_READ = 256 * 1024  # the most one data_received brings (asyncio's selector transports)
+# A body's bytes on the wire, chunks' framing included, may be this many times the body limit:
+# a body sent in 1-byte chunks takes six (`1\r\nx\r\n`).
+BODY_FRAMING_ALLOWANCE = 8
 LISTEN_BACKLOG = 128  # tornado.netutil.bind_sockets's
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"  # Tornado's spelling
@@ -209,6 +212,14 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._head_read += len(data)
             if self._head_read > http_limits.MAX_HEADER_BYTES + MAX_READ:
                 self._drop("headers too large")
+                return
+        elif self._in_message:
+            # llhttp takes chunk extensions and leading zeros of any length (Tornado refuses
+            # extensions, and reads a chunk's size line up to 64 bytes): counted here, framing
+            # and all, else they could keep the parser busy until the body's time is up.
+            self._body_read += len(data)
+            if self._body_read > BODY_FRAMING_ALLOWANCE * http_limits.MAX_BODY_BYTES + MAX_READ:
+                self._drop("body too large")
                 return
         self._answer_queued()
 
@@ -556,6 +567,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._length = self._expect = b""  # the Content-Length and Expect headers' values
         self._header_bytes = 0
         self._head_read = 0  # bytes read while this request's head was incomplete
+        self._body_read = 0  # and while its body was
         self._headers_done = False
         self._transfer_encoding = b""
         self._body = bytearray()

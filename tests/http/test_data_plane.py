@@ -266,6 +266,28 @@ def test_H7_a_body_past_the_hard_limit_drops_the_connection(plane: tuple[Stack, 
         assert _closed_by_server(sock)
 
 
+def test_H7_chunk_extensions_count_against_the_body_limit(
+        plane: tuple[Stack, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """llhttp reads a chunk extension of any length (Tornado refuses extensions): one endless
+    extension is dropped once the body's bytes on the wire pass a few times its limit, instead
+    of being parsed until the body's time limit."""
+    _, port = plane
+    monkeypatch.setattr(http_limits, "MAX_BODY_BYTES", 64 * 1024)
+    piece, pieces = b"a" * 65536, 1024  # 64 MiB: far past 8 x 64 KiB, and any socket buffer
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
+        sock.sendall(b"POST /verify HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"1;name=")
+        try:
+            for _ in range(pieces):
+                sock.sendall(piece)
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < pieces
+        assert _closed_by_server(sock)
+
+
 @pytest.fixture
 def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_limits, "IDLE_CONNECTION_TIMEOUT", 0.3)
