@@ -28,8 +28,9 @@ smuggling); anything but HTTP/1.0 and 1.1 and CONNECT are refused too. Each of t
 and the connection closed. An offer to switch protocols is declined, as Tornado declines it: the
 request is answered over HTTP/1.1, and the connection ends with that answer. The limits are the
 main listener's (gateway/http_limits.py): past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of
-body the connection is dropped; a connection gets IDLE_CONNECTION_TIMEOUT to send a request's
-headers and BODY_TIMEOUT for its body, then it is closed. Requests on one connection are
+body the connection is dropped (after the answers to the requests read before); a connection
+gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its body, then it
+is closed. Requests on one connection are
 answered in order, one at a time (reading pauses while one waits behind another, and while the
 client leaves answers unread: asyncio's write buffer past its high-water mark); more than
 MAX_PIPELINED at once drop the connection. A malformed request gets its 400 after the answers
@@ -173,6 +174,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._continue_owed = False  # a request expects 100 Continue once its turn comes
         self._remaining: int | None = None  # body bytes the answer's Content-Length still owes
         self._refusal_owed = False  # a 400 to send once the requests before it are answered
+        self._refusal = BAD_REQUEST  # what it is: a 400, or nothing (a limit passed: _drop)
         self._in_message = False  # llhttp is inside a request (begun, not complete)
         self._reset_message()
 
@@ -339,7 +341,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         request = tornado.httputil.HTTPServerRequest(
             connection=self, start_line=start_line, headers=headers,
             body=bytes(self._body))
-        self._queue.append((request, start_line, self._keeps_alive(method, version)))
+        self._queue.append((request, start_line,
+                            self._keeps_alive(method, version, headers.get("Connection", ""))))
         # The request holds what it needs: its body and headers are not kept here as well
         # while it is answered, nor after, for as long as the connection idles.
         self._reset_message()
@@ -347,14 +350,19 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._continue_owed = False  # the body came without it
         self._deadline = None  # no time limit while it waits for its answer
 
-    def _keeps_alive(self, method: str, version: str) -> bool:
+    def _keeps_alive(self, method: str, version: str, connection: str) -> bool:
         """llhttp's answer, but an HTTP/1.0 request keeps the connection only when its end is
         known, as on Tornado (HTTP1Connection._can_keep_alive): a body sent without a length by
-        an HTTP/1.0 client would otherwise be read as the next request."""
+        an HTTP/1.0 client would otherwise be read as the next request. And only when it asks
+        for exactly that (`connection`: its Connection fields, joined), as on Tornado: llhttp
+        reads `keep-alive` on HTTP/1.0 and not a `close` beside it, and the answer would not
+        announce Keep-Alive (_framing_fields), so the client would wait for the end of it."""
         if not self.parser.should_keep_alive():
             return False
-        return (version == "HTTP/1.1" or bool(self._length) or bool(self._transfer_encoding)
-                or method in ("GET", "HEAD"))
+        if version == "HTTP/1.1":
+            return True
+        return connection.lower() == "keep-alive" and (
+            bool(self._length) or bool(self._transfer_encoding) or method in ("GET", "HEAD"))
 
     # -- Tornado's HTTPConnection, for the request being answered ----------------------------
 
@@ -581,6 +589,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
         """A malformed request: 400 and close, as Tornado answers one (after the answers to the
         requests read before it: never in their place)."""
         log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
+        self._refusal = BAD_REQUEST
+        self._refuse_after_answers()
+
+    def _refuse_after_answers(self) -> None:
+        """Send `_refusal` and close, once the requests read before it are answered."""
         self._refusal_owed = True
         if self.transport is not None:
             self.transport.pause_reading()  # nothing after it is read
@@ -590,23 +603,19 @@ class _Connection(asyncio.Protocol, DirectConnection):
             self._answer_queued()
 
     def _send_refusal(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(BAD_REQUEST)
+        if self._refusal and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self._refusal)
         self._close()
 
     def _drop(self, reason: str) -> None:
         log.info("connection from %s dropped: %s", self.context.remote_ip, reason)
-        if self._answering is not None:
-            self._close_after_answer()
+        if self._answering is None and not self._queue:
+            self._abort()
             return
-        self._abort()
-
-    def _close_after_answer(self) -> None:
-        """Nothing more is read or answered; the answer being written ends the connection."""
-        self._closing = True
-        self._queue.clear()
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # The requests read before it are answered first, as Tornado (which reads one request
+        # at a time) answers them; then the connection ends, with no word for this one.
+        self._refusal = b""
+        self._refuse_after_answers()
 
     def _limit_waiting(self) -> None:
         """Nothing being answered: the idle limit between requests; inside one, its own

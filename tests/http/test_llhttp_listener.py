@@ -676,3 +676,39 @@ def test_H7_an_http_1_0_request_of_unknown_length_does_not_keep_the_connection(
             received = _read_all(sock)  # returns: the server closes the connection
         assert len(_answers(received)) == 1
         assert b"/healthz" not in received and b"200 OK" not in received
+
+
+def test_H7_requests_read_before_one_that_is_dropped_are_answered_first(
+        every_route: tuple[Stack, int]) -> None:
+    """A request pipelined behind others announces a body past the hard limit: the connection
+    is dropped, but after the answers to the requests read before it, as Tornado (reading one
+    request at a time) answers them. Found by the differential fuzz: the whole connection went
+    at once, their answers with it."""
+    stack, port = every_route
+    dropped = (f"POST /token HTTP/1.1\r\nHost: a\r\n"
+               f"Content-Length: {http_limits.MAX_BODY_BYTES + 1}\r\n\r\n").encode()
+    request = _get("/healthz") + _get("/nothing-here", "Accept: application/json") + dropped
+    for listener in (_main_port(stack), port):
+        with socket.create_connection(("127.0.0.1", listener), timeout=SETTLE) as sock:
+            sock.sendall(request)
+            received = _read_all(sock)  # returns: the server closes the connection
+        statuses = [head.split(b" ")[1] for head, _ in _answers(received)]
+        assert statuses[:2] == [b"200", b"404"]
+
+
+@pytest.mark.parametrize("fields", [("Connection: keep-alive, close",),
+                                    ("Connection: close", "Connection: keep-alive")],
+                         ids=["one field", "two fields"])
+def test_H7_an_http_1_0_request_that_says_close_is_not_kept_alive(
+        every_route: tuple[Stack, int], fields: tuple[str, ...]) -> None:
+    """HTTP/1.0 with `close` beside `keep-alive`: llhttp keeps such a connection (it reads only
+    `keep-alive` on HTTP/1.0), and its answer announces no Keep-Alive, so a client reading it to
+    the connection's end waited for the idle limit. Tornado closes it. Found by the differential
+    fuzz."""
+    stack, port = every_route
+    request = _get("/healthz", *fields, version="1.0")
+    for listener in (_main_port(stack), port):
+        with socket.create_connection(("127.0.0.1", listener), timeout=SETTLE) as sock:
+            sock.sendall(request)
+            received = _read_all(sock)  # returns: the server closes the connection
+        assert received.startswith(b"HTTP/1.1 200 OK") and b"Keep-Alive" not in received
