@@ -559,17 +559,20 @@ def _llhttp_refuses_before_the_end_of_the_request(case: Case, pair: Pair) -> boo
             and tornado.answers == llhttp.answers[:k] and not tornado.closed and not tornado.rest)
 
 
-def _llhttp_refuses_a_bad_host_after_the_body(case: Case, pair: Pair) -> bool:
-    """No Host (HTTP/1.1), two, or one that is no host name: both refuse it (Tornado's
-    HTTPServerRequest checks it), Tornado at the end of the head, llhttp once the body is in;
-    the case never sends all of the body, so llhttp still waits."""
+def _llhttp_refuses_a_bad_host_or_version_after_the_body(case: Case, pair: Pair) -> bool:
+    """No Host (HTTP/1.1), two, or one that is no host name, or a version but HTTP/1.0 and 1.1
+    (`HTTP/0.9`): both refuse it, Tornado at the end of the head, llhttp once the body is in
+    (its HTTPServerRequest checks the Host, on_message_complete the version); the case never
+    sends all of the body, so llhttp still waits."""
     tornado, llhttp = pair
     k = len(tornado.answers) - 1
     if not (tornado.closed and k >= 0 and tornado.answers[k] == BARE_REFUSAL
             and llhttp.answers == tornado.answers[:k] and not llhttp.closed):
         return False
-    hosts = _values(_nth(case, k), b"host")
-    return len(hosts) != 1 or re.fullmatch(rb"[a-z0-9.-]+(:\d+)?", hosts[0]) is None
+    request = _request_of(tornado, k)
+    hosts = _values(_nth(case, request), b"host")
+    return (len(hosts) != 1 or re.fullmatch(rb"[a-z0-9.-]+(:\d+)?", hosts[0]) is None
+            or re.search(rb" HTTP/1\.[01]\r?$", _line(case, request)) is None)
 
 
 def _tornado_drops_a_chunk_size_line_past_64_bytes(case: Case, pair: Pair) -> bool:
@@ -629,8 +632,9 @@ def _100_continue_sent_otherwise(case: Case, pair: Pair) -> Pair | None:
     # Tornado's 100 goes out with the head, before it finds what it refuses in the message.
     before_refusal = any(a.status == 100 and b == BARE_REFUSAL
                          for a, b in zip(tornado.answers, tornado.answers[1:], strict=False))
-    if not ((extra > 0 and (more_on_tornado or before_refusal))
-            or (extra < 0 and more_on_llhttp)):
+    on_tornado = more_on_tornado or before_refusal
+    if not ((extra > 0 and on_tornado) or (extra < 0 and more_on_llhttp)
+            or (extra == 0 and on_tornado and more_on_llhttp)):  # one each, to other requests
         return None
 
     def final(outcome: Outcome) -> Outcome:
@@ -687,7 +691,7 @@ KNOWN_DIFFERENCES: list[KnownDifference] = [
     _tornado_drops_a_head_over_the_limit,
     _llhttp_refuses_bare_lf,
     _llhttp_refuses_before_the_end_of_the_request,
-    _llhttp_refuses_a_bad_host_after_the_body,
+    _llhttp_refuses_a_bad_host_or_version_after_the_body,
     _tornado_drops_a_chunk_size_line_past_64_bytes,
     _llhttp_drops_a_body_over_the_limit,
     _llhttp_closes_on_close_among_other_tokens,
