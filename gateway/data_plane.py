@@ -30,11 +30,10 @@ request is answered over HTTP/1.1, and the connection ends with that answer. The
 main listener's (gateway/http_limits.py): past MAX_HEADER_BYTES of headers or MAX_BODY_BYTES of
 body the connection is dropped (after the answers to the requests read before); a connection
 gets IDLE_CONNECTION_TIMEOUT to send a request's headers and BODY_TIMEOUT for its body, then it
-is closed. Requests on one connection are
-answered in order, one at a time (reading pauses while one waits behind another, and while the
-client leaves answers unread: asyncio's write buffer past its high-water mark); more than
-MAX_PIPELINED at once drop the connection. A malformed request gets its 400 after the answers
-to those read before it.
+is closed. Requests on one connection are answered in order, one at a time (reading pauses while
+one waits behind another, and while the client leaves answers unread: asyncio's write buffer
+past its high-water mark); more than MAX_PIPELINED at once drop the connection. A malformed
+request gets its 400 after the answers to those read before it.
 """
 
 from __future__ import annotations
@@ -174,7 +173,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._continue_owed = False  # a request expects 100 Continue once its turn comes
         self._remaining: int | None = None  # body bytes the answer's Content-Length still owes
         self._refusal_owed = False  # a 400 to send once the requests before it are answered
-        self._refusal = BAD_REQUEST  # what it is: a 400, or nothing (a limit passed: _drop)
+        self._refusal = b""  # what the refusal owed sends: a 400, or nothing (a limit: _drop)
         self._in_message = False  # llhttp is inside a request (begun, not complete)
         self._reset_message()
 
@@ -414,8 +413,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
         fields = []
         if request.version == "HTTP/1.1" and not self._keep_alive:
             fields.append(("Connection", "close"))
-        if request.version == "HTTP/1.0" and self._keep_alive and \
-                request.headers.get("Connection", "").lower() == "keep-alive":
+        if request.version == "HTTP/1.0" and self._keep_alive:  # it asked so (_keeps_alive)
             fields.append(("Connection", "Keep-Alive"))
         if self._chunking:
             fields.append(("Transfer-Encoding", "chunked"))
@@ -589,12 +587,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
         """A malformed request: 400 and close, as Tornado answers one (after the answers to the
         requests read before it: never in their place)."""
         log.info("malformed HTTP request from %s: %s", self.context.remote_ip, reason)
-        self._refusal = BAD_REQUEST
-        self._refuse_after_answers()
+        self._refuse_after_answers(BAD_REQUEST)
 
-    def _refuse_after_answers(self) -> None:
-        """Send `_refusal` and close, once the requests read before it are answered."""
-        self._refusal_owed = True
+    def _refuse_after_answers(self, refusal: bytes) -> None:
+        """Send `refusal` (if any) and close, once the requests read before it are answered."""
+        self._refusal, self._refusal_owed = refusal, True
         if self.transport is not None:
             self.transport.pause_reading()  # nothing after it is read
         if self._answering is None and not self._queue:
@@ -614,8 +611,7 @@ class _Connection(asyncio.Protocol, DirectConnection):
             return
         # The requests read before it are answered first, as Tornado (which reads one request
         # at a time) answers them; then the connection ends, with no word for this one.
-        self._refusal = b""
-        self._refuse_after_answers()
+        self._refuse_after_answers(b"")
 
     def _limit_waiting(self) -> None:
         """Nothing being answered: the idle limit between requests; inside one, its own

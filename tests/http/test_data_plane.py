@@ -61,6 +61,17 @@ def _exchange(port: int, data: bytes, *, answers: int = 1) -> bytes:
         return received
 
 
+def _read_answers(sock: socket.socket, count: int = 1) -> bytes:
+    """What the server sends on an open connection until `count` complete answers have come
+    (each with a Content-Length); the connection must not close before."""
+    received = b""
+    while _complete_answers(received) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {count} answer(s): {received[:200]!r}"
+        received += chunk
+    return received
+
+
 def _complete_answers(data: bytes) -> int:
     return len(_answers(data))
 
@@ -165,9 +176,7 @@ def test_a_keep_alive_connection_serves_many_requests(plane: tuple[Stack, int]) 
     with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
         for _ in range(50):
             sock.sendall(_get("/verify", f"Authorization: Bearer {token}"))
-            received = b""
-            while _complete_answers(received) < 1:
-                received += sock.recv(65536)
+            received = _read_answers(sock)
             assert received.startswith(b"HTTP/1.1 200 OK")
     text = stack.loop.call(lambda: stack.ctx.metrics.exposition().decode())
     assert 'route="/verify",status="200"} 50.0' in text

@@ -22,7 +22,16 @@ import pytest
 import tornado.netutil
 import tornado.web
 from conftest import Stack
-from test_data_plane import SETTLE, _answers, _exchange, _get, _main_port, _same, _signed_in
+from test_data_plane import (
+    SETTLE,
+    _answers,
+    _exchange,
+    _get,
+    _main_port,
+    _read_answers,
+    _same,
+    _signed_in,
+)
 
 from gateway import data_plane, http_limits, server
 from gateway.data_plane import DataPlane
@@ -106,9 +115,7 @@ def test_a_request_that_expects_100_continue_gets_it_then_its_answer(
         interim = sock.recv(65536)
         assert interim == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         sock.sendall(body)
-        received = b""
-        while not _answers(received):
-            received += sock.recv(65536)
+        received = _read_answers(sock)
     assert received.startswith(b"HTTP/1.1 401 ")
 
 
@@ -490,11 +497,7 @@ def test_H7_an_idle_connection_keeps_nothing_of_the_request_it_answered(
             sock = socket.create_connection(("127.0.0.1", port), timeout=SETTLE)
             connections.append(sock)
             sock.sendall(request)
-            received = b""
-            while not _answers(received):
-                chunk = sock.recv(65536)
-                assert chunk, "closed before its answer"
-                received += chunk
+            _read_answers(sock)
 
     try:
         held, _ = _traced_growth(stack, exchange)
@@ -517,11 +520,7 @@ def test_H7_a_body_of_tiny_chunks_takes_no_more_memory_than_its_size(
     def exchange() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
             sock.sendall(request)
-            received = b""
-            while not _answers(received):
-                chunk = sock.recv(65536)
-                assert chunk, "closed before its answer"
-                received += chunk
+            _read_answers(sock)
 
     _, peak = _traced_growth(stack, exchange)
     assert peak < 8 * 2 * chunks  # the body, a copy of it, and room to spare
@@ -535,9 +534,7 @@ def test_H7_a_request_carries_nothing_of_the_context_of_the_one_before_it(
     _, port = every_route
     with socket.create_connection(("127.0.0.1", port), timeout=SETTLE) as sock:
         sock.sendall(_get("/healthz") + _get("/verify"))  # /verify without a token: a handler
-        received = b""
-        while len(_answers(received)) < 2:
-            received += sock.recv(65536)
+        _read_answers(sock, 2)
         sock.sendall(b"\x00malformed\r\n\r\n")
         _read_all(sock)
     records = [json.loads(line) for line in logs.lines]
