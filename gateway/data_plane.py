@@ -1,5 +1,6 @@
-"""The data-plane listener: `/verify` and `/auth` on a port of their own, parsed by llhttp; or,
-with `[listen] http_parser = "llhttp"`, every route of the public listener.
+"""The gateway's own HTTP/1.1 connection, parsed by llhttp: the public listener, every route
+(`[listen] http_parser = "llhttp"`, the default), and the data-plane listener, `/verify` and
+`/auth` on a port of their own (`[data_plane]`).
 
 Every request of every app behind the gateway asks `/verify` (the apps) or `/auth` (their
 reverse proxy). Their common answer is already known (gateway/fast_route.py), and what is left is
@@ -148,6 +149,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
     (write_headers, write, finish, set_close_callback), for the requests it hands on."""
 
     _transfer_encoding: bytes  # the request's Transfer-Encoding fields, joined (_reset_message)
+    # The request and its start line, made when its head is complete (on_headers_complete)
+    _request: tuple[tornado.httputil.HTTPServerRequest, tornado.httputil.RequestStartLine] | None
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
@@ -279,6 +282,10 @@ class _Connection(asyncio.Protocol, DirectConnection):
             # llhttp takes `gzip, chunked` and hands the body over still coded: Tornado
             # refuses any coding but chunked, and so do we.
             raise _Refused("transfer coding other than chunked")
+        # The request, from its head: a version but 1.0 and 1.1, or a missing, doubled or
+        # malformed Host (HTTPServerRequest's checks) is refused now, as Tornado refuses it,
+        # not after a body it would never use.
+        self._request = self._request_of_head()
         self._wait(http_limits.BODY_TIMEOUT)
         if self._length.isdigit() and int(self._length) > http_limits.MAX_BODY_BYTES:
             raise _Dropped("body too large")  # before any 100 Continue invites it
@@ -322,10 +329,23 @@ class _Connection(asyncio.Protocol, DirectConnection):
             return
         if len(self._queue) >= MAX_PIPELINED:
             raise _Dropped(f"more than {MAX_PIPELINED} requests pipelined")
+        assert self._request is not None  # on_headers_complete made it
+        request, start_line = self._request
+        request.body = bytes(self._body)
+        self._queue.append((request, start_line, self._keeps_alive(
+            start_line.method, start_line.version, request.headers.get("Connection", ""))))
+        # The request holds what it needs: its body and headers are not kept here as well
+        # while it is answered, nor after, for as long as the connection idles.
+        self._reset_message()
+        self._in_message = False
+        self._continue_owed = False  # the body came without it
+        self._deadline = None  # no time limit while it waits for its answer
+
+    def _request_of_head(self) -> tuple[tornado.httputil.HTTPServerRequest,
+                                        tornado.httputil.RequestStartLine]:
         version = VERSIONS.get(self.parser.get_http_version())
         if version is None:
             raise _Refused("HTTP version not supported")
-        method = self.parser.get_method().decode("latin1")
         headers = tornado.httputil.HTTPHeaders()
         for name, value in self._headers:
             # llhttp refused a name that is not a token and a control character in a value,
@@ -335,19 +355,11 @@ class _Connection(asyncio.Protocol, DirectConnection):
                 headers.add(key, text)
             else:
                 headers[key] = text
-        start_line = tornado.httputil.RequestStartLine(method, self._url.decode("latin1"),
-                                                       version)
+        start_line = tornado.httputil.RequestStartLine(
+            self.parser.get_method().decode("latin1"), self._url.decode("latin1"), version)
         request = tornado.httputil.HTTPServerRequest(
-            connection=self, start_line=start_line, headers=headers,
-            body=bytes(self._body))
-        self._queue.append((request, start_line,
-                            self._keeps_alive(method, version, headers.get("Connection", ""))))
-        # The request holds what it needs: its body and headers are not kept here as well
-        # while it is answered, nor after, for as long as the connection idles.
-        self._reset_message()
-        self._in_message = False
-        self._continue_owed = False  # the body came without it
-        self._deadline = None  # no time limit while it waits for its answer
+            connection=self, start_line=start_line, headers=headers)
+        return request, start_line
 
     def _keeps_alive(self, method: str, version: str, connection: str) -> bool:
         """llhttp's answer, but an HTTP/1.0 request keeps the connection only when its end is
@@ -577,6 +589,8 @@ class _Connection(asyncio.Protocol, DirectConnection):
         self._headers_done = False
         self._transfer_encoding = b""
         self._body = bytearray()
+        # The request and its start line, made when the head is complete (on_headers_complete)
+        self._request = None
 
     def _count(self, size: int) -> None:
         self._header_bytes += size

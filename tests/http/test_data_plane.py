@@ -228,6 +228,30 @@ def test_H7_request_smuggling_and_malformed_requests_are_a_400_and_closed(
     assert answer == b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
+# Heads that announce a body and are refused for what the head says, before any body is sent.
+REFUSED_AT_THE_HEAD = {
+    "no Host": b"POST /verify HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+    "two Host fields": b"POST /verify HTTP/1.1\r\nHost: a\r\nHost: b\r\n"
+                       b"Content-Length: 10\r\n\r\n",
+    "a Host that is no host name": b"POST /verify HTTP/1.1\r\nHost: a b@c\r\n"
+                                   b"Content-Length: 10\r\n\r\n",
+    "HTTP/0.9": b"POST /verify HTTP/0.9\r\nHost: a\r\nContent-Length: 10\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_AT_THE_HEAD))
+def test_H7_a_bad_host_or_version_is_refused_at_the_end_of_the_head(
+        plane: tuple[Stack, int], name: str) -> None:
+    """As on Tornado's listener: the 400 comes without waiting for a body it would not use."""
+    stack, port = plane
+    for each in (_main_port(stack), port):
+        with socket.create_connection(("127.0.0.1", each), timeout=SETTLE) as sock:
+            sock.sendall(REFUSED_AT_THE_HEAD[name])
+            answer = _read_answers(sock)
+            assert _closed_by_server(sock)
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (each, answer)
+
+
 def test_H7_a_valid_request_pipelined_after_a_smuggled_one_is_never_answered(
         plane: tuple[Stack, int]) -> None:
     stack, port = plane

@@ -559,22 +559,6 @@ def _llhttp_refuses_before_the_end_of_the_request(case: Case, pair: Pair) -> boo
             and tornado.answers == llhttp.answers[:k] and not tornado.closed and not tornado.rest)
 
 
-def _llhttp_refuses_a_bad_host_or_version_after_the_body(case: Case, pair: Pair) -> bool:
-    """No Host (HTTP/1.1), two, or one that is no host name, or a version but HTTP/1.0 and 1.1
-    (`HTTP/0.9`): both refuse it, Tornado at the end of the head, llhttp once the body is in
-    (its HTTPServerRequest checks the Host, on_message_complete the version); the case never
-    sends all of the body, so llhttp still waits."""
-    tornado, llhttp = pair
-    k = len(tornado.answers) - 1
-    if not (tornado.closed and k >= 0 and tornado.answers[k] == BARE_REFUSAL
-            and llhttp.answers == tornado.answers[:k] and not llhttp.closed):
-        return False
-    request = _request_of(tornado, k)
-    hosts = _values(_nth(case, request), b"host")
-    return (len(hosts) != 1 or re.fullmatch(rb"[a-z0-9.-]+(:\d+)?", hosts[0]) is None
-            or re.search(rb" HTTP/1\.[01]\r?$", _line(case, request)) is None)
-
-
 def _tornado_drops_a_chunk_size_line_past_64_bytes(case: Case, pair: Pair) -> bool:
     """Tornado reads a chunk-size line of 64 bytes at most, and drops the connection without a
     word past it (a line that is not a chunk size at all); llhttp refuses it with a 400."""
@@ -658,13 +642,6 @@ def _tornado_refuses_spaces_in_the_request_line(case: Case, pair: Pair) -> bool:
                                           _line(case, k)) is not None
 
 
-def _tornado_refuses_a_request_line_without_a_version(case: Case, pair: Pair) -> bool:
-    """`GET /verify` and no version (HTTP/0.9): Tornado refuses it at the end of the head,
-    llhttp once the message is complete (only HTTP/1.0 and 1.1 are served), here never."""
-    k = _tornado_refuses_instead(pair)
-    return k is not None and b" HTTP/" not in _line(case, k).upper()
-
-
 def _tornado_announces_a_keep_alive_it_does_not_keep(case: Case, pair: Pair) -> bool:
     """HTTP/1.0 `Connection: keep-alive` on a request whose end Tornado cannot tell (a DELETE
     without a length): Tornado's answer says Keep-Alive and the connection closes; llhttp's
@@ -691,14 +668,12 @@ KNOWN_DIFFERENCES: list[KnownDifference] = [
     _tornado_drops_a_head_over_the_limit,
     _llhttp_refuses_bare_lf,
     _llhttp_refuses_before_the_end_of_the_request,
-    _llhttp_refuses_a_bad_host_or_version_after_the_body,
     _tornado_drops_a_chunk_size_line_past_64_bytes,
     _llhttp_drops_a_body_over_the_limit,
     _llhttp_closes_on_close_among_other_tokens,
     _llhttp_closes_after_declining_an_upgrade,
     _tornado_refuses_chunk_extensions,
     _tornado_refuses_spaces_in_the_request_line,
-    _tornado_refuses_a_request_line_without_a_version,
     _tornado_announces_a_keep_alive_it_does_not_keep,
 ]
 
