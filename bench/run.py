@@ -544,7 +544,7 @@ def _print_peer(rows: list[Row]) -> None:
         against_peer = _ratio(ratios) if ratios else ""
         target = (f">= {TARGET_PEER} x the peer: "
                   f"{_verdict(statistics.median(ratios) >= TARGET_PEER)}"
-                  if ratios and DATA_PLANE in row.scenario else "")
+                  if ratios else "")  # the public listener's and the data plane's
         print(f"| {row.scenario} | {row.median('requests_per_second'):.0f} "
               f"({row.spread('requests_per_second')}) | {against_peer} "
               f"| {_ratio(row.ratios(row.baseline))} | {row.median('p50_ms'):.2f} "

@@ -78,7 +78,7 @@ UNIT_TESTS = Path(__file__).parent / "unit"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--http-parser", default="tornado", choices=("tornado", "llhttp"),
+    parser.addoption("--http-parser", default="llhttp", choices=("tornado", "llhttp"),
                      help="the gateways' listen.http_parser in tests that start a stack")
 
 

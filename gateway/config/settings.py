@@ -58,9 +58,10 @@ class ListenSettings:
     # Processes serving the port (`serve --workers N`): 1 serves in the process itself; more
     # fork that many workers from a supervising parent (gateway/workers.py).
     workers: int = 1
-    # "tornado": Tornado's HTTP/1.1 server; "llhttp": the data plane's (gateway/data_plane.py)
-    # for every route, the same handlers behind it, cheaper per request.
-    http_parser: str = "tornado"
+    # "llhttp": the data plane's connection (gateway/data_plane.py) for every route, the same
+    # handlers behind it, cheaper per request; "tornado": Tornado's own HTTP/1.1 server, which
+    # answers some malformed requests llhttp refuses (docs/configuration.md, `[listen]`).
+    http_parser: str = "llhttp"
 
 
 @dataclass(frozen=True)

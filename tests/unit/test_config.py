@@ -221,10 +221,11 @@ def test_env_integer_that_is_not_a_number_is_refused_naming_key_and_variable(
     assert "GATEWAY_LISTEN__PORT" in str(error)
 
 
-def test_the_http_parser_is_tornado_or_llhttp(tmp_path: Path) -> None:
+def test_the_http_parser_is_llhttp_unless_tornado_is_asked_for(tmp_path: Path) -> None:
     path = write_config(tmp_path)
-    assert load_settings(path, {"GATEWAY_LISTEN__HTTP_PARSER": "llhttp"}
-                         ).listen.http_parser == "llhttp"
+    assert load_settings(path, {}).listen.http_parser == "llhttp"
+    assert load_settings(path, {"GATEWAY_LISTEN__HTTP_PARSER": "tornado"}
+                         ).listen.http_parser == "tornado"
     error = refusal(path, {"GATEWAY_LISTEN__HTTP_PARSER": "httptools"})
     assert error.key == "listen.http_parser"
     assert "tornado, llhttp" in str(error)
