@@ -59,7 +59,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 100
 BARE = "hello world (bare Tornado)"
-SCENARIOS = ("verify", "tokens", "peer", "auth", "stores", "workers", "callback", "c10k")
+SCENARIOS = ("verify", "tokens", "cache", "peer", "auth", "stores", "workers", "callback", "c10k")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 # GET /auth as nginx's auth_request sends it (config/nginx.conf): the browser's headers, its
 # cookies among them, and the URL it asked for.
@@ -78,6 +78,11 @@ TARGET_REFUSALS = 0.5
 COLD, WARM = "30,000", "2,000"
 DATA_PLANE = " (data plane)"  # a figure of the data-plane listener (gateway/data_plane.py)
 COLD_TOKENS, WARM_TOKENS = 30000, 2000
+# The cache scenario: as many tokens as users may have, and the memory for them all (about
+# 4 KB a token: docs/benchmarks.md); the hit path's figure kept within a tenth of 2,000 tokens'.
+MANY, MANY_TOKENS, CACHE_MB = "100,000", 100000, 500
+TARGET_CACHE_KEEPS = 0.9
+WARM_UP_SECONDS = 5
 TOKENS_LIFETIME = 7200  # the tokens outlive the whole run (tokens.access_token_lifetime)
 # The peer scenario (bench/apache_peer.py): its figures, and what ours must reach against them.
 PEER_STATIC = "Apache, static file (no token)"
@@ -230,6 +235,8 @@ def _main(printed: io.StringIO) -> int:
         _print_table(_verify_scenario(runs, seconds))
     if "tokens" in only:
         _print_table(_tokens_scenario(runs, seconds))
+    if "cache" in only:
+        _print_cache(_cache_scenario(runs, seconds))
     if "peer" in only:
         peer = _peer_scenario(runs, seconds)
         if peer:
@@ -441,15 +448,7 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
             def round_robin(name: str, url: str, tokens_file: Path, header: str = "Authorization",
                             prefix: str = "Bearer ", headers: dict[str, str] | None = None
                             ) -> Load:
-                # One place per list and server: /verify and /auth, on either listener, go on
-                # through the gateway's cold list together, so that none meets a token another
-                # just verified (the gateway has one cache).
-                path = urlsplit(url).path or "/"
-                server = "hello" if url.startswith(hello) else "gateway"
-                place = work / f"{tokens_file.stem}-{server}.place"
-                env = {"TOKENS_FILE": str(tokens_file), "HEADER": header, "PREFIX": prefix,
-                       "REQUEST_PATH": path, "PLACE_FILE": str(place)}
-                return Load(name, url, headers or {}, many_tokens.ROUND_ROBIN_LUA, env)
+                return _round_robin(name, url, tokens_file, hello, header, prefix, headers)
 
             same = f"hello world, {COLD} {algorithm} tokens sent"
             loads.append(round_robin(same, hello, cold))
@@ -480,6 +479,76 @@ def _tokens_scenario(runs: int, seconds: int) -> list[Row]:
                     subjects.append((name, same_auth))
         measured = _rounds(loads, runs, seconds)
     return _against_hello(measured, subjects)
+
+
+def _round_robin(name: str, url: str, tokens_file: Path, hello: str,
+                 header: str = "Authorization", prefix: str = "Bearer ",
+                 headers: dict[str, str] | None = None) -> Load:
+    """wrk sending the tokens of `tokens_file` in turn to `url` (`hello`: hello-world's URL).
+    One place per list and server, beside the list: /verify and /auth, on either listener, go
+    on through the gateway's list together, so that none meets a token another just verified
+    (the gateway has one cache)."""
+    path = urlsplit(url).path or "/"
+    server = "hello" if url.startswith(hello) else "gateway"
+    place = tokens_file.with_name(f"{tokens_file.stem}-{server}.place")
+    env = {"TOKENS_FILE": str(tokens_file), "HEADER": header, "PREFIX": prefix,
+           "REQUEST_PATH": path, "PLACE_FILE": str(place)}
+    return Load(name, url, headers or {}, many_tokens.ROUND_ROBIN_LUA, env)
+
+
+def _cache_scenario(runs: int, seconds: int) -> list[Row]:
+    """The verified cache's hit path with 100,000 distinct tokens when the memory allows
+    (`tokens.verified_cache_mb` = CACHE_MB): after one pass through the list, each token
+    verified once, every request is answered from the cache, as with 2,000 tokens; both
+    against hello-world in the same rounds. Were the cache to stop short of the list, the
+    figure would fall to the cold one (a cycle through more than it holds: every request a
+    miss)."""
+    with contextlib.ExitStack() as stack:
+        hello_port = stack.enter_context(_server([sys.executable, str(BENCH_DIR / "hello.py")]))
+        hello = f"http://127.0.0.1:{hello_port}/"
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        settings = {"GATEWAY_TOKENS__ACCESS_TOKEN_LIFETIME": str(TOKENS_LIFETIME),
+                    "GATEWAY_TOKENS__VERIFIED_CACHE_MB": str(CACHE_MB)}
+        base, sample, state, _ = stack.enter_context(_gateway("RS256", settings))
+        started = time.perf_counter()
+        tokens = many_tokens.mint(state, "RS256", sample, MANY_TOKENS + WARM_TOKENS,
+                                  TOKENS_LIFETIME)
+        print(f"  {len(tokens)} RS256 tokens minted in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr)
+        many = many_tokens.write(work / "many.txt", tokens[:MANY_TOKENS])
+        warm = many_tokens.write(work / "warm.txt", tokens[MANY_TOKENS:])
+        same = f"hello world, {MANY} RS256 tokens sent"
+        loads = [Load(BARE, hello, {}), _round_robin(same, hello, many, hello)]
+        subjects = []
+        for count, tokens_file in ((MANY, many), (WARM, warm)):
+            name = f"/verify {count} distinct tokens, RS256, {CACHE_MB} MB cache"
+            load = _round_robin(name, f"{base}/verify", tokens_file, hello)
+            _warm_up(load, len(tokens_file.read_text().split()))
+            loads.append(load)
+            subjects.append((name, same))
+        measured = _rounds(loads, runs, seconds)
+    return _against_hello(measured, subjects)
+
+
+def _warm_up(load: Load, count: int) -> None:
+    """Send `load` until it has gone through `count` tokens at least once (not measured)."""
+    sent, started = 0.0, time.perf_counter()
+    while sent < count * 1.05:
+        sent += load.measure(WARM_UP_SECONDS).requests_per_second * WARM_UP_SECONDS
+    print(f"  {load.name}: {sent:.0f} requests to warm it up, "
+          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def _print_cache(rows: list[Row]) -> None:
+    """The tokens table, then the 100,000 tokens' figure against the 2,000 tokens' (both from
+    the cache), round by round."""
+    _print_table(rows)
+    by_name = {row.scenario: row for row in rows}
+    many, few = (by_name[f"/verify {count} distinct tokens, RS256, {CACHE_MB} MB cache"]
+                 for count in (MANY, WARM))
+    ratios = many.ratios(few)
+    print(f"\n{MANY} distinct tokens x {WARM}, both cached: {_ratio(ratios)}; target >= "
+          f"{TARGET_CACHE_KEEPS}: {_verdict(statistics.median(ratios) >= TARGET_CACHE_KEEPS)}")
 
 
 def _peer_scenario(runs: int, seconds: int) -> list[Row]:
@@ -685,7 +754,7 @@ def _target_of(scenario: str) -> tuple[float, float | None] | None:
     """(x hello-world, p99 x hello-world or None) asked of a figure, by its name (the data
     plane's figures: the same targets)."""
     scenario = scenario.removesuffix(DATA_PLANE)
-    if scenario.startswith("/verify valid token") or scenario.startswith(f"/verify {WARM}"):
+    if scenario.startswith(("/verify valid token", f"/verify {WARM}", f"/verify {MANY}")):
         return TARGET_VERIFY, TARGET_VERIFY_P99
     if scenario.startswith("/verify unique bad signatures"):
         return TARGET_REFUSALS, None
