@@ -2,6 +2,7 @@
 run and cleaned up after it:
 
 - memory: the one-process store (`memory://`);
+- SQLite: a database file in a directory of the run's own (`sqlite:///...`), removed after;
 - Redis: the machine's 127.0.0.1:6379 under a key prefix of the run's own, whose keys are
   deleted at the end (nothing else on that server is touched);
 - Redis Sentinel: a master, a replica and three sentinels of the benchmark's own
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from redis_sentinel import sentinel_topology
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-NAMES = ("memory", "Redis", "Redis Sentinel", "Redis Sentinel, min_replicas_ack 1",
+NAMES = ("memory", "SQLite", "Redis", "Redis Sentinel", "Redis Sentinel, min_replicas_ack 1",
          "PostgreSQL")
 
 
@@ -49,6 +51,9 @@ def stores(names: tuple[str, ...] = NAMES) -> Iterator[list[StoreSetup]]:
         for name in names:
             if name == "memory":
                 setups.append(StoreSetup(name, {"url": "memory://"}))
+            elif name == "SQLite":
+                folder = stack.enter_context(tempfile.TemporaryDirectory())
+                setups.append(StoreSetup(name, {"url": f"sqlite:///{folder}/gateway.db"}))
             elif name == "Redis":
                 prefix = stack.enter_context(shared_redis_prefix())
                 setups.append(StoreSetup(name, {"url": SHARED_REDIS_URL, "key_prefix": prefix}))
