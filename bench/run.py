@@ -520,14 +520,19 @@ def _cache_scenario(runs: int, seconds: int) -> list[Row]:
         same = f"hello world, {MANY} RS256 tokens sent"
         loads = [Load(BARE, hello, {}), _round_robin(same, hello, many, hello)]
         subjects = []
-        for count, tokens_file in ((MANY, many), (WARM, warm)):
-            name = f"/verify {count} distinct tokens, RS256, {CACHE_MB} MB cache"
+        for count, tokens_file, size in ((MANY, many, MANY_TOKENS), (WARM, warm, WARM_TOKENS)):
+            name = _cached_figure(count)
             load = _round_robin(name, f"{base}/verify", tokens_file, hello)
-            _warm_up(load, len(tokens_file.read_text().split()))
+            _warm_up(load, size)
             loads.append(load)
             subjects.append((name, same))
         measured = _rounds(loads, runs, seconds)
     return _against_hello(measured, subjects)
+
+
+def _cached_figure(count: str) -> str:
+    """The cache scenario's figure for `count` (MANY or WARM) distinct tokens."""
+    return f"/verify {count} distinct tokens, RS256, {CACHE_MB} MB cache"
 
 
 def _warm_up(load: Load, count: int) -> None:
@@ -544,9 +549,7 @@ def _print_cache(rows: list[Row]) -> None:
     the cache), round by round."""
     _print_table(rows)
     by_name = {row.scenario: row for row in rows}
-    many, few = (by_name[f"/verify {count} distinct tokens, RS256, {CACHE_MB} MB cache"]
-                 for count in (MANY, WARM))
-    ratios = many.ratios(few)
+    ratios = by_name[_cached_figure(MANY)].ratios(by_name[_cached_figure(WARM)])
     print(f"\n{MANY} distinct tokens x {WARM}, both cached: {_ratio(ratios)}; target >= "
           f"{TARGET_CACHE_KEEPS}: {_verdict(statistics.median(ratios) >= TARGET_CACHE_KEEPS)}")
 
